@@ -1,0 +1,26 @@
+//! The fleetbench scenario model.
+//!
+//! A scenario file (TOML) is parsed into wire types that remember where each value stood
+//! ([`raw`]), validated into the [`Scenario`] model, and expanded into a [`Plan`]: one entry per
+//! virtual device and per observer, with rendered client ids, topics and schedules.
+//!
+//! This crate is pure: no IO, no async runtime. Callers read the file and pass its text.
+
+mod error;
+mod model;
+mod plan;
+mod raw;
+pub mod topic;
+mod validate;
+
+pub use error::{Location, ScenarioError};
+pub use model::{
+    BrokerTarget, DeviceGroup, EmbeddedBroker, Expectations, ExternalBroker, ObserverGroup, Qos,
+    Scenario, Scheme,
+};
+pub use plan::{DeviceSpec, ObserverSpec, Plan, Shard};
+
+/// Parse and validate a scenario from its text. `file` names the source in error messages.
+pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
+    validate::parse(file, text)
+}

@@ -1,0 +1,160 @@
+//! The validated scenario: every default resolved, every value checked. Serialisable so that a
+//! report can carry the full resolved scenario it ran.
+
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+
+/// MQTT quality of service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Qos {
+    AtMostOnce = 0,
+    AtLeastOnce = 1,
+    ExactlyOnce = 2,
+}
+
+impl Qos {
+    pub fn from_level(level: u8) -> Option<Qos> {
+        match level {
+            0 => Some(Qos::AtMostOnce),
+            1 => Some(Qos::AtLeastOnce),
+            2 => Some(Qos::ExactlyOnce),
+            _ => None,
+        }
+    }
+
+    pub fn level(self) -> u8 {
+        self as u8
+    }
+}
+
+impl Serialize for Qos {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(self.level())
+    }
+}
+
+pub(crate) fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+fn ser_opt_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ser_duration(d, s),
+        None => s.serialize_none(),
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    pub seed: u64,
+    #[serde(serialize_with = "ser_duration")]
+    pub duration: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub drain_timeout: Duration,
+    pub broker: BrokerTarget,
+    pub groups: Vec<DeviceGroup>,
+    pub observers: Vec<ObserverGroup>,
+    pub expect: Expectations,
+}
+
+impl Scenario {
+    /// Total number of virtual devices over all groups.
+    pub fn device_count(&self) -> u64 {
+        self.groups.iter().map(|g| u64::from(g.count)).sum()
+    }
+
+    /// Total number of observer clients.
+    pub fn observer_count(&self) -> u64 {
+        self.observers.iter().map(|o| u64::from(o.count)).sum()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BrokerTarget {
+    Embedded(EmbeddedBroker),
+    External(ExternalBroker),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EmbeddedBroker {
+    /// Listening ports: connections are spread over them so that accepts are not serialised.
+    pub listeners: u16,
+    /// Make accepted sockets inherit TCP_NODELAY (off only to measure what Nagle costs).
+    pub tcp_nodelay: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    Mqtt,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExternalBroker {
+    pub scheme: Scheme,
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    /// Name of the environment variable holding the password; the password itself is never
+    /// stored in the scenario model, so it cannot reach a report.
+    pub password_env: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceGroup {
+    pub name: String,
+    pub count: u32,
+    /// Client-id pattern with `{group}` and `{index}`.
+    pub client_id: String,
+    /// Topic pattern with `{group}` and `{index}`.
+    pub topic: String,
+    /// Messages per second per device.
+    pub rate: f64,
+    pub qos: Qos,
+    pub payload_size: u32,
+    /// New connections per second for this group; `None` connects all at once.
+    pub connect_rate: Option<f64>,
+    #[serde(serialize_with = "ser_duration")]
+    pub keep_alive: Duration,
+}
+
+impl DeviceGroup {
+    /// Time between two messages of one device.
+    pub fn period(&self) -> Duration {
+        Duration::from_secs_f64(1.0 / self.rate)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ObserverGroup {
+    pub name: String,
+    pub count: u32,
+    pub filters: Vec<String>,
+    pub qos: Qos,
+}
+
+/// What a run must show to pass. Unset limits are not checked; the QoS guarantees (nothing lost
+/// on a stream delivered at QoS 1 or 2, no duplicate at QoS 2) are always checked.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Expectations {
+    pub delivered_ratio: Option<f64>,
+    pub max_lost: Option<u64>,
+    pub max_duplicates: Option<u64>,
+    pub max_reordered: Option<u64>,
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub p50: Option<Duration>,
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub p90: Option<Duration>,
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub p99: Option<Duration>,
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub p999: Option<Duration>,
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub max_latency: Option<Duration>,
+    pub min_deliver_per_s: Option<f64>,
+    pub min_publish_per_s: Option<f64>,
+}

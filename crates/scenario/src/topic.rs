@@ -1,0 +1,157 @@
+//! MQTT topic names, topic filters and the `{group}`/`{index}` patterns that produce them.
+
+/// Placeholders a client-id or topic pattern may use.
+pub const PLACEHOLDERS: [&str; 2] = ["{group}", "{index}"];
+
+/// Render a pattern for one device.
+pub fn render(pattern: &str, group: &str, index: u32) -> String {
+    let mut out = String::with_capacity(pattern.len() + 8);
+    let mut rest = pattern;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        if let Some(t) = tail.strip_prefix("{group}") {
+            out.push_str(group);
+            rest = t;
+        } else if let Some(t) = tail.strip_prefix("{index}") {
+            push_u32(&mut out, index);
+            rest = t;
+        } else {
+            out.push('{');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn push_u32(out: &mut String, mut v: u32) {
+    let mut buf = [0u8; 10];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for b in &buf[i..] {
+        out.push(char::from(*b));
+    }
+}
+
+/// The first `{...}` in `pattern` that is not a known placeholder, if any.
+pub fn unknown_placeholder(pattern: &str) -> Option<&str> {
+    let mut rest = pattern;
+    while let Some(start) = rest.find('{') {
+        let tail = &rest[start..];
+        match tail.find('}') {
+            Some(end) => {
+                let candidate = &tail[..=end];
+                if !PLACEHOLDERS.contains(&candidate) {
+                    return Some(candidate);
+                }
+                rest = &tail[end + 1..];
+            }
+            None => return Some(tail),
+        }
+    }
+    None
+}
+
+/// Why a topic name cannot be published to, if it cannot.
+pub fn topic_name_problem(topic: &str) -> Option<&'static str> {
+    if topic.is_empty() {
+        Some("a topic name must not be empty")
+    } else if topic.contains(['+', '#']) {
+        Some("a topic name must not contain the wildcards '+' or '#'")
+    } else if topic.contains('\0') {
+        Some("a topic name must not contain NUL")
+    } else if topic.len() > 65_535 {
+        Some("a topic name must be at most 65535 bytes")
+    } else {
+        None
+    }
+}
+
+/// Why a topic filter is malformed, if it is.
+pub fn filter_problem(filter: &str) -> Option<&'static str> {
+    if filter.is_empty() {
+        return Some("a topic filter must not be empty");
+    }
+    if filter.contains('\0') {
+        return Some("a topic filter must not contain NUL");
+    }
+    let levels: Vec<&str> = filter.split('/').collect();
+    for (i, level) in levels.iter().enumerate() {
+        if level.contains('#') && (*level != "#" || i + 1 != levels.len()) {
+            return Some("'#' must be a whole level and the last one (e.g. \"fleet/#\")");
+        }
+        if level.contains('+') && *level != "+" {
+            return Some("'+' must be a whole level (e.g. \"fleet/+/temp\")");
+        }
+    }
+    None
+}
+
+/// Whether `filter` (well formed) matches `topic` (a topic name), per MQTT 3.1.1 section 4.7.
+pub fn matches(filter: &str, topic: &str) -> bool {
+    // Topics starting with '$' are not matched by filters starting with a wildcard.
+    if topic.starts_with('$') && filter.starts_with(['+', '#']) {
+        return false;
+    }
+    let mut f = filter.split('/');
+    let mut t = topic.split('/');
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(fl), Some(tl)) if fl == tl => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_placeholders_and_leaves_other_braces() {
+        assert_eq!(render("s-{group}-{index}", "temp", 42), "s-temp-42");
+        assert_eq!(render("a/{index}/{index}", "g", 0), "a/0/0");
+        assert_eq!(render("x{y", "g", 1), "x{y");
+        assert_eq!(render("n{index}", "g", u32::MAX), "n4294967295");
+    }
+
+    #[test]
+    fn finds_unknown_placeholders() {
+        assert_eq!(unknown_placeholder("a/{index}/{group}"), None);
+        assert_eq!(unknown_placeholder("a/{idx}"), Some("{idx}"));
+        assert_eq!(unknown_placeholder("a/{index"), Some("{index"));
+    }
+
+    #[test]
+    fn filter_matching_follows_the_mqtt_rules() {
+        assert!(matches("fleet/#", "fleet/a/b"));
+        assert!(matches("fleet/#", "fleet"));
+        assert!(matches("fleet/+/t", "fleet/a/t"));
+        assert!(!matches("fleet/+/t", "fleet/a/b/t"));
+        assert!(!matches("fleet/+", "fleet"));
+        assert!(matches("#", "a"));
+        assert!(!matches("#", "$SYS/x"));
+        assert!(!matches("a/b", "a/b/c"));
+    }
+
+    #[test]
+    fn malformed_filters_are_named() {
+        assert!(filter_problem("fleet/#/x").is_some());
+        assert!(filter_problem("fleet/a+").is_some());
+        assert!(filter_problem("").is_some());
+        assert!(filter_problem("fleet/+/#").is_none());
+        assert!(topic_name_problem("fleet/+").is_some());
+        assert!(topic_name_problem("fleet/1").is_none());
+    }
+}
