@@ -1,1 +1,18 @@
+//! Measurement for fleetbench: recorders owned by each task, the delivery ledger, the tick-wise
+//! aggregator that turns them into live snapshots, and the report with its expectations.
+//!
+//! Nothing here is shared between tasks on the hot path: observers own their histograms and
+//! ledgers, devices buffer raw samples, and both hand them over through a channel once a tick.
 
+pub mod aggregate;
+pub mod env;
+pub mod expect;
+pub mod hist;
+pub mod ledger;
+pub mod report;
+pub mod summary;
+
+pub use aggregate::{Aggregator, DeviceFlush, Flush, ObserverFlush, Snapshot};
+pub use hist::LatencyHistogram;
+pub use ledger::{Delivery, Ledger, StreamOutcome};
+pub use report::Report;

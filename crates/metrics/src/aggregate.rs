@@ -1,0 +1,342 @@
+//! Merging per-task recordings on the tick into totals and live snapshots.
+//!
+//! Tasks send [`Flush`]es through a std channel (lock-free for senders); the aggregator drains it
+//! once a tick. A slow reader of snapshots only ever sees an older snapshot: nothing upstream
+//! waits for it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::Duration;
+
+use crate::hist::{LatencyHistogram, LatencySummary};
+
+/// What a device task hands over, at most once a tick and once more when it ends.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceFlush {
+    /// The device's position in the plan.
+    pub device: u32,
+    /// Messages sent so far (cumulative): sequence numbers `0..sent` have been published.
+    pub sent: u64,
+    /// Sends since the last flush that left later than their due time plus the lateness
+    /// threshold.
+    pub late_sends: u64,
+    /// Largest lag behind the schedule since the last flush.
+    pub max_lag_us: u64,
+    /// PUBACK latencies (QoS 1) or PUBCOMP latencies (QoS 2) since the last flush.
+    pub ack_us: Vec<u32>,
+    /// Set on the flush after a connection is established: how long CONNECT to CONNACK took.
+    pub connect_us: Option<u64>,
+    /// A change of connection state, if any since the last flush.
+    pub connected: Option<bool>,
+}
+
+/// What an observer task hands over once a tick.
+#[derive(Debug, Clone, Default)]
+pub struct ObserverFlush {
+    pub observer: u32,
+    pub from_intended: LatencyHistogram,
+    pub from_send: LatencyHistogram,
+    pub delivered: u64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    pub unexpected: u64,
+    pub connected: Option<bool>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Flush {
+    Device(DeviceFlush),
+    Observer(ObserverFlush),
+    /// Something went wrong: `kind` groups errors for display (for example "connect").
+    Error { kind: &'static str, detail: String },
+}
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    #[default]
+    Starting,
+    Connecting,
+    Running,
+    Draining,
+    Done,
+}
+
+impl Phase {
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Connecting => "connecting",
+            Phase::Running => "running",
+            Phase::Draining => "draining",
+            Phase::Done => "done",
+        }
+    }
+}
+
+/// Errors of one kind: how many, and the latest detail.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ErrorGroup {
+    pub count: u64,
+    pub latest: String,
+}
+
+/// The state of a run at one tick: what the monitor and the progress line show.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub elapsed: Duration,
+    pub phase: Phase,
+    pub devices_target: u32,
+    pub devices_connected: u32,
+    pub observers_target: u32,
+    pub observers_connected: u32,
+    pub sent: u64,
+    pub delivered: u64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    pub unexpected: u64,
+    /// Messages published per second over the last tick.
+    pub publish_rate: f64,
+    /// Deliveries per second over the last tick.
+    pub deliver_rate: f64,
+    /// Latency over the last tick.
+    pub interval_from_intended: LatencySummary,
+    pub interval_from_send: LatencySummary,
+    /// Latency since the start.
+    pub total_from_intended: LatencySummary,
+    pub late_sends: u64,
+    pub max_lag_us: u64,
+    pub errors: BTreeMap<&'static str, ErrorGroup>,
+}
+
+/// Totals of a whole run, as the report needs them.
+#[derive(Debug, Clone, Default)]
+pub struct Totals {
+    pub from_intended: LatencyHistogram,
+    pub from_send: LatencyHistogram,
+    pub ack: LatencyHistogram,
+    pub connect: LatencyHistogram,
+    pub late_sends: u64,
+    pub max_lag_us: u64,
+    pub errors: BTreeMap<&'static str, ErrorGroup>,
+}
+
+pub struct Aggregator {
+    rx: Receiver<Flush>,
+    totals: Totals,
+    interval_intended: LatencyHistogram,
+    interval_send: LatencyHistogram,
+    sent: Vec<u64>,
+    sent_total: u64,
+    delivered: u64,
+    duplicates: u64,
+    reordered: u64,
+    unexpected: u64,
+    devices_connected: u32,
+    observers_connected: u32,
+    last: Snapshot,
+    /// Sent counts per device at past ticks, kept for one drain timeout, to tell at the cutoff
+    /// which messages had their full drain timeout to arrive.
+    history: VecDeque<(Duration, Vec<u64>)>,
+    keep_history: Duration,
+}
+
+impl Aggregator {
+    /// A channel for the tasks and the aggregator that drains it.
+    pub fn new(devices: u32, observers: u32, keep_history: Duration) -> (Sender<Flush>, Aggregator) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let agg = Aggregator {
+            rx,
+            totals: Totals::default(),
+            interval_intended: LatencyHistogram::new(),
+            interval_send: LatencyHistogram::new(),
+            sent: vec![0; devices as usize],
+            sent_total: 0,
+            delivered: 0,
+            duplicates: 0,
+            reordered: 0,
+            unexpected: 0,
+            devices_connected: 0,
+            observers_connected: 0,
+            last: Snapshot {
+                devices_target: devices,
+                observers_target: observers,
+                ..Snapshot::default()
+            },
+            history: VecDeque::new(),
+            keep_history,
+        };
+        (tx, agg)
+    }
+
+    fn apply(&mut self, flush: Flush) {
+        match flush {
+            Flush::Device(d) => {
+                if let Some(slot) = self.sent.get_mut(d.device as usize) {
+                    if d.sent > *slot {
+                        self.sent_total += d.sent - *slot;
+                        *slot = d.sent;
+                    }
+                }
+                self.totals.late_sends += d.late_sends;
+                self.totals.max_lag_us = self.totals.max_lag_us.max(d.max_lag_us);
+                for us in d.ack_us {
+                    self.totals.ack.record_us(u64::from(us));
+                }
+                if let Some(us) = d.connect_us {
+                    self.totals.connect.record_us(us);
+                }
+                match d.connected {
+                    Some(true) => self.devices_connected += 1,
+                    Some(false) => self.devices_connected = self.devices_connected.saturating_sub(1),
+                    None => {}
+                }
+            }
+            Flush::Observer(o) => {
+                self.interval_intended.add(&o.from_intended);
+                self.interval_send.add(&o.from_send);
+                self.delivered += o.delivered;
+                self.duplicates += o.duplicates;
+                self.reordered += o.reordered;
+                self.unexpected += o.unexpected;
+                match o.connected {
+                    Some(true) => self.observers_connected += 1,
+                    Some(false) => {
+                        self.observers_connected = self.observers_connected.saturating_sub(1)
+                    }
+                    None => {}
+                }
+            }
+            Flush::Error { kind, detail } => {
+                let group = self.totals.errors.entry(kind).or_default();
+                group.count += 1;
+                group.latest = detail;
+            }
+        }
+    }
+
+    /// Take in everything flushed so far and produce the snapshot for `elapsed`.
+    pub fn tick(&mut self, elapsed: Duration, phase: Phase) -> &Snapshot {
+        let sent_before = self.sent_total;
+        let delivered_before = self.delivered;
+        while let Ok(flush) = self.rx.try_recv() {
+            self.apply(flush);
+        }
+        self.totals.from_intended.add(&self.interval_intended);
+        self.totals.from_send.add(&self.interval_send);
+        let dt = elapsed.saturating_sub(self.last.elapsed).as_secs_f64();
+        let rate = |now: u64, before: u64| {
+            if dt > 0.0 {
+                (now - before) as f64 / dt
+            } else {
+                0.0
+            }
+        };
+        let snapshot = Snapshot {
+            elapsed,
+            phase,
+            devices_target: self.last.devices_target,
+            devices_connected: self.devices_connected,
+            observers_target: self.last.observers_target,
+            observers_connected: self.observers_connected,
+            sent: self.sent_total,
+            delivered: self.delivered,
+            duplicates: self.duplicates,
+            reordered: self.reordered,
+            unexpected: self.unexpected,
+            publish_rate: rate(self.sent_total, sent_before),
+            deliver_rate: rate(self.delivered, delivered_before),
+            interval_from_intended: self.interval_intended.summary(),
+            interval_from_send: self.interval_send.summary(),
+            total_from_intended: self.totals.from_intended.summary(),
+            late_sends: self.totals.late_sends,
+            max_lag_us: self.totals.max_lag_us,
+            errors: self.totals.errors.clone(),
+        };
+        self.interval_intended.reset();
+        self.interval_send.reset();
+        self.history.push_back((elapsed, self.sent.clone()));
+        while self
+            .history
+            .get(1)
+            .is_some_and(|(t, _)| elapsed.saturating_sub(*t) >= self.keep_history)
+        {
+            self.history.pop_front();
+        }
+        self.last = snapshot;
+        &self.last
+    }
+
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.last
+    }
+
+    /// Sent counts per device as they stood at `at` (the newest tick at or before it); zeros if
+    /// no tick is that old.
+    pub fn sent_at(&self, at: Duration) -> Vec<u64> {
+        self.history
+            .iter()
+            .rev()
+            .find(|(t, _)| *t <= at)
+            .map_or_else(|| vec![0; self.sent.len()], |(_, s)| s.clone())
+    }
+
+    /// Final sent counts per device.
+    pub fn sent(&self) -> &[u64] {
+        &self.sent
+    }
+
+    pub fn totals(&self) -> &Totals {
+        &self.totals
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tick_merges_flushes_into_rates_and_latency() {
+        let (tx, mut agg) = Aggregator::new(2, 1, Duration::from_secs(5));
+        let _ = tx.send(Flush::Device(DeviceFlush {
+            device: 0,
+            sent: 10,
+            connected: Some(true),
+            ack_us: vec![100, 200],
+            ..Default::default()
+        }));
+        let mut from_intended = LatencyHistogram::new();
+        from_intended.record_us(1_000);
+        let _ = tx.send(Flush::Observer(ObserverFlush {
+            from_intended,
+            delivered: 10,
+            ..Default::default()
+        }));
+        let s = agg.tick(Duration::from_secs(2), Phase::Running);
+        assert_eq!((s.sent, s.delivered, s.devices_connected), (10, 10, 1));
+        assert!((s.publish_rate - 5.0).abs() < 1e-9);
+        assert_eq!(s.interval_from_intended.count, 1);
+        assert_eq!(agg.totals().ack.count(), 2);
+        // A later tick with no traffic reports zero rates but keeps totals.
+        let s = agg.tick(Duration::from_secs(3), Phase::Running);
+        assert_eq!((s.sent, s.publish_rate, s.interval_from_intended.count), (10, 0.0, 0));
+        assert_eq!(s.total_from_intended.count, 1);
+    }
+
+    #[test]
+    fn sent_history_answers_what_was_sent_a_drain_timeout_ago() {
+        let (tx, mut agg) = Aggregator::new(1, 1, Duration::from_secs(2));
+        for t in 1..=5u64 {
+            let _ = tx.send(Flush::Device(DeviceFlush {
+                device: 0,
+                sent: t * 10,
+                ..Default::default()
+            }));
+            agg.tick(Duration::from_secs(t), Phase::Running);
+        }
+        assert_eq!(agg.sent_at(Duration::from_secs(3)), vec![30]);
+        assert_eq!(agg.sent_at(Duration::from_millis(3500)), vec![30]);
+        assert_eq!(agg.sent(), &[50]);
+    }
+}

@@ -1,0 +1,122 @@
+//! Latency histograms: HDR, microseconds, 3 significant digits.
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// The longest latency a histogram tracks exactly: one hour, beyond any run's drain timeout.
+/// Larger values are clamped to it (and still counted).
+pub const HIGHEST_US: u64 = 3_600_000_000;
+
+/// An HDR histogram of latencies in microseconds.
+#[derive(Clone, Debug)]
+pub struct LatencyHistogram(Histogram<u64>);
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LatencyHistogram {
+    pub fn new() -> Self {
+        // 1 us .. 1 h at 3 significant digits; the bounds are valid, so this cannot fail.
+        match Histogram::new_with_bounds(1, HIGHEST_US, 3) {
+            Ok(h) => LatencyHistogram(h),
+            Err(e) => unreachable!("constant histogram bounds rejected: {e}"),
+        }
+    }
+
+    #[inline]
+    pub fn record_us(&mut self, us: u64) {
+        self.0.saturating_record(us.min(HIGHEST_US));
+    }
+
+    /// Record a latency given in nanoseconds.
+    #[inline]
+    pub fn record_ns(&mut self, ns: u64) {
+        self.record_us(ns / 1_000);
+    }
+
+    pub fn add(&mut self, other: &LatencyHistogram) {
+        // Same bounds on both sides: `add` cannot fail.
+        let _ = self.0.add(&other.0);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.0.len()
+    }
+
+    pub fn quantile_us(&self, q: f64) -> u64 {
+        self.0.value_at_quantile(q)
+    }
+
+    pub fn max_us(&self) -> u64 {
+        self.0.max()
+    }
+
+    pub fn reset(&mut self) {
+        self.0.reset();
+    }
+
+    pub fn inner(&self) -> &Histogram<u64> {
+        &self.0
+    }
+
+    pub fn summary(&self) -> LatencySummary {
+        let h = &self.0;
+        if h.is_empty() {
+            return LatencySummary::default();
+        }
+        LatencySummary {
+            count: h.len(),
+            p50_us: h.value_at_quantile(0.50),
+            p90_us: h.value_at_quantile(0.90),
+            p99_us: h.value_at_quantile(0.99),
+            p999_us: h.value_at_quantile(0.999),
+            max_us: h.max(),
+            mean_us: h.mean(),
+        }
+    }
+}
+
+/// What a report says of one latency distribution.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+    pub mean_us: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_within_three_significant_digits() {
+        let mut h = LatencyHistogram::new();
+        for us in 1..=10_000 {
+            h.record_us(us);
+        }
+        let s = h.summary();
+        assert_eq!(s.count, 10_000);
+        assert!((s.p50_us as i64 - 5_000).abs() <= 5, "{s:?}");
+        assert!((s.p99_us as i64 - 9_900).abs() <= 10, "{s:?}");
+        assert!((s.max_us as i64 - 10_000).abs() <= 10, "{s:?}");
+    }
+
+    #[test]
+    fn merge_is_exact_and_huge_values_are_clamped_not_lost() {
+        let mut a = LatencyHistogram::new();
+        let mut b = LatencyHistogram::new();
+        a.record_us(100);
+        b.record_us(200);
+        b.record_us(HIGHEST_US * 10);
+        a.add(&b);
+        assert_eq!(a.count(), 3);
+        assert!(a.max_us() >= HIGHEST_US - HIGHEST_US / 1000);
+    }
+}

@@ -1,0 +1,145 @@
+//! The report: a versioned wire format, separate from the internal types, written as JSON.
+//!
+//! Field meanings are documented here and in `docs/REPORT.md`; bump [`SCHEMA_VERSION`] on any
+//! change that an existing reader would misread.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::ErrorGroup;
+use crate::env::Environment;
+use crate::hist::LatencySummary;
+use crate::ledger::StreamOutcome;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema_version: u32,
+    /// The full resolved scenario, every default filled in.
+    pub scenario: serde_json::Value,
+    pub environment: Environment,
+    pub run: RunInfo,
+    pub totals: Totals,
+    /// The same accounting split by the QoS each stream was actually delivered at (the lower of
+    /// the publisher's QoS and the QoS the broker granted the observer).
+    pub by_qos: Vec<QosTotals>,
+    pub throughput: Throughput,
+    pub latency: Latency,
+    pub generator: Generator,
+    /// Errors by kind (connect, publish, subscribe, decode, ...).
+    pub errors: BTreeMap<String, ErrorGroup>,
+    /// What the run found out about the broker or the run itself, in words.
+    pub findings: Vec<String>,
+    pub expectations: Vec<ExpectationResult>,
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// Seconds since the Unix epoch when the run started.
+    pub started_unix_s: u64,
+    /// From the start of connecting to the cutoff.
+    pub elapsed_s: f64,
+    /// How long devices published (the scenario's duration unless interrupted).
+    pub publish_window_s: f64,
+    /// How long the drain after publishing took.
+    pub drain_s: f64,
+    /// True when the run was stopped (Ctrl-C) before it finished.
+    pub interrupted: bool,
+    /// `index/count` of the shard this report covers.
+    pub shard: String,
+    /// Which broker the run targeted (embedded: its ports; external: host and port; never
+    /// credentials).
+    pub broker: String,
+    /// Whether the embedded broker's accepted sockets had TCP_NODELAY (null for external).
+    pub tcp_nodelay: Option<bool>,
+}
+
+/// Every message accounted for: `delivered + lost + in_flight == expected`, per stream and in
+/// total. A stream is one device as seen by one observer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Messages published by devices.
+    pub sent: u64,
+    /// Deliveries the observers' subscriptions call for: each sent message once per observer
+    /// whose filters match its topic.
+    pub expected: u64,
+    /// Expected deliveries that arrived (one message seen by two observers counts twice).
+    pub delivered: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    /// Not arrived at the cutoff, and sent less than a drain timeout before it.
+    pub in_flight: u64,
+    /// Arrivals from devices no observer expected (other shards, stray publishers).
+    pub unexpected: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QosTotals {
+    pub qos: u8,
+    pub streams: u64,
+    #[serde(flatten)]
+    pub outcome: StreamOutcome,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Throughput {
+    /// Messages published per second of the publish window.
+    pub publish_per_s: f64,
+    /// Deliveries per second of the publish window.
+    pub deliver_per_s: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    /// From the time the schedule said the message was due to its arrival at an observer: what
+    /// a user of the system sees, including any delay of the generator.
+    pub from_intended: LatencySummary,
+    /// From the moment the device handed the message to its client to its arrival: the
+    /// broker's and network's part alone.
+    pub from_send: LatencySummary,
+    /// From the PUBLISH leaving the client to its PUBACK (QoS 1) or PUBCOMP (QoS 2).
+    pub puback: LatencySummary,
+    /// From opening a device's connection to its CONNACK.
+    pub connect: LatencySummary,
+}
+
+/// The load generator's own health: when it falls behind, latency from intended includes that.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Generator {
+    /// Sends that left more than 1 ms after they were due.
+    pub late_sends: u64,
+    /// The furthest any device fell behind its schedule.
+    pub max_lag_us: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExpectationResult {
+    pub name: String,
+    pub ok: bool,
+    pub observed: f64,
+    pub limit: f64,
+    /// How observed compares to limit to pass: "<=" or ">=".
+    pub comparison: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Fail,
+}
+
+impl Report {
+    /// Write as pretty JSON.
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string_pretty(self)
+    }
+
+    pub fn from_json(text: &str) -> Result<Report, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+}

@@ -1,0 +1,171 @@
+//! The human summary printed at the end of a run: fits 100 columns.
+
+use std::fmt::Write;
+
+use crate::hist::LatencySummary;
+use crate::report::{Report, Verdict};
+
+/// A latency in the unit that reads best: "850us", "1.24ms", "3.50s".
+pub fn fmt_us(us: u64) -> String {
+    if us < 1_000 {
+        format!("{us}us")
+    } else if us < 1_000_000 {
+        format!("{:.2}ms", us as f64 / 1e3)
+    } else {
+        format!("{:.2}s", us as f64 / 1e6)
+    }
+}
+
+/// A count with thousands separators: 1234567 -> "1,234,567".
+pub fn fmt_count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn latency_row(out: &mut String, name: &str, l: &LatencySummary) {
+    if l.count == 0 {
+        let _ = writeln!(out, "  {name:<15} {:>9}", "-");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "  {name:<15} {:>9} {:>9} {:>9} {:>9} {:>9} {:>12}",
+        fmt_us(l.p50_us),
+        fmt_us(l.p90_us),
+        fmt_us(l.p99_us),
+        fmt_us(l.p999_us),
+        fmt_us(l.max_us),
+        fmt_count(l.count)
+    );
+}
+
+pub fn render(r: &Report) -> String {
+    let mut out = String::new();
+    let name = r.scenario.get("name").and_then(|n| n.as_str()).unwrap_or("?");
+    let verdict = match (r.verdict, r.run.interrupted) {
+        (_, true) => "INTERRUPTED",
+        (Verdict::Pass, false) => "PASS",
+        (Verdict::Fail, false) => "FAIL",
+    };
+    let _ = writeln!(out, "fleetbench {name}: {verdict}");
+    let _ = writeln!(
+        out,
+        "  broker {}  shard {}  ran {:.1}s (publish {:.1}s, drain {:.1}s)",
+        r.run.broker, r.run.shard, r.run.elapsed_s, r.run.publish_window_s, r.run.drain_s
+    );
+    let t = &r.totals;
+    let pct = if t.expected == 0 {
+        0.0
+    } else {
+        100.0 * t.delivered as f64 / t.expected as f64
+    };
+    let _ = writeln!(
+        out,
+        "  sent {}  expected {}  delivered {} ({pct:.2}%)",
+        fmt_count(t.sent),
+        fmt_count(t.expected),
+        fmt_count(t.delivered)
+    );
+    let _ = writeln!(
+        out,
+        "  lost {}  in flight {}  duplicates {}  reordered {}  unexpected {}",
+        fmt_count(t.lost),
+        fmt_count(t.in_flight),
+        fmt_count(t.duplicates),
+        fmt_count(t.reordered),
+        fmt_count(t.unexpected)
+    );
+    let _ = writeln!(
+        out,
+        "  throughput publish {:.1}/s  deliver {:.1}/s   generator late sends {}  max lag {}",
+        r.throughput.publish_per_s,
+        r.throughput.deliver_per_s,
+        fmt_count(r.generator.late_sends),
+        fmt_us(r.generator.max_lag_us)
+    );
+    let _ = writeln!(
+        out,
+        "  {:<15} {:>9} {:>9} {:>9} {:>9} {:>9} {:>12}",
+        "latency", "p50", "p90", "p99", "p99.9", "max", "count"
+    );
+    latency_row(&mut out, "from intended", &r.latency.from_intended);
+    latency_row(&mut out, "from send", &r.latency.from_send);
+    latency_row(&mut out, "puback", &r.latency.puback);
+    latency_row(&mut out, "connect", &r.latency.connect);
+    for e in &r.expectations {
+        let _ = writeln!(
+            out,
+            "  {} {:<22} {:>14} {} {}",
+            if e.ok { "ok  " } else { "FAIL" },
+            e.name,
+            trim_number(e.observed),
+            e.comparison,
+            trim_number(e.limit)
+        );
+    }
+    for (kind, g) in &r.errors {
+        let mut latest = g.latest.clone();
+        latest.truncate(60);
+        let _ = writeln!(out, "  error {kind}: {} (latest: {latest})", fmt_count(g.count));
+    }
+    for f in &r.findings {
+        for (i, line) in wrap(f, 94).iter().enumerate() {
+            let lead = if i == 0 { "  ! " } else { "    " };
+            let _ = writeln!(out, "{lead}{line}");
+        }
+    }
+    out
+}
+
+fn trim_number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in text.split_whitespace() {
+        let last = lines.last_mut().map_or(0, |l| l.len());
+        if last > 0 && last + 1 + word.len() > width {
+            lines.push(String::new());
+        }
+        if let Some(l) = lines.last_mut() {
+            if !l.is_empty() {
+                l.push(' ');
+            }
+            l.push_str(word);
+        }
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_and_separators() {
+        assert_eq!(fmt_us(850), "850us");
+        assert_eq!(fmt_us(1_240), "1.24ms");
+        assert_eq!(fmt_us(3_500_000), "3.50s");
+        assert_eq!(fmt_count(1_234_567), "1,234,567");
+        assert_eq!(fmt_count(12), "12");
+    }
+
+    #[test]
+    fn wraps_long_findings() {
+        let w = wrap(&"word ".repeat(50), 20);
+        assert!(w.iter().all(|l| l.len() <= 20));
+        assert_eq!(w.join(" ").split(' ').count(), 50);
+    }
+}
