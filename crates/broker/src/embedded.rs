@@ -1,0 +1,260 @@
+//! The embedded rumqttd broker.
+//!
+//! Built from rumqttd's public parts rather than `Broker::start`:
+//! - the router runs on its own thread (`router-<id>`; rumqttd gives no way to stop it, so it
+//!   stays until the process exits),
+//! - each listener is a `Server` whose accept loop runs on a multi-threaded runtime owned here,
+//!   so connections are spread over its workers and dropping the runtime stops listening,
+//! - several listeners on ports picked here (rumqttd cannot listen on port 0), because one
+//!   accept loop manages only about 600-1,000 accepts per second,
+//! - TCP_NODELAY set on each listening socket before the first client, so accepted sockets
+//!   inherit it (see `nodelay`),
+//! - ready only once every listener has answered a real CONNECT with a CONNACK.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use rumqttd::protocol::v4::V4;
+use rumqttd::{ConnectionSettings, LinkType, Router, RouterConfig, Server, ServerSettings};
+use tokio::runtime::Runtime;
+use tracing::{debug, info, warn};
+
+use crate::{nodelay, ready, BrokerError, Endpoints};
+
+/// How to run the embedded broker. Every rumqttd setting is chosen here deliberately:
+/// `rumqttd::Config::default()` is unusable (zero connections, zero segment size).
+#[derive(Debug, Clone)]
+pub struct EmbeddedConfig {
+    pub bind: IpAddr,
+    /// Fixed ports to listen on; when empty, `listeners` free ports are picked.
+    pub ports: Vec<u16>,
+    pub listeners: u16,
+    pub tcp_nodelay: bool,
+    /// Connections the router accepts in all (it preallocates for this many).
+    pub max_connections: usize,
+    pub max_payload_size: usize,
+    /// In-memory log per subscription filter: `segment_size x segment_count` bytes at most. A
+    /// subscriber that falls further behind than that loses messages (rumqttd's design).
+    pub segment_size: usize,
+    pub segment_count: usize,
+    /// Threads of the runtime that runs the listeners and their connections.
+    pub worker_threads: usize,
+    /// Username and password every client must present; `None` lets anyone connect, which is
+    /// refused on a non-loopback address unless `allow_anonymous` is set.
+    pub credentials: Option<(String, String)>,
+    pub allow_anonymous: bool,
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        EmbeddedConfig {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ports: Vec::new(),
+            listeners: 4,
+            tcp_nodelay: true,
+            max_connections: 1_000,
+            max_payload_size: 1 << 20,
+            segment_size: 32 << 20,
+            segment_count: 8,
+            worker_threads: 2,
+            credentials: None,
+            allow_anonymous: false,
+        }
+    }
+}
+
+/// A running embedded broker. Stop it with [`EmbeddedBroker::stop`] (or by dropping it).
+pub struct EmbeddedBroker {
+    runtime: Option<Runtime>,
+    endpoints: Endpoints,
+    tcp_nodelay: bool,
+}
+
+const ATTEMPTS: u32 = 5;
+
+impl EmbeddedBroker {
+    /// Start the router and the listeners and wait until each answers a CONNECT.
+    ///
+    /// Blocks for as long as that takes (milliseconds normally, a few seconds at most): call it
+    /// from a blocking context, not from inside an async task.
+    pub fn start(config: &EmbeddedConfig) -> Result<EmbeddedBroker, BrokerError> {
+        if !config.bind.is_loopback() && config.credentials.is_none() && !config.allow_anonymous {
+            return Err(BrokerError::OpenListener { addr: config.bind });
+        }
+        let router = Router::new(
+            0,
+            RouterConfig {
+                max_connections: config.max_connections,
+                max_outgoing_packet_count: 200,
+                max_segment_size: config.segment_size,
+                max_segment_count: config.segment_count,
+                custom_segment: None,
+                initialized_filters: None,
+                shared_subscriptions_strategy: Default::default(),
+            },
+        );
+        let router_tx = router.spawn();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.worker_threads.max(1))
+            .thread_name("broker-worker")
+            .enable_all()
+            .build()
+            .map_err(BrokerError::Runtime)?;
+        let connections = ConnectionSettings {
+            connection_timeout_ms: 60_000,
+            max_payload_size: config.max_payload_size,
+            max_inflight_count: 500,
+            auth: config
+                .credentials
+                .as_ref()
+                .map(|(u, p)| HashMap::from([(u.clone(), p.clone())])),
+            external_auth: None,
+            dynamic_filters: true,
+        };
+
+        let wanted = if config.ports.is_empty() {
+            usize::from(config.listeners.max(1))
+        } else {
+            config.ports.len()
+        };
+        let mut ports = Vec::with_capacity(wanted);
+        for i in 0..wanted {
+            let fixed = config.ports.get(i).copied();
+            let mut attempt = 0;
+            let port = loop {
+                attempt += 1;
+                let port = match fixed {
+                    Some(p) => p,
+                    None => free_port(config.bind)?,
+                };
+                let addr = SocketAddr::new(config.bind, port);
+                let settings = ServerSettings {
+                    name: format!("fleetbench-{i}"),
+                    listen: addr,
+                    tls: None,
+                    next_connection_delay_ms: 0,
+                    connections: connections.clone(),
+                };
+                let mut server = Server::new(settings, router_tx.clone(), V4);
+                let task = runtime.spawn(async move {
+                    let result = server.start(LinkType::Remote).await.map_err(|e| e.to_string());
+                    if let Err(e) = &result {
+                        warn!(%addr, error = %e, "embedded broker listener stopped");
+                    }
+                    result
+                });
+                match wait_listening(addr, config.tcp_nodelay, &task) {
+                    Ok(()) => break port,
+                    Err(reason) if fixed.is_none() && attempt < ATTEMPTS => {
+                        debug!(port, %reason, "listener did not start; trying another port");
+                        task.abort();
+                    }
+                    Err(reason) => {
+                        task.abort();
+                        return Err(BrokerError::ListenerFailed {
+                            port,
+                            attempts: attempt,
+                            reason,
+                        });
+                    }
+                }
+            };
+            ports.push(port);
+        }
+
+        for (i, port) in ports.iter().enumerate() {
+            let probe_host = if config.bind.is_unspecified() {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            } else {
+                config.bind
+            };
+            let addr = SocketAddr::new(probe_host, *port);
+            let id = format!("fleetbench-ready-{}-{i}-{}", std::process::id(), nanos());
+            if config.credentials.is_some() {
+                // The probe does not carry credentials; an accepting listener is proof enough
+                // that rumqttd's server is up, and clients will be refused or accepted by it.
+                continue;
+            }
+            ready::probe_connack(addr, &id, Duration::from_secs(5))
+                .map_err(|reason| BrokerError::NotReady { port: *port, reason })?;
+        }
+        let endpoints = Endpoints {
+            host: config.bind.to_string(),
+            ports,
+        };
+        info!(endpoints = %endpoints.describe(), nodelay = config.tcp_nodelay, "embedded broker ready");
+        Ok(EmbeddedBroker {
+            runtime: Some(runtime),
+            endpoints,
+            tcp_nodelay: config.tcp_nodelay,
+        })
+    }
+
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    pub fn tcp_nodelay(&self) -> bool {
+        self.tcp_nodelay
+    }
+
+    /// Stop listening and drop every connection the broker holds. The router thread stays
+    /// (rumqttd cannot stop it) but holds no sockets.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            // Does not wait, so it is safe inside an async context too.
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Drop for EmbeddedBroker {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// A port that was free a moment ago: bind port 0, read it, release it. Another process may
+/// take it before rumqttd binds it; the caller retries on a clash.
+fn free_port(bind: IpAddr) -> Result<u16, BrokerError> {
+    let l = TcpListener::bind(SocketAddr::new(bind, 0))
+        .map_err(|source| BrokerError::NoFreePort { addr: bind, source })?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|source| BrokerError::NoFreePort { addr: bind, source })
+}
+
+/// Wait until the server task's listener exists (then set TCP_NODELAY on it when asked), or
+/// the task ends (for example because the port was taken).
+fn wait_listening(
+    addr: SocketAddr,
+    nodelay: bool,
+    task: &tokio::task::JoinHandle<Result<(), String>>,
+) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if task.is_finished() {
+            return Err("the listener stopped at once (is the port taken?)".to_string());
+        }
+        match nodelay::find_listener(addr, nodelay) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => warn!(%addr, error = %e, "could not inspect this process's sockets"),
+        }
+        if Instant::now() > deadline {
+            return Err("no listening socket appeared within 5 s".to_string());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}

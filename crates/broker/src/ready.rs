@@ -1,0 +1,67 @@
+//! Readiness: a real MQTT CONNECT answered by a CONNACK, not just an open port (a rumqttd
+//! listener can accept TCP and still refuse every MQTT connection).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// Connect to `addr`, send an MQTT 3.1.1 CONNECT with `client_id` and a clean session, wait for
+/// a CONNACK accepting it, then DISCONNECT. Returns how long CONNECT to CONNACK took.
+pub fn probe_connack(addr: SocketAddr, client_id: &str, timeout: Duration) -> Result<Duration, String> {
+    let start = std::time::Instant::now();
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    let id = client_id.as_bytes();
+    let id_len = u16::try_from(id.len()).map_err(|_| "client id too long".to_string())?;
+    let mut variable = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 30];
+    variable.extend_from_slice(&id_len.to_be_bytes());
+    variable.extend_from_slice(id);
+    let mut packet = vec![0x10];
+    encode_remaining_length(variable.len(), &mut packet);
+    packet.extend_from_slice(&variable);
+    stream.write_all(&packet).map_err(|e| format!("send CONNECT: {e}"))?;
+    let mut connack = [0u8; 4];
+    stream
+        .read_exact(&mut connack)
+        .map_err(|e| format!("no CONNACK: {e}"))?;
+    let elapsed = start.elapsed();
+    if connack[0] != 0x20 || connack[1] != 2 {
+        return Err(format!("expected CONNACK, got bytes {connack:02x?}"));
+    }
+    if connack[3] != 0 {
+        return Err(format!("CONNACK refused the connection (return code {})", connack[3]));
+    }
+    // A clean DISCONNECT, so that the broker does not see an abrupt reset.
+    let _ = stream.write_all(&[0xE0, 0]);
+    let _ = stream.flush();
+    Ok(elapsed)
+}
+
+fn encode_remaining_length(mut len: usize, out: &mut Vec<u8>) {
+    loop {
+        let mut byte = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            byte |= 0x80;
+        }
+        out.push(byte);
+        if len == 0 {
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn remaining_length_is_variable_length_encoded() {
+        let mut out = Vec::new();
+        super::encode_remaining_length(321, &mut out);
+        assert_eq!(out, [0xC1, 0x02]);
+        out.clear();
+        super::encode_remaining_length(127, &mut out);
+        assert_eq!(out, [0x7F]);
+    }
+}
