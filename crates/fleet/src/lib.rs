@@ -1,1 +1,90 @@
+//! The fleet: virtual devices that publish on an open-loop schedule and observers that receive,
+//! each one rumqttc client polled by its own task, turning a [`Plan`] into traffic.
+//!
+//! Devices never share a lock: each records into its own buffers and hands them to the metrics
+//! aggregator once a tick. Observers own their histograms and delivery ledgers.
 
+pub mod clock;
+pub mod codec;
+mod device;
+mod mqtt;
+mod observer;
+mod run;
+
+use std::time::Duration;
+
+pub use fleetbench_scenario::Plan;
+pub use run::{run, FleetOutcome, Timing};
+
+/// Where the fleet connects, and as whom.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub host: String,
+    pub ports: Vec<u16>,
+    pub credentials: Option<(String, String)>,
+}
+
+impl Target {
+    fn port_for(&self, i: usize) -> u16 {
+        self.ports[i % self.ports.len()]
+    }
+}
+
+/// How the fleet behaves beyond what the scenario says.
+#[derive(Debug, Clone)]
+pub struct FleetOptions {
+    /// How often tasks hand their recordings to the aggregator and snapshots are made.
+    pub tick: Duration,
+    /// A send that leaves later than this after it was due counts as late.
+    pub late_threshold: Duration,
+    /// How long one connection attempt may take (rumqttc's default of 5 s is tight when
+    /// thousands connect at once).
+    pub connect_timeout: Duration,
+    /// How long observers may take to connect and have their subscriptions granted.
+    pub observer_ready_timeout: Duration,
+    /// After an interrupt, how long in-flight messages still get to arrive.
+    pub interrupt_grace: Duration,
+    pub faults: Faults,
+}
+
+impl Default for FleetOptions {
+    fn default() -> Self {
+        FleetOptions {
+            tick: Duration::from_millis(250),
+            late_threshold: Duration::from_millis(1),
+            connect_timeout: Duration::from_secs(30),
+            observer_ready_timeout: Duration::from_secs(30),
+            interrupt_grace: Duration::from_secs(1),
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// Faults injected on purpose, to show that the measurements catch them.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Observers discard (never record) every delivery whose sequence number is a multiple of
+    /// this: to the ledger those messages are lost, exactly as if the broker had dropped them.
+    pub drop_every_nth_seq: Option<u64>,
+    /// Every publisher stops sending at `after` (counted from the start of the publish window)
+    /// for `length`, then catches up on the messages that fell due meanwhile.
+    pub stall: Option<Stall>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Stall {
+    pub after: Duration,
+    pub length: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error("observer {client_id} was not ready within {timeout:?}: {reason}")]
+    ObserverNotReady {
+        client_id: String,
+        timeout: Duration,
+        reason: String,
+    },
+    #[error("a fleet task failed: {0}")]
+    Task(String),
+}

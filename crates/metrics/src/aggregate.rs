@@ -140,7 +140,13 @@ pub struct Aggregator {
     /// which messages had their full drain timeout to arrive.
     history: VecDeque<(Duration, Vec<u64>)>,
     keep_history: Duration,
+    /// (elapsed, sent, delivered) at recent ticks, for rates over [`RATE_WINDOW`].
+    recent: VecDeque<(Duration, u64, u64)>,
 }
+
+/// Rates are averaged over about this long: flushes arrive once a tick per task, not aligned
+/// with the ticks, so a single tick's rate jitters.
+pub const RATE_WINDOW: Duration = Duration::from_secs(1);
 
 impl Aggregator {
     /// A channel for the tasks and the aggregator that drains it.
@@ -166,6 +172,7 @@ impl Aggregator {
             },
             history: VecDeque::new(),
             keep_history,
+            recent: VecDeque::new(),
         };
         (tx, agg)
     }
@@ -218,17 +225,29 @@ impl Aggregator {
 
     /// Take in everything flushed so far and produce the snapshot for `elapsed`.
     pub fn tick(&mut self, elapsed: Duration, phase: Phase) -> &Snapshot {
-        let sent_before = self.sent_total;
-        let delivered_before = self.delivered;
         while let Ok(flush) = self.rx.try_recv() {
             self.apply(flush);
         }
         self.totals.from_intended.add(&self.interval_intended);
         self.totals.from_send.add(&self.interval_send);
-        let dt = elapsed.saturating_sub(self.last.elapsed).as_secs_f64();
+        self.recent.push_back((elapsed, self.sent_total, self.delivered));
+        while self
+            .recent
+            .get(1)
+            .is_some_and(|(t, _, _)| elapsed.saturating_sub(*t) >= RATE_WINDOW)
+        {
+            self.recent.pop_front();
+        }
+        let (t0, sent_before, delivered_before) = self.recent.front().copied().unwrap_or_default();
+        let (t0, sent_before, delivered_before) = if self.recent.len() == 1 {
+            (self.last.elapsed, self.last.sent, self.last.delivered)
+        } else {
+            (t0, sent_before, delivered_before)
+        };
+        let dt = elapsed.saturating_sub(t0).as_secs_f64();
         let rate = |now: u64, before: u64| {
             if dt > 0.0 {
-                (now - before) as f64 / dt
+                now.saturating_sub(before) as f64 / dt
             } else {
                 0.0
             }

@@ -1,0 +1,144 @@
+//! The `fleetbench` command: a thin layer over the scenario, broker, fleet and metrics crates.
+//!
+//! Exit codes: 0 pass, 1 runtime error, 2 usage or scenario error, 3 expectations failed,
+//! 130 interrupted (the partial report is still written).
+
+mod broker_cmd;
+mod check;
+mod limits;
+mod logging;
+mod progress;
+mod report;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use report::build_report;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fleetbench",
+    version,
+    about = "Simulate fleets of MQTT devices and load-test the broker they talk to",
+    long_about = "Simulate fleets of MQTT devices and load-test the broker they talk to.\n\n\
+        A scenario file (TOML) describes device groups, observers and expectations. \
+        `fleetbench run` starts an embedded broker (or targets yours), drives the fleet, \
+        accounts for every message and judges the run.\n\n\
+        Exit codes: 0 pass, 1 runtime error, 2 usage or scenario error, 3 expectations failed, \
+        130 interrupted."
+)]
+pub struct Opts {
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a scenario and report on it.
+    Run(RunArgs),
+    /// Validate scenario files without connecting to anything.
+    Check {
+        /// Scenario files to validate.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run the embedded broker in the foreground until Ctrl-C.
+    Broker(BrokerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The scenario file (TOML).
+    pub scenario: PathBuf,
+    /// Write the JSON report here (also when the run is interrupted).
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
+    /// Run only shard I of N of every device group (e.g. 0/4).
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    pub shard: Option<fleetbench_scenario::Shard>,
+    /// Do not print the progress line on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Seconds between progress lines on stderr.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    pub progress_every: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// Address to listen on; give it several times for several listeners.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1883")]
+    pub listen: Vec<std::net::SocketAddr>,
+    /// Require this username (with --password-env) from every client.
+    #[arg(long, requires = "password_env")]
+    pub username: Option<String>,
+    /// Environment variable holding the password for --username.
+    #[arg(long, value_name = "VAR", requires = "username")]
+    pub password_env: Option<String>,
+    /// Listen on a non-loopback address without credentials (anyone who can reach it may
+    /// publish and subscribe).
+    #[arg(long)]
+    pub allow_anonymous: bool,
+    /// Leave TCP_NODELAY off on accepted sockets (to measure what Nagle's algorithm costs).
+    #[arg(long)]
+    pub no_tcp_nodelay: bool,
+}
+
+fn parse_shard(s: &str) -> Result<fleetbench_scenario::Shard, String> {
+    let (i, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?}: expected I/N, such as 0/4"))?;
+    let index: u32 = i.trim().parse().map_err(|_| format!("{i:?} is not a shard index"))?;
+    let count: u32 = n.trim().parse().map_err(|_| format!("{n:?} is not a shard count"))?;
+    if count == 0 || index >= count {
+        return Err(format!("shard {index}/{count}: expected 0 <= I < N"));
+    }
+    Ok(fleetbench_scenario::Shard { index, count })
+}
+
+/// How a command ended, as an exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Pass = 0,
+    RuntimeError = 1,
+    Usage = 2,
+    ExpectationsFailed = 3,
+    Interrupted = 130,
+}
+
+/// An error in what the user gave us (exit code 2), as opposed to one at run time.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Run a parsed command line and turn its result into an exit code.
+pub fn main_with(opts: Opts) -> ExitCode {
+    let _log_guard = logging::init(opts.verbose);
+    let outcome = match execute(opts) {
+        Ok(o) => o,
+        Err(e) => {
+            let usage = e.downcast_ref::<UsageError>().is_some();
+            eprintln!("error: {e:#}");
+            if usage {
+                Outcome::Usage
+            } else {
+                Outcome::RuntimeError
+            }
+        }
+    };
+    ExitCode::from(outcome as u8)
+}
+
+fn execute(opts: Opts) -> anyhow::Result<Outcome> {
+    match opts.command {
+        Command::Run(args) => run::run(args),
+        Command::Check { files } => check::check(&files),
+        Command::Broker(args) => broker_cmd::broker(args),
+    }
+}

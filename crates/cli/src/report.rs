@@ -1,0 +1,167 @@
+//! From a finished run to its report: totals, latency, expectations, findings, verdict.
+
+use fleetbench_fleet::FleetOutcome;
+use fleetbench_metrics::env::Environment;
+use fleetbench_metrics::report::{
+    Generator, Latency, QosTotals, Report, RunInfo, Throughput, Totals, Verdict, SCHEMA_VERSION,
+};
+use fleetbench_metrics::summary::fmt_count;
+use fleetbench_scenario::{Plan, Scenario, Shard};
+
+/// What the report needs to know about the run besides the fleet's outcome.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    pub started_unix_s: u64,
+    pub shard: Shard,
+    /// The broker as it may be printed: no credentials.
+    pub broker: String,
+    pub tcp_nodelay: Option<bool>,
+    pub embedded: bool,
+}
+
+pub fn environment() -> Environment {
+    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    Environment::detect(env!("FLEETBENCH_GIT_REV"), profile, env!("CARGO_PKG_VERSION"))
+}
+
+pub fn build_report(scenario: &Scenario, plan: &Plan, fleet: &FleetOutcome, ctx: &RunContext) -> Report {
+    let acc = &fleet.accounting;
+    let totals = Totals {
+        sent: fleet.sent,
+        expected: acc.total.expected,
+        delivered: acc.total.delivered,
+        lost: acc.total.lost,
+        duplicates: acc.total.duplicates,
+        reordered: acc.total.reordered,
+        in_flight: acc.total.in_flight,
+        unexpected: acc.unexpected,
+    };
+    let by_qos = acc
+        .by_qos
+        .iter()
+        .enumerate()
+        .filter(|(_, (streams, _))| *streams > 0)
+        .map(|(qos, (streams, outcome))| QosTotals {
+            qos: qos as u8,
+            streams: *streams,
+            outcome: *outcome,
+        })
+        .collect();
+    let window = fleet.publish_window.as_secs_f64();
+    let per_s = |n: u64| if window > 0.0 { n as f64 / window } else { 0.0 };
+    let t = &fleet.totals;
+    let mut report = Report {
+        schema_version: SCHEMA_VERSION,
+        scenario: serde_json::to_value(scenario).unwrap_or(serde_json::Value::Null),
+        environment: environment(),
+        run: RunInfo {
+            started_unix_s: ctx.started_unix_s,
+            elapsed_s: fleet.elapsed.as_secs_f64(),
+            publish_window_s: window,
+            drain_s: fleet.drain.as_secs_f64(),
+            interrupted: fleet.interrupted,
+            shard: format!("{}/{}", ctx.shard.index, ctx.shard.count),
+            broker: ctx.broker.clone(),
+            tcp_nodelay: ctx.tcp_nodelay,
+        },
+        totals,
+        by_qos,
+        throughput: Throughput {
+            publish_per_s: per_s(fleet.sent),
+            deliver_per_s: per_s(acc.total.delivered),
+        },
+        latency: Latency {
+            from_intended: t.from_intended.summary(),
+            from_send: t.from_send.summary(),
+            puback: t.ack.summary(),
+            connect: t.connect.summary(),
+        },
+        generator: Generator {
+            late_sends: t.late_sends,
+            max_lag_us: t.max_lag_us,
+        },
+        errors: t
+            .errors
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        findings: Vec::new(),
+        expectations: Vec::new(),
+        verdict: Verdict::Pass,
+    };
+    report.findings = findings(plan, fleet, &report, ctx);
+    report.expectations = fleetbench_metrics::expect::evaluate(&scenario.expect, &report);
+    report.verdict = if report.expectations.iter().all(|e| e.ok) {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    };
+    report
+}
+
+fn findings(plan: &Plan, fleet: &FleetOutcome, r: &Report, ctx: &RunContext) -> Vec<String> {
+    let mut out = Vec::new();
+    let lost_guaranteed: u64 = r.by_qos.iter().filter(|q| q.qos >= 1).map(|q| q.outcome.lost).sum();
+    if lost_guaranteed > 0 {
+        let mut f = format!(
+            "{} messages delivered at QoS 1 or 2 never reached their observer: the broker broke \
+             its delivery guarantee.",
+            fmt_count(lost_guaranteed)
+        );
+        if ctx.embedded {
+            f.push_str(
+                " rumqttd acknowledges publishes and drops messages when a subscriber falls \
+                 further behind than its in-memory log holds (a 'Read cursor start jumped' \
+                 warning in its log).",
+            );
+        }
+        out.push(f);
+    }
+    for (spec, granted) in plan.observers.iter().zip(&fleet.granted) {
+        for (filter, g) in spec.filters.iter().zip(granted) {
+            match g {
+                None => out.push(format!(
+                    "the broker refused observer {}'s subscription to {filter:?}",
+                    spec.client_id
+                )),
+                Some(q) if *q < spec.qos.level() => out.push(format!(
+                    "observer {} asked for QoS {} on {filter:?} and was granted QoS {q}; \
+                     deliveries are judged at the granted QoS",
+                    spec.client_id,
+                    spec.qos.level()
+                )),
+                _ => {}
+            }
+        }
+    }
+    if r.totals.in_flight > 0 {
+        out.push(format!(
+            "{} deliveries were still in flight at the cutoff ({}); they are neither delivered \
+             nor lost",
+            fmt_count(r.totals.in_flight),
+            if r.run.interrupted {
+                "the run was interrupted"
+            } else {
+                "consider a longer drain_timeout"
+            }
+        ));
+    }
+    if r.generator.late_sends > 0 {
+        let share = r.generator.late_sends as f64 / r.totals.sent.max(1) as f64 * 100.0;
+        out.push(format!(
+            "the generator sent {} messages ({share:.2}%) more than 1 ms after they were due \
+             (worst {} us behind): latency from intended includes that delay, latency from send \
+             does not",
+            fmt_count(r.generator.late_sends),
+            r.generator.max_lag_us
+        ));
+    }
+    if r.totals.unexpected > 0 {
+        out.push(format!(
+            "{} deliveries came from devices this run does not expect (another shard or a stray \
+             publisher on the same topics)",
+            fmt_count(r.totals.unexpected)
+        ));
+    }
+    out
+}

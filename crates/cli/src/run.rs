@@ -1,0 +1,149 @@
+//! `fleetbench run`: scenario -> broker -> fleet -> report -> verdict.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use fleetbench_broker::{EmbeddedBroker, EmbeddedConfig};
+use fleetbench_fleet::{FleetOptions, Target, Timing};
+use fleetbench_metrics::report::Verdict;
+use fleetbench_metrics::{summary, Snapshot};
+use fleetbench_scenario::{BrokerTarget, Plan, Shard};
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::report::{build_report, RunContext};
+use crate::{check, limits, progress, Outcome, RunArgs, UsageError};
+
+pub fn run(args: RunArgs) -> anyhow::Result<Outcome> {
+    let scenario = check::load(&args.scenario)?;
+    let shard = args.shard.unwrap_or(Shard::WHOLE);
+    let plan = Plan::build(&scenario, shard);
+    let clients = (plan.devices.len() + plan.observers.len()) as u64;
+    let embedded = matches!(scenario.broker, BrokerTarget::Embedded(_));
+    limits::ensure_open_files(clients, if embedded { 2 } else { 1 })?;
+
+    let max_payload = plan.devices.iter().map(|d| d.payload_size as usize).max().unwrap_or(0);
+    let (target, broker, ctx_broker, tcp_nodelay) = match &scenario.broker {
+        BrokerTarget::Embedded(e) => {
+            let broker = EmbeddedBroker::start(&EmbeddedConfig {
+                listeners: e.listeners,
+                tcp_nodelay: e.tcp_nodelay,
+                max_connections: clients as usize + 64,
+                max_payload_size: max_payload + 1024,
+                ..EmbeddedConfig::default()
+            })
+            .context("starting the embedded broker")?;
+            let target = Target {
+                host: broker.endpoints().host.clone(),
+                ports: broker.endpoints().ports.clone(),
+                credentials: None,
+            };
+            let desc = format!("embedded {}", broker.endpoints().describe());
+            (target, Some(broker), desc, Some(e.tcp_nodelay))
+        }
+        BrokerTarget::External(x) => {
+            let password = match &x.password_env {
+                Some(var) => Some(std::env::var(var).map_err(|_| {
+                    UsageError(format!(
+                        "broker.password_env names {var}, which is not set in the environment"
+                    ))
+                })?),
+                None => None,
+            };
+            let credentials = x.username.clone().map(|u| (u, password.unwrap_or_default()));
+            let target = Target {
+                host: x.host.clone(),
+                ports: vec![x.port],
+                credentials,
+            };
+            (target, None, format!("mqtt://{}:{}", x.host, x.port), None)
+        }
+    };
+    info!(broker = %ctx_broker, devices = plan.devices.len(), observers = plan.observers.len(), "starting run");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("fleet-worker")
+        .enable_all()
+        .build()
+        .context("starting the fleet's runtime")?;
+    let started_unix_s = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let timing = Timing {
+        duration: scenario.duration,
+        drain_timeout: scenario.drain_timeout,
+    };
+    let progress_every = Duration::from_secs_f64(args.progress_every.max(0.1));
+    let quiet = args.quiet;
+    let result = runtime.block_on(async {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(watch_signals(stop_tx));
+        let (snap_tx, snap_rx) = watch::channel(Snapshot::default());
+        let progress = (!quiet).then(|| tokio::spawn(progress::run(snap_rx, progress_every)));
+        let r = fleetbench_fleet::run(&plan, target, timing, FleetOptions::default(), stop_rx, snap_tx).await;
+        if let Some(p) = progress {
+            p.abort();
+        }
+        r
+    });
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    if let Some(b) = broker {
+        b.stop();
+    }
+    let fleet = result.context("running the fleet")?;
+
+    let report = build_report(
+        &scenario,
+        &plan,
+        &fleet,
+        &RunContext {
+            started_unix_s,
+            shard,
+            broker: ctx_broker,
+            tcp_nodelay,
+            embedded,
+        },
+    );
+    if let Some(path) = &args.report {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let json = report.to_json().context("encoding the report")?;
+        std::fs::write(path, json).with_context(|| format!("writing report {}", path.display()))?;
+    }
+    print!("{}", summary::render(&report));
+    Ok(if fleet.interrupted {
+        Outcome::Interrupted
+    } else if report.verdict == Verdict::Pass {
+        Outcome::Pass
+    } else {
+        Outcome::ExpectationsFailed
+    })
+}
+
+/// First Ctrl-C (or SIGTERM): stop publishing, drain briefly, write the report. Third: leave at
+/// once.
+async fn watch_signals(stop: watch::Sender<bool>) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let mut count = 0;
+    loop {
+        let term_recv = async {
+            match term.as_mut() {
+                Some(t) => t.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => if r.is_err() { return },
+            _ = term_recv => {}
+        }
+        count += 1;
+        if count == 1 {
+            eprintln!("interrupted: stopping the fleet, draining and writing the report (twice more to abort)");
+            let _ = stop.send(true);
+        } else if count >= 3 {
+            eprintln!("aborted");
+            std::process::exit(130);
+        }
+    }
+}

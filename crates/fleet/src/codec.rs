@@ -1,0 +1,113 @@
+//! The delivery header every message carries, at the start of its payload.
+//!
+//! Layout (32 bytes, little-endian):
+//!
+//! | offset | size | field                                         |
+//! |--------|------|-----------------------------------------------|
+//! | 0      | 2    | magic `FB`                                     |
+//! | 2      | 1    | version (1)                                    |
+//! | 3      | 1    | flags (0)                                      |
+//! | 4      | 4    | device id (dense over the scenario)            |
+//! | 8      | 8    | sequence number of the message of this device  |
+//! | 16     | 8    | intended send time, ns on the run clock        |
+//! | 24     | 8    | actual send time, ns on the run clock          |
+//!
+//! The rest of the payload, up to the scenario's size, is filler.
+
+pub const HEADER_LEN: usize = 32;
+const MAGIC: [u8; 2] = *b"FB";
+const VERSION: u8 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub device: u32,
+    pub seq: u64,
+    pub intended_ns: u64,
+    pub sent_ns: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("payload of {0} bytes is shorter than the {HEADER_LEN}-byte delivery header")]
+    Short(usize),
+    #[error("payload does not start with the fleetbench header (magic {0:02x?})")]
+    Magic([u8; 2]),
+    #[error("unsupported header version {0}")]
+    Version(u8),
+}
+
+impl Header {
+    /// Write the header and filler into a new payload of `size` bytes (at least the header).
+    pub fn encode(&self, size: usize) -> Vec<u8> {
+        let mut buf = vec![0u8; size.max(HEADER_LEN)];
+        self.write(&mut buf);
+        for (i, b) in buf[HEADER_LEN..].iter_mut().enumerate() {
+            *b = b'a' + (i % 26) as u8;
+        }
+        buf
+    }
+
+    /// Write the header into the first [`HEADER_LEN`] bytes of `buf`.
+    pub fn write(&self, buf: &mut [u8]) {
+        buf[0..2].copy_from_slice(&MAGIC);
+        buf[2] = VERSION;
+        buf[3] = 0;
+        buf[4..8].copy_from_slice(&self.device.to_le_bytes());
+        buf[8..16].copy_from_slice(&self.seq.to_le_bytes());
+        buf[16..24].copy_from_slice(&self.intended_ns.to_le_bytes());
+        buf[24..32].copy_from_slice(&self.sent_ns.to_le_bytes());
+    }
+
+    #[inline]
+    pub fn decode(buf: &[u8]) -> Result<Header, DecodeError> {
+        let Some(h) = buf.get(..HEADER_LEN) else {
+            return Err(DecodeError::Short(buf.len()));
+        };
+        if h[0..2] != MAGIC {
+            return Err(DecodeError::Magic([h[0], h[1]]));
+        }
+        if h[2] != VERSION {
+            return Err(DecodeError::Version(h[2]));
+        }
+        let u64_at = |o: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&h[o..o + 8]);
+            u64::from_le_bytes(b)
+        };
+        let mut d = [0u8; 4];
+        d.copy_from_slice(&h[4..8]);
+        Ok(Header {
+            device: u32::from_le_bytes(d),
+            seq: u64_at(8),
+            intended_ns: u64_at(16),
+            sent_ns: u64_at(24),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_pads_to_size() {
+        let h = Header {
+            device: 7,
+            seq: u64::MAX - 1,
+            intended_ns: 123,
+            sent_ns: 456,
+        };
+        let buf = h.encode(100);
+        assert_eq!(buf.len(), 100);
+        assert_eq!(Header::decode(&buf), Ok(h));
+    }
+
+    #[test]
+    fn rejects_foreign_payloads() {
+        assert_eq!(Header::decode(b"hello"), Err(DecodeError::Short(5)));
+        assert!(matches!(Header::decode(&[b'x'; 40]), Err(DecodeError::Magic(_))));
+        let mut buf = Header { device: 0, seq: 0, intended_ns: 0, sent_ns: 0 }.encode(32);
+        buf[2] = 9;
+        assert_eq!(Header::decode(&buf), Err(DecodeError::Version(9)));
+    }
+}

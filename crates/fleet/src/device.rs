@@ -1,0 +1,244 @@
+//! One virtual device: a poller task that drives its rumqttc event loop (connects, measures
+//! CONNACK and PUBACK/PUBCOMP latency, reconnects with backoff) and a publisher task that sends
+//! on an open-loop schedule: message i is due at `t0 + i * period`, whatever happened before.
+
+use std::collections::HashMap;
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleetbench_metrics::{DeviceFlush, Flush};
+use fleetbench_scenario::{DeviceSpec, Qos};
+use rumqttc::{Event, Outgoing, Packet};
+use tokio::sync::{oneshot, watch};
+use tokio::time::{sleep_until, Instant};
+use tracing::debug;
+
+use crate::clock::RunClock;
+use crate::codec::Header;
+use crate::mqtt::{self, ClientSettings};
+use crate::{FleetOptions, Target};
+
+/// What every device task shares (read-only).
+pub struct DeviceCtx {
+    pub clock: RunClock,
+    pub target: Target,
+    pub opts: FleetOptions,
+    pub flush: Sender<Flush>,
+    /// When connecting starts; devices connect at `ramp_start + connect_at`.
+    pub ramp_start: Instant,
+    /// No message due at or after this is sent.
+    pub publish_end: Instant,
+    pub stop: watch::Receiver<bool>,
+}
+
+/// Run one device to the end of the publish window (or a stop). Returns how many messages it
+/// sent: sequence numbers `0..sent`.
+pub async fn run_device(pos: u32, spec: DeviceSpec, ctx: Arc<DeviceCtx>) -> u64 {
+    let mut stop = ctx.stop.clone();
+    tokio::select! {
+        _ = sleep_until(ctx.ramp_start + spec.connect_at) => {}
+        _ = stop.wait_for(|s| *s) => return 0,
+    }
+    let (client, eventloop) = mqtt::client(
+        &ctx.target,
+        &ClientSettings {
+            client_id: &spec.client_id,
+            port_index: spec.id as usize,
+            keep_alive: spec.keep_alive,
+            max_packet: spec.payload_size as usize + 1024,
+            inflight: 100,
+            channel_capacity: 64,
+            connect_timeout: ctx.opts.connect_timeout,
+        },
+    );
+    let (connected_tx, connected_rx) = oneshot::channel();
+    let poller = tokio::spawn(poll_device(pos, spec.qos, eventloop, ctx.clone(), connected_tx));
+
+    let sent = publish(pos, &spec, &client, &ctx, connected_rx).await;
+    let _ = ctx.flush.send(Flush::Device(DeviceFlush {
+        device: pos,
+        sent,
+        ..DeviceFlush::default()
+    }));
+    // Queued behind the last publish: the broker has every message before it sees DISCONNECT.
+    let _ = client.try_disconnect();
+    drop(client);
+    let _ = tokio::time::timeout(Duration::from_secs(5), poller).await;
+    sent
+}
+
+async fn publish(
+    pos: u32,
+    spec: &DeviceSpec,
+    client: &rumqttc::AsyncClient,
+    ctx: &DeviceCtx,
+    connected: oneshot::Receiver<Instant>,
+) -> u64 {
+    let mut stop = ctx.stop.clone();
+    let connected_at = tokio::select! {
+        c = connected => match c { Ok(t) => t, Err(_) => return 0 },
+        _ = sleep_until(ctx.publish_end) => return 0,
+        _ = stop.wait_for(|s| *s) => return 0,
+    };
+    let t0 = connected_at + spec.phase;
+    let period_ns = spec.period.as_nanos() as u64;
+    let qos = mqtt::qos(spec.qos);
+    let late_threshold = ctx.opts.late_threshold;
+    let stall = ctx.opts.faults.stall.map(|s| {
+        let from = ctx.ramp_start + s.after;
+        (from, from + s.length)
+    });
+    let mut flush = DeviceFlush {
+        device: pos,
+        ..DeviceFlush::default()
+    };
+    let mut last_flush = Instant::now();
+    let mut seq: u64 = 0;
+    loop {
+        let due = t0 + Duration::from_nanos(seq.saturating_mul(period_ns));
+        if due >= ctx.publish_end {
+            break;
+        }
+        tokio::select! {
+            _ = sleep_until(due) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+        if let Some((from, until)) = stall {
+            if due >= from && Instant::now() < until {
+                tokio::select! {
+                    _ = sleep_until(until) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+            }
+        }
+        let now = Instant::now();
+        let lag = now.saturating_duration_since(due);
+        if lag > late_threshold {
+            flush.late_sends += 1;
+        }
+        flush.max_lag_us = flush.max_lag_us.max(lag.as_micros() as u64);
+        let header = Header {
+            device: spec.id,
+            seq,
+            intended_ns: ctx.clock.ns_at(due.into_std()),
+            sent_ns: ctx.clock.ns_at(now.into_std()),
+        };
+        let payload = header.encode(spec.payload_size as usize);
+        let result = tokio::select! {
+            r = client.publish(spec.topic.as_str(), qos, false, payload) => r,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        if let Err(e) = result {
+            let _ = ctx.flush.send(Flush::Error {
+                kind: "publish",
+                detail: format!("{}: {e}", spec.client_id),
+            });
+            break;
+        }
+        seq += 1;
+        if now.duration_since(last_flush) >= ctx.opts.tick {
+            flush.sent = seq;
+            let _ = ctx.flush.send(Flush::Device(std::mem::replace(
+                &mut flush,
+                DeviceFlush {
+                    device: pos,
+                    ..DeviceFlush::default()
+                },
+            )));
+            last_flush = now;
+        }
+    }
+    flush.sent = seq;
+    let _ = ctx.flush.send(Flush::Device(flush));
+    seq
+}
+
+async fn poll_device(
+    pos: u32,
+    level: Qos,
+    mut eventloop: rumqttc::EventLoop,
+    ctx: Arc<DeviceCtx>,
+    connected_tx: oneshot::Sender<Instant>,
+) {
+    let mut connected_tx = Some(connected_tx);
+    let mut pending: HashMap<u16, Instant> = HashMap::new();
+    let mut flush = DeviceFlush {
+        device: pos,
+        ..DeviceFlush::default()
+    };
+    let mut attempt_start = Instant::now();
+    let mut attempts = 0u32;
+    let mut is_connected = false;
+    let mut last_flush = Instant::now();
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                let now = Instant::now();
+                flush.connect_us = Some(now.duration_since(attempt_start).as_micros() as u64);
+                flush.connected = Some(true);
+                is_connected = true;
+                attempts = 0;
+                if let Some(tx) = connected_tx.take() {
+                    let _ = tx.send(now);
+                }
+                // Report the connection at once: the monitor counts connected devices.
+                let _ = ctx.flush.send(Flush::Device(std::mem::replace(
+                    &mut flush,
+                    DeviceFlush {
+                        device: pos,
+                        ..DeviceFlush::default()
+                    },
+                )));
+            }
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) if level != Qos::AtMostOnce => {
+                pending.insert(pkid, Instant::now());
+            }
+            Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                if let Some(t) = pending.remove(&ack.pkid) {
+                    flush.ack_us.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                }
+            }
+            Ok(Event::Incoming(Packet::PubComp(comp))) => {
+                if let Some(t) = pending.remove(&comp.pkid) {
+                    flush.ack_us.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                }
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
+            Ok(_) => {}
+            Err(rumqttc::ConnectionError::RequestsDone) => break,
+            Err(e) => {
+                if *ctx.stop.borrow() || Instant::now() >= ctx.publish_end {
+                    break;
+                }
+                debug!(device = pos, error = %e, "device connection error");
+                let _ = ctx.flush.send(Flush::Error {
+                    kind: mqtt::error_kind(&e),
+                    detail: e.to_string(),
+                });
+                if is_connected {
+                    is_connected = false;
+                    flush.connected = Some(false);
+                }
+                pending.clear();
+                attempts += 1;
+                tokio::time::sleep(mqtt::backoff(attempts)).await;
+                attempt_start = Instant::now();
+            }
+        }
+        if !flush.ack_us.is_empty() && last_flush.elapsed() >= ctx.opts.tick {
+            last_flush = Instant::now();
+            let _ = ctx.flush.send(Flush::Device(std::mem::replace(
+                &mut flush,
+                DeviceFlush {
+                    device: pos,
+                    ..DeviceFlush::default()
+                },
+            )));
+        }
+    }
+    if is_connected {
+        flush.connected = Some(false);
+    }
+    let _ = ctx.flush.send(Flush::Device(flush));
+}

@@ -1,0 +1,198 @@
+//! One observer: subscribes to its filters and accounts for every delivery in its own ledger and
+//! histograms; hands interval figures to the aggregator once a tick.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+
+use fleetbench_metrics::{Delivery, Flush, LatencyHistogram, Ledger, ObserverFlush};
+use fleetbench_scenario::ObserverSpec;
+use rumqttc::{AsyncClient, Event, Outgoing, Packet, SubscribeFilter, SubscribeReasonCode};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::clock::RunClock;
+use crate::codec::Header;
+use crate::mqtt::{self, ClientSettings};
+use crate::{FleetOptions, Target};
+
+/// What an observer leaves behind at the end.
+pub struct ObserverResult {
+    pub ledger: Ledger,
+    /// The QoS the broker granted each filter (None: refused).
+    pub granted: Vec<Option<u8>>,
+}
+
+pub struct ObserverCtx {
+    pub clock: RunClock,
+    pub target: Target,
+    pub opts: FleetOptions,
+    pub flush: Sender<Flush>,
+    /// Device id (as carried in messages) to position in the plan.
+    pub positions: Arc<Vec<Option<u32>>>,
+    pub max_packet: usize,
+    /// Turns true at the cutoff: a failing connection is then given up, not retried.
+    pub cutoff: tokio::sync::watch::Receiver<bool>,
+}
+
+pub struct ObserverHandle {
+    pub client: AsyncClient,
+    /// First arrivals so far, for the drain to know when everything expected has arrived.
+    pub delivered: Arc<AtomicU64>,
+    pub ready: oneshot::Receiver<Vec<Option<u8>>>,
+    pub task: tokio::task::JoinHandle<ObserverResult>,
+}
+
+pub fn spawn_observer(index: usize, spec: ObserverSpec, ctx: Arc<ObserverCtx>) -> ObserverHandle {
+    let (client, eventloop) = mqtt::client(
+        &ctx.target,
+        &ClientSettings {
+            client_id: &spec.client_id,
+            port_index: index,
+            keep_alive: std::time::Duration::from_secs(30),
+            max_packet: ctx.max_packet,
+            inflight: 1_000,
+            channel_capacity: 16,
+            connect_timeout: ctx.opts.connect_timeout,
+        },
+    );
+    let delivered = Arc::new(AtomicU64::new(0));
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let task = tokio::spawn(observe(
+        spec,
+        client.clone(),
+        eventloop,
+        ctx,
+        delivered.clone(),
+        ready_tx,
+    ));
+    ObserverHandle {
+        client,
+        delivered,
+        ready: ready_rx,
+        task,
+    }
+}
+
+fn filters(spec: &ObserverSpec) -> Vec<SubscribeFilter> {
+    spec.filters
+        .iter()
+        .map(|f| SubscribeFilter::new(f.clone(), mqtt::qos(spec.qos)))
+        .collect()
+}
+
+async fn observe(
+    spec: ObserverSpec,
+    client: AsyncClient,
+    mut eventloop: rumqttc::EventLoop,
+    ctx: Arc<ObserverCtx>,
+    delivered: Arc<AtomicU64>,
+    ready_tx: oneshot::Sender<Vec<Option<u8>>>,
+) -> ObserverResult {
+    let mut ready_tx = Some(ready_tx);
+    let mut ledger = Ledger::new(&spec.expects);
+    let mut granted = vec![None; spec.filters.len()];
+    let mut flush = ObserverFlush {
+        observer: spec.id,
+        ..ObserverFlush::default()
+    };
+    let mut last_flush = Instant::now();
+    let mut attempts = 0u32;
+    let drop_every = ctx.opts.faults.drop_every_nth_seq;
+    let mut stopping = false;
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let now_ns = ctx.clock.now_ns();
+                match Header::decode(&p.payload) {
+                    Ok(h) => {
+                        if drop_every.is_some_and(|n| n > 0 && h.seq % n == 0) {
+                            continue;
+                        }
+                        let pos = ctx
+                            .positions
+                            .get(h.device as usize)
+                            .copied()
+                            .flatten()
+                            .map_or(usize::MAX, |p| p as usize);
+                        match ledger.record(pos, h.seq) {
+                            Delivery::InOrder | Delivery::Reordered => {
+                                delivered.fetch_add(1, Ordering::Relaxed);
+                                flush.delivered += 1;
+                                flush.from_intended.record_ns(now_ns.saturating_sub(h.intended_ns));
+                                flush.from_send.record_ns(now_ns.saturating_sub(h.sent_ns));
+                            }
+                            Delivery::Duplicate => flush.duplicates += 1,
+                            Delivery::Unexpected => flush.unexpected += 1,
+                        }
+                    }
+                    Err(e) => {
+                        let _ = ctx.flush.send(Flush::Error {
+                            kind: "decode",
+                            detail: format!("on {}: {e}", p.topic),
+                        });
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                attempts = 0;
+                flush.connected = Some(true);
+                if ready_tx.is_none() {
+                    // A reconnect with a clean session: the subscriptions are gone; renew them.
+                    let _ = client.try_subscribe_many(filters(&spec));
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                for (slot, code) in granted.iter_mut().zip(&ack.return_codes) {
+                    *slot = match code {
+                        SubscribeReasonCode::Success(q) => Some(*q as u8),
+                        SubscribeReasonCode::Failure => None,
+                    };
+                }
+                if let Some(tx) = ready_tx.take() {
+                    let _ = tx.send(granted.clone());
+                }
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                stopping = true;
+            }
+            Ok(_) => {}
+            Err(rumqttc::ConnectionError::RequestsDone) => break,
+            Err(e) => {
+                if stopping || *ctx.cutoff.borrow() {
+                    break;
+                }
+                debug!(observer = %spec.client_id, error = %e, "observer connection error");
+                let _ = ctx.flush.send(Flush::Error {
+                    kind: mqtt::error_kind(&e),
+                    detail: format!("observer {}: {e}", spec.client_id),
+                });
+                flush.connected = Some(false);
+                attempts += 1;
+                tokio::time::sleep(mqtt::backoff(attempts)).await;
+            }
+        }
+        if stopping {
+            break;
+        }
+        if last_flush.elapsed() >= ctx.opts.tick {
+            last_flush = Instant::now();
+            let fresh = ObserverFlush {
+                observer: spec.id,
+                from_intended: LatencyHistogram::new(),
+                from_send: LatencyHistogram::new(),
+                ..ObserverFlush::default()
+            };
+            let _ = ctx.flush.send(Flush::Observer(std::mem::replace(&mut flush, fresh)));
+        }
+    }
+    flush.connected = Some(false);
+    let _ = ctx.flush.send(Flush::Observer(flush));
+    ObserverResult { ledger, granted }
+}
+
+/// Queue the subscriptions; rumqttc sends them right after it connects.
+pub fn subscribe(handle: &ObserverHandle, spec: &ObserverSpec) -> Result<(), rumqttc::ClientError> {
+    handle.client.try_subscribe_many(filters(spec))
+}

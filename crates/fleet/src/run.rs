@@ -1,0 +1,273 @@
+//! One run of a plan: observers connect and subscribe, devices ramp up and publish for the
+//! scenario's duration, the drain waits for what is still on its way, and at the cutoff every
+//! message is accounted for.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleetbench_metrics::aggregate::{Phase, Totals};
+use fleetbench_metrics::ledger::{account, Accounting};
+use fleetbench_metrics::{Aggregator, Snapshot};
+use fleetbench_scenario::Plan;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::clock::RunClock;
+use crate::device::{run_device, DeviceCtx};
+use crate::observer::{spawn_observer, subscribe, ObserverCtx, ObserverResult};
+use crate::{FleetError, FleetOptions, Target};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How long devices publish, from the start of the connect ramp.
+    pub duration: Duration,
+    /// How long after publishing the run waits for messages still on their way.
+    pub drain_timeout: Duration,
+}
+
+/// Everything a report needs from a run.
+#[derive(Debug)]
+pub struct FleetOutcome {
+    pub accounting: Accounting,
+    pub totals: Totals,
+    pub sent: u64,
+    pub publish_window: Duration,
+    pub drain: Duration,
+    pub elapsed: Duration,
+    pub interrupted: bool,
+    /// Per observer, the QoS granted to each of its filters (None: refused).
+    pub granted: Vec<Vec<Option<u8>>>,
+    pub last_snapshot: Snapshot,
+}
+
+/// Run `plan` against `target` until its duration is over (or `stop` turns true), publishing a
+/// snapshot on `snapshots` every tick.
+pub async fn run(
+    plan: &Plan,
+    target: Target,
+    timing: Timing,
+    opts: FleetOptions,
+    stop: watch::Receiver<bool>,
+    snapshots: watch::Sender<Snapshot>,
+) -> Result<FleetOutcome, FleetError> {
+    let clock = RunClock::start();
+    let started = Instant::now();
+    let (flush_tx, aggregator) = Aggregator::new(
+        plan.devices.len() as u32,
+        plan.observers.len() as u32,
+        timing.drain_timeout + opts.tick * 2,
+    );
+    let (phase_tx, phase_rx) = watch::channel(Phase::Connecting);
+    let (ticker_done_tx, ticker_done_rx) = watch::channel(false);
+    let ticker = tokio::spawn(tick_loop(aggregator, clock, opts.tick, phase_rx, ticker_done_rx, snapshots));
+
+    let mut positions = vec![None; plan.total_devices as usize];
+    for (pos, d) in plan.devices.iter().enumerate() {
+        positions[d.id as usize] = Some(pos as u32);
+    }
+    let max_packet = plan
+        .devices
+        .iter()
+        .map(|d| d.payload_size as usize)
+        .max()
+        .unwrap_or(0)
+        + 1024;
+    let (cutoff_tx, cutoff_rx) = watch::channel(false);
+    let octx = Arc::new(ObserverCtx {
+        clock,
+        target: target.clone(),
+        opts: opts.clone(),
+        flush: flush_tx.clone(),
+        positions: Arc::new(positions),
+        max_packet,
+        cutoff: cutoff_rx,
+    });
+
+    // Observers first: nothing is published before every subscription is granted.
+    let mut observers = Vec::with_capacity(plan.observers.len());
+    for (i, spec) in plan.observers.iter().enumerate() {
+        let handle = spawn_observer(i, spec.clone(), octx.clone());
+        if let Err(e) = subscribe(&handle, spec) {
+            return Err(FleetError::Task(format!("subscribe {}: {e}", spec.client_id)));
+        }
+        observers.push(handle);
+    }
+    let mut granted = Vec::with_capacity(observers.len());
+    for (handle, spec) in observers.iter_mut().zip(&plan.observers) {
+        let mut stop_rx = stop.clone();
+        let ready: Result<Vec<Option<u8>>, &str> = tokio::select! {
+            r = tokio::time::timeout(opts.observer_ready_timeout, &mut handle.ready) => match r {
+                Ok(Ok(g)) => Ok(g),
+                Ok(Err(_)) => Err("its task ended before a SUBACK"),
+                Err(_) => Err("no SUBACK in time"),
+            },
+            _ = stop_rx.wait_for(|s| *s) => Err("stopped before it was ready"),
+        };
+        match ready {
+            Ok(g) => granted.push(g),
+            Err(reason) => {
+                let reason = reason.to_string();
+                let _ = cutoff_tx.send(true);
+                for h in &observers {
+                    let _ = h.client.try_disconnect();
+                }
+                return Err(FleetError::ObserverNotReady {
+                    client_id: spec.client_id.clone(),
+                    timeout: opts.observer_ready_timeout,
+                    reason,
+                });
+            }
+        }
+    }
+    info!(observers = observers.len(), "observers subscribed");
+
+    // Devices: connect on the ramp, publish until the window closes.
+    let ramp_start = Instant::now();
+    let publish_end = ramp_start + timing.duration;
+    let dctx = Arc::new(DeviceCtx {
+        clock,
+        target,
+        opts: opts.clone(),
+        flush: flush_tx.clone(),
+        ramp_start,
+        publish_end,
+        stop: stop.clone(),
+    });
+    let _ = phase_tx.send(Phase::Running);
+    let devices: Vec<_> = plan
+        .devices
+        .iter()
+        .enumerate()
+        .map(|(pos, spec)| tokio::spawn(run_device(pos as u32, spec.clone(), dctx.clone())))
+        .collect();
+    let mut sent = Vec::with_capacity(devices.len());
+    for d in devices {
+        sent.push(d.await.map_err(|e| FleetError::Task(e.to_string()))?);
+    }
+    let publish_window = ramp_start.elapsed().min(timing.duration);
+    let interrupted = *stop.borrow();
+
+    // Drain: wait until every expected delivery arrived, or the drain timeout passed.
+    let _ = phase_tx.send(Phase::Draining);
+    let expected: u64 = plan
+        .observers
+        .iter()
+        .map(|o| {
+            o.expects
+                .iter()
+                .zip(&sent)
+                .filter(|(e, _)| **e)
+                .map(|(_, s)| *s)
+                .sum::<u64>()
+        })
+        .sum();
+    let drain_start = Instant::now();
+    let drain_limit = if interrupted {
+        opts.interrupt_grace.min(timing.drain_timeout)
+    } else {
+        timing.drain_timeout
+    };
+    let mut drain_full = false;
+    loop {
+        let delivered: u64 = observers.iter().map(|o| o.delivered.load(Ordering::Relaxed)).sum();
+        if delivered >= expected {
+            break;
+        }
+        if drain_start.elapsed() >= drain_limit {
+            drain_full = !interrupted;
+            break;
+        }
+        if !interrupted && *stop.borrow() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let drain = drain_start.elapsed();
+    let interrupted = interrupted || *stop.borrow();
+
+    // Cutoff: observers leave, hand over their ledgers.
+    let cutoff = clock.elapsed();
+    let _ = cutoff_tx.send(true);
+    for o in &observers {
+        let _ = o.client.try_disconnect();
+    }
+    let mut results: Vec<ObserverResult> = Vec::with_capacity(observers.len());
+    for o in observers {
+        results.push(o.task.await.map_err(|e| FleetError::Task(e.to_string()))?);
+    }
+    drop(flush_tx);
+    let _ = phase_tx.send(Phase::Done);
+    let _ = ticker_done_tx.send(true);
+    let aggregator = ticker.await.map_err(|e| FleetError::Task(e.to_string()))?;
+
+    let settled = if drain_full || !interrupted {
+        sent.clone()
+    } else {
+        aggregator.sent_at(cutoff.saturating_sub(timing.drain_timeout))
+    };
+    let qos: Vec<Vec<u8>> = plan
+        .observers
+        .iter()
+        .zip(&results)
+        .map(|(o, r)| {
+            plan.devices
+                .iter()
+                .map(|d| {
+                    let granted = o
+                        .filters
+                        .iter()
+                        .zip(&r.granted)
+                        .filter(|(f, _)| fleetbench_scenario::topic::matches(f, &d.topic))
+                        .filter_map(|(_, g)| *g)
+                        .max()
+                        .unwrap_or(0);
+                    granted.min(d.qos.level())
+                })
+                .collect()
+        })
+        .collect();
+    let accounting = account(
+        results.iter().zip(&qos).map(|(r, q)| (&r.ledger, q.as_slice())),
+        &sent,
+        &settled,
+    );
+    if accounting.total.beyond_sent > 0 {
+        warn!(beyond = accounting.total.beyond_sent, "arrivals beyond what devices reported as sent");
+    }
+    Ok(FleetOutcome {
+        accounting,
+        totals: aggregator.totals().clone(),
+        sent: sent.iter().sum(),
+        publish_window,
+        drain,
+        elapsed: started.elapsed(),
+        interrupted,
+        granted: results.into_iter().map(|r| r.granted).collect(),
+        last_snapshot: aggregator.snapshot().clone(),
+    })
+}
+
+async fn tick_loop(
+    mut aggregator: Aggregator,
+    clock: RunClock,
+    tick: Duration,
+    phase: watch::Receiver<Phase>,
+    mut done: watch::Receiver<bool>,
+    snapshots: watch::Sender<Snapshot>,
+) -> Aggregator {
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = done.wait_for(|d| *d) => break,
+        }
+        let snap = aggregator.tick(clock.elapsed(), *phase.borrow());
+        snapshots.send_replace(snap.clone());
+    }
+    let snap = aggregator.tick(clock.elapsed(), Phase::Done);
+    snapshots.send_replace(snap.clone());
+    aggregator
+}
