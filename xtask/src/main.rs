@@ -1,1 +1,235 @@
-fn main() {}
+//! Project tasks: `cargo xtask scenarios | test | bench | ci`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "xtask", about = "fleetbench project tasks")]
+struct Opts {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Run scenario files from scenarios/ (all, or those named), write target/scenarios/<name>.json,
+    /// print one line per scenario, and fail if any scenario fails.
+    Scenarios {
+        /// Scenario names (file stems in scenarios/); all when none are given.
+        names: Vec<String>,
+        /// Build and run the debug binary instead of the release one.
+        #[arg(long)]
+        debug: bool,
+        /// Seconds between progress lines on stderr.
+        #[arg(long, default_value_t = 5.0)]
+        progress_every: f64,
+    },
+    /// Install what the tests need (paho-mqtt for the Python interoperability test), then run
+    /// the whole test suite.
+    Test,
+    /// Run the criterion benchmarks of the hot paths.
+    Bench,
+    /// What CI runs: the tests, rustfmt and clippy with warnings denied.
+    Ci,
+}
+
+fn main() -> ExitCode {
+    let opts = Opts::parse();
+    let result = match opts.task {
+        Task::Scenarios {
+            names,
+            debug,
+            progress_every,
+        } => scenarios(&names, debug, progress_every),
+        Task::Test => test().map(|_| 0),
+        Task::Bench => cargo(&["bench", "-p", "fleetbench-benches"]).map(|_| 0),
+        Task::Ci => ci().map(|_| 0),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let status = Command::new(&cargo)
+        .args(args)
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// The scenario files to run, in name order.
+fn scenario_files(names: &[String]) -> anyhow::Result<Vec<PathBuf>> {
+    let dir = root().join("scenarios");
+    if names.is_empty() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .with_context(|| format!("listing {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        return Ok(files);
+    }
+    names
+        .iter()
+        .map(|n| {
+            let path = dir.join(format!("{}.toml", n.trim_end_matches(".toml")));
+            if path.is_file() {
+                Ok(path)
+            } else {
+                bail!("no scenario {n:?}: {} does not exist", path.display())
+            }
+        })
+        .collect()
+}
+
+fn scenarios(names: &[String], debug: bool, progress_every: f64) -> anyhow::Result<u8> {
+    let files = scenario_files(names)?;
+    let profile = if debug { "debug" } else { "release" };
+    let mut build = vec!["build", "--quiet", "-p", "fleetbench"];
+    if !debug {
+        build.push("--release");
+    }
+    cargo(&build)?;
+    let bin = root().join("target").join(profile).join("fleetbench");
+    let out_dir = root().join("target").join("scenarios");
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+
+    let mut worst = 0u8;
+    let mut lines = Vec::new();
+    for file in &files {
+        let name = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let report = out_dir.join(format!("{name}.json"));
+        let _ = std::fs::remove_file(&report);
+        eprintln!("xtask: running scenario {name}");
+        let output = Command::new(&bin)
+            .arg("run")
+            .arg(file)
+            .arg("--report")
+            .arg(&report)
+            .arg("--progress-every")
+            .arg(progress_every.to_string())
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("running {}", bin.display()))?;
+        // The full summary goes to stderr so that stdout keeps one line per scenario.
+        eprint!("{}", String::from_utf8_lossy(&output.stdout));
+        let code = output.status.code().unwrap_or(1);
+        let line = summary_line(&name, code, &report);
+        println!("{line}");
+        lines.push(line);
+        let code = u8::try_from(code).unwrap_or(1);
+        worst = match (worst, code) {
+            (w, 0) => w,
+            (0, c) => c,
+            (w, 3) => w,
+            (_, c) => c,
+        };
+    }
+    let failed = lines.iter().filter(|l| !l.starts_with("PASS")).count();
+    println!("{} scenarios, {} passed, {failed} failed", lines.len(), lines.len() - failed);
+    Ok(worst)
+}
+
+fn summary_line(name: &str, code: i32, report: &Path) -> String {
+    let verdict = match code {
+        0 => "PASS",
+        3 => "FAIL",
+        130 => "INTR",
+        2 => "BAD ",
+        _ => "ERR ",
+    };
+    let Ok(text) = std::fs::read_to_string(report) else {
+        return format!("{verdict}  {name:<24} no report (exit code {code})");
+    };
+    let Ok(r) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return format!("{verdict}  {name:<24} unreadable report {}", report.display());
+    };
+    let num = |path: &[&str]| -> f64 {
+        let mut v = &r;
+        for p in path {
+            v = &v[*p];
+        }
+        v.as_f64().unwrap_or(0.0)
+    };
+    let expected = num(&["totals", "expected"]);
+    let delivered = num(&["totals", "delivered"]);
+    let pct = if expected > 0.0 { 100.0 * delivered / expected } else { 0.0 };
+    let failed: Vec<String> = r["expectations"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|e| e["ok"] == serde_json::Value::Bool(false))
+                .filter_map(|e| e["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "{verdict}  {name:<24} delivered {pct:>6.2}%  lost {:>5}  p99 {:>8.2}ms  {:>8.0} msg/s  {:>5.1}s{}",
+        num(&["totals", "lost"]),
+        num(&["latency", "from_intended", "p99_us"]) / 1000.0,
+        num(&["throughput", "deliver_per_s"]),
+        num(&["run", "elapsed_s"]),
+        if failed.is_empty() {
+            String::new()
+        } else {
+            format!("  failed: {}", failed.join(", "))
+        }
+    )
+}
+
+/// Make sure the Python MQTT client the interoperability test drives is installed.
+fn ensure_paho() -> anyhow::Result<()> {
+    let have = Command::new("python3")
+        .args(["-c", "import paho.mqtt.client"])
+        .stderr(Stdio::null())
+        .status()
+        .context("python3 is needed by the interoperability test; install it first")?
+        .success();
+    if have {
+        return Ok(());
+    }
+    eprintln!("xtask: installing paho-mqtt for the interoperability test");
+    let status = Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "paho-mqtt>=2,<3"])
+        .status()
+        .context("running pip")?;
+    if !status.success() {
+        bail!("pip could not install paho-mqtt ({status})");
+    }
+    Ok(())
+}
+
+fn test() -> anyhow::Result<()> {
+    ensure_paho()?;
+    cargo(&["test", "--workspace", "--all-targets"])
+}
+
+fn ci() -> anyhow::Result<()> {
+    test()?;
+    cargo(&["fmt", "--all", "--check"])?;
+    cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])
+}

@@ -33,6 +33,8 @@ pub struct FleetOutcome {
     pub accounting: Accounting,
     pub totals: Totals,
     pub sent: u64,
+    /// Messages each device of the plan sent (by position in the plan).
+    pub sent_per_device: Vec<u64>,
     pub publish_window: Duration,
     pub drain: Duration,
     pub elapsed: Duration,
@@ -240,6 +242,7 @@ pub async fn run(
         accounting,
         totals: aggregator.totals().clone(),
         sent: sent.iter().sum(),
+        sent_per_device: sent,
         publish_window,
         drain,
         elapsed: started.elapsed(),
