@@ -114,8 +114,9 @@ pub fn parse(file: &str, text: &str) -> R<Scenario> {
     }
 
     if raw.observer.is_empty() {
+        let end = text.trim_end().len();
         return Err(cx.err(
-            text.len()..text.len(),
+            end..end,
             "observer",
             "no observer; add at least one [[observer]] table with the filters it subscribes to, \
              so that deliveries can be measured",
