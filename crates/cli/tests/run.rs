@@ -1,0 +1,174 @@
+//! `fleetbench run` end to end through the binary: the report's fields, exit codes, and an
+//! interrupted run that still accounts for everything.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn scenario(dir: &Path, duration: &str, expect: &str) -> std::path::PathBuf {
+    let text = format!(
+        r#"
+name = "e2e"
+duration = "{duration}"
+drain_timeout = "2s"
+[[group]]
+name = "s"
+count = 8
+topic = "e2e/{{index}}"
+rate = 10.0
+qos = 1
+[[observer]]
+name = "all"
+filters = ["e2e/#"]
+[expect]
+{expect}
+"#
+    );
+    let path = dir.join("e2e.toml");
+    std::fs::write(&path, text).expect("write scenario");
+    path
+}
+
+fn spawn(args: &[&std::ffi::OsStr]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start fleetbench")
+}
+
+fn wait(mut child: Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("fleetbench did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
+fn report(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("report written")).expect("json")
+}
+
+fn u(v: &serde_json::Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+#[test]
+fn a_passing_run_writes_the_documented_report_and_a_narrow_summary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = scenario(dir.path(), "2s", "delivered_ratio = 1.0\nmax_lost = 0");
+    let out_path = dir.path().join("out/report.json");
+    let out = wait(
+        spawn(&[
+            "run".as_ref(),
+            file.as_os_str(),
+            "--report".as_ref(),
+            out_path.as_os_str(),
+            "--quiet".as_ref(),
+        ]),
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.lines().all(|l| l.chars().count() <= 100), "{stdout}");
+    let r = report(&out_path);
+    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["scenario"]["name"], "e2e");
+    assert_eq!(r["scenario"]["groups"][0]["payload_size"], 64, "defaults are resolved");
+    for field in ["cores", "memory_bytes", "os", "git_revision", "build_profile"] {
+        assert!(!r["environment"][field].is_null(), "environment.{field}");
+    }
+    let t = &r["totals"];
+    for field in ["sent", "delivered", "lost", "duplicates", "reordered", "in_flight"] {
+        assert!(t[field].is_u64(), "totals.{field}");
+    }
+    assert!(u(&t["sent"]) >= 100, "8 devices x 10/s x 2 s");
+    assert_eq!(u(&t["delivered"]), u(&t["sent"]));
+    assert_eq!(u(&t["lost"]) + u(&t["in_flight"]), 0);
+    for which in ["from_intended", "from_send", "puback", "connect"] {
+        for q in ["count", "p50_us", "p90_us", "p99_us", "p999_us", "max_us"] {
+            assert!(r["latency"][which][q].is_u64(), "latency.{which}.{q}");
+        }
+    }
+    assert_eq!(u(&r["latency"]["from_intended"]["count"]), u(&t["delivered"]));
+    assert_eq!(u(&r["latency"]["connect"]["count"]), 8);
+    assert!(r["throughput"]["publish_per_s"].as_f64().expect("rate") > 30.0);
+    assert!(r["throughput"]["deliver_per_s"].is_f64());
+    let names: Vec<&str> = r["expectations"]
+        .as_array()
+        .expect("expectations")
+        .iter()
+        .map(|e| e["name"].as_str().expect("name"))
+        .collect();
+    assert!(names.contains(&"delivered_ratio") && names.contains(&"lost"), "{names:?}");
+    assert_eq!(r["verdict"], "pass");
+}
+
+#[test]
+fn an_unmet_expectation_exits_3_with_a_failing_verdict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = scenario(dir.path(), "1s", "p99 = \"1us\"");
+    let out_path = dir.path().join("report.json");
+    let out = wait(
+        spawn(&[
+            "run".as_ref(),
+            file.as_os_str(),
+            "--report".as_ref(),
+            out_path.as_os_str(),
+            "--quiet".as_ref(),
+        ]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let r = report(&out_path);
+    assert_eq!(r["verdict"], "fail");
+    let p99 = r["expectations"]
+        .as_array()
+        .expect("expectations")
+        .iter()
+        .find(|e| e["name"] == "p99_us")
+        .expect("p99 expectation");
+    assert_eq!(p99["ok"], false);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL p99_us"));
+}
+
+#[test]
+fn sigint_stops_the_run_writes_the_partial_report_and_exits_130() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = scenario(dir.path(), "60s", "delivered_ratio = 1.0");
+    let out_path = dir.path().join("report.json");
+    let child = spawn(&[
+        "run".as_ref(),
+        file.as_os_str(),
+        "--report".as_ref(),
+        out_path.as_os_str(),
+        "--progress-every".as_ref(),
+        "0.5".as_ref(),
+    ]);
+    std::thread::sleep(Duration::from_millis(2_500));
+    let pid = child.id().to_string();
+    let kill = Command::new("kill").args(["-INT", &pid]).status().expect("kill");
+    assert!(kill.success());
+    let started = Instant::now();
+    let out = wait(child, Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(10), "stopping took {:?}", started.elapsed());
+    assert!(stderr.contains("running"), "progress lines on stderr: {stderr}");
+    let r = report(&out_path);
+    assert_eq!(r["run"]["interrupted"], true);
+    let t = &r["totals"];
+    assert!(u(&t["sent"]) > 50, "sent {}", t["sent"]);
+    assert!(u(&t["sent"]) < 8 * 10 * 20, "publishing stopped early");
+    assert_eq!(
+        u(&t["delivered"]) + u(&t["lost"]) + u(&t["in_flight"]),
+        u(&t["expected"]),
+        "every message is accounted for"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("INTERRUPTED"));
+}
