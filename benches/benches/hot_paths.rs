@@ -22,7 +22,9 @@ fn payload(c: &mut Criterion) {
     };
     c.bench_function("payload/encode_64B", |b| b.iter(|| black_box(h).encode(64)));
     let buf = h.encode(64);
-    c.bench_function("payload/decode", |b| b.iter(|| Header::decode(black_box(&buf))));
+    c.bench_function("payload/decode", |b| {
+        b.iter(|| Header::decode(black_box(&buf)))
+    });
 }
 
 /// Budget: 50 ns per delivery recorded in the ledger.
@@ -46,7 +48,9 @@ fn histogram(c: &mut Criterion) {
     let mut v = 1_000u64;
     c.bench_function("histogram/record_ns", |b| {
         b.iter(|| {
-            v = v.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            v = v
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             h.record_ns(black_box(v % 50_000_000));
         })
     });
@@ -63,10 +67,21 @@ fn histogram(c: &mut Criterion) {
 /// Budget: 200 ns to render a client id or topic.
 fn topics(c: &mut Criterion) {
     c.bench_function("topic/render", |b| {
-        b.iter(|| topic::render(black_box("plant/{group}/{index}/temperature"), "sensor", black_box(9_876)))
+        b.iter(|| {
+            topic::render(
+                black_box("plant/{group}/{index}/temperature"),
+                "sensor",
+                black_box(9_876),
+            )
+        })
     });
     c.bench_function("topic/match_wildcard", |b| {
-        b.iter(|| topic::matches(black_box("plant/+/+/temperature"), black_box("plant/sensor/9876/temperature")))
+        b.iter(|| {
+            topic::matches(
+                black_box("plant/+/+/temperature"),
+                black_box("plant/sensor/9876/temperature"),
+            )
+        })
     });
 }
 

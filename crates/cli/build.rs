@@ -17,7 +17,11 @@ fn main() {
         .is_some_and(|o| o.status.success() && !o.stdout.is_empty());
     let rev = if dirty { format!("{rev}-dirty") } else { rev };
     println!("cargo:rustc-env=FLEETBENCH_GIT_REV={rev}");
-    for path in ["../../.git/HEAD", "../../.git/index", "../../.git/logs/HEAD"] {
+    for path in [
+        "../../.git/HEAD",
+        "../../.git/index",
+        "../../.git/logs/HEAD",
+    ] {
         println!("cargo:rerun-if-changed={path}");
     }
 }

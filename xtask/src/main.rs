@@ -150,7 +150,11 @@ fn scenarios(names: &[String], debug: bool, progress_every: f64) -> anyhow::Resu
         };
     }
     let failed = lines.iter().filter(|l| !l.starts_with("PASS")).count();
-    println!("{} scenarios, {} passed, {failed} failed", lines.len(), lines.len() - failed);
+    println!(
+        "{} scenarios, {} passed, {failed} failed",
+        lines.len(),
+        lines.len() - failed
+    );
     Ok(worst)
 }
 
@@ -166,7 +170,10 @@ fn summary_line(name: &str, code: i32, report: &Path) -> String {
         return format!("{verdict}  {name:<24} no report (exit code {code})");
     };
     let Ok(r) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return format!("{verdict}  {name:<24} unreadable report {}", report.display());
+        return format!(
+            "{verdict}  {name:<24} unreadable report {}",
+            report.display()
+        );
     };
     let num = |path: &[&str]| -> f64 {
         let mut v = &r;
@@ -177,7 +184,11 @@ fn summary_line(name: &str, code: i32, report: &Path) -> String {
     };
     let expected = num(&["totals", "expected"]);
     let delivered = num(&["totals", "delivered"]);
-    let pct = if expected > 0.0 { 100.0 * delivered / expected } else { 0.0 };
+    let pct = if expected > 0.0 {
+        100.0 * delivered / expected
+    } else {
+        0.0
+    };
     let failed: Vec<String> = r["expectations"]
         .as_array()
         .map(|a| {
@@ -231,5 +242,12 @@ fn test() -> anyhow::Result<()> {
 fn ci() -> anyhow::Result<()> {
     test()?;
     cargo(&["fmt", "--all", "--check"])?;
-    cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])
 }

@@ -138,7 +138,10 @@ impl EmbeddedBroker {
                 };
                 let mut server = Server::new(settings, router_tx.clone(), V4);
                 let task = runtime.spawn(async move {
-                    let result = server.start(LinkType::Remote).await.map_err(|e| e.to_string());
+                    let result = server
+                        .start(LinkType::Remote)
+                        .await
+                        .map_err(|e| e.to_string());
                     if let Err(e) = &result {
                         warn!(%addr, error = %e, "embedded broker listener stopped");
                     }
@@ -176,8 +179,12 @@ impl EmbeddedBroker {
                 // that rumqttd's server is up, and clients will be refused or accepted by it.
                 continue;
             }
-            ready::probe_connack(addr, &id, Duration::from_secs(5))
-                .map_err(|reason| BrokerError::NotReady { port: *port, reason })?;
+            ready::probe_connack(addr, &id, Duration::from_secs(5)).map_err(|reason| {
+                BrokerError::NotReady {
+                    port: *port,
+                    reason,
+                }
+            })?;
         }
         let endpoints = Endpoints {
             host: config.bind.to_string(),

@@ -16,7 +16,11 @@ use socket2::SockRef;
 pub fn find_listener(addr: SocketAddr, set_nodelay: bool) -> std::io::Result<bool> {
     for entry in std::fs::read_dir("/proc/self/fd")? {
         let Ok(entry) = entry else { continue };
-        let Some(fd) = entry.file_name().to_str().and_then(|s| s.parse::<RawFd>().ok()) else {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<RawFd>().ok())
+        else {
             continue;
         };
         let is_socket = std::fs::read_link(entry.path())
@@ -49,7 +53,10 @@ pub fn socket_has_nodelay(fd: RawFd) -> std::io::Result<bool> {
 }
 
 #[allow(unsafe_code)]
-fn with_socket<T>(fd: RawFd, f: impl FnOnce(SockRef<'_>) -> std::io::Result<T>) -> std::io::Result<T> {
+fn with_socket<T>(
+    fd: RawFd,
+    f: impl FnOnce(SockRef<'_>) -> std::io::Result<T>,
+) -> std::io::Result<T> {
     // SAFETY: the descriptor is only borrowed for the duration of a few getsockopt/setsockopt
     // calls. If another thread closed it meanwhile and the number was reused, these calls act on
     // (or fail on) the new descriptor: the address check above then fails and nothing is set.
@@ -62,7 +69,11 @@ fn with_socket<T>(fd: RawFd, f: impl FnOnce(SockRef<'_>) -> std::io::Result<T>) 
 pub fn find_accepted(local: SocketAddr, peer: SocketAddr) -> std::io::Result<Option<RawFd>> {
     for entry in std::fs::read_dir("/proc/self/fd")? {
         let Ok(entry) = entry else { continue };
-        let Some(fd) = entry.file_name().to_str().and_then(|s| s.parse::<RawFd>().ok()) else {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<RawFd>().ok())
+        else {
             continue;
         };
         let is_socket = std::fs::read_link(entry.path())
@@ -70,8 +81,10 @@ pub fn find_accepted(local: SocketAddr, peer: SocketAddr) -> std::io::Result<Opt
             .unwrap_or(false);
         if is_socket
             && with_socket(fd, |s| {
-                Ok(s.local_addr().ok().and_then(|a| a.as_socket()) == Some(local)
-                    && s.peer_addr().ok().and_then(|a| a.as_socket()) == Some(peer))
+                Ok(
+                    s.local_addr().ok().and_then(|a| a.as_socket()) == Some(local)
+                        && s.peer_addr().ok().and_then(|a| a.as_socket()) == Some(peer),
+                )
             })?
         {
             return Ok(Some(fd));

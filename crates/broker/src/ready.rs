@@ -7,12 +7,21 @@ use std::time::Duration;
 
 /// Connect to `addr`, send an MQTT 3.1.1 CONNECT with `client_id` and a clean session, wait for
 /// a CONNACK accepting it, then DISCONNECT. Returns how long CONNECT to CONNACK took.
-pub fn probe_connack(addr: SocketAddr, client_id: &str, timeout: Duration) -> Result<Duration, String> {
+pub fn probe_connack(
+    addr: SocketAddr,
+    client_id: &str,
+    timeout: Duration,
+) -> Result<Duration, String> {
     let start = std::time::Instant::now();
-    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
+    let mut stream =
+        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
     let id = client_id.as_bytes();
     let id_len = u16::try_from(id.len()).map_err(|_| "client id too long".to_string())?;
     let mut variable = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 30];
@@ -21,7 +30,9 @@ pub fn probe_connack(addr: SocketAddr, client_id: &str, timeout: Duration) -> Re
     let mut packet = vec![0x10];
     encode_remaining_length(variable.len(), &mut packet);
     packet.extend_from_slice(&variable);
-    stream.write_all(&packet).map_err(|e| format!("send CONNECT: {e}"))?;
+    stream
+        .write_all(&packet)
+        .map_err(|e| format!("send CONNECT: {e}"))?;
     let mut connack = [0u8; 4];
     stream
         .read_exact(&mut connack)
@@ -31,7 +42,10 @@ pub fn probe_connack(addr: SocketAddr, client_id: &str, timeout: Duration) -> Re
         return Err(format!("expected CONNACK, got bytes {connack:02x?}"));
     }
     if connack[3] != 0 {
-        return Err(format!("CONNACK refused the connection (return code {})", connack[3]));
+        return Err(format!(
+            "CONNACK refused the connection (return code {})",
+            connack[3]
+        ));
     }
     // A clean DISCONNECT, so that the broker does not see an abrupt reset.
     let _ = stream.write_all(&[0xE0, 0]);

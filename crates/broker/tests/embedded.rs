@@ -23,7 +23,10 @@ fn accepted_nodelay(broker_port: u16, client: &TcpStream) -> bool {
         if let Some(fd) = nodelay::find_accepted(loopback(broker_port), peer).expect("scan fds") {
             return nodelay::socket_has_nodelay(fd).expect("getsockopt");
         }
-        assert!(Instant::now() < deadline, "broker never accepted the connection");
+        assert!(
+            Instant::now() < deadline,
+            "broker never accepted the connection"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -48,7 +51,11 @@ fn accepted_sockets_inherit_tcp_nodelay_only_when_asked() {
         let broker = EmbeddedBroker::start(&config(1, wanted)).expect("start");
         let port = broker.endpoints().ports[0];
         let client = TcpStream::connect(loopback(port)).expect("connect");
-        assert_eq!(accepted_nodelay(port, &client), wanted, "tcp_nodelay = {wanted}");
+        assert_eq!(
+            accepted_nodelay(port, &client),
+            wanted,
+            "tcp_nodelay = {wanted}"
+        );
         broker.stop();
     }
 }
@@ -61,7 +68,10 @@ fn stopping_releases_the_ports() {
     let deadline = Instant::now() + Duration::from_secs(5);
     for p in ports {
         while TcpStream::connect(loopback(p)).is_ok() {
-            assert!(Instant::now() < deadline, "port {p} still accepts after stop");
+            assert!(
+                Instant::now() < deadline,
+                "port {p} still accepts after stop"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }

@@ -38,7 +38,10 @@ pub fn broker(args: BrokerArgs) -> anyhow::Result<Outcome> {
         }
         Err(e) => return Err(e).context("starting the broker"),
     };
-    println!("fleetbench broker listening on {} (Ctrl-C to stop)", broker.endpoints().describe());
+    println!(
+        "fleetbench broker listening on {} (Ctrl-C to stop)",
+        broker.endpoints().describe()
+    );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

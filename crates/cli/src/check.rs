@@ -35,7 +35,11 @@ pub fn check(files: &[std::path::PathBuf]) -> anyhow::Result<Outcome> {
         }
     }
     if failed > 0 {
-        return Err(UsageError(format!("{failed} of {} scenario files are invalid", files.len())).into());
+        return Err(UsageError(format!(
+            "{failed} of {} scenario files are invalid",
+            files.len()
+        ))
+        .into());
     }
     Ok(Outcome::Pass)
 }

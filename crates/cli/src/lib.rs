@@ -94,8 +94,14 @@ fn parse_shard(s: &str) -> Result<fleetbench_scenario::Shard, String> {
     let (i, n) = s
         .split_once('/')
         .ok_or_else(|| format!("{s:?}: expected I/N, such as 0/4"))?;
-    let index: u32 = i.trim().parse().map_err(|_| format!("{i:?} is not a shard index"))?;
-    let count: u32 = n.trim().parse().map_err(|_| format!("{n:?} is not a shard count"))?;
+    let index: u32 = i
+        .trim()
+        .parse()
+        .map_err(|_| format!("{i:?} is not a shard index"))?;
+    let count: u32 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("{n:?} is not a shard count"))?;
     if count == 0 || index >= count {
         return Err(format!("shard {index}/{count}: expected 0 <= I < N"));
     }

@@ -20,11 +20,24 @@ pub struct RunContext {
 }
 
 pub fn environment() -> Environment {
-    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
-    Environment::detect(env!("FLEETBENCH_GIT_REV"), profile, env!("CARGO_PKG_VERSION"))
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    Environment::detect(
+        env!("FLEETBENCH_GIT_REV"),
+        profile,
+        env!("CARGO_PKG_VERSION"),
+    )
 }
 
-pub fn build_report(scenario: &Scenario, plan: &Plan, fleet: &FleetOutcome, ctx: &RunContext) -> Report {
+pub fn build_report(
+    scenario: &Scenario,
+    plan: &Plan,
+    fleet: &FleetOutcome,
+    ctx: &RunContext,
+) -> Report {
     let acc = &fleet.accounting;
     let totals = Totals {
         sent: fleet.sent,
@@ -101,7 +114,12 @@ pub fn build_report(scenario: &Scenario, plan: &Plan, fleet: &FleetOutcome, ctx:
 
 fn findings(plan: &Plan, fleet: &FleetOutcome, r: &Report, ctx: &RunContext) -> Vec<String> {
     let mut out = Vec::new();
-    let lost_guaranteed: u64 = r.by_qos.iter().filter(|q| q.qos >= 1).map(|q| q.outcome.lost).sum();
+    let lost_guaranteed: u64 = r
+        .by_qos
+        .iter()
+        .filter(|q| q.qos >= 1)
+        .map(|q| q.outcome.lost)
+        .sum();
     if lost_guaranteed > 0 {
         let mut f = format!(
             "{} messages delivered at QoS 1 or 2 never reached their observer: the broker broke \

@@ -22,7 +22,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<Outcome> {
     let embedded = matches!(scenario.broker, BrokerTarget::Embedded(_));
     limits::ensure_open_files(clients, if embedded { 2 } else { 1 })?;
 
-    let max_payload = plan.devices.iter().map(|d| d.payload_size as usize).max().unwrap_or(0);
+    let max_payload = plan
+        .devices
+        .iter()
+        .map(|d| d.payload_size as usize)
+        .max()
+        .unwrap_or(0);
     let (target, broker, ctx_broker, tcp_nodelay) = match &scenario.broker {
         BrokerTarget::Embedded(e) => {
             let broker = EmbeddedBroker::start(&EmbeddedConfig {
@@ -50,7 +55,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<Outcome> {
                 })?),
                 None => None,
             };
-            let credentials = x.username.clone().map(|u| (u, password.unwrap_or_default()));
+            let credentials = x
+                .username
+                .clone()
+                .map(|u| (u, password.unwrap_or_default()));
             let target = Target {
                 host: x.host.clone(),
                 ports: vec![x.port],
@@ -80,7 +88,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<Outcome> {
         tokio::spawn(watch_signals(stop_tx));
         let (snap_tx, snap_rx) = watch::channel(Snapshot::default());
         let progress = (!quiet).then(|| tokio::spawn(progress::run(snap_rx, progress_every)));
-        let r = fleetbench_fleet::run(&plan, target, timing, FleetOptions::default(), stop_rx, snap_tx).await;
+        let r = fleetbench_fleet::run(
+            &plan,
+            target,
+            timing,
+            FleetOptions::default(),
+            stop_rx,
+            snap_tx,
+        )
+        .await;
         if let Some(p) = progress {
             p.abort();
         }

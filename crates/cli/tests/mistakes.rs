@@ -31,7 +31,12 @@ fn read(path: &Path) -> Mistake {
         .lines()
         .next()
         .and_then(|l| l.strip_prefix("# expect-field: "))
-        .unwrap_or_else(|| panic!("{}: first line must be '# expect-field: ...'", path.display()))
+        .unwrap_or_else(|| {
+            panic!(
+                "{}: first line must be '# expect-field: ...'",
+                path.display()
+            )
+        })
         .trim()
         .to_string();
     let line = text
@@ -51,7 +56,8 @@ fn fleetbench(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn the_corpus_has_at_least_ten_distinct_mistakes() {
-    let fields: std::collections::HashSet<String> = corpus().iter().map(|p| read(p).field).collect();
+    let fields: std::collections::HashSet<String> =
+        corpus().iter().map(|p| read(p).field).collect();
     assert!(corpus().len() >= 10, "only {} mistakes", corpus().len());
     assert!(fields.len() >= 10, "only {} distinct fields", fields.len());
 }
@@ -63,11 +69,21 @@ fn check_rejects_each_mistake_naming_file_line_and_field() {
         let file = path.to_str().expect("utf-8 path");
         let out = fleetbench(&["check", file]);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{file}: exit code; stderr: {stderr}");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{file}: exit code; stderr: {stderr}"
+        );
         let at = format!("{file}:{}:", m.line);
-        assert!(stderr.contains(&at), "{file}: expected {at:?} in {stderr:?}");
+        assert!(
+            stderr.contains(&at),
+            "{file}: expected {at:?} in {stderr:?}"
+        );
         let field = format!(": {}: ", m.field);
-        assert!(stderr.contains(&field), "{file}: expected field {field:?} in {stderr:?}");
+        assert!(
+            stderr.contains(&field),
+            "{file}: expected field {field:?} in {stderr:?}"
+        );
     }
 }
 
@@ -99,7 +115,11 @@ fn run_rejects_each_mistake_before_any_connection() {
         ]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{}: {stderr}", path.display());
-        assert!(stderr.contains(&format!(":{line}:")), "{}: {stderr}", path.display());
+        assert!(
+            stderr.contains(&format!(":{line}:")),
+            "{}: {stderr}",
+            path.display()
+        );
         assert!(!report.exists(), "{}: a report was written", path.display());
         match listener.accept() {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}

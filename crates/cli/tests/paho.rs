@@ -45,8 +45,13 @@ fn paho_client_round_trips_through_fleetbench_broker() {
     let broker = Broker(child);
     // The broker prints its banner once it has answered a CONNECT itself.
     let mut banner = String::new();
-    BufReader::new(stdout).read_line(&mut banner).expect("banner");
-    assert!(banner.contains(&format!("127.0.0.1:{port}")), "banner: {banner:?}");
+    BufReader::new(stdout)
+        .read_line(&mut banner)
+        .expect("banner");
+    assert!(
+        banner.contains(&format!("127.0.0.1:{port}")),
+        "banner: {banner:?}"
+    );
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/paho_client.py");
     let out = Command::new("python3")
@@ -59,6 +64,9 @@ fn paho_client_round_trips_through_fleetbench_broker() {
         "paho client failed: {stdout} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("received example/topic: Hello, MQTT!"), "{stdout}");
+    assert!(
+        stdout.contains("received example/topic: Hello, MQTT!"),
+        "{stdout}"
+    );
     drop(broker);
 }

@@ -74,17 +74,38 @@ fn a_passing_run_writes_the_documented_report_and_a_narrow_summary() {
         Duration::from_secs(60),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.lines().all(|l| l.chars().count() <= 100), "{stdout}");
     let r = report(&out_path);
     assert_eq!(r["schema_version"], 1);
     assert_eq!(r["scenario"]["name"], "e2e");
-    assert_eq!(r["scenario"]["groups"][0]["payload_size"], 64, "defaults are resolved");
-    for field in ["cores", "memory_bytes", "os", "git_revision", "build_profile"] {
+    assert_eq!(
+        r["scenario"]["groups"][0]["payload_size"], 64,
+        "defaults are resolved"
+    );
+    for field in [
+        "cores",
+        "memory_bytes",
+        "os",
+        "git_revision",
+        "build_profile",
+    ] {
         assert!(!r["environment"][field].is_null(), "environment.{field}");
     }
     let t = &r["totals"];
-    for field in ["sent", "delivered", "lost", "duplicates", "reordered", "in_flight"] {
+    for field in [
+        "sent",
+        "delivered",
+        "lost",
+        "duplicates",
+        "reordered",
+        "in_flight",
+    ] {
         assert!(t[field].is_u64(), "totals.{field}");
     }
     assert!(u(&t["sent"]) >= 100, "8 devices x 10/s x 2 s");
@@ -95,7 +116,10 @@ fn a_passing_run_writes_the_documented_report_and_a_narrow_summary() {
             assert!(r["latency"][which][q].is_u64(), "latency.{which}.{q}");
         }
     }
-    assert_eq!(u(&r["latency"]["from_intended"]["count"]), u(&t["delivered"]));
+    assert_eq!(
+        u(&r["latency"]["from_intended"]["count"]),
+        u(&t["delivered"])
+    );
     assert_eq!(u(&r["latency"]["connect"]["count"]), 8);
     assert!(r["throughput"]["publish_per_s"].as_f64().expect("rate") > 30.0);
     assert!(r["throughput"]["deliver_per_s"].is_f64());
@@ -105,7 +129,10 @@ fn a_passing_run_writes_the_documented_report_and_a_narrow_summary() {
         .iter()
         .map(|e| e["name"].as_str().expect("name"))
         .collect();
-    assert!(names.contains(&"delivered_ratio") && names.contains(&"lost"), "{names:?}");
+    assert!(
+        names.contains(&"delivered_ratio") && names.contains(&"lost"),
+        "{names:?}"
+    );
     assert_eq!(r["verdict"], "pass");
 }
 
@@ -152,14 +179,24 @@ fn sigint_stops_the_run_writes_the_partial_report_and_exits_130() {
     ]);
     std::thread::sleep(Duration::from_millis(2_500));
     let pid = child.id().to_string();
-    let kill = Command::new("kill").args(["-INT", &pid]).status().expect("kill");
+    let kill = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
     assert!(kill.success());
     let started = Instant::now();
     let out = wait(child, Duration::from_secs(20));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(started.elapsed() < Duration::from_secs(10), "stopping took {:?}", started.elapsed());
-    assert!(stderr.contains("running"), "progress lines on stderr: {stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stopping took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        stderr.contains("running"),
+        "progress lines on stderr: {stderr}"
+    );
     let r = report(&out_path);
     assert_eq!(r["run"]["interrupted"], true);
     let t = &r["totals"];

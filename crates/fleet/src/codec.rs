@@ -105,8 +105,17 @@ mod tests {
     #[test]
     fn rejects_foreign_payloads() {
         assert_eq!(Header::decode(b"hello"), Err(DecodeError::Short(5)));
-        assert!(matches!(Header::decode(&[b'x'; 40]), Err(DecodeError::Magic(_))));
-        let mut buf = Header { device: 0, seq: 0, intended_ns: 0, sent_ns: 0 }.encode(32);
+        assert!(matches!(
+            Header::decode(&[b'x'; 40]),
+            Err(DecodeError::Magic(_))
+        ));
+        let mut buf = Header {
+            device: 0,
+            seq: 0,
+            intended_ns: 0,
+            sent_ns: 0,
+        }
+        .encode(32);
         buf[2] = 9;
         assert_eq!(Header::decode(&buf), Err(DecodeError::Version(9)));
     }

@@ -53,7 +53,13 @@ pub async fn run_device(pos: u32, spec: DeviceSpec, ctx: Arc<DeviceCtx>) -> u64 
         },
     );
     let (connected_tx, connected_rx) = oneshot::channel();
-    let poller = tokio::spawn(poll_device(pos, spec.qos, eventloop, ctx.clone(), connected_tx));
+    let poller = tokio::spawn(poll_device(
+        pos,
+        spec.qos,
+        eventloop,
+        ctx.clone(),
+        connected_tx,
+    ));
 
     let sent = publish(pos, &spec, &client, &ctx, connected_rx).await;
     let _ = ctx.flush.send(Flush::Device(DeviceFlush {
@@ -196,12 +202,16 @@ async fn poll_device(
             }
             Ok(Event::Incoming(Packet::PubAck(ack))) => {
                 if let Some(t) = pending.remove(&ack.pkid) {
-                    flush.ack_us.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                    flush
+                        .ack_us
+                        .push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
                 }
             }
             Ok(Event::Incoming(Packet::PubComp(comp))) => {
                 if let Some(t) = pending.remove(&comp.pkid) {
-                    flush.ack_us.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                    flush
+                        .ack_us
+                        .push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
                 }
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => break,

@@ -27,7 +27,11 @@ pub struct ClientSettings<'a> {
 
 /// One client with TCP_NODELAY on (rumqttc leaves it off) and a generous connect timeout.
 pub fn client(target: &Target, s: &ClientSettings) -> (AsyncClient, EventLoop) {
-    let mut opts = MqttOptions::new(s.client_id, target.host.clone(), target.port_for(s.port_index));
+    let mut opts = MqttOptions::new(
+        s.client_id,
+        target.host.clone(),
+        target.port_for(s.port_index),
+    );
     opts.set_keep_alive(s.keep_alive);
     opts.set_clean_session(true);
     opts.set_max_packet_size(s.max_packet, s.max_packet);

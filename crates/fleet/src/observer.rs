@@ -107,7 +107,7 @@ async fn observe(
                 let now_ns = ctx.clock.now_ns();
                 match Header::decode(&p.payload) {
                     Ok(h) => {
-                        if drop_every.is_some_and(|n| n > 0 && h.seq % n == 0) {
+                        if drop_every.is_some_and(|n| n > 0 && h.seq.is_multiple_of(n)) {
                             continue;
                         }
                         let pos = ctx
@@ -120,7 +120,9 @@ async fn observe(
                             Delivery::InOrder | Delivery::Reordered => {
                                 delivered.fetch_add(1, Ordering::Relaxed);
                                 flush.delivered += 1;
-                                flush.from_intended.record_ns(now_ns.saturating_sub(h.intended_ns));
+                                flush
+                                    .from_intended
+                                    .record_ns(now_ns.saturating_sub(h.intended_ns));
                                 flush.from_send.record_ns(now_ns.saturating_sub(h.sent_ns));
                             }
                             Delivery::Duplicate => flush.duplicates += 1,
@@ -184,7 +186,9 @@ async fn observe(
                 from_send: LatencyHistogram::new(),
                 ..ObserverFlush::default()
             };
-            let _ = ctx.flush.send(Flush::Observer(std::mem::replace(&mut flush, fresh)));
+            let _ = ctx
+                .flush
+                .send(Flush::Observer(std::mem::replace(&mut flush, fresh)));
         }
     }
     flush.connected = Some(false);

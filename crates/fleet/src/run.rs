@@ -63,7 +63,14 @@ pub async fn run(
     );
     let (phase_tx, phase_rx) = watch::channel(Phase::Connecting);
     let (ticker_done_tx, ticker_done_rx) = watch::channel(false);
-    let ticker = tokio::spawn(tick_loop(aggregator, clock, opts.tick, phase_rx, ticker_done_rx, snapshots));
+    let ticker = tokio::spawn(tick_loop(
+        aggregator,
+        clock,
+        opts.tick,
+        phase_rx,
+        ticker_done_rx,
+        snapshots,
+    ));
 
     let mut positions = vec![None; plan.total_devices as usize];
     for (pos, d) in plan.devices.iter().enumerate() {
@@ -92,7 +99,10 @@ pub async fn run(
     for (i, spec) in plan.observers.iter().enumerate() {
         let handle = spawn_observer(i, spec.clone(), octx.clone());
         if let Err(e) = subscribe(&handle, spec) {
-            return Err(FleetError::Task(format!("subscribe {}: {e}", spec.client_id)));
+            return Err(FleetError::Task(format!(
+                "subscribe {}: {e}",
+                spec.client_id
+            )));
         }
         observers.push(handle);
     }
@@ -173,7 +183,10 @@ pub async fn run(
     };
     let mut drain_full = false;
     loop {
-        let delivered: u64 = observers.iter().map(|o| o.delivered.load(Ordering::Relaxed)).sum();
+        let delivered: u64 = observers
+            .iter()
+            .map(|o| o.delivered.load(Ordering::Relaxed))
+            .sum();
         if delivered >= expected {
             break;
         }
@@ -231,12 +244,18 @@ pub async fn run(
         })
         .collect();
     let accounting = account(
-        results.iter().zip(&qos).map(|(r, q)| (&r.ledger, q.as_slice())),
+        results
+            .iter()
+            .zip(&qos)
+            .map(|(r, q)| (&r.ledger, q.as_slice())),
         &sent,
         &settled,
     );
     if accounting.total.beyond_sent > 0 {
-        warn!(beyond = accounting.total.beyond_sent, "arrivals beyond what devices reported as sent");
+        warn!(
+            beyond = accounting.total.beyond_sent,
+            "arrivals beyond what devices reported as sent"
+        );
     }
     Ok(FleetOutcome {
         accounting,

@@ -56,7 +56,9 @@ async fn run_with(text: &str, faults: Faults) -> FleetOutcome {
         duration: s.duration,
         drain_timeout: s.drain_timeout,
     };
-    let outcome = run(&plan, target, timing, opts, stop_rx, snap_tx).await.expect("run");
+    let outcome = run(&plan, target, timing, opts, stop_rx, snap_tx)
+        .await
+        .expect("run");
     broker.stop();
     outcome
 }
@@ -76,9 +78,15 @@ async fn an_injected_loss_is_counted_exactly() {
     assert_eq!(t.lost, dropped);
     assert_eq!(t.expected, o.sent);
     assert_eq!(t.delivered, o.sent - dropped);
-    assert_eq!(t.in_flight, 0, "the drain ran its full timeout: nothing is in flight");
+    assert_eq!(
+        t.in_flight, 0,
+        "the drain ran its full timeout: nothing is in flight"
+    );
     assert_eq!(t.duplicates, 0);
-    assert_eq!(o.accounting.by_qos[1].1.lost, t.lost, "all losses are on QoS 1 streams");
+    assert_eq!(
+        o.accounting.by_qos[1].1.lost, t.lost,
+        "all losses are on QoS 1 streams"
+    );
     // A lost message never enters a latency histogram.
     assert_eq!(o.totals.from_intended.count(), t.delivered);
 }
@@ -107,8 +115,20 @@ async fn a_stalled_generator_shows_in_latency_from_intended_only() {
         stall_us
     );
     // The broker was never slow: from send stays far below the stall.
-    assert!(send.max_us < stall_us / 4, "max from send {}us", send.max_us);
+    assert!(
+        send.max_us < stall_us / 4,
+        "max from send {}us",
+        send.max_us
+    );
     // About 4 devices x 25/s x 0.4 s = 40 messages fell due during the stall and left late.
-    assert!(o.totals.late_sends >= 30, "late sends {}", o.totals.late_sends);
-    assert!(o.totals.max_lag_us >= stall_us * 9 / 10, "max lag {}", o.totals.max_lag_us);
+    assert!(
+        o.totals.late_sends >= 30,
+        "late sends {}",
+        o.totals.late_sends
+    );
+    assert!(
+        o.totals.max_lag_us >= stall_us * 9 / 10,
+        "max lag {}",
+        o.totals.max_lag_us
+    );
 }

@@ -48,7 +48,10 @@ pub enum Flush {
     Device(DeviceFlush),
     Observer(ObserverFlush),
     /// Something went wrong: `kind` groups errors for display (for example "connect").
-    Error { kind: &'static str, detail: String },
+    Error {
+        kind: &'static str,
+        detail: String,
+    },
 }
 
 /// Where a run is.
@@ -150,7 +153,11 @@ pub const RATE_WINDOW: Duration = Duration::from_secs(1);
 
 impl Aggregator {
     /// A channel for the tasks and the aggregator that drains it.
-    pub fn new(devices: u32, observers: u32, keep_history: Duration) -> (Sender<Flush>, Aggregator) {
+    pub fn new(
+        devices: u32,
+        observers: u32,
+        keep_history: Duration,
+    ) -> (Sender<Flush>, Aggregator) {
         let (tx, rx) = std::sync::mpsc::channel();
         let agg = Aggregator {
             rx,
@@ -196,7 +203,9 @@ impl Aggregator {
                 }
                 match d.connected {
                     Some(true) => self.devices_connected += 1,
-                    Some(false) => self.devices_connected = self.devices_connected.saturating_sub(1),
+                    Some(false) => {
+                        self.devices_connected = self.devices_connected.saturating_sub(1)
+                    }
                     None => {}
                 }
             }
@@ -230,7 +239,8 @@ impl Aggregator {
         }
         self.totals.from_intended.add(&self.interval_intended);
         self.totals.from_send.add(&self.interval_send);
-        self.recent.push_back((elapsed, self.sent_total, self.delivered));
+        self.recent
+            .push_back((elapsed, self.sent_total, self.delivered));
         while self
             .recent
             .get(1)
@@ -339,7 +349,10 @@ mod tests {
         assert_eq!(agg.totals().ack.count(), 2);
         // A later tick with no traffic reports zero rates but keeps totals.
         let s = agg.tick(Duration::from_secs(3), Phase::Running);
-        assert_eq!((s.sent, s.publish_rate, s.interval_from_intended.count), (10, 0.0, 0));
+        assert_eq!(
+            (s.sent, s.publish_rate, s.interval_from_intended.count),
+            (10, 0.0, 0)
+        );
         assert_eq!(s.total_from_intended.count, 1);
     }
 

@@ -74,9 +74,7 @@ impl Stream {
     /// later is lost too when a later one of the same stream arrived (it was overtaken), and
     /// otherwise still in flight.
     pub fn outcome(&self, sent: u64, settled: u64) -> StreamOutcome {
-        let horizon = settled
-            .max(self.highest.map_or(0, |h| h + 1))
-            .min(sent);
+        let horizon = settled.max(self.highest.map_or(0, |h| h + 1)).min(sent);
         let lost = self.missing_in(0, horizon);
         let in_flight = self.missing_in(horizon, sent);
         // Arrivals with a sequence number the device never reported as sent cannot happen in a
@@ -138,10 +136,7 @@ impl Ledger {
     /// `expects[d]` says whether device `d` (its position in the plan) is expected.
     pub fn new(expects: &[bool]) -> Self {
         Ledger {
-            streams: expects
-                .iter()
-                .map(|e| e.then(Stream::default))
-                .collect(),
+            streams: expects.iter().map(|e| e.then(Stream::default)).collect(),
             unexpected: 0,
         }
     }
@@ -201,7 +196,10 @@ mod tests {
         // Once 9 arrives, 8 was overtaken: lost, not in flight.
         s.record(9);
         let o = s.outcome(10, 8);
-        assert_eq!((o.delivered, o.lost, o.in_flight, o.reordered), (7, 3, 0, 0));
+        assert_eq!(
+            (o.delivered, o.lost, o.in_flight, o.reordered),
+            (7, 3, 0, 0)
+        );
     }
 
     #[test]

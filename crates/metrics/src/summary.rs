@@ -21,7 +21,7 @@ pub fn fmt_count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -48,7 +48,11 @@ fn latency_row(out: &mut String, name: &str, l: &LatencySummary) {
 
 pub fn render(r: &Report) -> String {
     let mut out = String::new();
-    let name = r.scenario.get("name").and_then(|n| n.as_str()).unwrap_or("?");
+    let name = r
+        .scenario
+        .get("name")
+        .and_then(|n| n.as_str())
+        .unwrap_or("?");
     let verdict = match (r.verdict, r.run.interrupted) {
         (_, true) => "INTERRUPTED",
         (Verdict::Pass, false) => "PASS",
@@ -113,7 +117,11 @@ pub fn render(r: &Report) -> String {
     for (kind, g) in &r.errors {
         let mut latest = g.latest.clone();
         latest.truncate(60);
-        let _ = writeln!(out, "  error {kind}: {} (latest: {latest})", fmt_count(g.count));
+        let _ = writeln!(
+            out,
+            "  error {kind}: {} (latest: {latest})",
+            fmt_count(g.count)
+        );
     }
     for f in &r.findings {
         for (i, line) in wrap(f, 94).iter().enumerate() {

@@ -79,7 +79,9 @@ impl Plan {
                     continue;
                 }
                 let connect_at = match g.connect_rate {
-                    Some(r) => Duration::from_secs_f64(f64::from(index - shard.slice(g.count).start) / r),
+                    Some(r) => {
+                        Duration::from_secs_f64(f64::from(index - shard.slice(g.count).start) / r)
+                    }
                     None => Duration::ZERO,
                 };
                 devices.push(DeviceSpec {

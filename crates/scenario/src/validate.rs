@@ -24,7 +24,12 @@ struct Ctx<'a> {
 type R<T> = Result<T, ScenarioError>;
 
 impl Ctx<'_> {
-    fn err(&self, span: Range<usize>, field: impl Into<String>, msg: impl Into<String>) -> ScenarioError {
+    fn err(
+        &self,
+        span: Range<usize>,
+        field: impl Into<String>,
+        msg: impl Into<String>,
+    ) -> ScenarioError {
         ScenarioError::new(Location::at(self.file, self.text, span.start), field, msg)
     }
 
@@ -68,14 +73,22 @@ impl Ctx<'_> {
                 .ok()
                 .and_then(Qos::from_level)
                 .ok_or_else(|| {
-                    self.err(v.span(), field, format!("must be 0, 1 or 2, got {}", v.get_ref()))
+                    self.err(
+                        v.span(),
+                        field,
+                        format!("must be 0, 1 or 2, got {}", v.get_ref()),
+                    )
                 }),
         }
     }
 
     fn name(&self, v: &S<String>, field: &str) -> R<String> {
         let s = v.get_ref();
-        if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        if s.is_empty()
+            || !s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
             return Err(self.err(
                 v.span(),
                 field,
@@ -97,7 +110,11 @@ pub fn parse(file: &str, text: &str) -> R<Scenario> {
     };
 
     if raw.group.is_empty() {
-        return Err(cx.err(0..0, "group", "no device group; add at least one [[group]] table"));
+        return Err(cx.err(
+            0..0,
+            "group",
+            "no device group; add at least one [[group]] table",
+        ));
     }
     let mut groups = Vec::with_capacity(raw.group.len());
     let mut names = HashSet::new();
@@ -107,7 +124,10 @@ pub fn parse(file: &str, text: &str) -> R<Scenario> {
             return Err(cx.err(
                 g.get_ref().name.span(),
                 format!("group[{i}].name"),
-                format!("group name {:?} is used twice; group names must be unique", group.name),
+                format!(
+                    "group name {:?} is used twice; group names must be unique",
+                    group.name
+                ),
             ));
         }
         groups.push(group);
@@ -133,7 +153,10 @@ pub fn parse(file: &str, text: &str) -> R<Scenario> {
             return Err(cx.err(
                 o.get_ref().name.span(),
                 format!("observer[{i}].name"),
-                format!("name {:?} is already used by a group or observer", observer.name),
+                format!(
+                    "name {:?} is already used by a group or observer",
+                    observer.name
+                ),
             ));
         }
         observers.push(observer);
@@ -185,28 +208,36 @@ fn group(cx: &Ctx, i: usize, g: &RawGroup) -> R<DeviceGroup> {
     pattern(cx, &g.topic, &f("topic"))?;
     let sample = topic::render(g.topic.get_ref(), &name, 0);
     if let Some(problem) = topic::topic_name_problem(&sample) {
-        return Err(cx.err(g.topic.span(), f("topic"), format!("{problem} (rendered {sample:?})")));
+        return Err(cx.err(
+            g.topic.span(),
+            f("topic"),
+            format!("{problem} (rendered {sample:?})"),
+        ));
     }
     let rate = *g.rate.get_ref();
     if !(rate > 0.0 && rate <= MAX_RATE) {
         return Err(cx.err(
             g.rate.span(),
             f("rate"),
-            format!("messages per second per device must be above 0 and at most {MAX_RATE}, got {rate}"),
+            format!(
+                "messages per second per device must be above 0 and at most {MAX_RATE}, got {rate}"
+            ),
         ));
     }
     let qos = cx.qos(g.qos.as_ref(), &f("qos"), Qos::AtLeastOnce)?;
     let payload_size = match &g.payload_size {
-        Some(p) => cx.count(p, &f("payload_size"), MIN_PAYLOAD, MAX_PAYLOAD).map_err(|mut e| {
-            e.message.push_str(&format!(
-                " (bytes; every message carries a {MIN_PAYLOAD}-byte delivery header)"
-            ));
-            e
-        })?,
+        Some(p) => cx
+            .count(p, &f("payload_size"), MIN_PAYLOAD, MAX_PAYLOAD)
+            .map_err(|mut e| {
+                e.message.push_str(&format!(
+                    " (bytes; every message carries a {MIN_PAYLOAD}-byte delivery header)"
+                ));
+                e
+            })?,
         None => 64,
     };
     let connect_rate = match &g.connect_rate {
-        Some(r) if !(*r.get_ref() > 0.0) => {
+        Some(r) if r.get_ref().is_nan() || *r.get_ref() <= 0.0 => {
             return Err(cx.err(
                 r.span(),
                 f("connect_rate"),
@@ -268,7 +299,11 @@ fn observer(cx: &Ctx, i: usize, o: &RawObserver, topics: &[String]) -> R<Observe
         None => 1,
     };
     if o.filters.get_ref().is_empty() {
-        return Err(cx.err(o.filters.span(), f("filters"), "needs at least one topic filter"));
+        return Err(cx.err(
+            o.filters.span(),
+            f("filters"),
+            "needs at least one topic filter",
+        ));
     }
     let mut filters = Vec::new();
     for (j, filter) in o.filters.get_ref().iter().enumerate() {
@@ -351,11 +386,19 @@ fn broker(cx: &Ctx, b: Option<&S<RawBroker>>, clients: u64) -> R<BrokerTarget> {
         Some(url) => {
             for (field, v) in [("broker.listeners", b.listeners.as_ref().map(|v| v.span()))] {
                 if let Some(span) = v {
-                    return Err(cx.err(span, field, "applies to the embedded broker only; remove it or remove broker.url"));
+                    return Err(cx.err(
+                        span,
+                        field,
+                        "applies to the embedded broker only; remove it or remove broker.url",
+                    ));
                 }
             }
             let (scheme, rest) = url.get_ref().split_once("://").ok_or_else(|| {
-                cx.err(url.span(), "broker.url", "expected a URL such as \"mqtt://127.0.0.1:1883\"")
+                cx.err(
+                    url.span(),
+                    "broker.url",
+                    "expected a URL such as \"mqtt://127.0.0.1:1883\"",
+                )
             })?;
             let scheme = match scheme {
                 "mqtt" | "tcp" => Scheme::Mqtt,
@@ -372,14 +415,22 @@ fn broker(cx: &Ctx, b: Option<&S<RawBroker>>, clients: u64) -> R<BrokerTarget> {
                 Some((h, p)) => (
                     h,
                     p.parse::<u16>().map_err(|_| {
-                        cx.err(url.span(), "broker.url", format!("{p:?} is not a port number (1-65535)"))
+                        cx.err(
+                            url.span(),
+                            "broker.url",
+                            format!("{p:?} is not a port number (1-65535)"),
+                        )
                     })?,
                 ),
                 None => (rest, 1883),
             };
             let host = host.trim_start_matches('[').trim_end_matches(']');
             if host.is_empty() || port == 0 {
-                return Err(cx.err(url.span(), "broker.url", "expected host and port, such as \"mqtt://127.0.0.1:1883\""));
+                return Err(cx.err(
+                    url.span(),
+                    "broker.url",
+                    "expected host and port, such as \"mqtt://127.0.0.1:1883\"",
+                ));
             }
             Ok(BrokerTarget::External(ExternalBroker {
                 scheme,
@@ -405,11 +456,13 @@ fn expectations(cx: &Ctx, e: &RawExpect) -> R<Expectations> {
         }
     };
     let latency = |v: &Option<S<String>>, field: &str| -> R<Option<Duration>> {
-        v.as_ref().map(|v| cx.duration(v, &format!("expect.{field}"))).transpose()
+        v.as_ref()
+            .map(|v| cx.duration(v, &format!("expect.{field}")))
+            .transpose()
     };
     let rate = |v: &Option<S<f64>>, field: &str| -> R<Option<f64>> {
         match v {
-            Some(v) if !(*v.get_ref() >= 0.0) => Err(cx.err(
+            Some(v) if v.get_ref().is_nan() || *v.get_ref() < 0.0 => Err(cx.err(
                 v.span(),
                 format!("expect.{field}"),
                 format!("messages per second must be 0 or more, got {}", v.get_ref()),
@@ -422,7 +475,10 @@ fn expectations(cx: &Ctx, e: &RawExpect) -> R<Expectations> {
             return Err(cx.err(
                 r.span(),
                 "expect.delivered_ratio",
-                format!("a ratio between 0.0 and 1.0 (1.0 = everything delivered), got {}", r.get_ref()),
+                format!(
+                    "a ratio between 0.0 and 1.0 (1.0 = everything delivered), got {}",
+                    r.get_ref()
+                ),
             ))
         }
         r => r.as_ref().map(|r| *r.get_ref()),
@@ -476,7 +532,12 @@ fn field_at(text: &str, offset: usize) -> String {
     if line.starts_with('[') {
         return table;
     }
-    let key = line.split('=').next().unwrap_or("").trim().trim_matches('"');
+    let key = line
+        .split('=')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .trim_matches('"');
     match (table.is_empty(), key.is_empty()) {
         (true, _) => key.to_string(),
         (false, true) => table,

@@ -64,7 +64,10 @@ fn plan_renders_devices_and_who_observes_whom() {
     assert_eq!(plan.devices[4].connect_at, Duration::from_millis(100));
     assert_eq!(plan.observers.len(), 3);
     assert_eq!(plan.observers[0].expects, vec![true; 5]);
-    assert_eq!(plan.observers[1].expects, vec![true, true, true, false, false]);
+    assert_eq!(
+        plan.observers[1].expects,
+        vec![true, true, true, false, false]
+    );
     assert!(plan.devices.iter().all(|d| d.phase < d.period));
     // 3 temps at 2/s + 2 doors at 0.5/s for "all", and 3 temps at 2/s for each of two "temps".
     assert!((plan.expected_deliveries_per_s() - (7.0 + 12.0)).abs() < 1e-9);
