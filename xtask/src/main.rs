@@ -234,13 +234,50 @@ fn ensure_paho() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Run the whole suite, echo cargo's output, and close with one total line over every test
+/// binary (cargo's own last line speaks only of the last binary).
 fn test() -> anyhow::Result<()> {
     ensure_paho()?;
-    cargo(&["test", "--workspace", "--all-targets"])
+    let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut child = Command::new(&cargo_bin)
+        .args(["test", "--workspace", "--all-targets"])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running cargo test")?;
+    let stdout = child.stdout.take().context("cargo test's output")?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let line = line.context("reading cargo test's output")?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            passed += count_before(rest, "passed");
+            failed += count_before(rest, "failed");
+        }
+    }
+    let status = child.wait().context("waiting for cargo test")?;
+    println!("tests: {passed} passed, {failed} failed");
+    if !status.success() {
+        bail!("cargo test failed ({status})");
+    }
+    if passed == 0 {
+        bail!("cargo test ran no test");
+    }
+    Ok(())
+}
+
+/// In "ok. 3 passed; 0 failed; ...", the number before `word`.
+fn count_before(text: &str, word: &str) -> u64 {
+    text.split(';')
+        .find_map(|part| {
+            let part = part.trim();
+            let part = part.rsplit(". ").next().unwrap_or(part);
+            part.strip_suffix(word).and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn ci() -> anyhow::Result<()> {
-    test()?;
     cargo(&["fmt", "--all", "--check"])?;
     cargo(&[
         "clippy",
@@ -249,5 +286,6 @@ fn ci() -> anyhow::Result<()> {
         "--",
         "-D",
         "warnings",
-    ])
+    ])?;
+    test()
 }

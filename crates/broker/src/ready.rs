@@ -6,7 +6,12 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 /// Connect to `addr`, send an MQTT 3.1.1 CONNECT with `client_id` and a clean session, wait for
-/// a CONNACK accepting it, then DISCONNECT. Returns how long CONNECT to CONNACK took.
+/// a CONNACK accepting it, then close. Returns how long CONNECT to CONNACK took.
+///
+/// The probe closes without sending DISCONNECT on purpose: rumqttd 0.20 then emits two
+/// disconnect events for the connection (one for the packet, one when the socket closes), and
+/// if another client has meanwhile been registered under the same (reused) connection id, the
+/// second event disconnects that client. A plain close produces one event.
 pub fn probe_connack(
     addr: SocketAddr,
     client_id: &str,
@@ -47,9 +52,7 @@ pub fn probe_connack(
             connack[3]
         ));
     }
-    // A clean DISCONNECT, so that the broker does not see an abrupt reset.
-    let _ = stream.write_all(&[0xE0, 0]);
-    let _ = stream.flush();
+    let _ = stream.shutdown(std::net::Shutdown::Both);
     Ok(elapsed)
 }
 

@@ -8,6 +8,10 @@ fn loopback(port: u16) -> SocketAddr {
 }
 
 fn config(listeners: u16, tcp_nodelay: bool) -> EmbeddedConfig {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     EmbeddedConfig {
         listeners,
         tcp_nodelay,
