@@ -209,3 +209,93 @@ fn sigint_stops_the_run_writes_the_partial_report_and_exits_130() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("INTERRUPTED"));
 }
+
+/// Ends a process we started, by its PID, however the test ends.
+struct Started(Child);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_run_against_an_external_broker_url_accounts_for_everything() {
+    use std::io::{BufRead, BufReader};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut broker = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+        .args(["broker", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start fleetbench broker");
+    let banner_out = broker.stdout.take().expect("stdout");
+    let _broker = Started(broker);
+    let mut banner = String::new();
+    BufReader::new(banner_out)
+        .read_line(&mut banner)
+        .expect("banner");
+    assert!(banner.contains("listening"), "{banner}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        r#"
+name = "external"
+duration = "2s"
+drain_timeout = "2s"
+[broker]
+url = "mqtt://127.0.0.1:{port}"
+[[group]]
+name = "s"
+count = 5
+topic = "ext/{{index}}"
+rate = 10.0
+qos = 2
+[[observer]]
+name = "all"
+count = 2
+filters = ["ext/#"]
+qos = 2
+[expect]
+delivered_ratio = 1.0
+"#
+    );
+    let file = dir.path().join("external.toml");
+    std::fs::write(&file, text).expect("write");
+    let out_path = dir.path().join("report.json");
+    let out = wait(
+        spawn(&[
+            "run".as_ref(),
+            file.as_os_str(),
+            "--report".as_ref(),
+            out_path.as_os_str(),
+            "--quiet".as_ref(),
+        ]),
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report(&out_path);
+    assert_eq!(r["run"]["broker"], format!("mqtt://127.0.0.1:{port}"));
+    assert!(r["run"]["tcp_nodelay"].is_null());
+    let t = &r["totals"];
+    // Two observers each expect every message: deliveries are twice the messages sent.
+    assert_eq!(u(&t["expected"]), 2 * u(&t["sent"]));
+    assert_eq!(u(&t["delivered"]), u(&t["expected"]));
+    assert_eq!(
+        r["by_qos"][0]["qos"], 2,
+        "streams judged at the granted QoS 2"
+    );
+    assert!(
+        u(&r["latency"]["puback"]["count"]) > 0,
+        "PUBCOMP latency measured at QoS 2"
+    );
+}

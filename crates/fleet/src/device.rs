@@ -3,6 +3,7 @@
 //! on an open-loop schedule: message i is due at `t0 + i * period`, whatever happened before.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +30,9 @@ pub struct DeviceCtx {
     pub ramp_start: Instant,
     /// No message due at or after this is sent.
     pub publish_end: Instant,
+    /// After its last message, a device waits at most until then for its QoS 1/2 flows to
+    /// complete before it disconnects.
+    pub finish_deadline: Instant,
     pub stop: watch::Receiver<bool>,
 }
 
@@ -53,12 +57,14 @@ pub async fn run_device(pos: u32, spec: DeviceSpec, ctx: Arc<DeviceCtx>) -> u64 
         },
     );
     let (connected_tx, connected_rx) = oneshot::channel();
+    let completed = Arc::new(AtomicU64::new(0));
     let poller = tokio::spawn(poll_device(
         pos,
         spec.qos,
         eventloop,
         ctx.clone(),
         connected_tx,
+        completed.clone(),
     ));
 
     let sent = publish(pos, &spec, &client, &ctx, connected_rx).await;
@@ -67,7 +73,17 @@ pub async fn run_device(pos: u32, spec: DeviceSpec, ctx: Arc<DeviceCtx>) -> u64 
         sent,
         ..DeviceFlush::default()
     }));
-    // Queued behind the last publish: the broker has every message before it sees DISCONNECT.
+    // Disconnecting with a flow unfinished would discard its message (at QoS 2 the broker
+    // forwards only after PUBREL): wait until every message has left (QoS 0) or been
+    // acknowledged (QoS 1: PUBACK, QoS 2: PUBCOMP).
+    let deadline = if *ctx.stop.borrow() {
+        Instant::now() + Duration::from_millis(500)
+    } else {
+        ctx.finish_deadline
+    };
+    while completed.load(Ordering::Relaxed) < sent && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let _ = client.try_disconnect();
     drop(client);
     let _ = tokio::time::timeout(Duration::from_secs(5), poller).await;
@@ -166,6 +182,7 @@ async fn poll_device(
     mut eventloop: rumqttc::EventLoop,
     ctx: Arc<DeviceCtx>,
     connected_tx: oneshot::Sender<Instant>,
+    completed: Arc<AtomicU64>,
 ) {
     let mut connected_tx = Some(connected_tx);
     let mut pending: HashMap<u16, Instant> = HashMap::new();
@@ -197,28 +214,26 @@ async fn poll_device(
                     },
                 )));
             }
-            Ok(Event::Outgoing(Outgoing::Publish(pkid))) if level != Qos::AtMostOnce => {
-                pending.insert(pkid, Instant::now());
-            }
-            Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                if let Some(t) = pending.remove(&ack.pkid) {
-                    flush
-                        .ack_us
-                        .push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                if level == Qos::AtMostOnce {
+                    completed.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    pending.insert(pkid, Instant::now());
                 }
             }
-            Ok(Event::Incoming(Packet::PubComp(comp))) => {
-                if let Some(t) = pending.remove(&comp.pkid) {
-                    flush
-                        .ack_us
-                        .push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+            Ok(Event::Incoming(Packet::PubAck(rumqttc::PubAck { pkid })))
+            | Ok(Event::Incoming(Packet::PubComp(rumqttc::PubComp { pkid }))) => {
+                if let Some(t) = pending.remove(&pkid) {
+                    completed.fetch_add(1, Ordering::Relaxed);
+                    let us = t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                    flush.ack_us.push(us);
                 }
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
             Ok(_) => {}
             Err(rumqttc::ConnectionError::RequestsDone) => break,
             Err(e) => {
-                if *ctx.stop.borrow() || Instant::now() >= ctx.publish_end {
+                if *ctx.stop.borrow() || Instant::now() >= ctx.finish_deadline {
                     break;
                 }
                 debug!(device = pos, error = %e, "device connection error");

@@ -145,6 +145,7 @@ pub async fn run(
         flush: flush_tx.clone(),
         ramp_start,
         publish_end,
+        finish_deadline: publish_end + timing.drain_timeout,
         stop: stop.clone(),
     });
     let _ = phase_tx.send(Phase::Running);
