@@ -3,7 +3,8 @@
 use fleetbench_fleet::FleetOutcome;
 use fleetbench_metrics::env::Environment;
 use fleetbench_metrics::report::{
-    Generator, Latency, QosTotals, Report, RunInfo, Throughput, Totals, Verdict, SCHEMA_VERSION,
+    peak_rss_bytes, Generator, Latency, QosTotals, Report, Resources, RunInfo, Throughput, Totals,
+    Verdict, SCHEMA_VERSION,
 };
 use fleetbench_metrics::summary::fmt_count;
 use fleetbench_scenario::{Plan, Scenario, Shard};
@@ -92,6 +93,11 @@ pub fn build_report(
         generator: Generator {
             late_sends: t.late_sends,
             max_lag_us: t.max_lag_us,
+            cpu_cores: t.cpu.generator,
+        },
+        resources: Resources {
+            cpu: t.cpu,
+            peak_rss_bytes: peak_rss_bytes(),
         },
         errors: t
             .errors

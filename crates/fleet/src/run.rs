@@ -61,6 +61,11 @@ pub async fn run(
         plan.observers.len() as u32,
         timing.drain_timeout + opts.tick * 2,
     );
+    let watchers = (0..plan.devices.len())
+        .map(|d| plan.observers.iter().filter(|o| o.expects[d]).count() as u32)
+        .collect();
+    let groups = plan.devices.iter().map(|d| d.group as u32).collect();
+    let aggregator = aggregator.with_layout(groups, watchers);
     let (phase_tx, phase_rx) = watch::channel(Phase::Connecting);
     let (ticker_done_tx, ticker_done_rx) = watch::channel(false);
     let ticker = tokio::spawn(tick_loop(

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::Duration;
 
+use crate::cpu::{CpuSampler, CpuUsage};
 use crate::hist::{LatencyHistogram, LatencySummary};
 
 /// What a device task hands over, at most once a tick and once more when it ends.
@@ -111,7 +112,35 @@ pub struct Snapshot {
     pub late_sends: u64,
     pub max_lag_us: u64,
     pub errors: BTreeMap<&'static str, ErrorGroup>,
+    /// Deliveries the subscriptions call for, for the messages sent so far.
+    pub expected: u64,
+    /// Per device group, in scenario order.
+    pub groups: Vec<GroupSnapshot>,
+    /// Latency from intended since the start at rising quantiles: (quantile, us).
+    pub distribution: Vec<(f64, u64)>,
+    /// Cores used over the last tick, by component.
+    pub cpu: CpuUsage,
 }
+
+impl Snapshot {
+    /// Expected deliveries not (yet) arrived: in flight, or lost.
+    pub fn outstanding(&self) -> u64 {
+        self.expected.saturating_sub(self.delivered)
+    }
+}
+
+/// One device group at one tick.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GroupSnapshot {
+    pub devices_target: u32,
+    pub devices_connected: u32,
+    pub sent: u64,
+    pub late_sends: u64,
+    pub publish_rate: f64,
+}
+
+/// The quantiles of [`Snapshot::distribution`].
+pub const LADDER: [f64; 7] = [0.5, 0.75, 0.9, 0.99, 0.999, 0.9999, 1.0];
 
 /// Totals of a whole run, as the report needs them.
 #[derive(Debug, Clone, Default)]
@@ -123,6 +152,8 @@ pub struct Totals {
     pub late_sends: u64,
     pub max_lag_us: u64,
     pub errors: BTreeMap<&'static str, ErrorGroup>,
+    /// Average cores used from the first tick to the last, by component.
+    pub cpu: CpuUsage,
 }
 
 pub struct Aggregator {
@@ -143,8 +174,16 @@ pub struct Aggregator {
     /// which messages had their full drain timeout to arrive.
     history: VecDeque<(Duration, Vec<u64>)>,
     keep_history: Duration,
-    /// (elapsed, sent, delivered) at recent ticks, for rates over [`RATE_WINDOW`].
-    recent: VecDeque<(Duration, u64, u64)>,
+    /// (elapsed, sent, delivered, sent per group) at recent ticks, for rates over
+    /// [`RATE_WINDOW`].
+    recent: VecDeque<(Duration, u64, u64, Vec<u64>)>,
+    /// Device position -> group index.
+    device_group: Vec<u32>,
+    /// Device position -> number of observers that expect its messages.
+    watchers: Vec<u32>,
+    expected: u64,
+    groups: Vec<GroupSnapshot>,
+    cpu: CpuSampler,
 }
 
 /// Rates are averaged over about this long: flushes arrive once a tick per task, not aligned
@@ -180,17 +219,54 @@ impl Aggregator {
             history: VecDeque::new(),
             keep_history,
             recent: VecDeque::new(),
+            device_group: vec![0; devices as usize],
+            watchers: vec![0; devices as usize],
+            expected: 0,
+            groups: vec![GroupSnapshot {
+                devices_target: devices,
+                ..GroupSnapshot::default()
+            }],
+            cpu: CpuSampler::new(),
         };
         (tx, agg)
+    }
+
+    /// Say which group each device belongs to and how many observers expect it, so that
+    /// snapshots carry per-group figures and the deliveries expected so far.
+    pub fn with_layout(mut self, device_group: Vec<u32>, watchers: Vec<u32>) -> Self {
+        let groups = device_group.iter().map(|g| *g as usize + 1).max().unwrap_or(1);
+        self.groups = vec![GroupSnapshot::default(); groups];
+        for g in &device_group {
+            self.groups[*g as usize].devices_target += 1;
+        }
+        self.device_group = device_group;
+        self.watchers = watchers;
+        self
     }
 
     fn apply(&mut self, flush: Flush) {
         match flush {
             Flush::Device(d) => {
-                if let Some(slot) = self.sent.get_mut(d.device as usize) {
+                let pos = d.device as usize;
+                let group = self.device_group.get(pos).map_or(0, |g| *g as usize);
+                let watchers = u64::from(self.watchers.get(pos).copied().unwrap_or(0));
+                if let Some(slot) = self.sent.get_mut(pos) {
                     if d.sent > *slot {
-                        self.sent_total += d.sent - *slot;
+                        let more = d.sent - *slot;
+                        self.sent_total += more;
+                        self.expected += more * watchers;
+                        if let Some(g) = self.groups.get_mut(group) {
+                            g.sent += more;
+                        }
                         *slot = d.sent;
+                    }
+                }
+                if let Some(g) = self.groups.get_mut(group) {
+                    g.late_sends += d.late_sends;
+                    match d.connected {
+                        Some(true) => g.devices_connected += 1,
+                        Some(false) => g.devices_connected = g.devices_connected.saturating_sub(1),
+                        None => {}
                     }
                 }
                 self.totals.late_sends += d.late_sends;
@@ -239,20 +315,21 @@ impl Aggregator {
         }
         self.totals.from_intended.add(&self.interval_intended);
         self.totals.from_send.add(&self.interval_send);
+        let group_sent: Vec<u64> = self.groups.iter().map(|g| g.sent).collect();
         self.recent
-            .push_back((elapsed, self.sent_total, self.delivered));
+            .push_back((elapsed, self.sent_total, self.delivered, group_sent));
         while self
             .recent
             .get(1)
-            .is_some_and(|(t, _, _)| elapsed.saturating_sub(*t) >= RATE_WINDOW)
+            .is_some_and(|(t, ..)| elapsed.saturating_sub(*t) >= RATE_WINDOW)
         {
             self.recent.pop_front();
         }
-        let (t0, sent_before, delivered_before) = self.recent.front().copied().unwrap_or_default();
-        let (t0, sent_before, delivered_before) = if self.recent.len() == 1 {
-            (self.last.elapsed, self.last.sent, self.last.delivered)
+        let (t0, sent_before, delivered_before, groups_before) = if self.recent.len() == 1 {
+            let before = self.last.groups.iter().map(|g| g.sent).collect();
+            (self.last.elapsed, self.last.sent, self.last.delivered, before)
         } else {
-            (t0, sent_before, delivered_before)
+            self.recent.front().cloned().unwrap_or_default()
         };
         let dt = elapsed.saturating_sub(t0).as_secs_f64();
         let rate = |now: u64, before: u64| {
@@ -282,7 +359,27 @@ impl Aggregator {
             late_sends: self.totals.late_sends,
             max_lag_us: self.totals.max_lag_us,
             errors: self.totals.errors.clone(),
+            expected: self.expected,
+            groups: self
+                .groups
+                .iter()
+                .enumerate()
+                .map(|(i, g)| GroupSnapshot {
+                    publish_rate: rate(g.sent, groups_before.get(i).copied().unwrap_or(0)),
+                    ..g.clone()
+                })
+                .collect(),
+            distribution: if self.totals.from_intended.count() == 0 {
+                Vec::new()
+            } else {
+                LADDER
+                    .iter()
+                    .map(|q| (*q, self.totals.from_intended.quantile_us(*q)))
+                    .collect()
+            },
+            cpu: self.cpu.sample(),
         };
+        self.totals.cpu = self.cpu.average();
         self.interval_intended.reset();
         self.interval_send.reset();
         self.history.push_back((elapsed, self.sent.clone()));

@@ -28,6 +28,7 @@ pub struct Report {
     pub throughput: Throughput,
     pub latency: Latency,
     pub generator: Generator,
+    pub resources: Resources,
     /// Errors by kind (connect, publish, subscribe, decode, ...).
     pub errors: BTreeMap<String, ErrorGroup>,
     /// What the run found out about the broker or the run itself, in words.
@@ -114,6 +115,30 @@ pub struct Generator {
     pub late_sends: u64,
     /// The furthest any device fell behind its schedule.
     pub max_lag_us: u64,
+    /// Cores the generator's threads used on average over the run.
+    pub cpu_cores: f64,
+}
+
+/// What the run cost the machine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Resources {
+    /// Average cores used over the run: generator (fleet threads), embedded broker (its router
+    /// and connection threads; 0 for an external broker), and the rest of the process.
+    pub cpu: crate::cpu::CpuUsage,
+    /// Peak resident memory of the fleetbench process (VmHWM), broker included when embedded.
+    pub peak_rss_bytes: u64,
+}
+
+/// Peak resident set size of this process, from /proc/self/status (0 where unavailable).
+pub fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -94,6 +94,15 @@ pub fn render(r: &Report) -> String {
         fmt_count(r.generator.late_sends),
         fmt_us(r.generator.max_lag_us)
     );
+    let c = &r.resources.cpu;
+    let _ = writeln!(
+        out,
+        "  cpu generator {:.2}  broker {:.2}  other {:.2} cores   peak rss {:.0} MiB",
+        c.generator,
+        c.broker,
+        c.other,
+        r.resources.peak_rss_bytes as f64 / (1u64 << 20) as f64
+    );
     let _ = writeln!(
         out,
         "  {:<15} {:>9} {:>9} {:>9} {:>9} {:>9} {:>12}",

@@ -1,0 +1,516 @@
+//! One frame of the monitor, drawn from the history of snapshots. Pure: no clock, no IO.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use fleetbench_metrics::aggregate::{Phase, Snapshot};
+use fleetbench_metrics::hist::LatencySummary;
+use fleetbench_metrics::summary::fmt_count;
+use ratatui::layout::{Alignment, Constraint, Direction, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::symbols;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{
+    Axis, Bar, BarChart, BarGroup, Block, Borders, Cell, Chart, Clear, Dataset, Gauge, GraphType,
+    Paragraph, Row, Table, Wrap,
+};
+use ratatui::Frame;
+
+/// What the monitor knows about the run besides its snapshots.
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    pub scenario: String,
+    pub description: String,
+    pub broker: String,
+    pub duration: Duration,
+    pub drain_timeout: Duration,
+    /// Group names in scenario order (the snapshot's groups follow the same order).
+    pub groups: Vec<String>,
+    pub log_path: Option<String>,
+}
+
+/// The snapshots seen so far (the newest last), bounded.
+#[derive(Debug, Clone)]
+pub struct History {
+    points: VecDeque<Snapshot>,
+    cap: usize,
+}
+
+impl History {
+    pub fn new(cap: usize) -> Self {
+        History {
+            points: VecDeque::with_capacity(cap),
+            cap: cap.max(2),
+        }
+    }
+
+    pub fn push(&mut self, s: Snapshot) {
+        if self.points.len() == self.cap {
+            self.points.pop_front();
+        }
+        self.points.push_back(s);
+    }
+
+    pub fn latest(&self) -> Option<&Snapshot> {
+        self.points.back()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Snapshot> {
+        self.points.iter()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ViewState {
+    pub help: bool,
+    /// A stop was requested from the keyboard.
+    pub stopping: bool,
+}
+
+const ACCENT: Color = Color::Cyan;
+const GOOD: Color = Color::Green;
+const BAD: Color = Color::Red;
+const WARN: Color = Color::Yellow;
+const DIM: Color = Color::DarkGray;
+
+pub fn render(frame: &mut Frame, meta: &Meta, history: &History, state: &ViewState) {
+    let empty = Snapshot::default();
+    let s = history.latest().unwrap_or(&empty);
+    let area = frame.area();
+    let groups_height = (meta.groups.len() as u16 + 3).clamp(4, (area.height / 4).max(4));
+    let top_height = if area.height >= 40 { 9 } else { 7 };
+    let rows = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Length(top_height),
+        Constraint::Min(5),
+        Constraint::Length(groups_height),
+    ])
+    .split(area);
+    header(frame, rows[0], meta, s, state);
+    progress(frame, rows[1], meta, s);
+    let fleet_width = (area.width * 2 / 5).max(34);
+    let top = Layout::horizontal([Constraint::Length(fleet_width), Constraint::Fill(1)]).split(rows[2]);
+    fleet_box(frame, top[0], s);
+    latency_box(frame, top[1], s);
+    let middle = Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).split(rows[3]);
+    if middle[0].height >= 20 {
+        let charts = Layout::vertical([Constraint::Percentage(55), Constraint::Fill(1)]).split(middle[0]);
+        rates_chart(frame, charts[0], history);
+        latency_chart(frame, charts[1], history);
+    } else {
+        rates_chart(frame, middle[0], history);
+    }
+    distribution(frame, middle[1], s);
+    let bottom = Layout::horizontal([Constraint::Percentage(58), Constraint::Percentage(42)]).split(rows[4]);
+    groups_table(frame, bottom[0], meta, s);
+    errors(frame, bottom[1], s);
+    if state.help {
+        help(frame, area, meta);
+    }
+}
+
+fn phase_style(phase: Phase) -> Style {
+    let color = match phase {
+        Phase::Starting | Phase::Connecting => WARN,
+        Phase::Running => GOOD,
+        Phase::Draining => ACCENT,
+        Phase::Done => Color::White,
+    };
+    Style::default().fg(Color::Black).bg(color).add_modifier(Modifier::BOLD)
+}
+
+fn header(frame: &mut Frame, area: Rect, meta: &Meta, s: &Snapshot, state: &ViewState) {
+    let mut spans = vec![
+        Span::styled(" fleetbench ", Style::default().fg(Color::Black).bg(ACCENT).bold()),
+        Span::raw(" "),
+        Span::styled(meta.scenario.clone(), Style::default().bold()),
+        Span::raw(" "),
+        Span::styled(format!(" {} ", s.phase.label().to_uppercase()), phase_style(s.phase)),
+    ];
+    if state.stopping && s.phase != Phase::Done {
+        spans.push(Span::styled(" stopping… ", Style::default().fg(WARN).bold()));
+    }
+    spans.push(Span::styled(format!("  {}", meta.broker), Style::default().fg(DIM)));
+    let parts = Layout::horizontal([Constraint::Fill(1), Constraint::Length(16)]).split(area);
+    frame.render_widget(Paragraph::new(Line::from(spans)), parts[0]);
+    let keys = Paragraph::new(Line::from(vec![
+        Span::styled("q", Style::default().fg(ACCENT).bold()),
+        Span::raw(" stop  "),
+        Span::styled("?", Style::default().fg(ACCENT).bold()),
+        Span::raw(" help "),
+    ]))
+    .alignment(Alignment::Right);
+    frame.render_widget(keys, parts[1]);
+}
+
+fn progress(frame: &mut Frame, area: Rect, meta: &Meta, s: &Snapshot) {
+    let total = meta.duration.as_secs_f64().max(0.001);
+    let elapsed = s.elapsed.as_secs_f64();
+    let ratio = (elapsed / total).clamp(0.0, 1.0);
+    let remaining = (total - elapsed).max(0.0);
+    let label = format!(
+        "elapsed {elapsed:.1}s of {total:.0}s · remaining {remaining:.1}s · drain up to {:.0}s",
+        meta.drain_timeout.as_secs_f64()
+    );
+    let gauge = Gauge::default()
+        .gauge_style(Style::default().fg(ACCENT).bg(Color::Black))
+        .ratio(ratio)
+        .label(label);
+    frame.render_widget(gauge, area);
+}
+
+fn block(title: &str) -> Block<'_> {
+    Block::default()
+        .borders(Borders::ALL)
+        .border_style(Style::default().fg(DIM))
+        .title(Span::styled(format!(" {title} "), Style::default().fg(ACCENT).bold()))
+}
+
+fn kv(key: &str, value: String, style: Style) -> Vec<Span<'static>> {
+    vec![
+        Span::styled(format!("{key} "), Style::default().fg(DIM)),
+        Span::styled(value, style),
+        Span::raw("  "),
+    ]
+}
+
+fn fleet_box(frame: &mut Frame, area: Rect, s: &Snapshot) {
+    let plain = Style::default();
+    let connected_style = if s.devices_connected >= s.devices_target && s.devices_target > 0 {
+        Style::default().fg(GOOD)
+    } else {
+        Style::default().fg(WARN)
+    };
+    let count_style = |n: u64| if n == 0 { plain } else { Style::default().fg(BAD).bold() };
+    let lines = vec![
+        Line::from(
+            [
+                kv(
+                    "devices",
+                    format!("{}/{}", fmt_count(s.devices_connected.into()), fmt_count(s.devices_target.into())),
+                    connected_style,
+                ),
+                kv("obs", format!("{}/{}", s.observers_connected, s.observers_target), plain),
+            ]
+            .concat(),
+        ),
+        Line::from(
+            [
+                kv("sent", fmt_count(s.sent), plain),
+                kv("deliv", fmt_count(s.delivered), Style::default().fg(GOOD)),
+            ]
+            .concat(),
+        ),
+        Line::from(
+            [
+                kv("outstanding", fmt_count(s.outstanding()), plain),
+                kv("dup", fmt_count(s.duplicates), count_style(s.duplicates)),
+                kv("reord", fmt_count(s.reordered), count_style(s.reordered)),
+            ]
+            .concat(),
+        ),
+        Line::from(
+            [
+                kv("late", fmt_count(s.late_sends), if s.late_sends > 0 { Style::default().fg(WARN) } else { plain }),
+                kv("max lag", short_us(s.max_lag_us), plain),
+            ]
+            .concat(),
+        ),
+        Line::from(
+            [
+                kv("cpu gen", format!("{:.2}", s.cpu.generator), plain),
+                kv("brk", format!("{:.2}", s.cpu.broker), plain),
+                kv("oth", format!("{:.2}", s.cpu.other), plain),
+            ]
+            .concat(),
+        ),
+    ];
+    frame.render_widget(Paragraph::new(lines).block(block("Fleet · ledger · generator")), area);
+}
+
+fn latency_cells(name: &str, l: &LatencySummary) -> Row<'static> {
+    let cell = |v: u64| {
+        if l.count == 0 {
+            Cell::from("-")
+        } else {
+            Cell::from(Line::from(short_us(v)).alignment(Alignment::Right))
+        }
+    };
+    Row::new(vec![
+        Cell::from(name.to_string()).style(Style::default().fg(DIM)),
+        cell(l.p50_us),
+        cell(l.p90_us),
+        cell(l.p99_us),
+        cell(l.p999_us),
+        cell(l.max_us),
+    ])
+}
+
+fn latency_box(frame: &mut Frame, area: Rect, s: &Snapshot) {
+    let header = Row::new(["", "p50", "p90", "p99", "p99.9", "max"].map(|h| {
+        Cell::from(Line::from(h).alignment(Alignment::Right)).style(Style::default().fg(ACCENT))
+    }));
+    let rows = vec![
+        latency_cells("intended", &s.interval_from_intended),
+        latency_cells("send", &s.interval_from_send),
+        latency_cells("run", &s.total_from_intended),
+    ];
+    let widths = [
+        Constraint::Length(8),
+        Constraint::Min(7),
+        Constraint::Min(7),
+        Constraint::Min(7),
+        Constraint::Min(7),
+        Constraint::Min(7),
+    ];
+    let inner = block("Latency now").inner(area);
+    frame.render_widget(block("Latency now"), area);
+    let parts = Layout::vertical([Constraint::Min(4), Constraint::Length(1)]).split(inner);
+    frame.render_widget(Table::new(rows, widths).header(header).column_spacing(0), parts[0]);
+    let rates = Line::from(
+        [
+            kv("publish", format!("{:.0}/s", s.publish_rate), Style::default().fg(ACCENT)),
+            kv("deliver", format!("{:.0}/s", s.deliver_rate), Style::default().fg(GOOD)),
+        ]
+        .concat(),
+    );
+    frame.render_widget(Paragraph::new(rates), parts[1]);
+}
+
+fn rates_chart(frame: &mut Frame, area: Rect, history: &History) {
+    let publish: Vec<(f64, f64)> = history
+        .iter()
+        .map(|s| (s.elapsed.as_secs_f64(), s.publish_rate))
+        .collect();
+    let deliver: Vec<(f64, f64)> = history
+        .iter()
+        .map(|s| (s.elapsed.as_secs_f64(), s.deliver_rate))
+        .collect();
+    let x_min = publish.first().map_or(0.0, |p| p.0);
+    let x_max = publish.last().map_or(1.0, |p| p.0).max(x_min + 1.0);
+    let y_max = publish
+        .iter()
+        .chain(&deliver)
+        .map(|p| p.1)
+        .fold(1.0f64, f64::max)
+        * 1.15;
+    let datasets = vec![
+        Dataset::default()
+            .name("publish/s")
+            .marker(symbols::Marker::Braille)
+            .graph_type(GraphType::Line)
+            .style(Style::default().fg(ACCENT))
+            .data(&publish),
+        Dataset::default()
+            .name("deliver/s")
+            .marker(symbols::Marker::Braille)
+            .graph_type(GraphType::Line)
+            .style(Style::default().fg(GOOD))
+            .data(&deliver),
+    ];
+    let title = Line::from(vec![
+        Span::styled(" Rates: ", Style::default().fg(ACCENT).bold()),
+        Span::styled("publish/s", Style::default().fg(ACCENT)),
+        Span::raw(" "),
+        Span::styled("deliver/s ", Style::default().fg(GOOD)),
+    ]);
+    let chart = Chart::new(datasets)
+        .block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(Style::default().fg(DIM))
+                .title(title),
+        )
+        .hidden_legend_constraints((Constraint::Length(0), Constraint::Length(0)))
+        .x_axis(
+            Axis::default()
+                .style(Style::default().fg(DIM))
+                .bounds([x_min, x_max])
+                .labels([format!("{x_min:.0}s"), format!("{x_max:.0}s")]),
+        )
+        .y_axis(
+            Axis::default()
+                .style(Style::default().fg(DIM))
+                .bounds([0.0, y_max])
+                .labels(["0".to_string(), format!("{:.0}", y_max)]),
+        );
+    frame.render_widget(chart, area);
+}
+
+/// p99 latency per tick over time, from intended and from send (shown on tall terminals).
+fn latency_chart(frame: &mut Frame, area: Rect, history: &History) {
+    let ms = |us: u64| us as f64 / 1e3;
+    let points = |f: &dyn Fn(&Snapshot) -> &LatencySummary| -> Vec<(f64, f64)> {
+        history
+            .iter()
+            .filter(|s| f(s).count > 0)
+            .map(|s| (s.elapsed.as_secs_f64(), ms(f(s).p99_us)))
+            .collect()
+    };
+    let intended = points(&|s| &s.interval_from_intended);
+    let send = points(&|s| &s.interval_from_send);
+    let x_min = history.iter().next().map_or(0.0, |s| s.elapsed.as_secs_f64());
+    let x_max = history.latest().map_or(1.0, |s| s.elapsed.as_secs_f64()).max(x_min + 1.0);
+    let y_max = intended.iter().chain(&send).map(|p| p.1).fold(0.1f64, f64::max) * 1.15;
+    let datasets = vec![
+        Dataset::default()
+            .marker(symbols::Marker::Braille)
+            .graph_type(GraphType::Line)
+            .style(Style::default().fg(WARN))
+            .data(&intended),
+        Dataset::default()
+            .marker(symbols::Marker::Braille)
+            .graph_type(GraphType::Line)
+            .style(Style::default().fg(GOOD))
+            .data(&send),
+    ];
+    let title = Line::from(vec![
+        Span::styled(" p99 per tick: ", Style::default().fg(ACCENT).bold()),
+        Span::styled("from intended", Style::default().fg(WARN)),
+        Span::raw(" "),
+        Span::styled("from send ", Style::default().fg(GOOD)),
+    ]);
+    let chart = Chart::new(datasets)
+        .block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(Style::default().fg(DIM))
+                .title(title),
+        )
+        .x_axis(
+            Axis::default()
+                .style(Style::default().fg(DIM))
+                .bounds([x_min, x_max])
+                .labels([format!("{x_min:.0}s"), format!("{x_max:.0}s")]),
+        )
+        .y_axis(
+            Axis::default()
+                .style(Style::default().fg(DIM))
+                .bounds([0.0, y_max])
+                .labels(["0".to_string(), format!("{y_max:.1}ms")]),
+        );
+    frame.render_widget(chart, area);
+}
+
+fn distribution(frame: &mut Frame, area: Rect, s: &Snapshot) {
+    let outer = block("Latency from intended, run");
+    if s.distribution.is_empty() {
+        frame.render_widget(
+            Paragraph::new("no deliveries yet").style(Style::default().fg(DIM)).block(outer),
+            area,
+        );
+        return;
+    }
+    let bars: Vec<Bar> = s
+        .distribution
+        .iter()
+        .map(|(q, us)| {
+            let label = match *q {
+                x if x >= 1.0 => "max".to_string(),
+                x => format!("p{}", trim_quantile(x * 100.0)),
+            };
+            Bar::default()
+                .value(*us)
+                .label(Line::from(label))
+                .text_value(short_us(*us))
+                .style(Style::default().fg(if *q >= 0.99 { WARN } else { GOOD }))
+                .value_style(Style::default().fg(Color::Black).bg(if *q >= 0.99 { WARN } else { GOOD }))
+        })
+        .collect();
+    let chart = BarChart::default()
+        .block(outer)
+        .direction(Direction::Horizontal)
+        .bar_width(1)
+        .bar_gap(0)
+        .data(BarGroup::default().bars(&bars));
+    frame.render_widget(chart, area);
+}
+
+/// A latency in at most 6 characters: "850us", "1.20ms", "10.2ms", "102ms", "1.50s".
+pub fn short_us(us: u64) -> String {
+    match us {
+        0..=999 => format!("{us}us"),
+        1_000..=9_999 => format!("{:.2}ms", us as f64 / 1e3),
+        10_000..=99_999 => format!("{:.1}ms", us as f64 / 1e3),
+        100_000..=999_999 => format!("{:.0}ms", us as f64 / 1e3),
+        _ => format!("{:.2}s", us as f64 / 1e6),
+    }
+}
+
+fn trim_quantile(pct: f64) -> String {
+    let text = format!("{pct:.2}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+fn groups_table(frame: &mut Frame, area: Rect, meta: &Meta, s: &Snapshot) {
+    let header = Row::new(["group", "connected", "sent", "rate", "late"].map(|h| {
+        Cell::from(h).style(Style::default().fg(ACCENT))
+    }));
+    let rows = s.groups.iter().enumerate().map(|(i, g)| {
+        let name = meta.groups.get(i).cloned().unwrap_or_else(|| format!("#{i}"));
+        Row::new(vec![
+            Cell::from(name),
+            Cell::from(format!("{}/{}", fmt_count(g.devices_connected.into()), fmt_count(g.devices_target.into()))),
+            Cell::from(fmt_count(g.sent)),
+            Cell::from(format!("{:.0}/s", g.publish_rate)),
+            Cell::from(fmt_count(g.late_sends)),
+        ])
+    });
+    let widths = [
+        Constraint::Fill(2),
+        Constraint::Fill(2),
+        Constraint::Fill(2),
+        Constraint::Fill(1),
+        Constraint::Fill(1),
+    ];
+    frame.render_widget(Table::new(rows, widths).header(header).block(block("Groups")), area);
+}
+
+fn errors(frame: &mut Frame, area: Rect, s: &Snapshot) {
+    let lines: Vec<Line> = if s.errors.is_empty() {
+        vec![Line::styled("none", Style::default().fg(DIM))]
+    } else {
+        s.errors
+            .iter()
+            .map(|(kind, g)| {
+                Line::from(vec![
+                    Span::styled(format!("{kind} "), Style::default().fg(BAD).bold()),
+                    Span::styled(format!("×{} ", fmt_count(g.count)), Style::default().fg(WARN)),
+                    Span::styled(g.latest.clone(), Style::default().fg(DIM)),
+                ])
+            })
+            .collect()
+    };
+    frame.render_widget(Paragraph::new(lines).block(block("Errors")).wrap(Wrap { trim: true }), area);
+}
+
+fn help(frame: &mut Frame, area: Rect, meta: &Meta) {
+    let width = area.width.saturating_sub(4).min(72);
+    let height = area.height.saturating_sub(2).min(16);
+    let popup = Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    };
+    let mut lines = vec![
+        Line::from(vec![Span::styled("q / Ctrl-C ", Style::default().fg(ACCENT).bold()), Span::raw("stop: drain, write the report, exit 130")]),
+        Line::from(vec![Span::styled("?          ", Style::default().fg(ACCENT).bold()), Span::raw("show or hide this help")]),
+        Line::raw(""),
+        Line::raw("intended: latency from when a message was due (includes generator delay)"),
+        Line::raw("send: latency from when the device actually sent it (broker + network)"),
+        Line::raw("outstanding: expected deliveries not arrived yet (in flight or lost)"),
+        Line::raw("late sends: messages sent more than 1 ms after they were due"),
+        Line::raw("cpu: cores used by the generator, the embedded broker and the rest"),
+    ];
+    if !meta.description.is_empty() {
+        lines.push(Line::raw(""));
+        lines.push(Line::styled(meta.description.clone(), Style::default().fg(DIM)));
+    }
+    if let Some(log) = &meta.log_path {
+        lines.push(Line::styled(format!("logs: {log}"), Style::default().fg(DIM)));
+    }
+    frame.render_widget(Clear, popup);
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(block("Help")), popup);
+}
