@@ -114,6 +114,7 @@ fn scenarios(names: &[String], debug: bool, progress_every: f64) -> anyhow::Resu
     let out_dir = root().join("target").join("scenarios");
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
 
+    let interactive = files.len() == 1 && std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut worst = 0u8;
     let mut lines = Vec::new();
     for file in &files {
@@ -124,20 +125,31 @@ fn scenarios(names: &[String], debug: bool, progress_every: f64) -> anyhow::Resu
         let report = out_dir.join(format!("{name}.json"));
         let _ = std::fs::remove_file(&report);
         eprintln!("xtask: running scenario {name}");
-        let output = Command::new(&bin)
+        let mut command = Command::new(&bin);
+        command
             .arg("run")
             .arg(file)
             .arg("--report")
             .arg(&report)
             .arg("--progress-every")
-            .arg(progress_every.to_string())
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .with_context(|| format!("running {}", bin.display()))?;
-        // The full summary goes to stderr so that stdout keeps one line per scenario.
-        eprint!("{}", String::from_utf8_lossy(&output.stdout));
-        let code = output.status.code().unwrap_or(1);
+            .arg(progress_every.to_string());
+        let status = if interactive {
+            // One scenario on a terminal: hand it over, so that the live monitor opens.
+            command.status()
+        } else {
+            command
+                .arg("--no-tui")
+                .stdin(Stdio::null())
+                .stderr(Stdio::inherit())
+                .output()
+                .map(|output| {
+                    // The summary goes to stderr so that stdout keeps one line per scenario.
+                    eprint!("{}", String::from_utf8_lossy(&output.stdout));
+                    output.status
+                })
+        }
+        .with_context(|| format!("running {}", bin.display()))?;
+        let code = status.code().unwrap_or(1);
         let line = summary_line(&name, code, &report);
         println!("{line}");
         lines.push(line);

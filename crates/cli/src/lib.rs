@@ -62,7 +62,10 @@ pub struct RunArgs {
     /// Run only shard I of N of every device group (e.g. 0/4).
     #[arg(long, value_name = "I/N", value_parser = parse_shard)]
     pub shard: Option<fleetbench_scenario::Shard>,
-    /// Do not print the progress line on stderr.
+    /// Do not open the live monitor even when stdout is a terminal (it never opens without one).
+    #[arg(long)]
+    pub no_tui: bool,
+    /// Do not print the progress line on stderr (shown when the monitor is off).
     #[arg(long)]
     pub quiet: bool,
     /// Seconds between progress lines on stderr.
@@ -125,8 +128,12 @@ pub struct UsageError(pub String);
 
 /// Run a parsed command line and turn its result into an exit code.
 pub fn main_with(opts: Opts) -> ExitCode {
-    let _log_guard = logging::init(opts.verbose);
-    let outcome = match execute(opts) {
+    let log_file = match &opts.command {
+        Command::Run(args) if run::wants_monitor(args) => Some(logging::file_path()),
+        _ => None,
+    };
+    let _log_guard = logging::init(opts.verbose, log_file.as_deref());
+    let outcome = match execute(opts, log_file) {
         Ok(o) => o,
         Err(e) => {
             let usage = e.downcast_ref::<UsageError>().is_some();
@@ -141,9 +148,9 @@ pub fn main_with(opts: Opts) -> ExitCode {
     ExitCode::from(outcome as u8)
 }
 
-fn execute(opts: Opts) -> anyhow::Result<Outcome> {
+fn execute(opts: Opts, log_file: Option<PathBuf>) -> anyhow::Result<Outcome> {
     match opts.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(args, log_file),
         Command::Check { files } => check::check(&files),
         Command::Broker(args) => broker_cmd::broker(args),
     }

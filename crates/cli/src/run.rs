@@ -1,5 +1,6 @@
 //! `fleetbench run`: scenario -> broker -> fleet -> report -> verdict.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -7,6 +8,7 @@ use fleetbench_broker::{EmbeddedBroker, EmbeddedConfig};
 use fleetbench_fleet::{FleetOptions, Target, Timing};
 use fleetbench_metrics::report::Verdict;
 use fleetbench_metrics::{summary, Snapshot};
+use fleetbench_monitor::Meta;
 use fleetbench_scenario::{BrokerTarget, Plan, Shard};
 use tokio::sync::watch;
 use tracing::info;
@@ -14,7 +16,14 @@ use tracing::info;
 use crate::report::{build_report, RunContext};
 use crate::{check, limits, progress, Outcome, RunArgs, UsageError};
 
-pub fn run(args: RunArgs) -> anyhow::Result<Outcome> {
+/// The monitor opens when asked for (not `--no-tui`) and both stdout and stdin are terminals.
+pub fn wants_monitor(args: &RunArgs) -> bool {
+    use std::io::IsTerminal;
+    !args.no_tui && std::io::stdout().is_terminal() && std::io::stdin().is_terminal()
+}
+
+pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Result<Outcome> {
+    let monitor = wants_monitor(&args);
     let scenario = check::load(&args.scenario)?;
     let shard = args.shard.unwrap_or(Shard::WHOLE);
     let plan = Plan::build(&scenario, shard);
@@ -83,25 +92,50 @@ pub fn run(args: RunArgs) -> anyhow::Result<Outcome> {
     };
     let progress_every = Duration::from_secs_f64(args.progress_every.max(0.1));
     let quiet = args.quiet;
-    let result = runtime.block_on(async {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        tokio::spawn(watch_signals(stop_tx));
-        let (snap_tx, snap_rx) = watch::channel(Snapshot::default());
-        let progress = (!quiet).then(|| tokio::spawn(progress::run(snap_rx, progress_every)));
-        let r = fleetbench_fleet::run(
-            &plan,
-            target,
-            timing,
-            FleetOptions::default(),
-            stop_rx,
-            snap_tx,
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    let (snap_tx, snap_rx) = watch::channel(Snapshot::default());
+    let meta = Meta {
+        scenario: scenario.name.clone(),
+        description: scenario.description.clone(),
+        broker: ctx_broker.clone(),
+        duration: scenario.duration,
+        drain_timeout: scenario.drain_timeout,
+        groups: scenario.groups.iter().map(|g| g.name.clone()).collect(),
+        log_path: log_file.as_ref().map(|p| p.display().to_string()),
+    };
+    // The monitor runs on a thread of its own and only reads snapshots: it never holds up
+    // the fleet.
+    let monitor_thread = if monitor {
+        let (rx, stop) = (snap_rx.clone(), stop_tx.clone());
+        Some(
+            std::thread::Builder::new()
+                .name("monitor".into())
+                .spawn(move || fleetbench_monitor::run(meta, rx, stop))
+                .context("starting the monitor")?,
         )
-        .await;
+    } else {
+        None
+    };
+    let result = runtime.block_on(async {
+        tokio::spawn(watch_signals(stop_tx.clone()));
+        let progress =
+            (!quiet && !monitor).then(|| tokio::spawn(progress::run(snap_rx, progress_every)));
+        let r = fleetbench_fleet::run(&plan, target, timing, FleetOptions::default(), stop_rx, snap_tx)
+            .await;
         if let Some(p) = progress {
             p.abort();
         }
         r
     });
+    if let Some(t) = monitor_thread {
+        // The snapshot channel closed with the run: the monitor restores the terminal and ends.
+        match t.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("warning: the monitor failed: {e}"),
+            Err(_) => eprintln!("warning: the monitor panicked (the terminal was restored)"),
+        }
+    }
     runtime.shutdown_timeout(Duration::from_secs(2));
     if let Some(b) = broker {
         b.stop();
@@ -128,6 +162,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<Outcome> {
         std::fs::write(path, json).with_context(|| format!("writing report {}", path.display()))?;
     }
     print!("{}", summary::render(&report));
+    if let Some(path) = &log_file {
+        println!("  logs: {}", path.display());
+    }
     Ok(if fleet.interrupted {
         Outcome::Interrupted
     } else if report.verdict == Verdict::Pass {
@@ -139,7 +176,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<Outcome> {
 
 /// First Ctrl-C (or SIGTERM): stop publishing, drain briefly, write the report. Third: leave at
 /// once.
-async fn watch_signals(stop: watch::Sender<bool>) {
+async fn watch_signals(stop: Arc<watch::Sender<bool>>) {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     let mut count = 0;
     loop {

@@ -377,7 +377,7 @@ impl Aggregator {
                     .map(|q| (*q, self.totals.from_intended.quantile_us(*q)))
                     .collect()
             },
-            cpu: self.cpu.sample(),
+            cpu: self.cpu.sample_smoothed(),
         };
         self.totals.cpu = self.cpu.average();
         self.interval_intended.reset();

@@ -62,7 +62,11 @@ pub fn cpu_seconds() -> [f64; 3] {
 pub struct CpuSampler {
     last: (Instant, [f64; 3]),
     first: (Instant, [f64; 3]),
+    recent: CpuUsage,
 }
+
+/// `/proc` counts CPU time in 10 ms ticks: shorter windows than this would mostly show noise.
+pub const MIN_WINDOW: Duration = Duration::from_secs(1);
 
 impl Default for CpuSampler {
     fn default() -> Self {
@@ -76,6 +80,7 @@ impl CpuSampler {
         CpuSampler {
             last: now,
             first: now,
+            recent: CpuUsage::default(),
         }
     }
 
@@ -94,7 +99,17 @@ impl CpuSampler {
         let now = (Instant::now(), cpu_seconds());
         let usage = Self::usage(&self.last, &now);
         self.last = now;
+        self.recent = usage;
         usage
+    }
+
+    /// Like [`sample`](Self::sample), but over at least [`MIN_WINDOW`]: sooner than that it
+    /// returns the previous figure.
+    pub fn sample_smoothed(&mut self) -> CpuUsage {
+        if self.last.0.elapsed() < MIN_WINDOW {
+            return self.recent;
+        }
+        self.sample()
     }
 
     /// Cores used on average since the sampler was made.

@@ -59,10 +59,15 @@ pub fn render(r: &Report) -> String {
         (Verdict::Fail, false) => "FAIL",
     };
     let _ = writeln!(out, "fleetbench {name}: {verdict}");
+    let shard = if r.run.shard == "0/1" {
+        String::new()
+    } else {
+        format!("  shard {}", r.run.shard)
+    };
     let _ = writeln!(
         out,
-        "  broker {}  shard {}  ran {:.1}s (publish {:.1}s, drain {:.1}s)",
-        r.run.broker, r.run.shard, r.run.elapsed_s, r.run.publish_window_s, r.run.drain_s
+        "  broker {}{shard}  ran {:.1}s (publish {:.1}s, drain {:.1}s)",
+        r.run.broker, r.run.elapsed_s, r.run.publish_window_s, r.run.drain_s
     );
     let t = &r.totals;
     let pct = if t.expected == 0 {
