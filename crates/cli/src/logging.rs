@@ -21,16 +21,24 @@ pub fn init(verbose: u8, file: Option<&Path>) -> LogGuard {
         _ => "debug,rumqttd=warn,rumqttc=info",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(true);
     let file = file.and_then(|path| match std::fs::File::create(path) {
         Ok(f) => Some(f),
         Err(e) => {
-            eprintln!("warning: cannot write logs to {}: {e}; logging to stderr", path.display());
+            eprintln!(
+                "warning: cannot write logs to {}: {e}; logging to stderr",
+                path.display()
+            );
             None
         }
     });
     let _ = match file {
-        Some(f) => builder.with_ansi(false).with_writer(Mutex::new(f)).try_init(),
+        Some(f) => builder
+            .with_ansi(false)
+            .with_writer(Mutex::new(f))
+            .try_init(),
         None => builder.with_writer(std::io::stderr).try_init(),
     };
     LogGuard

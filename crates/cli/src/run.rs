@@ -118,11 +118,18 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
         None
     };
     let result = runtime.block_on(async {
-        tokio::spawn(watch_signals(stop_tx.clone()));
+        tokio::spawn(watch_signals(stop_tx.clone(), monitor));
         let progress =
             (!quiet && !monitor).then(|| tokio::spawn(progress::run(snap_rx, progress_every)));
-        let r = fleetbench_fleet::run(&plan, target, timing, FleetOptions::default(), stop_rx, snap_tx)
-            .await;
+        let r = fleetbench_fleet::run(
+            &plan,
+            target,
+            timing,
+            FleetOptions::default(),
+            stop_rx,
+            snap_tx,
+        )
+        .await;
         if let Some(p) = progress {
             p.abort();
         }
@@ -176,7 +183,7 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
 
 /// First Ctrl-C (or SIGTERM): stop publishing, drain briefly, write the report. Third: leave at
 /// once.
-async fn watch_signals(stop: Arc<watch::Sender<bool>>) {
+async fn watch_signals(stop: Arc<watch::Sender<bool>>, monitor: bool) {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     let mut count = 0;
     loop {
@@ -195,6 +202,9 @@ async fn watch_signals(stop: Arc<watch::Sender<bool>>) {
             eprintln!("interrupted: stopping the fleet, draining and writing the report (twice more to abort)");
             let _ = stop.send(true);
         } else if count >= 3 {
+            if monitor {
+                fleetbench_monitor::app::restore_terminal();
+            }
             eprintln!("aborted");
             std::process::exit(130);
         }

@@ -234,7 +234,11 @@ impl Aggregator {
     /// Say which group each device belongs to and how many observers expect it, so that
     /// snapshots carry per-group figures and the deliveries expected so far.
     pub fn with_layout(mut self, device_group: Vec<u32>, watchers: Vec<u32>) -> Self {
-        let groups = device_group.iter().map(|g| *g as usize + 1).max().unwrap_or(1);
+        let groups = device_group
+            .iter()
+            .map(|g| *g as usize + 1)
+            .max()
+            .unwrap_or(1);
         self.groups = vec![GroupSnapshot::default(); groups];
         for g in &device_group {
             self.groups[*g as usize].devices_target += 1;
@@ -327,7 +331,12 @@ impl Aggregator {
         }
         let (t0, sent_before, delivered_before, groups_before) = if self.recent.len() == 1 {
             let before = self.last.groups.iter().map(|g| g.sent).collect();
-            (self.last.elapsed, self.last.sent, self.last.delivered, before)
+            (
+                self.last.elapsed,
+                self.last.sent,
+                self.last.delivered,
+                before,
+            )
         } else {
             self.recent.front().cloned().unwrap_or_default()
         };

@@ -51,7 +51,12 @@ pub fn cpu_seconds() -> [f64; 3] {
         let name = &stat[open + 1..close];
         let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
         // After the name: state is field 3, utime field 14, stime field 15 (1-based, whole line).
-        let ticks = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        let ticks = |i: usize| {
+            fields
+                .get(i - 3)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
         out[component(name)] += (ticks(14) + ticks(15)) / TICKS_PER_S;
     }
     out
@@ -85,7 +90,10 @@ impl CpuSampler {
     }
 
     fn usage(from: &(Instant, [f64; 3]), to: &(Instant, [f64; 3])) -> CpuUsage {
-        let dt = to.0.saturating_duration_since(from.0).max(Duration::from_millis(1)).as_secs_f64();
+        let dt =
+            to.0.saturating_duration_since(from.0)
+                .max(Duration::from_millis(1))
+                .as_secs_f64();
         let d = |i: usize| ((to.1[i] - from.1[i]) / dt).max(0.0);
         CpuUsage {
             generator: d(0),

@@ -17,7 +17,11 @@ pub const MAX_FPS: u32 = 10;
 /// Take over the terminal and show the run until its snapshot channel closes (the run ended).
 /// `q`, Esc or Ctrl-C ask the run to stop through `stop`. The terminal is restored on every
 /// way out, panics included (ratatui's panic hook).
-pub fn run(meta: Meta, snapshots: watch::Receiver<Snapshot>, stop: Arc<watch::Sender<bool>>) -> io::Result<()> {
+pub fn run(
+    meta: Meta,
+    snapshots: watch::Receiver<Snapshot>,
+    stop: Arc<watch::Sender<bool>>,
+) -> io::Result<()> {
     let mut terminal = ratatui::try_init()?;
     let result = event_loop(&mut terminal, &meta, snapshots, &stop);
     ratatui::restore();
@@ -49,7 +53,8 @@ fn event_loop(
                 if key.kind != KeyEventKind::Press {
                     continue;
                 }
-                let ctrl_c = key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
+                let ctrl_c =
+                    key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
                 match key.code {
                     KeyCode::Char('q') | KeyCode::Esc => request_stop(stop, &mut state),
                     _ if ctrl_c => request_stop(stop, &mut state),
@@ -60,6 +65,12 @@ fn event_loop(
             }
         }
     }
+}
+
+/// Give the terminal back (raw mode off, main screen) when leaving without the monitor's own
+/// loop ending, for example on a forced exit.
+pub fn restore_terminal() {
+    ratatui::restore();
 }
 
 fn request_stop(stop: &watch::Sender<bool>, state: &mut ViewState) {

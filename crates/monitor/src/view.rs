@@ -90,19 +90,23 @@ pub fn render(frame: &mut Frame, meta: &Meta, history: &History, state: &ViewSta
     header(frame, rows[0], meta, s, state);
     progress(frame, rows[1], meta, s);
     let fleet_width = (area.width * 2 / 5).max(34);
-    let top = Layout::horizontal([Constraint::Length(fleet_width), Constraint::Fill(1)]).split(rows[2]);
+    let top =
+        Layout::horizontal([Constraint::Length(fleet_width), Constraint::Fill(1)]).split(rows[2]);
     fleet_box(frame, top[0], s);
     latency_box(frame, top[1], s);
-    let middle = Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).split(rows[3]);
+    let middle =
+        Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).split(rows[3]);
     if middle[0].height >= 20 {
-        let charts = Layout::vertical([Constraint::Percentage(55), Constraint::Fill(1)]).split(middle[0]);
+        let charts =
+            Layout::vertical([Constraint::Percentage(55), Constraint::Fill(1)]).split(middle[0]);
         rates_chart(frame, charts[0], history);
         latency_chart(frame, charts[1], history);
     } else {
         rates_chart(frame, middle[0], history);
     }
     distribution(frame, middle[1], s);
-    let bottom = Layout::horizontal([Constraint::Percentage(58), Constraint::Percentage(42)]).split(rows[4]);
+    let bottom =
+        Layout::horizontal([Constraint::Percentage(58), Constraint::Percentage(42)]).split(rows[4]);
     groups_table(frame, bottom[0], meta, s);
     errors(frame, bottom[1], s);
     if state.help {
@@ -117,21 +121,36 @@ fn phase_style(phase: Phase) -> Style {
         Phase::Draining => ACCENT,
         Phase::Done => Color::White,
     };
-    Style::default().fg(Color::Black).bg(color).add_modifier(Modifier::BOLD)
+    Style::default()
+        .fg(Color::Black)
+        .bg(color)
+        .add_modifier(Modifier::BOLD)
 }
 
 fn header(frame: &mut Frame, area: Rect, meta: &Meta, s: &Snapshot, state: &ViewState) {
     let mut spans = vec![
-        Span::styled(" fleetbench ", Style::default().fg(Color::Black).bg(ACCENT).bold()),
+        Span::styled(
+            " fleetbench ",
+            Style::default().fg(Color::Black).bg(ACCENT).bold(),
+        ),
         Span::raw(" "),
         Span::styled(meta.scenario.clone(), Style::default().bold()),
         Span::raw(" "),
-        Span::styled(format!(" {} ", s.phase.label().to_uppercase()), phase_style(s.phase)),
+        Span::styled(
+            format!(" {} ", s.phase.label().to_uppercase()),
+            phase_style(s.phase),
+        ),
     ];
     if state.stopping && s.phase != Phase::Done {
-        spans.push(Span::styled(" stopping… ", Style::default().fg(WARN).bold()));
+        spans.push(Span::styled(
+            " stopping… ",
+            Style::default().fg(WARN).bold(),
+        ));
     }
-    spans.push(Span::styled(format!("  {}", meta.broker), Style::default().fg(DIM)));
+    spans.push(Span::styled(
+        format!("  {}", meta.broker),
+        Style::default().fg(DIM),
+    ));
     let parts = Layout::horizontal([Constraint::Fill(1), Constraint::Length(16)]).split(area);
     frame.render_widget(Paragraph::new(Line::from(spans)), parts[0]);
     let keys = Paragraph::new(Line::from(vec![
@@ -164,7 +183,10 @@ fn block(title: &str) -> Block<'_> {
     Block::default()
         .borders(Borders::ALL)
         .border_style(Style::default().fg(DIM))
-        .title(Span::styled(format!(" {title} "), Style::default().fg(ACCENT).bold()))
+        .title(Span::styled(
+            format!(" {title} "),
+            Style::default().fg(ACCENT).bold(),
+        ))
 }
 
 fn kv(key: &str, value: String, style: Style) -> Vec<Span<'static>> {
@@ -182,16 +204,30 @@ fn fleet_box(frame: &mut Frame, area: Rect, s: &Snapshot) {
     } else {
         Style::default().fg(WARN)
     };
-    let count_style = |n: u64| if n == 0 { plain } else { Style::default().fg(BAD).bold() };
+    let count_style = |n: u64| {
+        if n == 0 {
+            plain
+        } else {
+            Style::default().fg(BAD).bold()
+        }
+    };
     let lines = vec![
         Line::from(
             [
                 kv(
                     "devices",
-                    format!("{}/{}", fmt_count(s.devices_connected.into()), fmt_count(s.devices_target.into())),
+                    format!(
+                        "{}/{}",
+                        fmt_count(s.devices_connected.into()),
+                        fmt_count(s.devices_target.into())
+                    ),
                     connected_style,
                 ),
-                kv("obs", format!("{}/{}", s.observers_connected, s.observers_target), plain),
+                kv(
+                    "obs",
+                    format!("{}/{}", s.observers_connected, s.observers_target),
+                    plain,
+                ),
             ]
             .concat(),
         ),
@@ -212,7 +248,15 @@ fn fleet_box(frame: &mut Frame, area: Rect, s: &Snapshot) {
         ),
         Line::from(
             [
-                kv("late", fmt_count(s.late_sends), if s.late_sends > 0 { Style::default().fg(WARN) } else { plain }),
+                kv(
+                    "late",
+                    fmt_count(s.late_sends),
+                    if s.late_sends > 0 {
+                        Style::default().fg(WARN)
+                    } else {
+                        plain
+                    },
+                ),
                 kv("max lag", short_us(s.max_lag_us), plain),
             ]
             .concat(),
@@ -226,7 +270,10 @@ fn fleet_box(frame: &mut Frame, area: Rect, s: &Snapshot) {
             .concat(),
         ),
     ];
-    frame.render_widget(Paragraph::new(lines).block(block("Fleet · ledger · generator")), area);
+    frame.render_widget(
+        Paragraph::new(lines).block(block("Fleet · ledger · generator")),
+        area,
+    );
 }
 
 fn latency_cells(name: &str, l: &LatencySummary) -> Row<'static> {
@@ -267,11 +314,22 @@ fn latency_box(frame: &mut Frame, area: Rect, s: &Snapshot) {
     let inner = block("Latency now").inner(area);
     frame.render_widget(block("Latency now"), area);
     let parts = Layout::vertical([Constraint::Min(4), Constraint::Length(1)]).split(inner);
-    frame.render_widget(Table::new(rows, widths).header(header).column_spacing(0), parts[0]);
+    frame.render_widget(
+        Table::new(rows, widths).header(header).column_spacing(0),
+        parts[0],
+    );
     let rates = Line::from(
         [
-            kv("publish", format!("{:.0}/s", s.publish_rate), Style::default().fg(ACCENT)),
-            kv("deliver", format!("{:.0}/s", s.deliver_rate), Style::default().fg(GOOD)),
+            kv(
+                "publish",
+                format!("{:.0}/s", s.publish_rate),
+                Style::default().fg(ACCENT),
+            ),
+            kv(
+                "deliver",
+                format!("{:.0}/s", s.deliver_rate),
+                Style::default().fg(GOOD),
+            ),
         ]
         .concat(),
     );
@@ -350,9 +408,20 @@ fn latency_chart(frame: &mut Frame, area: Rect, history: &History) {
     };
     let intended = points(&|s| &s.interval_from_intended);
     let send = points(&|s| &s.interval_from_send);
-    let x_min = history.iter().next().map_or(0.0, |s| s.elapsed.as_secs_f64());
-    let x_max = history.latest().map_or(1.0, |s| s.elapsed.as_secs_f64()).max(x_min + 1.0);
-    let y_max = intended.iter().chain(&send).map(|p| p.1).fold(0.1f64, f64::max) * 1.15;
+    let x_min = history
+        .iter()
+        .next()
+        .map_or(0.0, |s| s.elapsed.as_secs_f64());
+    let x_max = history
+        .latest()
+        .map_or(1.0, |s| s.elapsed.as_secs_f64())
+        .max(x_min + 1.0);
+    let y_max = intended
+        .iter()
+        .chain(&send)
+        .map(|p| p.1)
+        .fold(0.1f64, f64::max)
+        * 1.15;
     let datasets = vec![
         Dataset::default()
             .marker(symbols::Marker::Braille)
@@ -397,7 +466,9 @@ fn distribution(frame: &mut Frame, area: Rect, s: &Snapshot) {
     let outer = block("Latency from intended, run");
     if s.distribution.is_empty() {
         frame.render_widget(
-            Paragraph::new("no deliveries yet").style(Style::default().fg(DIM)).block(outer),
+            Paragraph::new("no deliveries yet")
+                .style(Style::default().fg(DIM))
+                .block(outer),
             area,
         );
         return;
@@ -415,7 +486,11 @@ fn distribution(frame: &mut Frame, area: Rect, s: &Snapshot) {
                 .label(Line::from(label))
                 .text_value(short_us(*us))
                 .style(Style::default().fg(if *q >= 0.99 { WARN } else { GOOD }))
-                .value_style(Style::default().fg(Color::Black).bg(if *q >= 0.99 { WARN } else { GOOD }))
+                .value_style(Style::default().fg(Color::Black).bg(if *q >= 0.99 {
+                    WARN
+                } else {
+                    GOOD
+                }))
         })
         .collect();
     let chart = BarChart::default()
@@ -444,14 +519,23 @@ fn trim_quantile(pct: f64) -> String {
 }
 
 fn groups_table(frame: &mut Frame, area: Rect, meta: &Meta, s: &Snapshot) {
-    let header = Row::new(["group", "connected", "sent", "rate", "late"].map(|h| {
-        Cell::from(h).style(Style::default().fg(ACCENT))
-    }));
+    let header = Row::new(
+        ["group", "connected", "sent", "rate", "late"]
+            .map(|h| Cell::from(h).style(Style::default().fg(ACCENT))),
+    );
     let rows = s.groups.iter().enumerate().map(|(i, g)| {
-        let name = meta.groups.get(i).cloned().unwrap_or_else(|| format!("#{i}"));
+        let name = meta
+            .groups
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| format!("#{i}"));
         Row::new(vec![
             Cell::from(name),
-            Cell::from(format!("{}/{}", fmt_count(g.devices_connected.into()), fmt_count(g.devices_target.into()))),
+            Cell::from(format!(
+                "{}/{}",
+                fmt_count(g.devices_connected.into()),
+                fmt_count(g.devices_target.into())
+            )),
             Cell::from(fmt_count(g.sent)),
             Cell::from(format!("{:.0}/s", g.publish_rate)),
             Cell::from(fmt_count(g.late_sends)),
@@ -464,7 +548,12 @@ fn groups_table(frame: &mut Frame, area: Rect, meta: &Meta, s: &Snapshot) {
         Constraint::Fill(1),
         Constraint::Fill(1),
     ];
-    frame.render_widget(Table::new(rows, widths).header(header).block(block("Groups")), area);
+    frame.render_widget(
+        Table::new(rows, widths)
+            .header(header)
+            .block(block("Groups")),
+        area,
+    );
 }
 
 fn errors(frame: &mut Frame, area: Rect, s: &Snapshot) {
@@ -476,13 +565,21 @@ fn errors(frame: &mut Frame, area: Rect, s: &Snapshot) {
             .map(|(kind, g)| {
                 Line::from(vec![
                     Span::styled(format!("{kind} "), Style::default().fg(BAD).bold()),
-                    Span::styled(format!("×{} ", fmt_count(g.count)), Style::default().fg(WARN)),
+                    Span::styled(
+                        format!("×{} ", fmt_count(g.count)),
+                        Style::default().fg(WARN),
+                    ),
                     Span::styled(g.latest.clone(), Style::default().fg(DIM)),
                 ])
             })
             .collect()
     };
-    frame.render_widget(Paragraph::new(lines).block(block("Errors")).wrap(Wrap { trim: true }), area);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .block(block("Errors"))
+            .wrap(Wrap { trim: true }),
+        area,
+    );
 }
 
 fn help(frame: &mut Frame, area: Rect, meta: &Meta) {
@@ -495,8 +592,14 @@ fn help(frame: &mut Frame, area: Rect, meta: &Meta) {
         height,
     };
     let mut lines = vec![
-        Line::from(vec![Span::styled("q / Ctrl-C ", Style::default().fg(ACCENT).bold()), Span::raw("stop: drain, write the report, exit 130")]),
-        Line::from(vec![Span::styled("?          ", Style::default().fg(ACCENT).bold()), Span::raw("show or hide this help")]),
+        Line::from(vec![
+            Span::styled("q / Ctrl-C ", Style::default().fg(ACCENT).bold()),
+            Span::raw("stop: drain, write the report, exit 130"),
+        ]),
+        Line::from(vec![
+            Span::styled("?          ", Style::default().fg(ACCENT).bold()),
+            Span::raw("show or hide this help"),
+        ]),
         Line::raw(""),
         Line::raw("intended: latency from when a message was due (includes generator delay)"),
         Line::raw("send: latency from when the device actually sent it (broker + network)"),
@@ -506,11 +609,22 @@ fn help(frame: &mut Frame, area: Rect, meta: &Meta) {
     ];
     if !meta.description.is_empty() {
         lines.push(Line::raw(""));
-        lines.push(Line::styled(meta.description.clone(), Style::default().fg(DIM)));
+        lines.push(Line::styled(
+            meta.description.clone(),
+            Style::default().fg(DIM),
+        ));
     }
     if let Some(log) = &meta.log_path {
-        lines.push(Line::styled(format!("logs: {log}"), Style::default().fg(DIM)));
+        lines.push(Line::styled(
+            format!("logs: {log}"),
+            Style::default().fg(DIM),
+        ));
     }
     frame.render_widget(Clear, popup);
-    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(block("Help")), popup);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block("Help")),
+        popup,
+    );
 }

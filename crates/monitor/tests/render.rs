@@ -57,7 +57,10 @@ fn connecting() -> History {
             devices_connected: 100 * i as u32,
             observers_target: 1,
             observers_connected: 1,
-            groups: vec![group(900, 90 * i as u32, 0, 0.0), group(100, 10 * i as u32, 0, 0.0)],
+            groups: vec![
+                group(900, 90 * i as u32, 0, 0.0),
+                group(100, 10 * i as u32, 0, 0.0),
+            ],
             ..Snapshot::default()
         });
     }
@@ -67,7 +70,11 @@ fn connecting() -> History {
 fn steady() -> History {
     let mut h = History::new(100);
     for i in 1..=48u64 {
-        let rate = if i < 4 { 250.0 * i as f64 } else { 1_000.0 + (i % 5) as f64 * 7.0 };
+        let rate = if i < 4 {
+            250.0 * i as f64
+        } else {
+            1_000.0 + (i % 5) as f64 * 7.0
+        };
         h.push(Snapshot {
             elapsed: Duration::from_millis(250 * i),
             phase: Phase::Running,
@@ -85,8 +92,14 @@ fn steady() -> History {
             total_from_intended: latency(1_250),
             late_sends: 120,
             max_lag_us: 2_300,
-            groups: vec![group(900, 900, 225 * i, rate * 0.9), group(100, 100, 25 * i, rate * 0.1)],
-            distribution: LADDER.iter().map(|q| (*q, (1_000.0 + 9_000.0 * q.powi(8)) as u64)).collect(),
+            groups: vec![
+                group(900, 900, 225 * i, rate * 0.9),
+                group(100, 100, 25 * i, rate * 0.1),
+            ],
+            distribution: LADDER
+                .iter()
+                .map(|q| (*q, (1_000.0 + 9_000.0 * q.powi(8)) as u64))
+                .collect(),
             cpu: CpuUsage {
                 generator: 0.42,
                 broker: 0.31,
@@ -109,8 +122,20 @@ fn losses_and_errors() -> History {
     s.duplicates = 3;
     s.reordered = 2;
     s.errors = BTreeMap::from([
-        ("connect refused", ErrorGroup { count: 12, latest: "connection refused by broker".into() }),
-        ("io", ErrorGroup { count: 3, latest: "connection reset by peer".into() }),
+        (
+            "connect refused",
+            ErrorGroup {
+                count: 12,
+                latest: "connection refused by broker".into(),
+            },
+        ),
+        (
+            "io",
+            ErrorGroup {
+                count: 3,
+                latest: "connection reset by peer".into(),
+            },
+        ),
     ]);
     h.push(s);
     h
@@ -134,14 +159,21 @@ fn screen(width: u16, height: u16, history: &History, state: ViewState) -> Strin
 }
 
 fn check(name: &str, text: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots").join(format!("{name}.txt"));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(format!("{name}.txt"));
     if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
         std::fs::write(&path, text).expect("write snapshot");
         return;
     }
     let expected = std::fs::read_to_string(&path)
         .unwrap_or_else(|_| panic!("missing {}; run with UPDATE_SNAPSHOTS=1", path.display()));
-    assert_eq!(text, expected, "screen {name} differs from {}", path.display());
+    assert_eq!(
+        text,
+        expected,
+        "screen {name} differs from {}",
+        path.display()
+    );
 }
 
 #[test]
@@ -159,7 +191,16 @@ fn connecting_shows_the_fleet_coming_up() {
 fn steady_state_shows_rates_latency_and_groups() {
     for (w, h) in [(80, 24), (200, 50)] {
         let text = screen(w, h, &steady(), ViewState::default());
-        for needle in ["RUNNING", "1,000/1,000", "p99.9", "1.20ms", "160us", "sensor", "door", "publish/s"] {
+        for needle in [
+            "RUNNING",
+            "1,000/1,000",
+            "p99.9",
+            "1.20ms",
+            "160us",
+            "sensor",
+            "door",
+            "publish/s",
+        ] {
             assert!(text.contains(needle), "{w}x{h} lacks {needle:?}:\n{text}");
         }
         // A large terminal also charts p99 over time.
@@ -172,7 +213,14 @@ fn steady_state_shows_rates_latency_and_groups() {
 fn losses_and_errors_are_shown_with_counts() {
     for (w, h) in [(80, 24), (200, 50)] {
         let text = screen(w, h, &losses_and_errors(), ViewState::default());
-        for needle in ["DRAINING", "outstanding 412", "dup 3", "reord 2", "connect refused", "×12"] {
+        for needle in [
+            "DRAINING",
+            "outstanding 412",
+            "dup 3",
+            "reord 2",
+            "connect refused",
+            "×12",
+        ] {
             assert!(text.contains(needle), "{w}x{h} lacks {needle:?}:\n{text}");
         }
         check(&format!("losses-{w}x{h}"), &text);
@@ -181,7 +229,10 @@ fn losses_and_errors_are_shown_with_counts() {
 
 #[test]
 fn help_overlays_the_keys() {
-    let state = ViewState { help: true, stopping: false };
+    let state = ViewState {
+        help: true,
+        stopping: false,
+    };
     let text = screen(80, 24, &steady(), state);
     assert!(text.contains("q / Ctrl-C"), "{text}");
     assert!(text.contains("exit 130"), "{text}");
