@@ -17,6 +17,7 @@ use tracing::debug;
 
 use crate::clock::RunClock;
 use crate::codec::Header;
+use crate::timer::PreciseTimer;
 use crate::mqtt::{self, ClientSettings};
 use crate::{FleetOptions, Target};
 
@@ -34,6 +35,8 @@ pub struct DeviceCtx {
     /// complete before it disconnects.
     pub finish_deadline: Instant,
     pub stop: watch::Receiver<bool>,
+    /// Wakes publishers at their due times (tokio's timer would add about a millisecond).
+    pub timer: PreciseTimer,
 }
 
 /// Run one device to the end of the publish window (or a stop). Returns how many messages it
@@ -123,7 +126,7 @@ async fn publish(
             break;
         }
         tokio::select! {
-            _ = sleep_until(due) => {}
+            _ = ctx.timer.sleep_until(due.into_std()) => {}
             _ = stop.wait_for(|s| *s) => break,
         }
         if let Some((from, until)) = stall {

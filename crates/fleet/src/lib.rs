@@ -10,6 +10,7 @@ mod device;
 mod mqtt;
 mod observer;
 mod run;
+pub mod timer;
 
 use std::time::Duration;
 

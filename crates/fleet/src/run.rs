@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use crate::clock::RunClock;
 use crate::device::{run_device, DeviceCtx};
+use crate::timer::PreciseTimer;
 use crate::observer::{spawn_observer, subscribe, ObserverCtx, ObserverResult};
 use crate::{FleetError, FleetOptions, Target};
 
@@ -152,6 +153,7 @@ pub async fn run(
         publish_end,
         finish_deadline: publish_end + timing.drain_timeout,
         stop: stop.clone(),
+        timer: PreciseTimer::start().map_err(|e| FleetError::Task(format!("timer thread: {e}")))?,
     });
     let _ = phase_tx.send(Phase::Running);
     let devices: Vec<_> = plan

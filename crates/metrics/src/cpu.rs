@@ -1,5 +1,5 @@
 //! CPU use of this process by component, from `/proc/self/task/*/stat`: the generator's threads
-//! (`fleet-worker*`), the embedded broker's (`broker-worker*` and rumqttd's `router-*`) and the
+//! (`fleet-worker*`, `fleet-timer`), the embedded broker's (`broker-worker*` and rumqttd's `router-*`) and the
 //! rest. So that a saturated broker is not blamed on the generator, or the reverse.
 
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ impl CpuUsage {
 
 /// Which component a thread belongs to, by its name.
 pub fn component(thread_name: &str) -> usize {
-    if thread_name.starts_with("fleet-worker") {
+    if thread_name.starts_with("fleet-") {
         0
     } else if thread_name.starts_with("broker-worker") || thread_name.starts_with("router-") {
         1
