@@ -3,8 +3,8 @@
 use fleetbench_fleet::FleetOutcome;
 use fleetbench_metrics::env::Environment;
 use fleetbench_metrics::report::{
-    peak_rss_bytes, Generator, Latency, QosTotals, Report, Resources, RunInfo, Throughput, Totals,
-    Verdict, SCHEMA_VERSION,
+    peak_rss_bytes, Generator, Latency, QosTotals, Report, Resources, RunInfo, RunTiming,
+    Throughput, Totals, Verdict, SCHEMA_VERSION,
 };
 use fleetbench_metrics::summary::fmt_count;
 use fleetbench_scenario::{Plan, Scenario, Shard};
@@ -73,6 +73,7 @@ pub fn build_report(
             elapsed_s: fleet.elapsed.as_secs_f64(),
             publish_window_s: window,
             drain_s: fleet.drain.as_secs_f64(),
+            warmup_s: scenario.warmup.as_secs_f64(),
             interrupted: fleet.interrupted,
             shard: format!("{}/{}", ctx.shard.index, ctx.shard.count),
             broker: ctx.broker.clone(),
@@ -94,6 +95,10 @@ pub fn build_report(
             late_sends: t.late_sends,
             max_lag_us: t.max_lag_us,
             cpu_cores: t.cpu.generator,
+        },
+        timing: RunTiming {
+            connect_all_s: fleet.connect_all.map(|d| d.as_secs_f64()),
+            never_connected: fleet.never_connected,
         },
         resources: Resources {
             cpu: t.cpu,
@@ -170,14 +175,17 @@ fn findings(plan: &Plan, fleet: &FleetOutcome, r: &Report, ctx: &RunContext) -> 
             }
         ));
     }
-    if r.generator.late_sends > 0 {
-        let share = r.generator.late_sends as f64 / r.totals.sent.max(1) as f64 * 100.0;
+    let late_share = r.generator.late_sends as f64 / r.totals.sent.max(1) as f64;
+    if late_share > fleetbench_metrics::expect::MAX_LATE_SHARE {
         out.push(format!(
-            "the generator sent {} messages ({share:.2}%) more than 1 ms after they were due \
-             (worst {} us behind): latency from intended includes that delay, latency from send \
-             does not",
+            "the generator fell behind its schedule: {} sends ({:.2}%) left more than 1 ms after \
+             they were due (worst {} behind, generator threads at {:.2} cores). Latency from \
+             intended includes that delay, so this run measured the load generator as much as \
+             the broker; the verdict fails. Fewer devices per process or shards help.",
             fmt_count(r.generator.late_sends),
-            r.generator.max_lag_us
+            late_share * 100.0,
+            fleetbench_metrics::summary::fmt_us(r.generator.max_lag_us),
+            r.generator.cpu_cores
         ));
     }
     if r.totals.unexpected > 0 {

@@ -29,7 +29,11 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
     let plan = Plan::build(&scenario, shard);
     let clients = (plan.devices.len() + plan.observers.len()) as u64;
     let embedded = matches!(scenario.broker, BrokerTarget::Embedded(_));
-    limits::ensure_open_files(clients, if embedded { 2 } else { 1 })?;
+    let listeners = match &scenario.broker {
+        BrokerTarget::Embedded(e) => u64::from(e.listeners),
+        BrokerTarget::External(_) => 0,
+    };
+    limits::ensure_open_files(clients, if embedded { 2 } else { 1 }, listeners)?;
 
     let max_payload = plan
         .devices
@@ -89,6 +93,7 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
     let timing = Timing {
         duration: scenario.duration,
         drain_timeout: scenario.drain_timeout,
+        warmup: scenario.warmup,
     };
     let progress_every = Duration::from_secs_f64(args.progress_every.max(0.1));
     let quiet = args.quiet;

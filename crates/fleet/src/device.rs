@@ -17,8 +17,8 @@ use tracing::debug;
 
 use crate::clock::RunClock;
 use crate::codec::Header;
-use crate::timer::PreciseTimer;
 use crate::mqtt::{self, ClientSettings};
+use crate::timer::PreciseTimer;
 use crate::{FleetOptions, Target};
 
 /// What every device task shares (read-only).
@@ -37,15 +37,25 @@ pub struct DeviceCtx {
     pub stop: watch::Receiver<bool>,
     /// Wakes publishers at their due times (tokio's timer would add about a millisecond).
     pub timer: PreciseTimer,
+    /// Lateness is not counted for messages due in the first `warmup` of the ramp.
+    pub warmup: Duration,
 }
 
 /// Run one device to the end of the publish window (or a stop). Returns how many messages it
 /// sent: sequence numbers `0..sent`.
-pub async fn run_device(pos: u32, spec: DeviceSpec, ctx: Arc<DeviceCtx>) -> u64 {
+/// What a device did: how many messages it sent (sequence numbers `0..sent`) and when it first
+/// connected.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeviceResult {
+    pub sent: u64,
+    pub connected_at: Option<Instant>,
+}
+
+pub async fn run_device(pos: u32, spec: DeviceSpec, ctx: Arc<DeviceCtx>) -> DeviceResult {
     let mut stop = ctx.stop.clone();
     tokio::select! {
         _ = sleep_until(ctx.ramp_start + spec.connect_at) => {}
-        _ = stop.wait_for(|s| *s) => return 0,
+        _ = stop.wait_for(|s| *s) => return DeviceResult::default(),
     }
     let (client, eventloop) = mqtt::client(
         &ctx.target,
@@ -70,7 +80,8 @@ pub async fn run_device(pos: u32, spec: DeviceSpec, ctx: Arc<DeviceCtx>) -> u64 
         completed.clone(),
     ));
 
-    let sent = publish(pos, &spec, &client, &ctx, connected_rx).await;
+    let mut connected_at = None;
+    let sent = publish(pos, &spec, &client, &ctx, connected_rx, &mut connected_at).await;
     let _ = ctx.flush.send(Flush::Device(DeviceFlush {
         device: pos,
         sent,
@@ -90,7 +101,7 @@ pub async fn run_device(pos: u32, spec: DeviceSpec, ctx: Arc<DeviceCtx>) -> u64 
     let _ = client.try_disconnect();
     drop(client);
     let _ = tokio::time::timeout(Duration::from_secs(5), poller).await;
-    sent
+    DeviceResult { sent, connected_at }
 }
 
 async fn publish(
@@ -99,14 +110,17 @@ async fn publish(
     client: &rumqttc::AsyncClient,
     ctx: &DeviceCtx,
     connected: oneshot::Receiver<Instant>,
+    connected_at: &mut Option<Instant>,
 ) -> u64 {
     let mut stop = ctx.stop.clone();
-    let connected_at = tokio::select! {
+    let connected = tokio::select! {
         c = connected => match c { Ok(t) => t, Err(_) => return 0 },
         _ = sleep_until(ctx.publish_end) => return 0,
         _ = stop.wait_for(|s| *s) => return 0,
     };
-    let t0 = connected_at + spec.phase;
+    *connected_at = Some(connected);
+    let t0 = connected + spec.phase;
+    let measure_from = ctx.ramp_start + ctx.warmup;
     let period_ns = spec.period.as_nanos() as u64;
     let qos = mqtt::qos(spec.qos);
     let late_threshold = ctx.opts.late_threshold;
@@ -138,11 +152,14 @@ async fn publish(
             }
         }
         let now = Instant::now();
-        let lag = now.saturating_duration_since(due);
-        if lag > late_threshold {
-            flush.late_sends += 1;
+        // The generator's health is judged after the warm-up, like latency.
+        if due >= measure_from {
+            let lag = now.saturating_duration_since(due);
+            if lag > late_threshold {
+                flush.late_sends += 1;
+            }
+            flush.max_lag_us = flush.max_lag_us.max(lag.as_micros() as u64);
         }
-        flush.max_lag_us = flush.max_lag_us.max(lag.as_micros() as u64);
         let header = Header {
             device: spec.id,
             seq,

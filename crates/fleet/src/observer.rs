@@ -32,6 +32,9 @@ pub struct ObserverCtx {
     /// Device id (as carried in messages) to position in the plan.
     pub positions: Arc<Vec<Option<u32>>>,
     pub max_packet: usize,
+    /// Messages intended before this (run clock, ns) are accounted for but their latency is
+    /// not recorded: the warm-up. Set when the ramp starts.
+    pub measure_from_ns: Arc<AtomicU64>,
     /// Turns true at the cutoff: a failing connection is then given up, not retried.
     pub cutoff: tokio::sync::watch::Receiver<bool>,
 }
@@ -120,10 +123,11 @@ async fn observe(
                             Delivery::InOrder | Delivery::Reordered => {
                                 delivered.fetch_add(1, Ordering::Relaxed);
                                 flush.delivered += 1;
-                                flush
-                                    .from_intended
-                                    .record_ns(now_ns.saturating_sub(h.intended_ns));
-                                flush.from_send.record_ns(now_ns.saturating_sub(h.sent_ns));
+                                if h.intended_ns >= ctx.measure_from_ns.load(Ordering::Relaxed) {
+                                    let from_intended = now_ns.saturating_sub(h.intended_ns);
+                                    flush.from_intended.record_ns(from_intended);
+                                    flush.from_send.record_ns(now_ns.saturating_sub(h.sent_ns));
+                                }
                             }
                             Delivery::Duplicate => flush.duplicates += 1,
                             Delivery::Unexpected => flush.unexpected += 1,

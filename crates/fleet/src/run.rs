@@ -16,8 +16,8 @@ use tracing::{info, warn};
 
 use crate::clock::RunClock;
 use crate::device::{run_device, DeviceCtx};
-use crate::timer::PreciseTimer;
 use crate::observer::{spawn_observer, subscribe, ObserverCtx, ObserverResult};
+use crate::timer::PreciseTimer;
 use crate::{FleetError, FleetOptions, Target};
 
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +26,8 @@ pub struct Timing {
     pub duration: Duration,
     /// How long after publishing the run waits for messages still on their way.
     pub drain_timeout: Duration,
+    /// The start of the publish window that is not measured (see the scenario's `warmup`).
+    pub warmup: Duration,
 }
 
 /// Everything a report needs from a run.
@@ -43,6 +45,10 @@ pub struct FleetOutcome {
     /// Per observer, the QoS granted to each of its filters (None: refused).
     pub granted: Vec<Vec<Option<u8>>>,
     pub last_snapshot: Snapshot,
+    /// From the start of the ramp until the last device connected (None: some never did).
+    pub connect_all: Option<Duration>,
+    /// Devices that never connected.
+    pub never_connected: u32,
 }
 
 /// Run `plan` against `target` until its duration is over (or `stop` turns true), publishing a
@@ -90,6 +96,7 @@ pub async fn run(
         .unwrap_or(0)
         + 1024;
     let (cutoff_tx, cutoff_rx) = watch::channel(false);
+    let measure_from_ns = Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
     let octx = Arc::new(ObserverCtx {
         clock,
         target: target.clone(),
@@ -97,6 +104,7 @@ pub async fn run(
         flush: flush_tx.clone(),
         positions: Arc::new(positions),
         max_packet,
+        measure_from_ns: measure_from_ns.clone(),
         cutoff: cutoff_rx,
     });
 
@@ -144,6 +152,8 @@ pub async fn run(
     // Devices: connect on the ramp, publish until the window closes.
     let ramp_start = Instant::now();
     let publish_end = ramp_start + timing.duration;
+    let measure_from = clock.ns_at((ramp_start + timing.warmup).into_std());
+    measure_from_ns.store(measure_from, Ordering::Relaxed);
     let dctx = Arc::new(DeviceCtx {
         clock,
         target,
@@ -154,6 +164,7 @@ pub async fn run(
         finish_deadline: publish_end + timing.drain_timeout,
         stop: stop.clone(),
         timer: PreciseTimer::start().map_err(|e| FleetError::Task(format!("timer thread: {e}")))?,
+        warmup: timing.warmup,
     });
     let _ = phase_tx.send(Phase::Running);
     let devices: Vec<_> = plan
@@ -163,9 +174,22 @@ pub async fn run(
         .map(|(pos, spec)| tokio::spawn(run_device(pos as u32, spec.clone(), dctx.clone())))
         .collect();
     let mut sent = Vec::with_capacity(devices.len());
+    let mut last_connect: Option<Instant> = None;
+    let mut never_connected = 0u32;
     for d in devices {
-        sent.push(d.await.map_err(|e| FleetError::Task(e.to_string()))?);
+        let r = d.await.map_err(|e| FleetError::Task(e.to_string()))?;
+        sent.push(r.sent);
+        match r.connected_at {
+            Some(t) => last_connect = Some(last_connect.map_or(t, |l| l.max(t))),
+            None => never_connected += 1,
+        }
     }
+    // How long the whole fleet took to connect; None when some device never did.
+    let connect_all = match (never_connected, last_connect) {
+        (0, Some(t)) => Some(t.saturating_duration_since(ramp_start)),
+        (0, None) => Some(Duration::ZERO),
+        _ => None,
+    };
     let publish_window = ramp_start.elapsed().min(timing.duration);
     let interrupted = *stop.borrow();
 
@@ -276,6 +300,8 @@ pub async fn run(
         interrupted,
         granted: results.into_iter().map(|r| r.granted).collect(),
         last_snapshot: aggregator.snapshot().clone(),
+        connect_all,
+        never_connected,
     })
 }
 

@@ -49,41 +49,53 @@ pub struct PreciseTimer {
 impl PreciseTimer {
     pub fn start() -> std::io::Result<PreciseTimer> {
         let (tx, rx) = channel::<(Instant, Waker)>();
-        std::thread::Builder::new().name("fleet-timer".into()).spawn(move || {
-            let mut heap: BinaryHeap<Reverse<Entry>> = BinaryHeap::new();
-            let mut seq = 0u64;
-            let mut open = true;
-            loop {
-                let now = Instant::now();
-                while heap.peek().is_some_and(|Reverse(e)| e.deadline <= now) {
-                    if let Some(Reverse(e)) = heap.pop() {
-                        e.waker.wake();
-                    }
-                }
-                let next = match heap.peek() {
-                    Some(Reverse(e)) => Some(e.deadline.saturating_duration_since(Instant::now())),
-                    None if open => None,
-                    None => break,
-                };
-                let received = match next {
-                    Some(wait) => rx.recv_timeout(wait),
-                    None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                };
-                match received {
-                    Ok((deadline, waker)) => {
-                        seq += 1;
-                        heap.push(Reverse(Entry { deadline, seq, waker }));
-                        // Take in everything else that is waiting before sleeping again.
-                        while let Ok((deadline, waker)) = rx.try_recv() {
-                            seq += 1;
-                            heap.push(Reverse(Entry { deadline, seq, waker }));
+        std::thread::Builder::new()
+            .name("fleet-timer".into())
+            .spawn(move || {
+                let mut heap: BinaryHeap<Reverse<Entry>> = BinaryHeap::new();
+                let mut seq = 0u64;
+                let mut open = true;
+                loop {
+                    let now = Instant::now();
+                    while heap.peek().is_some_and(|Reverse(e)| e.deadline <= now) {
+                        if let Some(Reverse(e)) = heap.pop() {
+                            e.waker.wake();
                         }
                     }
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => open = false,
+                    let next = match heap.peek() {
+                        Some(Reverse(e)) => {
+                            Some(e.deadline.saturating_duration_since(Instant::now()))
+                        }
+                        None if open => None,
+                        None => break,
+                    };
+                    let received = match next {
+                        Some(wait) => rx.recv_timeout(wait),
+                        None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                    };
+                    match received {
+                        Ok((deadline, waker)) => {
+                            seq += 1;
+                            heap.push(Reverse(Entry {
+                                deadline,
+                                seq,
+                                waker,
+                            }));
+                            // Take in everything else that is waiting before sleeping again.
+                            while let Ok((deadline, waker)) = rx.try_recv() {
+                                seq += 1;
+                                heap.push(Reverse(Entry {
+                                    deadline,
+                                    seq,
+                                    waker,
+                                }));
+                            }
+                        }
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => open = false,
+                    }
                 }
-            }
-        })?;
+            })?;
         Ok(PreciseTimer { tx })
     }
 
@@ -148,7 +160,11 @@ mod tests {
         }
         late.sort();
         // The median wake is far tighter than tokio's 1 ms timer wheel would give.
-        assert!(late[25] < Duration::from_micros(800), "median lateness {:?}", late[25]);
+        assert!(
+            late[25] < Duration::from_micros(800),
+            "median lateness {:?}",
+            late[25]
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,7 +175,9 @@ mod tests {
         for i in (0..20u64).rev() {
             let (timer, tx) = (timer.clone(), tx.clone());
             tokio::spawn(async move {
-                timer.sleep_until(start + Duration::from_millis(5 + 2 * i)).await;
+                timer
+                    .sleep_until(start + Duration::from_millis(5 + 2 * i))
+                    .await;
                 let _ = tx.send(i);
             });
         }

@@ -55,6 +55,7 @@ async fn run_with(text: &str, faults: Faults) -> FleetOutcome {
     let timing = Timing {
         duration: s.duration,
         drain_timeout: s.drain_timeout,
+        warmup: s.warmup,
     };
     let outcome = run(&plan, target, timing, opts, stop_rx, snap_tx)
         .await

@@ -1,6 +1,7 @@
 //! CPU use of this process by component, from `/proc/self/task/*/stat`: the generator's threads
-//! (`fleet-worker*`, `fleet-timer`), the embedded broker's (`broker-worker*` and rumqttd's `router-*`) and the
-//! rest. So that a saturated broker is not blamed on the generator, or the reverse.
+//! (`fleet-worker*`, `fleet-timer`), the embedded broker's (`broker-worker*` and rumqttd's
+//! `router-*`) and the rest. So that a saturated broker is not blamed on the generator, or the
+//! reverse.
 
 use std::time::{Duration, Instant};
 

@@ -6,6 +6,10 @@ use fleetbench_scenario::Expectations;
 
 use crate::report::{ExpectationResult, Report};
 
+/// The share of sends (after the warm-up) that may leave more than 1 ms late before the run is
+/// judged to have measured its own generator rather than the broker.
+pub const MAX_LATE_SHARE: f64 = 0.01;
+
 fn at_most(name: &str, observed: f64, limit: f64) -> ExpectationResult {
     ExpectationResult {
         name: name.to_string(),
@@ -30,8 +34,9 @@ fn us(d: Duration) -> f64 {
     d.as_micros() as f64
 }
 
-/// Every expectation the scenario sets, then the guarantees that always hold: no loss on a
-/// stream delivered at QoS 1 or 2, and no duplicate at QoS 2.
+/// Every expectation the scenario sets, then the checks that always hold: no loss on a stream
+/// delivered at QoS 1 or 2, no duplicate at QoS 2, and a generator that kept its schedule (at
+/// most 1% of sends more than 1 ms late).
 pub fn evaluate(e: &Expectations, r: &Report) -> Vec<ExpectationResult> {
     let mut out = Vec::new();
     let t = &r.totals;
@@ -84,5 +89,8 @@ pub fn evaluate(e: &Expectations, r: &Report) -> Vec<ExpectationResult> {
         .map(|q| q.outcome.duplicates)
         .sum();
     out.push(at_most("duplicates_at_qos_2", dup_qos2 as f64, 0.0));
+    // A generator that fell behind its schedule measures itself, not the broker.
+    let late_share = r.generator.late_sends as f64 / r.totals.sent.max(1) as f64;
+    out.push(at_most("generator_late_share", late_share, MAX_LATE_SHARE));
     out
 }

@@ -28,6 +28,7 @@ pub struct Report {
     pub throughput: Throughput,
     pub latency: Latency,
     pub generator: Generator,
+    pub timing: RunTiming,
     pub resources: Resources,
     /// Errors by kind (connect, publish, subscribe, decode, ...).
     pub errors: BTreeMap<String, ErrorGroup>,
@@ -47,6 +48,8 @@ pub struct RunInfo {
     pub publish_window_s: f64,
     /// How long the drain after publishing took.
     pub drain_s: f64,
+    /// The start of the publish window whose latency and lateness were not measured.
+    pub warmup_s: f64,
     /// True when the run was stopped (Ctrl-C) before it finished.
     pub interrupted: bool,
     /// `index/count` of the shard this report covers.
@@ -117,6 +120,15 @@ pub struct Generator {
     pub max_lag_us: u64,
     /// Cores the generator's threads used on average over the run.
     pub cpu_cores: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunTiming {
+    /// From the start of the connect ramp until the last device was connected; null when some
+    /// device never connected.
+    pub connect_all_s: Option<f64>,
+    /// Devices that never connected.
+    pub never_connected: u32,
 }
 
 /// What the run cost the machine.

@@ -99,6 +99,20 @@ pub fn render(r: &Report) -> String {
         fmt_count(r.generator.late_sends),
         fmt_us(r.generator.max_lag_us)
     );
+    if let Some(s) = r.timing.connect_all_s {
+        let warmup = if r.run.warmup_s > 0.0 {
+            format!("  warm-up {:.1}s not measured", r.run.warmup_s)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(out, "  all devices connected in {s:.2}s{warmup}");
+    } else {
+        let _ = writeln!(
+            out,
+            "  {} devices never connected",
+            r.timing.never_connected
+        );
+    }
     let c = &r.resources.cpu;
     let _ = writeln!(
         out,

@@ -54,6 +54,10 @@ pub struct Scenario {
     pub duration: Duration,
     #[serde(serialize_with = "ser_duration")]
     pub drain_timeout: Duration,
+    /// The start of the publish window whose latency and lateness are not measured (the
+    /// fleet connecting); its messages are still accounted for.
+    #[serde(serialize_with = "ser_duration")]
+    pub warmup: Duration,
     pub broker: BrokerTarget,
     pub groups: Vec<DeviceGroup>,
     pub observers: Vec<ObserverGroup>,

@@ -18,6 +18,8 @@ pub struct RawScenario {
     #[serde(default)]
     pub drain_timeout: Option<S<String>>,
     #[serde(default)]
+    pub warmup: Option<S<String>>,
+    #[serde(default)]
     pub broker: Option<S<RawBroker>>,
     #[serde(default)]
     pub group: Vec<S<RawGroup>>,

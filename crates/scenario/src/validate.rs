@@ -108,6 +108,23 @@ pub fn parse(file: &str, text: &str) -> R<Scenario> {
         Some(d) => cx.positive_duration(d, "drain_timeout")?,
         None => Duration::from_secs(5),
     };
+    let warmup = match &raw.warmup {
+        Some(w) => {
+            let d = cx.duration(w, "warmup")?;
+            if d >= duration {
+                return Err(cx.err(
+                    w.span(),
+                    "warmup",
+                    format!(
+                        "must be shorter than the duration ({}), or nothing would be measured",
+                        humantime::format_duration(duration)
+                    ),
+                ));
+            }
+            d
+        }
+        None => Duration::ZERO,
+    };
 
     if raw.group.is_empty() {
         return Err(cx.err(
@@ -177,6 +194,7 @@ pub fn parse(file: &str, text: &str) -> R<Scenario> {
         seed: raw.seed.map_or(1, |s| s.into_inner()),
         duration,
         drain_timeout,
+        warmup,
         broker,
         groups,
         observers,
