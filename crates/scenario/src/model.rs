@@ -161,4 +161,7 @@ pub struct Expectations {
     pub max_latency: Option<Duration>,
     pub min_deliver_per_s: Option<f64>,
     pub min_publish_per_s: Option<f64>,
+    /// The share of sends that may leave more than 1 ms late before the generator is judged to
+    /// have fallen behind (default 1%).
+    pub max_late_share: Option<f64>,
 }

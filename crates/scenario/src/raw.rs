@@ -99,4 +99,6 @@ pub struct RawExpect {
     pub min_deliver_per_s: Option<S<f64>>,
     #[serde(default)]
     pub min_publish_per_s: Option<S<f64>>,
+    #[serde(default)]
+    pub max_late_share: Option<S<f64>>,
 }

@@ -513,6 +513,16 @@ fn expectations(cx: &Ctx, e: &RawExpect) -> R<Expectations> {
         max_latency: latency(&e.max_latency, "max_latency")?,
         min_deliver_per_s: rate(&e.min_deliver_per_s, "min_deliver_per_s")?,
         min_publish_per_s: rate(&e.min_publish_per_s, "min_publish_per_s")?,
+        max_late_share: match &e.max_late_share {
+            Some(r) if !(0.0..=1.0).contains(r.get_ref()) => {
+                return Err(cx.err(
+                    r.span(),
+                    "expect.max_late_share",
+                    format!("a share between 0.0 and 1.0, got {}", r.get_ref()),
+                ))
+            }
+            r => r.as_ref().map(|r| *r.get_ref()),
+        },
     })
 }
 
