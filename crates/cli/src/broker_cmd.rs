@@ -23,11 +23,13 @@ pub fn broker(args: BrokerArgs) -> anyhow::Result<Outcome> {
         bind,
         ports: args.listen.iter().map(|a| a.port()).collect(),
         tcp_nodelay: !args.no_tcp_nodelay,
-        max_connections: 20_000,
+        max_connections: args.max_connections,
         credentials,
         allow_anonymous: args.allow_anonymous,
         ..EmbeddedConfig::default()
     };
+    // Each connection is a descriptor: take the whole allowance (the hard limit).
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     let broker = match EmbeddedBroker::start(&config) {
         Ok(b) => b,
         Err(e @ BrokerError::OpenListener { .. }) => {

@@ -5,6 +5,7 @@
 
 mod broker_cmd;
 mod check;
+mod child_broker;
 mod limits;
 mod logging;
 mod progress;
@@ -91,6 +92,9 @@ pub struct BrokerArgs {
     /// Leave TCP_NODELAY off on accepted sockets (to measure what Nagle's algorithm costs).
     #[arg(long)]
     pub no_tcp_nodelay: bool,
+    /// Connections the broker accepts in all.
+    #[arg(long, default_value_t = 20_000)]
+    pub max_connections: usize,
 }
 
 fn parse_shard(s: &str) -> Result<fleetbench_scenario::Shard, String> {

@@ -18,6 +18,8 @@ pub struct RunContext {
     pub broker: String,
     pub tcp_nodelay: Option<bool>,
     pub embedded: bool,
+    /// What the broker's own process used, when it ran as a child.
+    pub broker_process: Option<fleetbench_metrics::report::ProcessUsage>,
 }
 
 pub fn environment() -> Environment {
@@ -103,6 +105,7 @@ pub fn build_report(
         resources: Resources {
             cpu: t.cpu,
             peak_rss_bytes: peak_rss_bytes(),
+            broker_process: ctx.broker_process,
         },
         errors: t
             .errors

@@ -13,6 +13,7 @@ use fleetbench_scenario::{BrokerTarget, Plan, Shard};
 use tokio::sync::watch;
 use tracing::info;
 
+use crate::child_broker::ChildBroker;
 use crate::report::{build_report, RunContext};
 use crate::{check, limits, progress, Outcome, RunArgs, UsageError};
 
@@ -29,11 +30,13 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
     let plan = Plan::build(&scenario, shard);
     let clients = (plan.devices.len() + plan.observers.len()) as u64;
     let embedded = matches!(scenario.broker, BrokerTarget::Embedded(_));
+    // Both ends of every connection live in this process only when the broker does.
+    let in_process = matches!(&scenario.broker, BrokerTarget::Embedded(e) if !e.child_process);
     let listeners = match &scenario.broker {
         BrokerTarget::Embedded(e) => u64::from(e.listeners),
         BrokerTarget::External(_) => 0,
     };
-    limits::ensure_open_files(clients, if embedded { 2 } else { 1 }, listeners)?;
+    limits::ensure_open_files(clients, if in_process { 2 } else { 1 }, listeners)?;
 
     let max_payload = plan
         .devices
@@ -42,6 +45,26 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
         .max()
         .unwrap_or(0);
     let (target, broker, ctx_broker, tcp_nodelay) = match &scenario.broker {
+        BrokerTarget::Embedded(e) if e.child_process => {
+            let broker = ChildBroker::start(e.listeners, e.tcp_nodelay, clients as usize + 64)
+                .context("starting the broker process")?;
+            let target = Target {
+                host: "127.0.0.1".to_string(),
+                ports: broker.ports.clone(),
+                credentials: None,
+            };
+            let endpoints = fleetbench_broker::Endpoints {
+                host: "127.0.0.1".to_string(),
+                ports: broker.ports.clone(),
+            };
+            let desc = format!("embedded (child process) {}", endpoints.describe());
+            (
+                target,
+                RunningBroker::Child(broker),
+                desc,
+                Some(e.tcp_nodelay),
+            )
+        }
         BrokerTarget::Embedded(e) => {
             let broker = EmbeddedBroker::start(&EmbeddedConfig {
                 listeners: e.listeners,
@@ -57,7 +80,12 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
                 credentials: None,
             };
             let desc = format!("embedded {}", broker.endpoints().describe());
-            (target, Some(broker), desc, Some(e.tcp_nodelay))
+            (
+                target,
+                RunningBroker::InProcess(broker),
+                desc,
+                Some(e.tcp_nodelay),
+            )
         }
         BrokerTarget::External(x) => {
             let password = match &x.password_env {
@@ -77,7 +105,12 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
                 ports: vec![x.port],
                 credentials,
             };
-            (target, None, format!("mqtt://{}:{}", x.host, x.port), None)
+            (
+                target,
+                RunningBroker::External,
+                format!("mqtt://{}:{}", x.host, x.port),
+                None,
+            )
         }
     };
     info!(broker = %ctx_broker, devices = plan.devices.len(), observers = plan.observers.len(), "starting run");
@@ -149,9 +182,14 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
         }
     }
     runtime.shutdown_timeout(Duration::from_secs(2));
-    if let Some(b) = broker {
-        b.stop();
-    }
+    let broker_process = match broker {
+        RunningBroker::InProcess(b) => {
+            b.stop();
+            None
+        }
+        RunningBroker::Child(b) => Some(b.stop()),
+        RunningBroker::External => None,
+    };
     let fleet = result.context("running the fleet")?;
 
     let report = build_report(
@@ -164,6 +202,7 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
             broker: ctx_broker,
             tcp_nodelay,
             embedded,
+            broker_process,
         },
     );
     if let Some(path) = &args.report {
@@ -184,6 +223,13 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
     } else {
         Outcome::ExpectationsFailed
     })
+}
+
+/// The broker a run talks to, and how it ends.
+enum RunningBroker {
+    InProcess(EmbeddedBroker),
+    Child(ChildBroker),
+    External,
 }
 
 /// First Ctrl-C (or SIGTERM): stop publishing, drain briefly, write the report. Third: leave at

@@ -302,3 +302,56 @@ max_late_share = 1.0
         "PUBCOMP latency measured at QoS 2"
     );
 }
+
+#[test]
+fn a_fleet_too_big_for_the_open_file_limit_is_refused_before_connecting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // In-process devices need two descriptors each: half the hard limit plus some is too many
+    // on any machine (20,000 here: 10,100 devices).
+    let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).expect("open-file limit");
+    let count = hard / 2 + 100;
+    let text = format!(
+        r#"
+name = "too-big"
+duration = "5s"
+[[group]]
+name = "s"
+count = {count}
+topic = "big/{{index}}"
+rate = 1.0
+[[observer]]
+name = "all"
+filters = ["big/#"]
+"#
+    );
+    let file = dir.path().join("big.toml");
+    std::fs::write(&file, text).expect("write");
+    let out_path = dir.path().join("report.json");
+    let started = Instant::now();
+    let out = wait(
+        spawn(&[
+            "run".as_ref(),
+            file.as_os_str(),
+            "--report".as_ref(),
+            out_path.as_os_str(),
+            "--quiet".as_ref(),
+        ]),
+        Duration::from_secs(30),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let connections = format!("{} connections", count + 1);
+    for needle in [
+        "open files",
+        connections.as_str(),
+        "fewer devices",
+        "shards",
+    ] {
+        assert!(stderr.contains(needle), "{needle:?} missing: {stderr}");
+    }
+    assert!(!out_path.exists());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "refused early, not after connecting"
+    );
+}

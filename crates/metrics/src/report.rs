@@ -139,6 +139,16 @@ pub struct Resources {
     pub cpu: crate::cpu::CpuUsage,
     /// Peak resident memory of the fleetbench process (VmHWM), broker included when embedded.
     pub peak_rss_bytes: u64,
+    /// The broker's own process, when it runs as a child of fleetbench.
+    pub broker_process: Option<ProcessUsage>,
+}
+
+/// What one process used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessUsage {
+    /// Average cores over its lifetime.
+    pub cpu_cores: f64,
+    pub peak_rss_bytes: u64,
 }
 
 /// Peak resident set size of this process, from /proc/self/status (0 where unavailable).

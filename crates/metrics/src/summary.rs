@@ -122,6 +122,14 @@ pub fn render(r: &Report) -> String {
         c.other,
         r.resources.peak_rss_bytes as f64 / (1u64 << 20) as f64
     );
+    if let Some(b) = &r.resources.broker_process {
+        let _ = writeln!(
+            out,
+            "  broker process: cpu {:.2} cores  peak rss {:.0} MiB",
+            b.cpu_cores,
+            b.peak_rss_bytes as f64 / (1u64 << 20) as f64
+        );
+    }
     let _ = writeln!(
         out,
         "  {:<15} {:>9} {:>9} {:>9} {:>9} {:>9} {:>12}",

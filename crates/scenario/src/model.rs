@@ -89,6 +89,9 @@ pub struct EmbeddedBroker {
     pub listeners: u16,
     /// Make accepted sockets inherit TCP_NODELAY (off only to measure what Nagle costs).
     pub tcp_nodelay: bool,
+    /// Run the broker as a child process (`fleetbench broker`) instead of inside this one:
+    /// it then has open-file and CPU budgets of its own.
+    pub child_process: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -39,6 +39,8 @@ pub struct RawBroker {
     #[serde(default)]
     pub tcp_nodelay: Option<S<bool>>,
     #[serde(default)]
+    pub process: Option<S<String>>,
+    #[serde(default)]
     pub username: Option<S<String>>,
     #[serde(default)]
     pub password_env: Option<S<String>>,

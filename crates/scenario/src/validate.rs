@@ -380,6 +380,7 @@ fn broker(cx: &Ctx, b: Option<&S<RawBroker>>, clients: u64) -> R<BrokerTarget> {
         return Ok(BrokerTarget::Embedded(EmbeddedBroker {
             listeners: default_listeners,
             tcp_nodelay: true,
+            child_process: false,
         }));
     };
     let b = b.get_ref();
@@ -396,13 +397,31 @@ fn broker(cx: &Ctx, b: Option<&S<RawBroker>>, clients: u64) -> R<BrokerTarget> {
                 Some(l) => cx.count(l, "broker.listeners", 1, 64)? as u16,
                 None => default_listeners,
             };
+            let child_process = match &b.process {
+                None => false,
+                Some(p) => match p.get_ref().as_str() {
+                    "in-process" => false,
+                    "child" => true,
+                    other => {
+                        return Err(cx.err(
+                            p.span(),
+                            "broker.process",
+                            format!("{other:?}: expected \"in-process\" (default) or \"child\""),
+                        ))
+                    }
+                },
+            };
             Ok(BrokerTarget::Embedded(EmbeddedBroker {
                 listeners,
                 tcp_nodelay: b.tcp_nodelay.as_ref().is_none_or(|v| *v.get_ref()),
+                child_process,
             }))
         }
         Some(url) => {
-            for (field, v) in [("broker.listeners", b.listeners.as_ref().map(|v| v.span()))] {
+            for (field, v) in [
+                ("broker.listeners", b.listeners.as_ref().map(|v| v.span())),
+                ("broker.process", b.process.as_ref().map(|v| v.span())),
+            ] {
                 if let Some(span) = v {
                     return Err(cx.err(
                         span,

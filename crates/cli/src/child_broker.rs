@@ -1,0 +1,150 @@
+//! The embedded broker as a child process (`[broker] process = "child"`): `fleetbench broker`
+//! started by this process, with its own open-file and CPU budgets, so that one machine can
+//! carry more devices than one process's 20,000 descriptors allow.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use fleetbench_metrics::report::ProcessUsage;
+
+pub struct ChildBroker {
+    child: Child,
+    pub ports: Vec<u16>,
+    started: Instant,
+}
+
+const ATTEMPTS: u32 = 3;
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl ChildBroker {
+    pub fn start(
+        listeners: u16,
+        tcp_nodelay: bool,
+        max_connections: usize,
+    ) -> anyhow::Result<ChildBroker> {
+        let mut last_error = None;
+        for _ in 0..ATTEMPTS {
+            match Self::try_start(listeners, tcp_nodelay, max_connections) {
+                Ok(b) => return Ok(b),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("the broker process did not start")))
+    }
+
+    fn try_start(
+        listeners: u16,
+        tcp_nodelay: bool,
+        max_connections: usize,
+    ) -> anyhow::Result<ChildBroker> {
+        // Ports that were free a moment ago; a clash makes the child exit and we try again.
+        let held: Vec<TcpListener> = (0..listeners.max(1))
+            .map(|_| TcpListener::bind("127.0.0.1:0"))
+            .collect::<Result<_, _>>()
+            .context("finding free ports for the broker process")?;
+        let ports: Vec<u16> = held
+            .iter()
+            .map(|l| l.local_addr().map(|a| a.port()))
+            .collect::<Result<_, _>>()
+            .context("reading the free ports")?;
+        drop(held);
+        let exe = std::env::current_exe().context("locating the fleetbench executable")?;
+        let mut command = Command::new(exe);
+        command.arg("broker");
+        for p in &ports {
+            command.arg("--listen").arg(format!("127.0.0.1:{p}"));
+        }
+        command
+            .arg("--max-connections")
+            .arg(max_connections.to_string());
+        if !tcp_nodelay {
+            command.arg("--no-tcp-nodelay");
+        }
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting the broker process")?;
+        let stdout = child.stdout.take().context("the broker process's output")?;
+        // Its banner comes once every listener has answered a CONNECT with a CONNACK.
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let mut reader = BufReader::new(stdout);
+            let _ = reader.read_line(&mut line);
+            let _ = tx.send(line);
+            // Keep draining so that the child never blocks on a full pipe.
+            let mut sink = String::new();
+            while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+                sink.clear();
+            }
+        });
+        let mut broker = ChildBroker {
+            child,
+            ports,
+            started: Instant::now(),
+        };
+        match rx.recv_timeout(READY_TIMEOUT) {
+            Ok(line) if line.contains("listening") => Ok(broker),
+            Ok(line) => {
+                broker.end();
+                bail!("the broker process did not start: {}", line.trim())
+            }
+            Err(_) => {
+                broker.end();
+                bail!("the broker process was not ready within {READY_TIMEOUT:?}")
+            }
+        }
+    }
+
+    /// CPU and peak memory of the broker process so far.
+    pub fn usage(&self) -> ProcessUsage {
+        let pid = self.child.id();
+        let cpu_s = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let after = &stat[stat.rfind(')')? + 1..];
+                let fields: Vec<&str> = after.split_whitespace().collect();
+                // utime and stime are fields 14 and 15 of the line; `after` starts at field 3.
+                let t = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<f64>().ok());
+                Some((t(14)? + t(15)?) / 100.0)
+            })
+            .unwrap_or(0.0);
+        let peak_rss_bytes = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+            .map_or(0, |kb| kb * 1024);
+        ProcessUsage {
+            cpu_cores: cpu_s / self.started.elapsed().as_secs_f64().max(0.001),
+            peak_rss_bytes,
+        }
+    }
+
+    /// Stop the broker process (the one this process started, by its PID) and report what it
+    /// used.
+    pub fn stop(mut self) -> ProcessUsage {
+        let usage = self.usage();
+        self.end();
+        usage
+    }
+
+    fn end(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ChildBroker {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
