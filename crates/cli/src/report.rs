@@ -174,7 +174,9 @@ fn findings(plan: &Plan, fleet: &FleetOutcome, r: &Report, ctx: &RunContext) -> 
             if r.run.interrupted {
                 "the run was interrupted"
             } else {
-                "consider a longer drain_timeout"
+                "the broker had not acknowledged them, or the client not sent them, when the \
+                 drain timeout ended: the broker is behind; a longer drain_timeout may let them \
+                 arrive"
             }
         ));
     }

@@ -48,6 +48,10 @@ pub struct DeviceCtx {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DeviceResult {
     pub sent: u64,
+    /// Of those, how many had left (QoS 0) or been acknowledged (QoS 1 and 2) when the device
+    /// disconnected. The rest may never have reached the broker: at the cutoff they are in
+    /// flight, not lost.
+    pub completed: u64,
     pub connected_at: Option<Instant>,
 }
 
@@ -100,8 +104,13 @@ pub async fn run_device(pos: u32, spec: DeviceSpec, ctx: Arc<DeviceCtx>) -> Devi
     }
     let _ = client.try_disconnect();
     drop(client);
+    let completed = completed.load(Ordering::Relaxed).min(sent);
     let _ = tokio::time::timeout(Duration::from_secs(5), poller).await;
-    DeviceResult { sent, connected_at }
+    DeviceResult {
+        sent,
+        completed,
+        connected_at,
+    }
 }
 
 async fn publish(

@@ -174,11 +174,13 @@ pub async fn run(
         .map(|(pos, spec)| tokio::spawn(run_device(pos as u32, spec.clone(), dctx.clone())))
         .collect();
     let mut sent = Vec::with_capacity(devices.len());
+    let mut completed = Vec::with_capacity(devices.len());
     let mut last_connect: Option<Instant> = None;
     let mut never_connected = 0u32;
     for d in devices {
         let r = d.await.map_err(|e| FleetError::Task(e.to_string()))?;
         sent.push(r.sent);
+        completed.push(r.completed);
         match r.connected_at {
             Some(t) => last_connect = Some(last_connect.map_or(t, |l| l.max(t))),
             None => never_connected += 1,
@@ -254,6 +256,13 @@ pub async fn run(
     } else {
         aggregator.sent_at(cutoff.saturating_sub(timing.drain_timeout))
     };
+    // A message the broker never acknowledged (or that never left the client) when its device
+    // disconnected did not have its chance: unless a later one arrived, it is in flight.
+    let settled: Vec<u64> = settled
+        .iter()
+        .zip(&completed)
+        .map(|(s, c)| (*s).min(*c))
+        .collect();
     let qos: Vec<Vec<u8>> = plan
         .observers
         .iter()

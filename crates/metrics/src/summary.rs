@@ -168,11 +168,13 @@ pub fn render(r: &Report) -> String {
     out
 }
 
+/// A number with as many decimals as it needs, up to six: 1, 0.5, 0.99995.
 fn trim_number(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{v:.0}")
     } else {
-        format!("{v:.4}")
+        let text = format!("{v:.6}");
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
     }
 }
 
