@@ -11,40 +11,62 @@ use std::os::fd::{BorrowedFd, RawFd};
 
 use socket2::SockRef;
 
-/// Find the listening socket bound to `addr` in this process and, if `set_nodelay`, set
-/// TCP_NODELAY on it. Returns whether such a socket was found.
-pub fn find_listener(addr: SocketAddr, set_nodelay: bool) -> std::io::Result<bool> {
-    for entry in std::fs::read_dir("/proc/self/fd")? {
-        let Ok(entry) = entry else { continue };
-        let Some(fd) = entry
+/// The descriptors of this process that are sockets.
+fn sockets() -> std::io::Result<Vec<RawFd>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd")?.flatten() {
+        let fd = entry
             .file_name()
             .to_str()
-            .and_then(|s| s.parse::<RawFd>().ok())
-        else {
-            continue;
-        };
+            .and_then(|s| s.parse::<RawFd>().ok());
         let is_socket = std::fs::read_link(entry.path())
             .map(|t| t.to_string_lossy().starts_with("socket:"))
             .unwrap_or(false);
-        if !is_socket {
-            continue;
-        }
-        if with_socket(fd, |s| {
-            let listening = s.is_listener().unwrap_or(false);
-            let here = s.local_addr().ok().and_then(|a| a.as_socket()) == Some(addr);
-            if listening && here {
-                if set_nodelay {
-                    s.set_nodelay(true)?;
-                }
-                Ok(true)
-            } else {
-                Ok(false)
-            }
-        })? {
-            return Ok(true);
+        if let (Some(fd), true) = (fd, is_socket) {
+            out.push(fd);
         }
     }
-    Ok(false)
+    Ok(out)
+}
+
+/// The first socket of this process for which `pick` answers true.
+fn find(
+    mut pick: impl FnMut(SockRef<'_>) -> std::io::Result<bool>,
+) -> std::io::Result<Option<RawFd>> {
+    for fd in sockets()? {
+        if with_socket(fd, &mut pick)? {
+            return Ok(Some(fd));
+        }
+    }
+    Ok(None)
+}
+
+fn local(s: &SockRef<'_>) -> Option<SocketAddr> {
+    s.local_addr().ok().and_then(|a| a.as_socket())
+}
+
+/// Find the listening socket bound to `addr` in this process and, if `set_nodelay`, set
+/// TCP_NODELAY on it. Returns whether such a socket was found.
+pub fn find_listener(addr: SocketAddr, set_nodelay: bool) -> std::io::Result<bool> {
+    let found = find(|s| {
+        if !(s.is_listener().unwrap_or(false) && local(&s) == Some(addr)) {
+            return Ok(false);
+        }
+        if set_nodelay {
+            s.set_nodelay(true)?;
+        }
+        Ok(true)
+    })?;
+    Ok(found.is_some())
+}
+
+/// The TCP socket of this process whose local address is `local` and peer is `peer`: for tests
+/// that check what an accepted socket inherited.
+pub fn find_accepted(local_addr: SocketAddr, peer: SocketAddr) -> std::io::Result<Option<RawFd>> {
+    find(|s| {
+        Ok(local(&s) == Some(local_addr)
+            && s.peer_addr().ok().and_then(|a| a.as_socket()) == Some(peer))
+    })
 }
 
 /// Whether the TCP socket behind `fd` (of this process) has TCP_NODELAY set.
@@ -59,36 +81,7 @@ fn with_socket<T>(
 ) -> std::io::Result<T> {
     // SAFETY: the descriptor is only borrowed for the duration of a few getsockopt/setsockopt
     // calls. If another thread closed it meanwhile and the number was reused, these calls act on
-    // (or fail on) the new descriptor: the address check above then fails and nothing is set.
+    // (or fail on) the new descriptor: the address checks then fail and nothing is set.
     let fd = unsafe { BorrowedFd::borrow_raw(fd) };
     f(SockRef::from(&fd))
-}
-
-/// All TCP sockets of this process whose local address is `local` and peer is `peer`: for tests
-/// that check what an accepted socket inherited.
-pub fn find_accepted(local: SocketAddr, peer: SocketAddr) -> std::io::Result<Option<RawFd>> {
-    for entry in std::fs::read_dir("/proc/self/fd")? {
-        let Ok(entry) = entry else { continue };
-        let Some(fd) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<RawFd>().ok())
-        else {
-            continue;
-        };
-        let is_socket = std::fs::read_link(entry.path())
-            .map(|t| t.to_string_lossy().starts_with("socket:"))
-            .unwrap_or(false);
-        if is_socket
-            && with_socket(fd, |s| {
-                Ok(
-                    s.local_addr().ok().and_then(|a| a.as_socket()) == Some(local)
-                        && s.peer_addr().ok().and_then(|a| a.as_socket()) == Some(peer),
-                )
-            })?
-        {
-            return Ok(Some(fd));
-        }
-    }
-    Ok(None)
 }

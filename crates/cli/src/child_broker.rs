@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use fleetbench_metrics::env::{proc_kb, stat_cpu_seconds};
 use fleetbench_metrics::report::ProcessUsage;
 
 pub struct ChildBroker {
@@ -107,22 +108,9 @@ impl ChildBroker {
         let pid = self.child.id();
         let cpu_s = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .ok()
-            .and_then(|stat| {
-                let after = &stat[stat.rfind(')')? + 1..];
-                let fields: Vec<&str> = after.split_whitespace().collect();
-                // utime and stime are fields 14 and 15 of the line; `after` starts at field 3.
-                let t = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<f64>().ok());
-                Some((t(14)? + t(15)?) / 100.0)
-            })
+            .and_then(|stat| stat_cpu_seconds(&stat).map(|(_, s)| s))
             .unwrap_or(0.0);
-        let peak_rss_bytes = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("VmHWM:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            })
-            .map_or(0, |kb| kb * 1024);
+        let peak_rss_bytes = proc_kb(&format!("/proc/{pid}/status"), "VmHWM").unwrap_or(0);
         ProcessUsage {
             cpu_cores: cpu_s / self.started.elapsed().as_secs_f64().max(0.001),
             peak_rss_bytes,

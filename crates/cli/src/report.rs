@@ -128,12 +128,7 @@ pub fn build_report(
 
 fn findings(plan: &Plan, fleet: &FleetOutcome, r: &Report, ctx: &RunContext) -> Vec<String> {
     let mut out = Vec::new();
-    let lost_guaranteed: u64 = r
-        .by_qos
-        .iter()
-        .filter(|q| q.qos >= 1)
-        .map(|q| q.outcome.lost)
-        .sum();
+    let lost_guaranteed = r.lost_at_guaranteed_qos();
     if lost_guaranteed > 0 {
         let mut f = format!(
             "{} messages delivered at QoS 1 or 2 never reached their observer: the broker broke \

@@ -52,6 +52,20 @@ fn wait(mut child: Child, limit: Duration) -> Output {
     child.wait_with_output().expect("output")
 }
 
+/// `fleetbench run FILE --report REPORT --quiet`, waited for at most `limit`.
+fn run_file(file: &Path, report: &Path, limit: Duration) -> Output {
+    wait(
+        spawn(&[
+            "run".as_ref(),
+            file.as_os_str(),
+            "--report".as_ref(),
+            report.as_os_str(),
+            "--quiet".as_ref(),
+        ]),
+        limit,
+    )
+}
+
 fn report(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("report written")).expect("json")
 }
@@ -65,16 +79,7 @@ fn a_passing_run_writes_the_documented_report_and_a_narrow_summary() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = scenario(dir.path(), "2s", "delivered_ratio = 1.0\nmax_lost = 0");
     let out_path = dir.path().join("out/report.json");
-    let out = wait(
-        spawn(&[
-            "run".as_ref(),
-            file.as_os_str(),
-            "--report".as_ref(),
-            out_path.as_os_str(),
-            "--quiet".as_ref(),
-        ]),
-        Duration::from_secs(60),
-    );
+    let out = run_file(&file, &out_path, Duration::from_secs(60));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -143,16 +148,7 @@ fn an_unmet_expectation_exits_3_with_a_failing_verdict() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = scenario(dir.path(), "1s", "p99 = \"1us\"");
     let out_path = dir.path().join("report.json");
-    let out = wait(
-        spawn(&[
-            "run".as_ref(),
-            file.as_os_str(),
-            "--report".as_ref(),
-            out_path.as_os_str(),
-            "--quiet".as_ref(),
-        ]),
-        Duration::from_secs(60),
-    );
+    let out = run_file(&file, &out_path, Duration::from_secs(60));
     assert_eq!(out.status.code(), Some(3));
     let r = report(&out_path);
     assert_eq!(r["verdict"], "fail");
@@ -269,16 +265,7 @@ max_late_share = 1.0
     let file = dir.path().join("external.toml");
     std::fs::write(&file, text).expect("write");
     let out_path = dir.path().join("report.json");
-    let out = wait(
-        spawn(&[
-            "run".as_ref(),
-            file.as_os_str(),
-            "--report".as_ref(),
-            out_path.as_os_str(),
-            "--quiet".as_ref(),
-        ]),
-        Duration::from_secs(60),
-    );
+    let out = run_file(&file, &out_path, Duration::from_secs(60));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -328,16 +315,7 @@ filters = ["big/#"]
     std::fs::write(&file, text).expect("write");
     let out_path = dir.path().join("report.json");
     let started = Instant::now();
-    let out = wait(
-        spawn(&[
-            "run".as_ref(),
-            file.as_os_str(),
-            "--report".as_ref(),
-            out_path.as_os_str(),
-            "--quiet".as_ref(),
-        ]),
-        Duration::from_secs(30),
-    );
+    let out = run_file(&file, &out_path, Duration::from_secs(30));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     let connections = format!("{} connections", count + 1);

@@ -7,9 +7,6 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-/// Clock ticks per second of `/proc` times (USER_HZ, 100 on Linux).
-const TICKS_PER_S: f64 = 100.0;
-
 /// Cores in use (1.0 = one core fully busy), by component.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct CpuUsage {
@@ -45,20 +42,9 @@ pub fn cpu_seconds() -> [f64; 3] {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
             continue;
         };
-        // "tid (name) state ppid ...": the name may hold spaces, so split at the last ')'.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let name = &stat[open + 1..close];
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        // After the name: state is field 3, utime field 14, stime field 15 (1-based, whole line).
-        let ticks = |i: usize| {
-            fields
-                .get(i - 3)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        out[component(name)] += (ticks(14) + ticks(15)) / TICKS_PER_S;
+        if let Some((name, seconds)) = crate::env::stat_cpu_seconds(&stat) {
+            out[component(name)] += seconds;
+        }
     }
     out
 }

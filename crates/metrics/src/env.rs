@@ -20,14 +20,7 @@ impl Environment {
     /// Read the machine's facts; what cannot be read is left empty (or 0), never guessed.
     pub fn detect(git_revision: &str, build_profile: &str, version: &str) -> Environment {
         let cores = std::thread::available_parallelism().map_or(0, |n| n.get() as u32);
-        let memory_bytes = std::fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|m| {
-                m.lines()
-                    .find_map(|l| l.strip_prefix("MemTotal:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            })
-            .map_or(0, |kb| kb * 1024);
+        let memory_bytes = proc_kb("/proc/meminfo", "MemTotal").unwrap_or(0);
         let os_release = std::fs::read_to_string("/etc/os-release")
             .ok()
             .and_then(|t| {
@@ -49,5 +42,47 @@ impl Environment {
             build_profile: build_profile.to_string(),
             fleetbench_version: version.to_string(),
         }
+    }
+}
+
+/// A `Key:   123 kB` line of a `/proc` file such as `/proc/self/status`, in bytes.
+pub fn proc_kb(path: &str, key: &str) -> Option<u64> {
+    std::fs::read_to_string(path).ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    })
+}
+
+/// CPU seconds (user + system) of a `/proc/.../stat` line, and the name in it.
+pub fn stat_cpu_seconds(stat: &str) -> Option<(&str, f64)> {
+    // "pid (name) state ...": the name may hold spaces, so split at the last ')'.
+    let name = &stat[stat.find('(')? + 1..stat.rfind(')')?];
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line; `fields` starts at field 3. Their unit
+    // is USER_HZ, 100 per second on Linux.
+    let ticks = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<f64>().ok());
+    Some((name, (ticks(14)? + ticks(15)?) / 100.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_lines_with_odd_names_are_read() {
+        // The name holds spaces and a ')': only the last ')' ends it.
+        let stat = "42 (my (odd) thread) S 1 42 42 0 -1 4194560 10 0 0 0 150 25 0 0 20 0 1 0 100";
+        let (name, seconds) = stat_cpu_seconds(stat).expect("parsed");
+        assert_eq!(name, "my (odd) thread");
+        assert!((seconds - 1.75).abs() < 1e-9, "{seconds}");
+        assert_eq!(stat_cpu_seconds("garbage"), None);
+    }
+
+    #[test]
+    fn this_process_reports_its_memory() {
+        assert!(proc_kb("/proc/self/status", "VmHWM").is_some_and(|b| b > 0));
+        assert_eq!(proc_kb("/proc/self/status", "NoSuchKey"), None);
     }
 }

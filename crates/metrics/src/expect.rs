@@ -75,13 +75,11 @@ pub fn evaluate(e: &Expectations, r: &Report) -> Vec<ExpectationResult> {
     if let Some(limit) = e.min_publish_per_s {
         out.push(at_least("publish_per_s", r.throughput.publish_per_s, limit));
     }
-    let lost_guaranteed: u64 = r
-        .by_qos
-        .iter()
-        .filter(|q| q.qos >= 1)
-        .map(|q| q.outcome.lost)
-        .sum();
-    out.push(at_most("lost_at_qos_1_or_2", lost_guaranteed as f64, 0.0));
+    out.push(at_most(
+        "lost_at_qos_1_or_2",
+        r.lost_at_guaranteed_qos() as f64,
+        0.0,
+    ));
     let dup_qos2: u64 = r
         .by_qos
         .iter()

@@ -153,14 +153,7 @@ pub struct ProcessUsage {
 
 /// Peak resident set size of this process, from /proc/self/status (0 where unavailable).
 pub fn peak_rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    crate::env::proc_kb("/proc/self/status", "VmHWM").unwrap_or(0)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -181,6 +174,15 @@ pub enum Verdict {
 }
 
 impl Report {
+    /// Messages lost on streams delivered at QoS 1 or 2: a broken delivery guarantee.
+    pub fn lost_at_guaranteed_qos(&self) -> u64 {
+        self.by_qos
+            .iter()
+            .filter(|q| q.qos >= 1)
+            .map(|q| q.outcome.lost)
+            .sum()
+    }
+
     /// Write as pretty JSON.
     pub fn to_json(&self) -> Result<String, serde_json::Error> {
         serde_json::to_string_pretty(self)

@@ -336,78 +336,53 @@ fn latency_box(frame: &mut Frame, area: Rect, s: &Snapshot) {
     frame.render_widget(Paragraph::new(rates), parts[1]);
 }
 
-fn rates_chart(frame: &mut Frame, area: Rect, history: &History) {
-    let publish: Vec<(f64, f64)> = history
-        .iter()
-        .map(|s| (s.elapsed.as_secs_f64(), s.publish_rate))
-        .collect();
-    let deliver: Vec<(f64, f64)> = history
-        .iter()
-        .map(|s| (s.elapsed.as_secs_f64(), s.deliver_rate))
-        .collect();
-    let x_min = publish.first().map_or(0.0, |p| p.0);
-    let x_max = publish.last().map_or(1.0, |p| p.0).max(x_min + 1.0);
-    let y_max = publish
-        .iter()
-        .chain(&deliver)
-        .map(|p| p.1)
-        .fold(1.0f64, f64::max)
-        * 1.15;
-    let datasets = vec![
-        Dataset::default()
-            .name("publish/s")
-            .marker(symbols::Marker::Braille)
-            .graph_type(GraphType::Line)
-            .style(Style::default().fg(ACCENT))
-            .data(&publish),
-        Dataset::default()
-            .name("deliver/s")
-            .marker(symbols::Marker::Braille)
-            .graph_type(GraphType::Line)
-            .style(Style::default().fg(GOOD))
-            .data(&deliver),
-    ];
-    let title = Line::from(vec![
-        Span::styled(" Rates: ", Style::default().fg(ACCENT).bold()),
-        Span::styled("publish/s", Style::default().fg(ACCENT)),
-        Span::raw(" "),
-        Span::styled("deliver/s ", Style::default().fg(GOOD)),
-    ]);
-    let chart = Chart::new(datasets)
+/// A line chart over elapsed time, with its series named (and coloured) in the title: the
+/// legend ratatui would draw does not fit small terminals.
+fn time_chart<'a>(
+    title: &'a str,
+    series: [(&'a str, Color, &'a [(f64, f64)]); 2],
+    x: [f64; 2],
+    y_max: f64,
+    y_label: String,
+) -> Chart<'a> {
+    let mut spans = vec![Span::styled(
+        format!(" {title}: "),
+        Style::default().fg(ACCENT).bold(),
+    )];
+    let mut datasets = Vec::new();
+    for (name, color, data) in series {
+        spans.push(Span::styled(format!("{name} "), Style::default().fg(color)));
+        datasets.push(
+            Dataset::default()
+                .marker(symbols::Marker::Braille)
+                .graph_type(GraphType::Line)
+                .style(Style::default().fg(color))
+                .data(data),
+        );
+    }
+    Chart::new(datasets)
         .block(
             Block::default()
                 .borders(Borders::ALL)
                 .border_style(Style::default().fg(DIM))
-                .title(title),
+                .title(Line::from(spans)),
         )
-        .hidden_legend_constraints((Constraint::Length(0), Constraint::Length(0)))
         .x_axis(
             Axis::default()
                 .style(Style::default().fg(DIM))
-                .bounds([x_min, x_max])
-                .labels([format!("{x_min:.0}s"), format!("{x_max:.0}s")]),
+                .bounds(x)
+                .labels([format!("{:.0}s", x[0]), format!("{:.0}s", x[1])]),
         )
         .y_axis(
             Axis::default()
                 .style(Style::default().fg(DIM))
                 .bounds([0.0, y_max])
-                .labels(["0".to_string(), format!("{:.0}", y_max)]),
-        );
-    frame.render_widget(chart, area);
+                .labels(["0".to_string(), y_label]),
+        )
 }
 
-/// p99 latency per tick over time, from intended and from send (shown on tall terminals).
-fn latency_chart(frame: &mut Frame, area: Rect, history: &History) {
-    let ms = |us: u64| us as f64 / 1e3;
-    let points = |f: &dyn Fn(&Snapshot) -> &LatencySummary| -> Vec<(f64, f64)> {
-        history
-            .iter()
-            .filter(|s| f(s).count > 0)
-            .map(|s| (s.elapsed.as_secs_f64(), ms(f(s).p99_us)))
-            .collect()
-    };
-    let intended = points(&|s| &s.interval_from_intended);
-    let send = points(&|s| &s.interval_from_send);
+/// The elapsed-time span of the history, at least one second wide.
+fn time_span(history: &History) -> [f64; 2] {
     let x_min = history
         .iter()
         .next()
@@ -416,49 +391,64 @@ fn latency_chart(frame: &mut Frame, area: Rect, history: &History) {
         .latest()
         .map_or(1.0, |s| s.elapsed.as_secs_f64())
         .max(x_min + 1.0);
+    [x_min, x_max]
+}
+
+fn rates_chart(frame: &mut Frame, area: Rect, history: &History) {
+    let points = |f: fn(&Snapshot) -> f64| -> Vec<(f64, f64)> {
+        history
+            .iter()
+            .map(|s| (s.elapsed.as_secs_f64(), f(s)))
+            .collect()
+    };
+    let publish = points(|s| s.publish_rate);
+    let deliver = points(|s| s.deliver_rate);
+    let y_max = publish
+        .iter()
+        .chain(&deliver)
+        .map(|p| p.1)
+        .fold(1.0f64, f64::max)
+        * 1.15;
+    let chart = time_chart(
+        "Rates",
+        [
+            ("publish/s", ACCENT, &publish),
+            ("deliver/s", GOOD, &deliver),
+        ],
+        time_span(history),
+        y_max,
+        format!("{y_max:.0}"),
+    );
+    frame.render_widget(chart, area);
+}
+
+/// p99 latency per tick over time, from intended and from send (shown on tall terminals).
+fn latency_chart(frame: &mut Frame, area: Rect, history: &History) {
+    let points = |f: fn(&Snapshot) -> &LatencySummary| -> Vec<(f64, f64)> {
+        history
+            .iter()
+            .filter(|s| f(s).count > 0)
+            .map(|s| (s.elapsed.as_secs_f64(), f(s).p99_us as f64 / 1e3))
+            .collect()
+    };
+    let intended = points(|s| &s.interval_from_intended);
+    let send = points(|s| &s.interval_from_send);
     let y_max = intended
         .iter()
         .chain(&send)
         .map(|p| p.1)
         .fold(0.1f64, f64::max)
         * 1.15;
-    let datasets = vec![
-        Dataset::default()
-            .marker(symbols::Marker::Braille)
-            .graph_type(GraphType::Line)
-            .style(Style::default().fg(WARN))
-            .data(&intended),
-        Dataset::default()
-            .marker(symbols::Marker::Braille)
-            .graph_type(GraphType::Line)
-            .style(Style::default().fg(GOOD))
-            .data(&send),
-    ];
-    let title = Line::from(vec![
-        Span::styled(" p99 per tick: ", Style::default().fg(ACCENT).bold()),
-        Span::styled("from intended", Style::default().fg(WARN)),
-        Span::raw(" "),
-        Span::styled("from send ", Style::default().fg(GOOD)),
-    ]);
-    let chart = Chart::new(datasets)
-        .block(
-            Block::default()
-                .borders(Borders::ALL)
-                .border_style(Style::default().fg(DIM))
-                .title(title),
-        )
-        .x_axis(
-            Axis::default()
-                .style(Style::default().fg(DIM))
-                .bounds([x_min, x_max])
-                .labels([format!("{x_min:.0}s"), format!("{x_max:.0}s")]),
-        )
-        .y_axis(
-            Axis::default()
-                .style(Style::default().fg(DIM))
-                .bounds([0.0, y_max])
-                .labels(["0".to_string(), format!("{y_max:.1}ms")]),
-        );
+    let chart = time_chart(
+        "p99 per tick",
+        [
+            ("from intended", WARN, &intended),
+            ("from send", GOOD, &send),
+        ],
+        time_span(history),
+        y_max,
+        format!("{y_max:.1}ms"),
+    );
     frame.render_widget(chart, area);
 }
 
