@@ -336,11 +336,14 @@ fn latency_box(frame: &mut Frame, area: Rect, s: &Snapshot) {
     frame.render_widget(Paragraph::new(rates), parts[1]);
 }
 
+/// A named, coloured series of (seconds, value) points.
+type Series<'a> = (&'a str, Color, &'a [(f64, f64)]);
+
 /// A line chart over elapsed time, with its series named (and coloured) in the title: the
 /// legend ratatui would draw does not fit small terminals.
 fn time_chart<'a>(
     title: &'a str,
-    series: [(&'a str, Color, &'a [(f64, f64)]); 2],
+    series: [Series<'a>; 2],
     x: [f64; 2],
     y_max: f64,
     y_label: String,
