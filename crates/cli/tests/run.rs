@@ -66,6 +66,14 @@ fn run_file(file: &Path, report: &Path, limit: Duration) -> Output {
     )
 }
 
+/// Assert the exit code, showing the run's output if it differs; returns stdout.
+fn assert_exit(out: &Output, code: i32) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{stdout}{stderr}");
+    stdout
+}
+
 fn report(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("report written")).expect("json")
 }
@@ -80,13 +88,7 @@ fn a_passing_run_writes_the_documented_report_and_a_narrow_summary() {
     let file = scenario(dir.path(), "2s", "delivered_ratio = 1.0\nmax_lost = 0");
     let out_path = dir.path().join("out/report.json");
     let out = run_file(&file, &out_path, Duration::from_secs(60));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = assert_exit(&out, 0);
     assert!(stdout.lines().all(|l| l.chars().count() <= 100), "{stdout}");
     let r = report(&out_path);
     assert_eq!(r["schema_version"], 1);
@@ -266,13 +268,7 @@ max_late_share = 1.0
     std::fs::write(&file, text).expect("write");
     let out_path = dir.path().join("report.json");
     let out = run_file(&file, &out_path, Duration::from_secs(60));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = assert_exit(&out, 0);
     let r = report(&out_path);
     assert_eq!(r["run"]["broker"], format!("mqtt://127.0.0.1:{port}"));
     assert!(r["run"]["tcp_nodelay"].is_null());
