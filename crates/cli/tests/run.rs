@@ -268,7 +268,7 @@ max_late_share = 1.0
     std::fs::write(&file, text).expect("write");
     let out_path = dir.path().join("report.json");
     let out = run_file(&file, &out_path, Duration::from_secs(60));
-    let stdout = assert_exit(&out, 0);
+    assert_exit(&out, 0);
     let r = report(&out_path);
     assert_eq!(r["run"]["broker"], format!("mqtt://127.0.0.1:{port}"));
     assert!(r["run"]["tcp_nodelay"].is_null());
