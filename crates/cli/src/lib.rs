@@ -6,6 +6,7 @@
 mod broker_cmd;
 mod check;
 mod child_broker;
+mod compare_cmd;
 mod limits;
 mod logging;
 mod progress;
@@ -51,6 +52,32 @@ pub enum Command {
     },
     /// Run the embedded broker in the foreground until Ctrl-C.
     Broker(BrokerArgs),
+    /// Compare two reports of the same scenario; exit 3 when the second regressed.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The baseline report (JSON).
+    pub baseline: PathBuf,
+    /// The report to judge against it.
+    pub now: PathBuf,
+    /// Output format: a table, Markdown (CI job summaries, PR comments) or JSON.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Relative latency increase tolerated (0.25 = +25%); changes under 250 us never count.
+    #[arg(long, default_value_t = 0.25)]
+    pub latency_tolerance: f64,
+    /// Relative throughput decrease tolerated (0.10 = -10%).
+    #[arg(long, default_value_t = 0.10)]
+    pub throughput_tolerance: f64,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Markdown,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -157,5 +184,6 @@ fn execute(opts: Opts, log_file: Option<PathBuf>) -> anyhow::Result<Outcome> {
         Command::Run(args) => run::run(args, log_file),
         Command::Check { files } => check::check(&files),
         Command::Broker(args) => broker_cmd::broker(args),
+        Command::Compare(args) => compare_cmd::run(args),
     }
 }
