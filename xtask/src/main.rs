@@ -26,6 +26,13 @@ enum Task {
         /// Seconds between progress lines on stderr.
         #[arg(long, default_value_t = 5.0)]
         progress_every: f64,
+        /// Store each scenario's report in DIR as the baseline to compare later runs with.
+        #[arg(long, value_name = "DIR")]
+        save_baseline: Option<PathBuf>,
+        /// Compare each scenario with its report in DIR; fail (exit 3) on a regression. Writes
+        /// target/scenarios/comparison.md (and appends it to $GITHUB_STEP_SUMMARY when set).
+        #[arg(long, value_name = "DIR")]
+        baseline: Option<PathBuf>,
     },
     /// Install what the tests need (paho-mqtt for the Python interoperability test), then run
     /// the whole test suite.
@@ -43,7 +50,17 @@ fn main() -> ExitCode {
             names,
             debug,
             progress_every,
-        } => scenarios(&names, debug, progress_every),
+            save_baseline,
+            baseline,
+        } => scenarios(&names, debug, progress_every).and_then(|(code, bin, ran)| {
+            if let Some(dir) = &save_baseline {
+                save(dir, &ran)?;
+            }
+            match &baseline {
+                Some(dir) => Ok(code.max(gate(dir, &bin, &ran)?)),
+                None => Ok(code),
+            }
+        }),
         Task::Test => test().map(|_| 0),
         Task::Bench => cargo(&["bench", "-p", "fleetbench-benches"]).map(|_| 0),
         Task::Ci => ci().map(|_| 0),
@@ -102,7 +119,97 @@ fn scenario_files(names: &[String]) -> anyhow::Result<Vec<PathBuf>> {
         .collect()
 }
 
-fn scenarios(names: &[String], debug: bool, progress_every: f64) -> anyhow::Result<u8> {
+/// Where `cargo xtask scenarios` writes its reports.
+fn reports_dir() -> PathBuf {
+    root().join("target").join("scenarios")
+}
+
+/// Store the reports of the scenarios that ran as the baseline in `dir`.
+fn save(dir: &Path, ran: &[String]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for name in ran {
+        let from = reports_dir().join(format!("{name}.json"));
+        let to = dir.join(format!("{name}.json"));
+        std::fs::copy(&from, &to)
+            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    }
+    eprintln!(
+        "xtask: saved {} reports as the baseline in {}",
+        ran.len(),
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Compare every scenario that ran with its baseline in `dir`: 3 when any regressed.
+fn gate(dir: &Path, bin: &Path, ran: &[String]) -> anyhow::Result<u8> {
+    let mut markdown = String::new();
+    let mut code = 0u8;
+    for name in ran {
+        let base = dir.join(format!("{name}.json"));
+        let now = reports_dir().join(format!("{name}.json"));
+        if !base.is_file() {
+            println!("{name}: no baseline in {} (not compared)", dir.display());
+            markdown.push_str(&format!("### {name}\n\nno baseline\n\n"));
+            continue;
+        }
+        for (format, into_markdown) in [("text", false), ("markdown", true)] {
+            let out = Command::new(bin)
+                .arg("compare")
+                .arg(&base)
+                .arg(&now)
+                .args(["--format", format])
+                .output()
+                .with_context(|| format!("comparing {name}"))?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            if into_markdown {
+                markdown.push_str(&text);
+                markdown.push('\n');
+                continue;
+            }
+            print!("{text}");
+            match out.status.code() {
+                Some(0) => {}
+                Some(3) => code = 3,
+                _ => bail!(
+                    "comparing {name} failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            }
+        }
+    }
+    let summary = reports_dir().join("comparison.md");
+    std::fs::write(&summary, &markdown)
+        .with_context(|| format!("writing {}", summary.display()))?;
+    if let Some(step) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&step)
+            .context("opening $GITHUB_STEP_SUMMARY")?;
+        f.write_all(markdown.as_bytes())
+            .context("writing $GITHUB_STEP_SUMMARY")?;
+    }
+    println!(
+        "baseline {}: {}",
+        dir.display(),
+        if code == 0 {
+            "no regression"
+        } else {
+            "REGRESSION"
+        }
+    );
+    Ok(code)
+}
+
+/// Run the scenarios; returns the worst exit code, the binary that ran them and the names
+/// that produced a report.
+fn scenarios(
+    names: &[String],
+    debug: bool,
+    progress_every: f64,
+) -> anyhow::Result<(u8, PathBuf, Vec<String>)> {
     let files = scenario_files(names)?;
     let profile = if debug { "debug" } else { "release" };
     let mut build = vec!["build", "--quiet", "-p", "fleetbench"];
@@ -111,7 +218,7 @@ fn scenarios(names: &[String], debug: bool, progress_every: f64) -> anyhow::Resu
     }
     cargo(&build)?;
     let bin = root().join("target").join(profile).join("fleetbench");
-    let out_dir = root().join("target").join("scenarios");
+    let out_dir = reports_dir();
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
 
     let interactive = files.len() == 1 && std::io::IsTerminal::is_terminal(&std::io::stdout());
@@ -167,7 +274,12 @@ fn scenarios(names: &[String], debug: bool, progress_every: f64) -> anyhow::Resu
         lines.len(),
         lines.len() - failed
     );
-    Ok(worst)
+    let ran = files
+        .iter()
+        .filter_map(|f| f.file_stem().map(|s| s.to_string_lossy().to_string()))
+        .filter(|n| reports_dir().join(format!("{n}.json")).is_file())
+        .collect();
+    Ok((worst, bin, ran))
 }
 
 fn summary_line(name: &str, code: i32, report: &Path) -> String {

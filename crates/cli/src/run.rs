@@ -129,6 +129,8 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
         warmup: scenario.warmup,
     };
     let progress_every = Duration::from_secs_f64(args.progress_every.max(0.1));
+    let mut fleet_options = FleetOptions::default();
+    fleet_options.faults.receive_delay = args.fault_receive_delay_us.map(Duration::from_micros);
     let quiet = args.quiet;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
@@ -159,15 +161,7 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
         tokio::spawn(watch_signals(stop_tx.clone(), monitor));
         let progress =
             (!quiet && !monitor).then(|| tokio::spawn(progress::run(snap_rx, progress_every)));
-        let r = fleetbench_fleet::run(
-            &plan,
-            target,
-            timing,
-            FleetOptions::default(),
-            stop_rx,
-            snap_tx,
-        )
-        .await;
+        let r = fleetbench_fleet::run(&plan, target, timing, fleet_options, stop_rx, snap_tx).await;
         if let Some(p) = progress {
             p.abort();
         }

@@ -329,3 +329,48 @@ filters = ["big/#"]
         "refused early, not after connecting"
     );
 }
+
+#[test]
+fn compare_catches_a_slower_receive_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = scenario(dir.path(), "2s", "delivered_ratio = 1.0");
+    let base = dir.path().join("base.json");
+    assert_exit(&run_file(&file, &base, Duration::from_secs(60)), 0);
+    // The same scenario with every delivery held up 3 ms on the receive path.
+    let slow = dir.path().join("slow.json");
+    let out = wait(
+        spawn(&[
+            "run".as_ref(),
+            file.as_os_str(),
+            "--report".as_ref(),
+            slow.as_os_str(),
+            "--quiet".as_ref(),
+            "--fault-receive-delay-us".as_ref(),
+            "3000".as_ref(),
+        ]),
+        Duration::from_secs(60),
+    );
+    assert!(slow.is_file(), "{}", String::from_utf8_lossy(&out.stderr));
+    let compare = |a: &Path, b: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+            .arg("compare")
+            .arg(a)
+            .arg(b)
+            .output()
+            .expect("run compare");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (code, text) = compare(&base, &slow);
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.contains("REGRESSION"), "{text}");
+    let p99 = text
+        .lines()
+        .find(|l| l.contains("p99 from intended"))
+        .expect("p99 row");
+    assert!(p99.ends_with("REGRESSED"), "{text}");
+    let (code, text) = compare(&base, &base);
+    assert_eq!(code, Some(0), "{text}");
+}

@@ -107,6 +107,9 @@ async fn observe(
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::Publish(p))) => {
+                if let Some(delay) = ctx.opts.faults.receive_delay {
+                    tokio::time::sleep(delay).await;
+                }
                 let now_ns = ctx.clock.now_ns();
                 match Header::decode(&p.payload) {
                     Ok(h) => {
