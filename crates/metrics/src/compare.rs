@@ -113,6 +113,16 @@ pub fn compare(old: &Report, new: &Report, tol: &Tolerances) -> Comparison {
         }
     };
     let (o, n) = (&old.latency, &new.latency);
+    let latency = |name: &str, pick: fn(&crate::report::Latency) -> u64| {
+        row(
+            name,
+            pick(o) as f64,
+            pick(n) as f64,
+            LowerIsBetter,
+            Unit::Micros,
+            tol,
+        )
+    };
     let rows = vec![
         row(
             "lost",
@@ -150,38 +160,10 @@ pub fn compare(old: &Report, new: &Report, tol: &Tolerances) -> Comparison {
                 ..*tol
             },
         ),
-        row(
-            "p50 from intended",
-            o.from_intended.p50_us as f64,
-            n.from_intended.p50_us as f64,
-            LowerIsBetter,
-            Unit::Micros,
-            tol,
-        ),
-        row(
-            "p99 from intended",
-            o.from_intended.p99_us as f64,
-            n.from_intended.p99_us as f64,
-            LowerIsBetter,
-            Unit::Micros,
-            tol,
-        ),
-        row(
-            "p99 from send",
-            o.from_send.p99_us as f64,
-            n.from_send.p99_us as f64,
-            LowerIsBetter,
-            Unit::Micros,
-            tol,
-        ),
-        row(
-            "p99 puback",
-            o.puback.p99_us as f64,
-            n.puback.p99_us as f64,
-            LowerIsBetter,
-            Unit::Micros,
-            tol,
-        ),
+        latency("p50 from intended", |l| l.from_intended.p50_us),
+        latency("p99 from intended", |l| l.from_intended.p99_us),
+        latency("p99 from send", |l| l.from_send.p99_us),
+        latency("p99 puback", |l| l.puback.p99_us),
         row(
             "deliveries/s",
             old.throughput.deliver_per_s,
