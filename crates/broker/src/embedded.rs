@@ -68,7 +68,6 @@ impl Default for EmbeddedConfig {
 pub struct EmbeddedBroker {
     runtime: Option<Runtime>,
     endpoints: Endpoints,
-    tcp_nodelay: bool,
 }
 
 const ATTEMPTS: u32 = 5;
@@ -194,16 +193,11 @@ impl EmbeddedBroker {
         Ok(EmbeddedBroker {
             runtime: Some(runtime),
             endpoints,
-            tcp_nodelay: config.tcp_nodelay,
         })
     }
 
     pub fn endpoints(&self) -> &Endpoints {
         &self.endpoints
-    }
-
-    pub fn tcp_nodelay(&self) -> bool {
-        self.tcp_nodelay
     }
 
     /// Stop listening and drop every connection the broker holds. The router thread stays

@@ -15,10 +15,6 @@ impl RunClock {
         }
     }
 
-    pub fn epoch(&self) -> Instant {
-        self.epoch
-    }
-
     /// Nanoseconds since the epoch.
     #[inline]
     pub fn now_ns(&self) -> u64 {

@@ -44,7 +44,6 @@ pub struct FleetOutcome {
     pub interrupted: bool,
     /// Per observer, the QoS granted to each of its filters (None: refused).
     pub granted: Vec<Vec<Option<u8>>>,
-    pub last_snapshot: Snapshot,
     /// From the start of the ramp until the last device connected (None: some never did).
     pub connect_all: Option<Duration>,
     /// Devices that never connected.
@@ -308,7 +307,6 @@ pub async fn run(
         elapsed: started.elapsed(),
         interrupted,
         granted: results.into_iter().map(|r| r.granted).collect(),
-        last_snapshot: aggregator.snapshot().clone(),
         connect_all,
         never_connected,
     })

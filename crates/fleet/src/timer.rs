@@ -14,7 +14,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 struct Entry {
     deadline: Instant,
@@ -139,14 +139,15 @@ impl Future for Sleep<'_> {
     }
 }
 
-/// How late a wake-up came, for tests and diagnostics.
-pub fn lateness(deadline: Instant) -> Duration {
-    Instant::now().saturating_duration_since(deadline)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    fn lateness(deadline: Instant) -> Duration {
+        Instant::now().saturating_duration_since(deadline)
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn wakes_at_the_deadline_never_before() {

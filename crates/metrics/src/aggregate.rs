@@ -403,10 +403,6 @@ impl Aggregator {
         &self.last
     }
 
-    pub fn snapshot(&self) -> &Snapshot {
-        &self.last
-    }
-
     /// Sent counts per device as they stood at `at` (the newest tick at or before it); zeros if
     /// no tick is that old.
     pub fn sent_at(&self, at: Duration) -> Vec<u64> {

@@ -58,10 +58,6 @@ impl LatencyHistogram {
         self.0.reset();
     }
 
-    pub fn inner(&self) -> &Histogram<u64> {
-        &self.0
-    }
-
     pub fn summary(&self) -> LatencySummary {
         let h = &self.0;
         if h.is_empty() {

@@ -90,10 +90,6 @@ impl Stream {
             beyond_sent: self.delivered.saturating_sub(delivered),
         }
     }
-
-    pub fn delivered(&self) -> u64 {
-        self.delivered
-    }
 }
 
 /// The accounting of one stream (or a sum of streams).
@@ -154,10 +150,6 @@ impl Ledger {
 
     pub fn unexpected(&self) -> u64 {
         self.unexpected
-    }
-
-    pub fn stream(&self, device: usize) -> Option<&Stream> {
-        self.streams.get(device).and_then(Option::as_ref)
     }
 
     /// Streams this ledger keeps, with their device positions.
