@@ -37,13 +37,20 @@ pub enum DecodeError {
 }
 
 impl Header {
-    /// Write the header and filler into a new payload of `size` bytes (at least the header).
-    pub fn encode(&self, size: usize) -> Vec<u8> {
+    /// A payload of `size` bytes (at least the header) with the filler in place and the header
+    /// left blank: publishers clone it and [`write`](Self::write) each message's header.
+    pub fn template(size: usize) -> Vec<u8> {
         let mut buf = vec![0u8; size.max(HEADER_LEN)];
-        self.write(&mut buf);
         for (i, b) in buf[HEADER_LEN..].iter_mut().enumerate() {
             *b = b'a' + (i % 26) as u8;
         }
+        buf
+    }
+
+    /// Write the header and filler into a new payload of `size` bytes (at least the header).
+    pub fn encode(&self, size: usize) -> Vec<u8> {
+        let mut buf = Self::template(size);
+        self.write(&mut buf);
         buf
     }
 

@@ -85,12 +85,8 @@ pub async fn run_device(pos: u32, spec: DeviceSpec, ctx: Arc<DeviceCtx>) -> Devi
     ));
 
     let mut connected_at = None;
+    // `publish` hands the aggregator its final count itself.
     let sent = publish(pos, &spec, &client, &ctx, connected_rx, &mut connected_at).await;
-    let _ = ctx.flush.send(Flush::Device(DeviceFlush {
-        device: pos,
-        sent,
-        ..DeviceFlush::default()
-    }));
     // Disconnecting with a flow unfinished would discard its message (at QoS 2 the broker
     // forwards only after PUBREL): wait until every message has left (QoS 0) or been
     // acknowledged (QoS 1: PUBACK, QoS 2: PUBCOMP).
@@ -133,7 +129,6 @@ async fn publish(
     // A device that sends more often than every BATCH wakes once per BATCH and sends what is
     // due in one go: waking per message would cost more than the message.
     let fast = spec.period < BATCH;
-    let mut last_wake = Instant::now();
     let period_ns = spec.period.as_nanos() as u64;
     let qos = mqtt::qos(spec.qos);
     let late_threshold = ctx.opts.late_threshold;
@@ -141,19 +136,20 @@ async fn publish(
         let from = ctx.ramp_start + s.after;
         (from, from + s.length)
     });
-    let mut flush = DeviceFlush {
-        device: pos,
-        ..DeviceFlush::default()
-    };
+    let template = Header::template(spec.payload_size as usize);
+    let mut flush = DeviceFlush::new(pos);
     let mut last_flush = Instant::now();
+    // When the publisher last woke (and read the clock).
+    let mut last_wake = last_flush;
     let mut seq: u64 = 0;
     loop {
         let due = t0 + Duration::from_nanos(seq.saturating_mul(period_ns));
         if due >= ctx.publish_end {
             break;
         }
-        // A fast device wakes at most once per BATCH and then sends every message already due.
-        let wake_at = if fast && due > Instant::now() {
+        // A fast device wakes at most once per BATCH: a message that fell due after the last
+        // wake waits for the next batch; one due before it (catching up) goes at once.
+        let wake_at = if fast && due > last_wake {
             due.max(last_wake + BATCH)
         } else {
             due
@@ -162,16 +158,17 @@ async fn publish(
             _ = ctx.timer.sleep_until(wake_at.into_std()) => {}
             _ = stop.wait_for(|s| *s) => break,
         }
-        last_wake = Instant::now();
+        let mut now = Instant::now();
         if let Some((from, until)) = stall {
-            if due >= from && Instant::now() < until {
+            if due >= from && now < until {
                 tokio::select! {
                     _ = sleep_until(until) => {}
                     _ = stop.wait_for(|s| *s) => break,
                 }
+                now = Instant::now();
             }
         }
-        let now = Instant::now();
+        last_wake = now;
         // The generator's health is judged after the warm-up, like latency.
         if due >= measure_from {
             let lag = now.saturating_duration_since(due);
@@ -180,13 +177,14 @@ async fn publish(
             }
             flush.max_lag_us = flush.max_lag_us.max(lag.as_micros() as u64);
         }
-        let header = Header {
+        let mut payload = template.clone();
+        Header {
             device: spec.id,
             seq,
             intended_ns: ctx.clock.ns_at(due.into_std()),
             sent_ns: ctx.clock.ns_at(now.into_std()),
-        };
-        let payload = header.encode(spec.payload_size as usize);
+        }
+        .write(&mut payload);
         let result = tokio::select! {
             r = client.publish(spec.topic.as_str(), qos, false, payload) => r,
             _ = stop.wait_for(|s| *s) => break,
@@ -201,13 +199,7 @@ async fn publish(
         seq += 1;
         if now.duration_since(last_flush) >= ctx.opts.tick {
             flush.sent = seq;
-            let _ = ctx.flush.send(Flush::Device(std::mem::replace(
-                &mut flush,
-                DeviceFlush {
-                    device: pos,
-                    ..DeviceFlush::default()
-                },
-            )));
+            let _ = ctx.flush.send(Flush::Device(flush.take()));
             last_flush = now;
         }
     }
@@ -231,10 +223,7 @@ async fn poll_device(
 ) {
     let mut connected_tx = Some(connected_tx);
     let mut pending: HashMap<u16, Instant> = HashMap::new();
-    let mut flush = DeviceFlush {
-        device: pos,
-        ..DeviceFlush::default()
-    };
+    let mut flush = DeviceFlush::new(pos);
     let mut attempt_start = Instant::now();
     let mut attempts = 0u32;
     let mut is_connected = false;
@@ -251,13 +240,7 @@ async fn poll_device(
                     let _ = tx.send(now);
                 }
                 // Report the connection at once: the monitor counts connected devices.
-                let _ = ctx.flush.send(Flush::Device(std::mem::replace(
-                    &mut flush,
-                    DeviceFlush {
-                        device: pos,
-                        ..DeviceFlush::default()
-                    },
-                )));
+                let _ = ctx.flush.send(Flush::Device(flush.take()));
             }
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                 if level == Qos::AtMostOnce {
@@ -298,13 +281,7 @@ async fn poll_device(
         }
         if !flush.ack_us.is_empty() && last_flush.elapsed() >= ctx.opts.tick {
             last_flush = Instant::now();
-            let _ = ctx.flush.send(Flush::Device(std::mem::replace(
-                &mut flush,
-                DeviceFlush {
-                    device: pos,
-                    ..DeviceFlush::default()
-                },
-            )));
+            let _ = ctx.flush.send(Flush::Device(flush.take()));
         }
     }
     if is_connected {

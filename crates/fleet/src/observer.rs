@@ -5,11 +5,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
-use fleetbench_metrics::{Delivery, Flush, LatencyHistogram, Ledger, ObserverFlush};
+use fleetbench_metrics::{Delivery, Flush, Ledger, ObserverFlush};
 use fleetbench_scenario::ObserverSpec;
 use rumqttc::{AsyncClient, Event, Outgoing, Packet, SubscribeFilter, SubscribeReasonCode};
+use std::time::Instant;
 use tokio::sync::oneshot;
-use tokio::time::Instant;
 use tracing::debug;
 
 use crate::clock::RunClock;
@@ -96,21 +96,23 @@ async fn observe(
     let mut ready_tx = Some(ready_tx);
     let mut ledger = Ledger::new(&spec.expects);
     let mut granted = vec![None; spec.filters.len()];
-    let mut flush = ObserverFlush {
-        observer: spec.id,
-        ..ObserverFlush::default()
-    };
+    let mut flush = ObserverFlush::new(spec.id);
     let mut last_flush = Instant::now();
     let mut attempts = 0u32;
     let drop_every = ctx.opts.faults.drop_every_nth_seq;
     let mut stopping = false;
     loop {
-        match eventloop.poll().await {
+        let event = eventloop.poll().await;
+        if let (Some(delay), Ok(Event::Incoming(Packet::Publish(_)))) =
+            (ctx.opts.faults.receive_delay, &event)
+        {
+            tokio::time::sleep(delay).await;
+        }
+        // One clock reading per event serves the latency and the flush interval.
+        let now = Instant::now();
+        match event {
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                if let Some(delay) = ctx.opts.faults.receive_delay {
-                    tokio::time::sleep(delay).await;
-                }
-                let now_ns = ctx.clock.now_ns();
+                let now_ns = ctx.clock.ns_at(now);
                 match Header::decode(&p.payload) {
                     Ok(h) => {
                         if drop_every.is_some_and(|n| n > 0 && h.seq.is_multiple_of(n)) {
@@ -122,7 +124,11 @@ async fn observe(
                             .copied()
                             .flatten()
                             .map_or(usize::MAX, |p| p as usize);
-                        match ledger.record(pos, h.seq) {
+                        let delivery = ledger.record(pos, h.seq);
+                        if delivery == Delivery::Reordered {
+                            flush.reordered += 1;
+                        }
+                        match delivery {
                             Delivery::InOrder | Delivery::Reordered => {
                                 delivered.fetch_add(1, Ordering::Relaxed);
                                 flush.delivered += 1;
@@ -185,17 +191,9 @@ async fn observe(
         if stopping {
             break;
         }
-        if last_flush.elapsed() >= ctx.opts.tick {
-            last_flush = Instant::now();
-            let fresh = ObserverFlush {
-                observer: spec.id,
-                from_intended: LatencyHistogram::new(),
-                from_send: LatencyHistogram::new(),
-                ..ObserverFlush::default()
-            };
-            let _ = ctx
-                .flush
-                .send(Flush::Observer(std::mem::replace(&mut flush, fresh)));
+        if now.duration_since(last_flush) >= ctx.opts.tick {
+            last_flush = now;
+            let _ = ctx.flush.send(Flush::Observer(flush.take()));
         }
     }
     flush.connected = Some(false);

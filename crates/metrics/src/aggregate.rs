@@ -44,6 +44,40 @@ pub struct ObserverFlush {
     pub connected: Option<bool>,
 }
 
+impl DeviceFlush {
+    pub fn new(device: u32) -> Self {
+        DeviceFlush {
+            device,
+            ..DeviceFlush::default()
+        }
+    }
+
+    /// Hand over what was recorded since the last flush and start afresh.
+    pub fn take(&mut self) -> DeviceFlush {
+        std::mem::replace(self, DeviceFlush::new(self.device))
+    }
+}
+
+impl ObserverFlush {
+    pub fn new(observer: u32) -> Self {
+        ObserverFlush {
+            observer,
+            from_intended: LatencyHistogram::new(),
+            from_send: LatencyHistogram::new(),
+            delivered: 0,
+            duplicates: 0,
+            reordered: 0,
+            unexpected: 0,
+            connected: None,
+        }
+    }
+
+    /// Hand over what was recorded since the last flush and start afresh.
+    pub fn take(&mut self) -> ObserverFlush {
+        std::mem::replace(self, ObserverFlush::new(self.observer))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Flush {
     Device(DeviceFlush),
