@@ -201,7 +201,6 @@ pub struct Aggregator {
     duplicates: u64,
     reordered: u64,
     unexpected: u64,
-    devices_connected: u32,
     observers_connected: u32,
     last: Snapshot,
     /// Sent counts per device at past ticks, kept for one drain timeout, to tell at the cutoff
@@ -218,6 +217,15 @@ pub struct Aggregator {
     expected: u64,
     groups: Vec<GroupSnapshot>,
     cpu: CpuSampler,
+}
+
+/// Apply a connection change (connected, disconnected, or none) to a count of connections.
+fn count_connection(count: &mut u32, change: Option<bool>) {
+    match change {
+        Some(true) => *count += 1,
+        Some(false) => *count = count.saturating_sub(1),
+        None => {}
+    }
 }
 
 /// Rates are averaged over about this long: flushes arrive once a tick per task, not aligned
@@ -243,7 +251,6 @@ impl Aggregator {
             duplicates: 0,
             reordered: 0,
             unexpected: 0,
-            devices_connected: 0,
             observers_connected: 0,
             last: Snapshot {
                 devices_target: devices,
@@ -252,7 +259,7 @@ impl Aggregator {
             },
             history: VecDeque::new(),
             keep_history,
-            recent: VecDeque::new(),
+            recent: VecDeque::from([(Duration::ZERO, 0, 0, vec![0])]),
             device_group: vec![0; devices as usize],
             watchers: vec![0; devices as usize],
             expected: 0,
@@ -277,6 +284,7 @@ impl Aggregator {
         for g in &device_group {
             self.groups[*g as usize].devices_target += 1;
         }
+        self.recent = VecDeque::from([(Duration::ZERO, 0, 0, vec![0; self.groups.len()])]);
         self.device_group = device_group;
         self.watchers = watchers;
         self
@@ -301,11 +309,7 @@ impl Aggregator {
                 }
                 if let Some(g) = self.groups.get_mut(group) {
                     g.late_sends += d.late_sends;
-                    match d.connected {
-                        Some(true) => g.devices_connected += 1,
-                        Some(false) => g.devices_connected = g.devices_connected.saturating_sub(1),
-                        None => {}
-                    }
+                    count_connection(&mut g.devices_connected, d.connected);
                 }
                 self.totals.late_sends += d.late_sends;
                 self.totals.max_lag_us = self.totals.max_lag_us.max(d.max_lag_us);
@@ -315,13 +319,6 @@ impl Aggregator {
                 if let Some(us) = d.connect_us {
                     self.totals.connect.record_us(us);
                 }
-                match d.connected {
-                    Some(true) => self.devices_connected += 1,
-                    Some(false) => {
-                        self.devices_connected = self.devices_connected.saturating_sub(1)
-                    }
-                    None => {}
-                }
             }
             Flush::Observer(o) => {
                 self.interval_intended.add(&o.from_intended);
@@ -330,13 +327,7 @@ impl Aggregator {
                 self.duplicates += o.duplicates;
                 self.reordered += o.reordered;
                 self.unexpected += o.unexpected;
-                match o.connected {
-                    Some(true) => self.observers_connected += 1,
-                    Some(false) => {
-                        self.observers_connected = self.observers_connected.saturating_sub(1)
-                    }
-                    None => {}
-                }
+                count_connection(&mut self.observers_connected, o.connected);
             }
             Flush::Error { kind, detail } => {
                 let group = self.totals.errors.entry(kind).or_default();
@@ -363,17 +354,10 @@ impl Aggregator {
         {
             self.recent.pop_front();
         }
-        let (t0, sent_before, delivered_before, groups_before) = if self.recent.len() == 1 {
-            let before = self.last.groups.iter().map(|g| g.sent).collect();
-            (
-                self.last.elapsed,
-                self.last.sent,
-                self.last.delivered,
-                before,
-            )
-        } else {
-            self.recent.front().cloned().unwrap_or_default()
-        };
+        // The window always holds an older entry: it starts with one at zero and only drops
+        // its front while a newer one is at least a window old.
+        let (t0, sent_before, delivered_before, groups_before) =
+            self.recent.front().cloned().unwrap_or_default();
         let dt = elapsed.saturating_sub(t0).as_secs_f64();
         let rate = |now: u64, before: u64| {
             if dt > 0.0 {
@@ -386,7 +370,7 @@ impl Aggregator {
             elapsed,
             phase,
             devices_target: self.last.devices_target,
-            devices_connected: self.devices_connected,
+            devices_connected: self.groups.iter().map(|g| g.devices_connected).sum(),
             observers_target: self.last.observers_target,
             observers_connected: self.observers_connected,
             sent: self.sent_total,
