@@ -47,7 +47,12 @@ pub struct ObserverHandle {
     pub task: tokio::task::JoinHandle<ObserverResult>,
 }
 
-pub fn spawn_observer(index: usize, spec: ObserverSpec, ctx: Arc<ObserverCtx>) -> ObserverHandle {
+/// Start an observer with its subscriptions queued (rumqttc sends them right after CONNACK).
+pub fn spawn_observer(
+    index: usize,
+    spec: ObserverSpec,
+    ctx: Arc<ObserverCtx>,
+) -> Result<ObserverHandle, rumqttc::ClientError> {
     let (client, eventloop) = mqtt::client(
         &ctx.target,
         &ClientSettings {
@@ -60,6 +65,7 @@ pub fn spawn_observer(index: usize, spec: ObserverSpec, ctx: Arc<ObserverCtx>) -
             connect_timeout: ctx.opts.connect_timeout,
         },
     );
+    client.try_subscribe_many(filters(&spec))?;
     let delivered = Arc::new(AtomicU64::new(0));
     let (ready_tx, ready_rx) = oneshot::channel();
     let task = tokio::spawn(observe(
@@ -70,12 +76,12 @@ pub fn spawn_observer(index: usize, spec: ObserverSpec, ctx: Arc<ObserverCtx>) -
         delivered.clone(),
         ready_tx,
     ));
-    ObserverHandle {
+    Ok(ObserverHandle {
         client,
         delivered,
         ready: ready_rx,
         task,
-    }
+    })
 }
 
 fn filters(spec: &ObserverSpec) -> Vec<SubscribeFilter> {
@@ -199,9 +205,4 @@ async fn observe(
     flush.connected = Some(false);
     let _ = ctx.flush.send(Flush::Observer(flush));
     ObserverResult { ledger, granted }
-}
-
-/// Queue the subscriptions; rumqttc sends them right after it connects.
-pub fn subscribe(handle: &ObserverHandle, spec: &ObserverSpec) -> Result<(), rumqttc::ClientError> {
-    handle.client.try_subscribe_many(filters(spec))
 }

@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::clock::RunClock;
 use crate::device::{run_device, DeviceCtx};
-use crate::observer::{spawn_observer, subscribe, ObserverCtx, ObserverResult};
+use crate::observer::{spawn_observer, ObserverCtx, ObserverResult};
 use crate::timer::PreciseTimer;
 use crate::{FleetError, FleetOptions, Target};
 
@@ -61,17 +61,18 @@ pub async fn run(
     snapshots: watch::Sender<Snapshot>,
 ) -> Result<FleetOutcome, FleetError> {
     let clock = RunClock::start();
-    let started = Instant::now();
     let (flush_tx, aggregator) = Aggregator::new(
         plan.devices.len() as u32,
         plan.observers.len() as u32,
         timing.drain_timeout + opts.tick * 2,
     );
-    let watchers = (0..plan.devices.len())
+    // How many observers expect each device's messages: the snapshots' and the drain's
+    // expected deliveries both follow from it.
+    let watchers: Vec<u32> = (0..plan.devices.len())
         .map(|d| plan.observers.iter().filter(|o| o.expects[d]).count() as u32)
         .collect();
     let groups = plan.devices.iter().map(|d| d.group as u32).collect();
-    let aggregator = aggregator.with_layout(groups, watchers);
+    let aggregator = aggregator.with_layout(groups, watchers.clone());
     let (phase_tx, phase_rx) = watch::channel(Phase::Connecting);
     let (ticker_done_tx, ticker_done_rx) = watch::channel(false);
     let ticker = tokio::spawn(tick_loop(
@@ -110,13 +111,8 @@ pub async fn run(
     // Observers first: nothing is published before every subscription is granted.
     let mut observers = Vec::with_capacity(plan.observers.len());
     for (i, spec) in plan.observers.iter().enumerate() {
-        let handle = spawn_observer(i, spec.clone(), octx.clone());
-        if let Err(e) = subscribe(&handle, spec) {
-            return Err(FleetError::Task(format!(
-                "subscribe {}: {e}",
-                spec.client_id
-            )));
-        }
+        let handle = spawn_observer(i, spec.clone(), octx.clone())
+            .map_err(|e| FleetError::Task(format!("subscribe {}: {e}", spec.client_id)))?;
         observers.push(handle);
     }
     let mut granted = Vec::with_capacity(observers.len());
@@ -196,17 +192,10 @@ pub async fn run(
 
     // Drain: wait until every expected delivery arrived, or the drain timeout passed.
     let _ = phase_tx.send(Phase::Draining);
-    let expected: u64 = plan
-        .observers
+    let expected: u64 = sent
         .iter()
-        .map(|o| {
-            o.expects
-                .iter()
-                .zip(&sent)
-                .filter(|(e, _)| **e)
-                .map(|(_, s)| *s)
-                .sum::<u64>()
-        })
+        .zip(&watchers)
+        .map(|(s, w)| s * u64::from(*w))
         .sum();
     let drain_start = Instant::now();
     let drain_limit = if interrupted {
@@ -304,7 +293,7 @@ pub async fn run(
         sent_per_device: sent,
         publish_window,
         drain,
-        elapsed: started.elapsed(),
+        elapsed: clock.elapsed(),
         interrupted,
         granted: results.into_iter().map(|r| r.granted).collect(),
         connect_all,

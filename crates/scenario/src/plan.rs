@@ -71,17 +71,16 @@ impl Plan {
         let mut first_id = 0u32;
         for (gi, g) in scenario.groups.iter().enumerate() {
             let period = g.period();
+            let slice = shard.slice(g.count);
             for index in 0..g.count {
                 // Draw for every device of every shard so that a device's phase does not depend
                 // on how the fleet is sharded.
                 let phase = period.mul_f64(rng.unit());
-                if !shard.slice(g.count).contains(&index) {
+                if !slice.contains(&index) {
                     continue;
                 }
                 let connect_at = match g.connect_rate {
-                    Some(r) => {
-                        Duration::from_secs_f64(f64::from(index - shard.slice(g.count).start) / r)
-                    }
+                    Some(r) => Duration::from_secs_f64(f64::from(index - slice.start) / r),
                     None => Duration::ZERO,
                 };
                 devices.push(DeviceSpec {
