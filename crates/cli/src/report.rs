@@ -116,8 +116,9 @@ pub fn build_report(
         expectations: Vec::new(),
         verdict: Verdict::Pass,
     };
-    report.findings = findings(plan, fleet, &report, ctx);
     report.expectations = fleetbench_metrics::expect::evaluate(&scenario.expect, &report);
+    // Findings speak of the verdict, so they come after the expectations.
+    report.findings = findings(plan, fleet, &report, ctx);
     report.verdict = if report.expectations.iter().all(|e| e.ok) {
         Verdict::Pass
     } else {
@@ -175,15 +176,19 @@ fn findings(plan: &Plan, fleet: &FleetOutcome, r: &Report, ctx: &RunContext) -> 
             }
         ));
     }
-    let late_share = r.generator.late_sends as f64 / r.totals.sent.max(1) as f64;
-    if late_share > fleetbench_metrics::expect::MAX_LATE_SHARE {
+    // The same judgement as the verdict's, with the scenario's own limit.
+    let generator_failed = r
+        .expectations
+        .iter()
+        .any(|e| e.name == "generator_late_share" && !e.ok);
+    if generator_failed {
         out.push(format!(
             "the generator fell behind its schedule: {} sends ({:.2}%) left more than 1 ms after \
              they were due (worst {} behind, generator threads at {:.2} cores). Latency from \
              intended includes that delay, so this run measured the load generator as much as \
              the broker; the verdict fails. Fewer devices per process or shards help.",
             fmt_count(r.generator.late_sends),
-            late_share * 100.0,
+            r.late_share() * 100.0,
             fleetbench_metrics::summary::fmt_us(r.generator.max_lag_us),
             r.generator.cpu_cores
         ));

@@ -88,8 +88,7 @@ pub fn evaluate(e: &Expectations, r: &Report) -> Vec<ExpectationResult> {
         .sum();
     out.push(at_most("duplicates_at_qos_2", dup_qos2 as f64, 0.0));
     // A generator that fell behind its schedule measures itself, not the broker.
-    let late_share = r.generator.late_sends as f64 / r.totals.sent.max(1) as f64;
     let limit = e.max_late_share.unwrap_or(MAX_LATE_SHARE);
-    out.push(at_most("generator_late_share", late_share, limit));
+    out.push(at_most("generator_late_share", r.late_share(), limit));
     out
 }

@@ -174,6 +174,11 @@ pub enum Verdict {
 }
 
 impl Report {
+    /// The share of sends that left more than 1 ms after they were due.
+    pub fn late_share(&self) -> f64 {
+        self.generator.late_sends as f64 / self.totals.sent.max(1) as f64
+    }
+
     /// Messages lost on streams delivered at QoS 1 or 2: a broken delivery guarantee.
     pub fn lost_at_guaranteed_qos(&self) -> u64 {
         self.by_qos
