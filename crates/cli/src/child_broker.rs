@@ -9,12 +9,13 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use fleetbench_broker::Endpoints;
 use fleetbench_metrics::env::{proc_kb, stat_cpu_seconds};
 use fleetbench_metrics::report::ProcessUsage;
 
 pub struct ChildBroker {
     child: Child,
-    pub ports: Vec<u16>,
+    pub endpoints: Endpoints,
     started: Instant,
 }
 
@@ -87,7 +88,10 @@ impl ChildBroker {
         });
         let mut broker = ChildBroker {
             child,
-            ports,
+            endpoints: Endpoints {
+                host: "127.0.0.1".to_string(),
+                ports,
+            },
             started: Instant::now(),
         };
         match rx.recv_timeout(READY_TIMEOUT) {

@@ -45,47 +45,35 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
         .max()
         .unwrap_or(0);
     let (target, broker, ctx_broker, tcp_nodelay) = match &scenario.broker {
-        BrokerTarget::Embedded(e) if e.child_process => {
-            let broker = ChildBroker::start(e.listeners, e.tcp_nodelay, clients as usize + 64)
-                .context("starting the broker process")?;
-            let target = Target {
-                host: "127.0.0.1".to_string(),
-                ports: broker.ports.clone(),
-                credentials: None,
-            };
-            let endpoints = fleetbench_broker::Endpoints {
-                host: "127.0.0.1".to_string(),
-                ports: broker.ports.clone(),
-            };
-            let desc = format!("embedded (child process) {}", endpoints.describe());
-            (
-                target,
-                RunningBroker::Child(broker),
-                desc,
-                Some(e.tcp_nodelay),
-            )
-        }
         BrokerTarget::Embedded(e) => {
-            let broker = EmbeddedBroker::start(&EmbeddedConfig {
-                listeners: e.listeners,
-                tcp_nodelay: e.tcp_nodelay,
-                max_connections: clients as usize + 64,
-                max_payload_size: max_payload + 1024,
-                ..EmbeddedConfig::default()
-            })
-            .context("starting the embedded broker")?;
+            let (broker, endpoints, label) = if e.child_process {
+                let child = ChildBroker::start(e.listeners, e.tcp_nodelay, clients as usize + 64)
+                    .context("starting the broker process")?;
+                let endpoints = child.endpoints.clone();
+                (
+                    RunningBroker::Child(child),
+                    endpoints,
+                    "embedded (child process)",
+                )
+            } else {
+                let broker = EmbeddedBroker::start(&EmbeddedConfig {
+                    listeners: e.listeners,
+                    tcp_nodelay: e.tcp_nodelay,
+                    max_connections: clients as usize + 64,
+                    max_payload_size: max_payload + 1024,
+                    ..EmbeddedConfig::default()
+                })
+                .context("starting the embedded broker")?;
+                let endpoints = broker.endpoints().clone();
+                (RunningBroker::InProcess(broker), endpoints, "embedded")
+            };
             let target = Target {
-                host: broker.endpoints().host.clone(),
-                ports: broker.endpoints().ports.clone(),
+                host: endpoints.host.clone(),
+                ports: endpoints.ports.clone(),
                 credentials: None,
             };
-            let desc = format!("embedded {}", broker.endpoints().describe());
-            (
-                target,
-                RunningBroker::InProcess(broker),
-                desc,
-                Some(e.tcp_nodelay),
-            )
+            let desc = format!("{label} {}", endpoints.describe());
+            (target, broker, desc, Some(e.tcp_nodelay))
         }
         BrokerTarget::External(x) => {
             let password = match &x.password_env {

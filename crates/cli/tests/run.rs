@@ -374,3 +374,36 @@ fn compare_catches_a_slower_receive_path() {
     let (code, text) = compare(&base, &base);
     assert_eq!(code, Some(0), "{text}");
 }
+
+#[test]
+fn a_broker_in_a_child_process_carries_the_run_and_reports_its_own_usage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = r#"
+name = "child"
+duration = "2s"
+[broker]
+process = "child"
+listeners = 2
+[[group]]
+name = "s"
+count = 20
+topic = "c/{index}"
+rate = 5.0
+[[observer]]
+name = "all"
+filters = ["c/#"]
+[expect]
+max_late_share = 1.0
+"#;
+    let file = dir.path().join("child.toml");
+    std::fs::write(&file, text).expect("write");
+    let out_path = dir.path().join("report.json");
+    assert_exit(&run_file(&file, &out_path, Duration::from_secs(60)), 0);
+    let r = report(&out_path);
+    assert!(r["run"]["broker"]
+        .as_str()
+        .expect("broker")
+        .starts_with("embedded (child process)"));
+    assert_eq!(u(&r["totals"]["delivered"]), u(&r["totals"]["sent"]));
+    assert!(u(&r["resources"]["broker_process"]["peak_rss_bytes"]) > 0);
+}
