@@ -4,19 +4,14 @@
 //! Each file names the field in its first line (`# expect-field: ...`) and marks the line the
 //! error must point at with `# <-`.
 
+mod common;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn corpus() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mistakes");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("corpus directory")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
-    files
+    common::toml_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mistakes"))
 }
 
 struct Mistake {

@@ -1,6 +1,8 @@
 //! `fleetbench run` end to end through the binary: the report's fields, exit codes, and an
 //! interrupted run that still accounts for everything.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -210,35 +212,10 @@ fn sigint_stops_the_run_writes_the_partial_report_and_exits_130() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("INTERRUPTED"));
 }
 
-/// Ends a process we started, by its PID, however the test ends.
-struct Started(Child);
-
-impl Drop for Started {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_run_against_an_external_broker_url_accounts_for_everything() {
-    use std::io::{BufRead, BufReader};
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let mut broker = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-        .args(["broker", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start fleetbench broker");
-    let banner_out = broker.stdout.take().expect("stdout");
-    let _broker = Started(broker);
-    let mut banner = String::new();
-    BufReader::new(banner_out)
-        .read_line(&mut banner)
-        .expect("banner");
-    assert!(banner.contains("listening"), "{banner}");
+    let broker = common::BrokerProcess::start();
+    let port = broker.port;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let text = format!(

@@ -1,17 +1,14 @@
 //! Every shipped scenario file is valid.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
 #[test]
 fn every_file_in_scenarios_is_valid() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("scenarios/")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
+    let files = common::toml_files(&dir);
     assert!(
         files.len() >= 3,
         "expected the shipped scenarios, found {files:?}"

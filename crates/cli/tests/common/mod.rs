@@ -1,0 +1,58 @@
+//! Helpers shared by the CLI's integration tests (each test binary uses a part of them).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// `fleetbench broker` on a free loopback port, ended (by its PID) when dropped.
+pub struct BrokerProcess {
+    child: Child,
+    pub port: u16,
+}
+
+impl BrokerProcess {
+    /// Start it and wait for its banner, which it prints once it has answered a CONNECT itself.
+    pub fn start() -> BrokerProcess {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+            .args(["broker", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start fleetbench broker");
+        let stdout = child.stdout.take().expect("stdout");
+        let broker = BrokerProcess { child, port };
+        let mut banner = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut banner)
+            .expect("banner");
+        assert!(
+            banner.contains(&format!("listening on 127.0.0.1:{port}")),
+            "banner: {banner:?}"
+        );
+        broker
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `.toml` files in `dir`, sorted.
+pub fn toml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    files
+}
