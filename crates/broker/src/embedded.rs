@@ -173,17 +173,16 @@ impl EmbeddedBroker {
             };
             let addr = SocketAddr::new(probe_host, *port);
             let id = format!("fleetbench-ready-{}-{i}-{}", std::process::id(), nanos());
-            if config.credentials.is_some() {
-                // The probe does not carry credentials; an accepting listener is proof enough
-                // that rumqttd's server is up, and clients will be refused or accepted by it.
-                continue;
-            }
-            ready::probe_connack(addr, &id, Duration::from_secs(5)).map_err(|reason| {
-                BrokerError::NotReady {
+            let credentials = config
+                .credentials
+                .as_ref()
+                .map(|(u, p)| (u.as_str(), p.as_str()));
+            ready::probe_connack(addr, &id, credentials, Duration::from_secs(5)).map_err(
+                |reason| BrokerError::NotReady {
                     port: *port,
                     reason,
-                }
-            })?;
+                },
+            )?;
         }
         let endpoints = Endpoints {
             host: config.bind.to_string(),

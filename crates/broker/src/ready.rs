@@ -5,8 +5,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-/// Connect to `addr`, send an MQTT 3.1.1 CONNECT with `client_id` and a clean session, wait for
-/// a CONNACK accepting it, then close. Returns how long CONNECT to CONNACK took.
+/// Connect to `addr`, send an MQTT 3.1.1 CONNECT with `client_id`, a clean session and, when
+/// given, a username and password; wait for a CONNACK accepting it, then close. Returns how long
+/// CONNECT to CONNACK took.
 ///
 /// The probe closes without sending DISCONNECT on purpose: rumqttd 0.20 then emits two
 /// disconnect events for the connection (one for the packet, one when the socket closes), and
@@ -15,6 +16,7 @@ use std::time::Duration;
 pub fn probe_connack(
     addr: SocketAddr,
     client_id: &str,
+    credentials: Option<(&str, &str)>,
     timeout: Duration,
 ) -> Result<Duration, String> {
     let start = std::time::Instant::now();
@@ -27,11 +29,18 @@ pub fn probe_connack(
     stream
         .set_write_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
-    let id = client_id.as_bytes();
-    let id_len = u16::try_from(id.len()).map_err(|_| "client id too long".to_string())?;
-    let mut variable = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 30];
-    variable.extend_from_slice(&id_len.to_be_bytes());
-    variable.extend_from_slice(id);
+    // Flags: clean session, plus username and password when given.
+    let flags = if credentials.is_some() { 0xC2 } else { 0x02 };
+    let mut variable = vec![0, 4, b'M', b'Q', b'T', b'T', 4, flags, 0, 30];
+    let mut fields = vec![client_id];
+    if let Some((user, password)) = credentials {
+        fields.extend([user, password]);
+    }
+    for field in fields {
+        let len = u16::try_from(field.len()).map_err(|_| "CONNECT field too long".to_string())?;
+        variable.extend_from_slice(&len.to_be_bytes());
+        variable.extend_from_slice(field.as_bytes());
+    }
     let mut packet = vec![0x10];
     encode_remaining_length(variable.len(), &mut packet);
     packet.extend_from_slice(&variable);

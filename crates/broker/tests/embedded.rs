@@ -44,7 +44,13 @@ fn every_listener_answers_connect_with_connack() {
     distinct.dedup();
     assert_eq!(distinct.len(), 3, "ports {ports:?}");
     for (i, p) in ports.iter().enumerate() {
-        probe_connack(loopback(*p), &format!("t-{i}"), Duration::from_secs(2)).expect("CONNACK");
+        probe_connack(
+            loopback(*p),
+            &format!("t-{i}"),
+            None,
+            Duration::from_secs(2),
+        )
+        .expect("CONNACK");
     }
     broker.stop();
 }
@@ -92,4 +98,22 @@ fn an_open_listener_needs_credentials_or_an_explicit_opt_out() {
         Err(other) => panic!("unexpected error {other}"),
         Ok(_) => panic!("listened on 0.0.0.0 without credentials"),
     }
+}
+
+#[test]
+fn a_listener_with_credentials_is_ready_for_them_and_refuses_anonymous_clients() {
+    let cfg = EmbeddedConfig {
+        credentials: Some(("fleet".into(), "s3cret".into())),
+        ..config(1, true)
+    };
+    // Readiness itself is a CONNECT with the credentials answered by a CONNACK.
+    let broker = EmbeddedBroker::start(&cfg).expect("start with credentials");
+    let addr = loopback(broker.endpoints().ports[0]);
+    let timeout = Duration::from_secs(2);
+    probe_connack(addr, "with-credentials", Some(("fleet", "s3cret")), timeout).expect("accepted");
+    let refused = probe_connack(addr, "anonymous", None, timeout);
+    assert!(refused.is_err(), "an anonymous client was accepted");
+    let wrong = probe_connack(addr, "wrong", Some(("fleet", "nope")), timeout);
+    assert!(wrong.is_err(), "a wrong password was accepted");
+    broker.stop();
 }
