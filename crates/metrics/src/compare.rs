@@ -203,12 +203,15 @@ fn change(r: &Row) -> String {
     }
 }
 
-fn verdict(r: &Row) -> &'static str {
-    if r.ok {
-        "ok"
-    } else {
-        "REGRESSED"
-    }
+/// A row as the text that both renderings show: metric, baseline, now, change, verdict.
+fn cells(r: &Row) -> [String; 5] {
+    [
+        r.metric.clone(),
+        value(r.unit, r.baseline),
+        value(r.unit, r.now),
+        change(r),
+        if r.ok { "ok" } else { "REGRESSED" }.to_string(),
+    ]
 }
 
 /// A table for the terminal (fits 100 columns).
@@ -227,15 +230,10 @@ pub fn render_text(c: &Comparison) -> String {
         "  {:<20} {:>14} {:>14} {:>9}  verdict",
         "metric", "baseline", "now", "change"
     );
-    for r in &c.rows {
+    for [metric, baseline, now, change, verdict] in c.rows.iter().map(cells) {
         let _ = writeln!(
             out,
-            "  {:<20} {:>14} {:>14} {:>9}  {}",
-            r.metric,
-            value(r.unit, r.baseline),
-            value(r.unit, r.now),
-            change(r),
-            verdict(r)
+            "  {metric:<20} {baseline:>14} {now:>14} {change:>9}  {verdict}"
         );
     }
     out
@@ -249,16 +247,8 @@ pub fn render_markdown(c: &Comparison) -> String {
         c.scenario,
         if c.regressed { "❌ regression" } else { "✅ no regression" }
     );
-    for r in &c.rows {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} |",
-            r.metric,
-            value(r.unit, r.baseline),
-            value(r.unit, r.now),
-            change(r),
-            verdict(r)
-        );
+    for row in c.rows.iter().map(cells) {
+        let _ = writeln!(out, "| {} |", row.join(" | "));
     }
     out
 }
