@@ -87,6 +87,10 @@ pub struct RunArgs {
     /// Write the JSON report here (also when the run is interrupted).
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
+    /// Write the HdrHistogram interval log here (default: the report's path with .hlog): every
+    /// latency distribution, one interval per snapshot, for HdrHistogram's own tools.
+    #[arg(long, value_name = "PATH")]
+    pub hlog: Option<PathBuf>,
     /// Run only shard I of N of every device group (e.g. 0/4).
     #[arg(long, value_name = "I/N", value_parser = parse_shard)]
     pub shard: Option<fleetbench_scenario::Shard>,

@@ -3,8 +3,8 @@
 use fleetbench_fleet::FleetOutcome;
 use fleetbench_metrics::env::Environment;
 use fleetbench_metrics::report::{
-    peak_rss_bytes, Generator, Latency, QosTotals, Report, Resources, RunInfo, RunTiming,
-    Throughput, Totals, Verdict, SCHEMA_VERSION,
+    peak_rss_bytes, Calibration, Generator, Histograms, Latency, QosTotals, Report, Resources,
+    RunInfo, RunTiming, Throughput, Totals, Verdict, SCHEMA_VERSION,
 };
 use fleetbench_metrics::summary::fmt_count;
 use fleetbench_scenario::{Plan, Scenario, Shard};
@@ -20,6 +20,8 @@ pub struct RunContext {
     pub embedded: bool,
     /// What the broker's own process used, when it ran as a child.
     pub broker_process: Option<fleetbench_metrics::report::ProcessUsage>,
+    /// The calibration workload's units, measured just before the run.
+    pub calibration: Option<Calibration>,
 }
 
 pub fn environment() -> Environment {
@@ -115,7 +117,20 @@ pub fn build_report(
         findings: Vec::new(),
         expectations: Vec::new(),
         verdict: Verdict::Pass,
+        calibration: ctx.calibration,
+        histograms: None,
+        samples: Vec::new(),
+        merged: None,
     };
+    match Histograms::encode(&t.from_intended, &t.from_send, &t.ack, &t.connect) {
+        Ok(h) => report.histograms = Some(h),
+        Err(e) => {
+            let group = report.errors.entry("hlog".to_string()).or_default();
+            group.count += 1;
+            group.latest = e.to_string();
+        }
+    }
+    report.samples = vec![report.own_sample()];
     report.expectations = fleetbench_metrics::expect::evaluate(&scenario.expect, &report);
     // Findings speak of the verdict, so they come after the expectations.
     report.findings = findings(plan, fleet, &report, ctx);

@@ -5,13 +5,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use fleetbench_broker::{EmbeddedBroker, EmbeddedConfig};
+use fleetbench_fleet::calibrate::{calibrate, CalibrationWork, CALIBRATION_TIMEOUT};
 use fleetbench_fleet::{FleetOptions, Target, Timing};
 use fleetbench_metrics::report::Verdict;
 use fleetbench_metrics::{summary, Snapshot};
 use fleetbench_monitor::Meta;
 use fleetbench_scenario::{BrokerTarget, Plan, Shard};
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::child_broker::ChildBroker;
 use crate::report::{build_report, RunContext};
@@ -108,6 +109,28 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
         .enable_all()
         .build()
         .context("starting the fleet's runtime")?;
+    // The unit the regression gate states timing in: measured on this machine, now, while the
+    // broker is still idle.
+    let calibration = match runtime.block_on(async {
+        tokio::time::timeout(CALIBRATION_TIMEOUT, calibrate(CalibrationWork::default())).await
+    }) {
+        Ok(Ok(c)) => {
+            info!(
+                rtt_p50_us = c.rtt_p50_us,
+                round_trips_per_s = c.round_trips_per_s,
+                "calibrated"
+            );
+            Some(c)
+        }
+        Ok(Err(e)) => {
+            warn!("{e}; the report carries no calibration");
+            None
+        }
+        Err(_) => {
+            warn!("calibration did not finish within {CALIBRATION_TIMEOUT:?}; the report carries no calibration");
+            None
+        }
+    };
     let started_unix_s = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -185,6 +208,7 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
             tcp_nodelay,
             embedded,
             broker_process,
+            calibration,
         },
     );
     if let Some(path) = &args.report {
@@ -193,6 +217,13 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
         }
         let json = report.to_json().context("encoding the report")?;
         std::fs::write(path, json).with_context(|| format!("writing report {}", path.display()))?;
+    }
+    if let Some(path) = args
+        .hlog
+        .clone()
+        .or_else(|| args.report.as_ref().map(|r| r.with_extension("hlog")))
+    {
+        write_hlog(&path, &fleet.interval_log, started_unix_s, &scenario.name)?;
     }
     print!("{}", summary::render(&report));
     if let Some(path) = &log_file {
@@ -205,6 +236,28 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
     } else {
         Outcome::ExpectationsFailed
     })
+}
+
+/// Write the run's HdrHistogram interval log.
+fn write_hlog(
+    path: &std::path::Path,
+    log: &fleetbench_metrics::hlog::IntervalLog,
+    started_unix_s: u64,
+    title: &str,
+) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+    );
+    log.write_to(
+        &mut out,
+        UNIX_EPOCH + Duration::from_secs(started_unix_s),
+        title,
+    )
+    .with_context(|| format!("writing {}", path.display()))?;
+    std::io::Write::flush(&mut out).with_context(|| format!("writing {}", path.display()))
 }
 
 /// The broker a run talks to, and how it ends.

@@ -4,6 +4,7 @@
 //! Devices never share a lock: each records into its own buffers and hands them to the metrics
 //! aggregator once a tick. Observers own their histograms and delivery ledgers.
 
+pub mod calibrate;
 pub mod clock;
 pub mod codec;
 mod device;

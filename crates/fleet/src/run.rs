@@ -48,6 +48,8 @@ pub struct FleetOutcome {
     pub connect_all: Option<Duration>,
     /// Devices that never connected.
     pub never_connected: u32,
+    /// Every tick's latency distributions, for the HdrHistogram interval log.
+    pub interval_log: fleetbench_metrics::hlog::IntervalLog,
 }
 
 /// Run `plan` against `target` until its duration is over (or `stop` turns true), publishing a
@@ -237,7 +239,7 @@ pub async fn run(
     drop(flush_tx);
     let _ = phase_tx.send(Phase::Done);
     let _ = ticker_done_tx.send(true);
-    let aggregator = ticker.await.map_err(|e| FleetError::Task(e.to_string()))?;
+    let mut aggregator = ticker.await.map_err(|e| FleetError::Task(e.to_string()))?;
 
     let settled = if drain_full || !interrupted {
         sent.clone()
@@ -298,6 +300,7 @@ pub async fn run(
         granted: results.into_iter().map(|r| r.granted).collect(),
         connect_all,
         never_connected,
+        interval_log: aggregator.take_interval_log(),
     })
 }
 

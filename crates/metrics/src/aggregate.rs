@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::cpu::{CpuSampler, CpuUsage};
 use crate::hist::{LatencyHistogram, LatencySummary};
+use crate::hlog::{IntervalLog, Metric};
 
 /// What a device task hands over, at most once a tick and once more when it ends.
 #[derive(Debug, Clone, Default)]
@@ -195,6 +196,11 @@ pub struct Aggregator {
     totals: Totals,
     interval_intended: LatencyHistogram,
     interval_send: LatencyHistogram,
+    interval_ack: LatencyHistogram,
+    interval_connect: LatencyHistogram,
+    /// Every tick's four distributions, for the run's HdrHistogram interval log.
+    log: IntervalLog,
+    last_tick: Duration,
     sent: Vec<u64>,
     sent_total: u64,
     delivered: u64,
@@ -245,6 +251,10 @@ impl Aggregator {
             totals: Totals::default(),
             interval_intended: LatencyHistogram::new(),
             interval_send: LatencyHistogram::new(),
+            interval_ack: LatencyHistogram::new(),
+            interval_connect: LatencyHistogram::new(),
+            log: IntervalLog::new(),
+            last_tick: Duration::ZERO,
             sent: vec![0; devices as usize],
             sent_total: 0,
             delivered: 0,
@@ -314,10 +324,10 @@ impl Aggregator {
                 self.totals.late_sends += d.late_sends;
                 self.totals.max_lag_us = self.totals.max_lag_us.max(d.max_lag_us);
                 for us in d.ack_us {
-                    self.totals.ack.record_us(u64::from(us));
+                    self.interval_ack.record_us(u64::from(us));
                 }
                 if let Some(us) = d.connect_us {
-                    self.totals.connect.record_us(us);
+                    self.interval_connect.record_us(us);
                 }
             }
             Flush::Observer(o) => {
@@ -344,6 +354,9 @@ impl Aggregator {
         }
         self.totals.from_intended.add(&self.interval_intended);
         self.totals.from_send.add(&self.interval_send);
+        self.totals.ack.add(&self.interval_ack);
+        self.totals.connect.add(&self.interval_connect);
+        self.log_interval(elapsed);
         let group_sent: Vec<u64> = self.groups.iter().map(|g| g.sent).collect();
         self.recent
             .push_back((elapsed, self.sent_total, self.delivered, group_sent));
@@ -409,6 +422,8 @@ impl Aggregator {
         self.totals.cpu = self.cpu.average();
         self.interval_intended.reset();
         self.interval_send.reset();
+        self.interval_ack.reset();
+        self.interval_connect.reset();
         self.history.push_back((elapsed, self.sent.clone()));
         while self
             .history
@@ -419,6 +434,31 @@ impl Aggregator {
         }
         self.last = snapshot;
         &self.last
+    }
+
+    /// Append this tick's four distributions to the interval log. An encoding failure is
+    /// counted as an error of kind "hlog" (the totals are unaffected).
+    fn log_interval(&mut self, elapsed: Duration) {
+        let start = self.last_tick;
+        let length = elapsed.saturating_sub(start);
+        self.last_tick = elapsed;
+        for (metric, h) in [
+            (Metric::FromIntended, &self.interval_intended),
+            (Metric::FromSend, &self.interval_send),
+            (Metric::Puback, &self.interval_ack),
+            (Metric::Connect, &self.interval_connect),
+        ] {
+            if let Err(e) = self.log.push(metric, start, length, h) {
+                let group = self.totals.errors.entry("hlog").or_default();
+                group.count += 1;
+                group.latest = e.to_string();
+            }
+        }
+    }
+
+    /// The interval log so far (one interval per tick and distribution); leaves an empty one.
+    pub fn take_interval_log(&mut self) -> IntervalLog {
+        std::mem::take(&mut self.log)
     }
 
     /// Sent counts per device as they stood at `at` (the newest tick at or before it); zeros if
@@ -474,6 +514,19 @@ mod tests {
             (10, 0.0, 0)
         );
         assert_eq!(s.total_from_intended.count, 1);
+        // Each tick wrote its four distributions to the interval log, and they sum to the
+        // totals.
+        let mut file = Vec::new();
+        agg.take_interval_log()
+            .write_to(&mut file, std::time::SystemTime::UNIX_EPOCH, "test")
+            .expect("hlog");
+        let intervals = crate::hlog::read(&file).expect("read");
+        assert_eq!(intervals.len(), 8);
+        assert_eq!(intervals[4].start, Duration::from_secs(2));
+        assert_eq!(intervals[4].length, Duration::from_secs(1));
+        let totals = crate::hlog::totals(&intervals);
+        assert_eq!(totals[&Metric::FromIntended].count(), 1);
+        assert_eq!(totals[&Metric::Puback].hdr(), agg.totals().ack.hdr());
     }
 
     #[test]

@@ -326,6 +326,10 @@ mod tests {
             findings: Vec::new(),
             expectations: Vec::new(),
             verdict: Verdict::Pass,
+            calibration: None,
+            histograms: None,
+            samples: Vec::new(),
+            merged: None,
         }
     }
 

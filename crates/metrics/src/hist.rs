@@ -1,5 +1,6 @@
 //! Latency histograms: HDR, microseconds, 3 significant digits.
 
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +59,46 @@ impl LatencyHistogram {
         self.0.reset();
     }
 
+    /// The histogram as the HdrHistogram "V2 compressed" encoding (what interval logs and the
+    /// other HdrHistogram libraries read): lossless.
+    pub fn encode(&self) -> Result<Vec<u8>, HistogramCodecError> {
+        let mut out = Vec::new();
+        V2DeflateSerializer::new()
+            .serialize(&self.0, &mut out)
+            .map_err(|e| HistogramCodecError(format!("{e:?}")))?;
+        Ok(out)
+    }
+
+    /// Read a histogram written by [`LatencyHistogram::encode`] (or any HdrHistogram V2
+    /// encoding). Values beyond [`HIGHEST_US`] are clamped to it, as when recording.
+    pub fn decode(mut bytes: &[u8]) -> Result<LatencyHistogram, HistogramCodecError> {
+        let h: Histogram<u64> = Deserializer::new()
+            .deserialize(&mut bytes)
+            .map_err(|e| HistogramCodecError(format!("{e:?}")))?;
+        let ours = h.low() == 1 && h.high() == HIGHEST_US && h.sigfig() == 3;
+        Ok(if ours {
+            LatencyHistogram(h)
+        } else {
+            Self::from_hdr(&h)
+        })
+    }
+
+    /// A copy of any HDR histogram on this one's bounds.
+    pub fn from_hdr(h: &Histogram<u64>) -> LatencyHistogram {
+        let mut out = LatencyHistogram::new();
+        for v in h.iter_recorded() {
+            let _ = out
+                .0
+                .record_n(v.value_iterated_to().min(HIGHEST_US), v.count_at_value());
+        }
+        out
+    }
+
+    /// The underlying HDR histogram, for writers of HdrHistogram formats.
+    pub fn hdr(&self) -> &Histogram<u64> {
+        &self.0
+    }
+
     pub fn summary(&self) -> LatencySummary {
         let h = &self.0;
         if h.is_empty() {
@@ -74,6 +115,11 @@ impl LatencyHistogram {
         }
     }
 }
+
+/// A histogram could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("HdrHistogram encoding: {0}")]
+pub struct HistogramCodecError(pub String);
 
 /// What a report says of one latency distribution.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -102,6 +148,17 @@ mod tests {
         assert!((s.p50_us as i64 - 5_000).abs() <= 5, "{s:?}");
         assert!((s.p99_us as i64 - 9_900).abs() <= 10, "{s:?}");
         assert!((s.max_us as i64 - 10_000).abs() <= 10, "{s:?}");
+    }
+
+    #[test]
+    fn encoding_round_trips_every_count() {
+        let mut h = LatencyHistogram::new();
+        for us in [1, 7, 250, 250, 9_999, 1_234_567, HIGHEST_US] {
+            h.record_us(us);
+        }
+        let back = LatencyHistogram::decode(&h.encode().expect("encode")).expect("decode");
+        assert_eq!(back.hdr(), h.hdr());
+        assert!(LatencyHistogram::decode(b"not a histogram").is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod cpu;
 pub mod env;
 pub mod expect;
 pub mod hist;
+pub mod hlog;
 pub mod ledger;
 pub mod report;
 pub mod summary;

@@ -5,11 +5,13 @@
 
 use std::collections::BTreeMap;
 
+use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::ErrorGroup;
 use crate::env::Environment;
-use crate::hist::LatencySummary;
+use crate::hist::{HistogramCodecError, LatencyHistogram, LatencySummary};
+use crate::hlog::Metric;
 use crate::ledger::StreamOutcome;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -36,6 +38,106 @@ pub struct Report {
     pub findings: Vec<String>,
     pub expectations: Vec<ExpectationResult>,
     pub verdict: Verdict,
+    /// The calibration workload's units on this machine, measured just before the run (the
+    /// median of the merged runs' for a merged report).
+    #[serde(default)]
+    pub calibration: Option<Calibration>,
+    /// The whole-run latency distributions, lossless, so that reports merge exactly.
+    #[serde(default)]
+    pub histograms: Option<Histograms>,
+    /// The timing figures of each run this report stands for: one for a single run, one per
+    /// repeat for merged repeats. Comparisons use their median and spread.
+    #[serde(default)]
+    pub samples: Vec<Sample>,
+    /// Set when this report was merged from several.
+    #[serde(default)]
+    pub merged: Option<Merged>,
+}
+
+/// The units of the calibration workload (see the fleet's `calibrate` module): a loopback TCP
+/// round trip between tokio tasks, and how many of them the machine makes per second on every
+/// core at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// Median round trip of one connection alone: the latency unit.
+    pub rtt_p50_us: f64,
+    /// Round trips per second of many connections at once: the throughput unit.
+    pub round_trips_per_s: f64,
+    /// How long the calibration took.
+    pub elapsed_s: f64,
+}
+
+/// Whole-run latency distributions in HdrHistogram's "V2 compressed" encoding, base64: the
+/// encoding of interval-log lines, readable by every HdrHistogram library. Microseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Histograms {
+    pub from_intended: String,
+    pub from_send: String,
+    pub puback: String,
+    pub connect: String,
+}
+
+impl Histograms {
+    /// Encode whole-run distributions.
+    pub fn encode(
+        from_intended: &LatencyHistogram,
+        from_send: &LatencyHistogram,
+        puback: &LatencyHistogram,
+        connect: &LatencyHistogram,
+    ) -> Result<Histograms, HistogramCodecError> {
+        let b64 = |h: &LatencyHistogram| -> Result<String, HistogramCodecError> {
+            Ok(base64::engine::general_purpose::STANDARD.encode(h.encode()?))
+        };
+        Ok(Histograms {
+            from_intended: b64(from_intended)?,
+            from_send: b64(from_send)?,
+            puback: b64(puback)?,
+            connect: b64(connect)?,
+        })
+    }
+
+    /// The distributions back, by the interval log's metric names.
+    pub fn decode(&self) -> Result<[(Metric, LatencyHistogram); 4], HistogramCodecError> {
+        let one = |text: &str| -> Result<LatencyHistogram, HistogramCodecError> {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|e| HistogramCodecError(format!("not base64: {e}")))?;
+            LatencyHistogram::decode(&raw)
+        };
+        Ok([
+            (Metric::FromIntended, one(&self.from_intended)?),
+            (Metric::FromSend, one(&self.from_send)?),
+            (Metric::Puback, one(&self.puback)?),
+            (Metric::Connect, one(&self.connect)?),
+        ])
+    }
+}
+
+/// The timing figures of one run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub p50_from_intended_us: u64,
+    pub p99_from_intended_us: u64,
+    pub p99_from_send_us: u64,
+    pub p99_puback_us: u64,
+    pub deliver_per_s: f64,
+    pub calibration: Option<Calibration>,
+}
+
+/// What a merged report was merged from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Merged {
+    pub kind: MergeKind,
+    pub reports: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MergeKind {
+    /// Shards of one run that ran at the same time: rates add up.
+    Shards,
+    /// Runs one after the other: counts add up, rates are per run.
+    Repeats,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -186,6 +288,28 @@ impl Report {
             .filter(|q| q.qos >= 1)
             .map(|q| q.outcome.lost)
             .sum()
+    }
+
+    /// This run's timing figures as a sample (for a single, unmerged run).
+    pub fn own_sample(&self) -> Sample {
+        let l = &self.latency;
+        Sample {
+            p50_from_intended_us: l.from_intended.p50_us,
+            p99_from_intended_us: l.from_intended.p99_us,
+            p99_from_send_us: l.from_send.p99_us,
+            p99_puback_us: l.puback.p99_us,
+            deliver_per_s: self.throughput.deliver_per_s,
+            calibration: self.calibration,
+        }
+    }
+
+    /// The samples this report stands for (its own figures when it carries none).
+    pub fn samples(&self) -> Vec<Sample> {
+        if self.samples.is_empty() {
+            vec![self.own_sample()]
+        } else {
+            self.samples.clone()
+        }
     }
 
     /// Write as pretty JSON.

@@ -1,0 +1,258 @@
+//! HdrHistogram interval logs (`.hlog`): every latency distribution of a run, one interval per
+//! snapshot tick, lossless, in the format HdrHistogram's own tools read (`HistogramLogProcessor`,
+//! HdrHistogramVisualizer, the Rust, Go and Python libraries).
+//!
+//! Values are microseconds. Each interval line carries a tag naming the distribution (see
+//! [`Metric`]); timestamps are seconds since the run's start (the log's `BaseTime`).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use hdrhistogram::serialization::interval_log::{
+    IntervalLogIterator, IntervalLogWriterBuilder, LogEntry, Tag,
+};
+use hdrhistogram::serialization::V2DeflateSerializer;
+
+use crate::hist::LatencyHistogram;
+
+/// The distributions a run records, by the tag their intervals carry in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Metric {
+    FromIntended,
+    FromSend,
+    Puback,
+    Connect,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 4] = [
+        Metric::FromIntended,
+        Metric::FromSend,
+        Metric::Puback,
+        Metric::Connect,
+    ];
+
+    pub fn tag(self) -> &'static str {
+        match self {
+            Metric::FromIntended => "from_intended",
+            Metric::FromSend => "from_send",
+            Metric::Puback => "puback",
+            Metric::Connect => "connect",
+        }
+    }
+
+    pub fn from_tag(tag: &str) -> Option<Metric> {
+        Metric::ALL.into_iter().find(|m| m.tag() == tag)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HlogError {
+    #[error("writing the interval log: {0}")]
+    Write(String),
+    #[error("interval log: not parseable at byte {offset}")]
+    Parse { offset: usize },
+    #[error("interval log: interval {index} holds no valid histogram: {detail}")]
+    Histogram { index: usize, detail: String },
+}
+
+/// The interval lines of a run so far, already encoded: a tick costs one serialization per
+/// distribution and the run keeps a few hundred bytes per interval, not whole histograms.
+pub struct IntervalLog {
+    lines: Vec<u8>,
+    intervals: usize,
+    serializer: V2DeflateSerializer,
+}
+
+impl Default for IntervalLog {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for IntervalLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "IntervalLog({} intervals, {} bytes)",
+            self.intervals,
+            self.lines.len()
+        )
+    }
+}
+
+impl IntervalLog {
+    pub fn new() -> Self {
+        IntervalLog {
+            lines: Vec::new(),
+            intervals: 0,
+            serializer: V2DeflateSerializer::new(),
+        }
+    }
+
+    /// Append one interval of one distribution. `start` is measured from the run's start.
+    pub fn push(
+        &mut self,
+        metric: Metric,
+        start: Duration,
+        length: Duration,
+        h: &LatencyHistogram,
+    ) -> Result<(), HlogError> {
+        // A builder without headers writes nothing of its own: only the interval line, appended.
+        IntervalLogWriterBuilder::new()
+            .begin_log_with(&mut self.lines, &mut self.serializer)
+            .map_err(|e| HlogError::Write(e.to_string()))?
+            .write_histogram(h.hdr(), start, length, Tag::new(metric.tag()))
+            .map_err(|e| HlogError::Write(e.to_string()))?;
+        self.intervals += 1;
+        Ok(())
+    }
+
+    /// Interval lines held (one per distribution per tick).
+    pub fn len(&self) -> usize {
+        self.intervals
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.intervals == 0
+    }
+
+    /// The whole log: headers (start time, a legend) and every interval.
+    pub fn write_to<W: Write>(
+        &self,
+        out: &mut W,
+        started: SystemTime,
+        title: &str,
+    ) -> Result<(), HlogError> {
+        let mut header = Vec::new();
+        let mut serializer = V2DeflateSerializer::new();
+        IntervalLogWriterBuilder::new()
+            .add_comment(&format!("fleetbench {title}"))
+            .add_comment("values in microseconds; tags: from_intended, from_send, puback, connect")
+            .with_start_time(started)
+            .with_base_time(started)
+            .begin_log_with(&mut header, &mut serializer)
+            .map_err(|e| HlogError::Write(e.to_string()))?;
+        header.extend_from_slice(
+            b"\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"\n",
+        );
+        out.write_all(&header)
+            .and_then(|_| out.write_all(&self.lines))
+            .map_err(|e| HlogError::Write(e.to_string()))
+    }
+}
+
+/// One interval read back from a log.
+#[derive(Debug, Clone)]
+pub struct LoggedInterval {
+    pub metric: Option<Metric>,
+    pub tag: Option<String>,
+    pub start: Duration,
+    pub length: Duration,
+    pub histogram: LatencyHistogram,
+}
+
+/// Read every interval of a log.
+pub fn read(bytes: &[u8]) -> Result<Vec<LoggedInterval>, HlogError> {
+    let mut out = Vec::new();
+    for entry in IntervalLogIterator::new(bytes) {
+        let entry = entry.map_err(|e| match e {
+            hdrhistogram::serialization::interval_log::LogIteratorError::ParseError { offset } => {
+                HlogError::Parse { offset }
+            }
+        })?;
+        let LogEntry::Interval(i) = entry else {
+            continue;
+        };
+        let index = out.len();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(i.encoded_histogram())
+            .map_err(|e| HlogError::Histogram {
+                index,
+                detail: e.to_string(),
+            })?;
+        let histogram = LatencyHistogram::decode(&raw).map_err(|e| HlogError::Histogram {
+            index,
+            detail: e.to_string(),
+        })?;
+        let tag = i.tag().map(|t| t.as_str().to_string());
+        out.push(LoggedInterval {
+            metric: tag.as_deref().and_then(Metric::from_tag),
+            tag,
+            start: i.start_timestamp(),
+            length: i.duration(),
+            histogram,
+        });
+    }
+    Ok(out)
+}
+
+/// The whole-run distribution of every tag in a log: the sum of its intervals.
+pub fn totals(intervals: &[LoggedInterval]) -> BTreeMap<Metric, LatencyHistogram> {
+    let mut out: BTreeMap<Metric, LatencyHistogram> = BTreeMap::new();
+    for i in intervals {
+        if let Some(m) = i.metric {
+            out.entry(m).or_default().add(&i.histogram);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_written_log_reads_back_interval_by_interval() {
+        let mut log = IntervalLog::new();
+        let tick = Duration::from_millis(250);
+        let mut whole = LatencyHistogram::new();
+        for t in 0..8u32 {
+            let mut h = LatencyHistogram::new();
+            for v in 0..=t * 100 {
+                h.record_us(u64::from(100 + v * 7));
+            }
+            whole.add(&h);
+            log.push(Metric::FromIntended, tick * t, tick, &h)
+                .expect("push");
+            log.push(Metric::Connect, tick * t, tick, &LatencyHistogram::new())
+                .expect("push");
+        }
+        assert_eq!(log.len(), 16);
+        let mut file = Vec::new();
+        log.write_to(
+            &mut file,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            "test",
+        )
+        .expect("write");
+        let text = String::from_utf8(file.clone()).expect("utf-8");
+        assert!(text.contains("#[StartTime: 1700000000.000"), "{text}");
+        assert!(text.contains("Tag=from_intended,0.250,0.250,"), "{text}");
+
+        let intervals = read(&file).expect("read");
+        assert_eq!(intervals.len(), 16);
+        assert_eq!(intervals[2].start, tick);
+        assert_eq!(intervals[2].metric, Some(Metric::FromIntended));
+        let totals = totals(&intervals);
+        assert_eq!(totals[&Metric::FromIntended].hdr(), whole.hdr());
+        assert_eq!(totals[&Metric::Connect].count(), 0);
+    }
+
+    #[test]
+    fn a_damaged_log_is_an_error_not_a_silent_gap() {
+        let mut log = IntervalLog::new();
+        let mut h = LatencyHistogram::new();
+        h.record_us(5);
+        log.push(Metric::FromSend, Duration::ZERO, Duration::from_secs(1), &h)
+            .expect("push");
+        let mut file = Vec::new();
+        log.write_to(&mut file, SystemTime::UNIX_EPOCH, "t")
+            .expect("write");
+        let text = String::from_utf8(file).expect("utf-8");
+        let broken = text.replace("HISTF", "HISTX");
+        assert!(read(broken.as_bytes()).is_err());
+    }
+}
