@@ -33,6 +33,14 @@ enum Task {
         /// target/scenarios/comparison.md (and appends it to $GITHUB_STEP_SUMMARY when set).
         #[arg(long, value_name = "DIR")]
         baseline: Option<PathBuf>,
+        /// Run each scenario N times and merge the runs (median and spread for comparisons);
+        /// default: the scenario's `[regression] repeat` (1 unless it says otherwise).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+        repeat: Option<u32>,
+        /// Run the CI gate set: the scenarios whose `[regression]` table says `gate = true`
+        /// (instead of all, when no names are given).
+        #[arg(long, conflicts_with = "names")]
+        gate: bool,
     },
     /// Install what the tests need (paho-mqtt for the Python interoperability test), then run
     /// the whole test suite.
@@ -52,12 +60,14 @@ fn main() -> ExitCode {
             progress_every,
             save_baseline,
             baseline,
-        } => scenarios(&names, debug, progress_every).and_then(|(code, bin, ran)| {
+            repeat,
+            gate,
+        } => scenarios(&names, gate, debug, progress_every, repeat).and_then(|(code, bin, ran)| {
             if let Some(dir) = &save_baseline {
                 save(dir, &ran)?;
             }
             match &baseline {
-                Some(dir) => Ok(code.max(gate(dir, &bin, &ran)?)),
+                Some(dir) => Ok(worse_code(code, compare_with_baseline(dir, &bin, &ran)?)),
                 None => Ok(code),
             }
         }),
@@ -94,9 +104,31 @@ fn cargo(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The scenario files to run, in name order.
-fn scenario_files(names: &[String]) -> anyhow::Result<Vec<PathBuf>> {
+/// A scenario file, validated.
+fn load_scenario(path: &Path) -> anyhow::Result<fleetbench_scenario::Scenario> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    fleetbench_scenario::parse(&path.display().to_string(), &text).map_err(anyhow::Error::from)
+}
+
+/// The scenario files to run, in name order: those named, the gate set, or all.
+fn scenario_files(names: &[String], gate: bool) -> anyhow::Result<Vec<PathBuf>> {
     let dir = root().join("scenarios");
+    if gate {
+        let mut set = Vec::new();
+        for file in scenario_files(&[], false)? {
+            if load_scenario(&file)?.regression.gate {
+                set.push(file);
+            }
+        }
+        if set.is_empty() {
+            bail!(
+                "no scenario in {} says `gate = true` in its [regression] table",
+                dir.display()
+            );
+        }
+        return Ok(set);
+    }
     if names.is_empty() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
             .with_context(|| format!("listing {}", dir.display()))?
@@ -128,10 +160,21 @@ fn reports_dir() -> PathBuf {
 fn save(dir: &Path, ran: &[String]) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     for name in ran {
-        let from = reports_dir().join(format!("{name}.json"));
-        let to = dir.join(format!("{name}.json"));
-        std::fs::copy(&from, &to)
-            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+        // The report, and every run's interval log for looking into it later.
+        let files = std::fs::read_dir(reports_dir())
+            .with_context(|| format!("listing {}", reports_dir().display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name().and_then(|f| f.to_str()).is_some_and(|f| {
+                    f == format!("{name}.json")
+                        || (f.starts_with(&format!("{name}.")) && f.ends_with(".hlog"))
+                })
+            });
+        for from in files {
+            let to = dir.join(from.file_name().unwrap_or_default());
+            std::fs::copy(&from, &to)
+                .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+        }
     }
     eprintln!(
         "xtask: saved {} reports as the baseline in {}",
@@ -142,7 +185,7 @@ fn save(dir: &Path, ran: &[String]) -> anyhow::Result<()> {
 }
 
 /// Compare every scenario that ran with its baseline in `dir`: 3 when any regressed.
-fn gate(dir: &Path, bin: &Path, ran: &[String]) -> anyhow::Result<u8> {
+fn compare_with_baseline(dir: &Path, bin: &Path, ran: &[String]) -> anyhow::Result<u8> {
     let mut markdown = String::new();
     let mut code = 0u8;
     for name in ran {
@@ -207,10 +250,12 @@ fn gate(dir: &Path, bin: &Path, ran: &[String]) -> anyhow::Result<u8> {
 /// that produced a report.
 fn scenarios(
     names: &[String],
+    gate: bool,
     debug: bool,
     progress_every: f64,
+    repeat: Option<u32>,
 ) -> anyhow::Result<(u8, PathBuf, Vec<String>)> {
-    let files = scenario_files(names)?;
+    let files = scenario_files(names, gate)?;
     let profile = if debug { "debug" } else { "release" };
     let mut build = vec!["build", "--quiet", "-p", "fleetbench"];
     if !debug {
@@ -229,44 +274,53 @@ fn scenarios(
             .file_stem()
             .map(|s| s.to_string_lossy().to_string())
             .unwrap_or_default();
+        let runs = match repeat {
+            Some(n) => n,
+            None => load_scenario(file)?.regression.repeat,
+        };
         let report = out_dir.join(format!("{name}.json"));
-        let _ = std::fs::remove_file(&report);
-        eprintln!("xtask: running scenario {name}");
-        let mut command = Command::new(&bin);
-        command
-            .arg("run")
-            .arg(file)
-            .arg("--report")
-            .arg(&report)
-            .arg("--progress-every")
-            .arg(progress_every.to_string());
-        let status = if interactive {
-            // One scenario on a terminal: hand it over, so that the live monitor opens.
-            command.status()
-        } else {
-            command
-                .arg("--no-tui")
-                .stdin(Stdio::null())
-                .stderr(Stdio::inherit())
-                .output()
-                .map(|output| {
-                    // The summary goes to stderr so that stdout keeps one line per scenario.
-                    eprint!("{}", String::from_utf8_lossy(&output.stdout));
-                    output.status
-                })
+        remove_reports(&out_dir, &name)?;
+        let mut code = 0;
+        let mut run_reports = Vec::new();
+        for k in 1..=runs {
+            let path = if runs == 1 {
+                report.clone()
+            } else {
+                out_dir.join(format!("{name}.run{k}.json"))
+            };
+            eprintln!("xtask: running scenario {name} (run {k} of {runs})");
+            let c = run_one(&bin, file, &path, progress_every, interactive && runs == 1)?;
+            if runs > 1 {
+                println!("  {}", summary_line(&format!("{name} #{k}"), c, &path));
+            }
+            // An error or an interruption ends the repeats; failed expectations do not.
+            code = worse(code, c);
+            run_reports.push(path);
+            if c != 0 && c != 3 {
+                break;
+            }
         }
-        .with_context(|| format!("running {}", bin.display()))?;
-        let code = status.code().unwrap_or(1);
+        if runs > 1 && run_reports.iter().all(|p| p.is_file()) {
+            let merged = Command::new(&bin)
+                .arg("merge")
+                .args(&run_reports)
+                .arg("--output")
+                .arg(&report)
+                .stdin(Stdio::null())
+                .output()
+                .with_context(|| format!("merging the runs of {name}"))?;
+            if !report.is_file() {
+                bail!(
+                    "merging the runs of {name} failed: {}",
+                    String::from_utf8_lossy(&merged.stderr)
+                );
+            }
+            code = worse(code, merged.status.code().unwrap_or(1));
+        }
         let line = summary_line(&name, code, &report);
         println!("{line}");
         lines.push(line);
-        let code = u8::try_from(code).unwrap_or(1);
-        worst = match (worst, code) {
-            (w, 0) => w,
-            (0, c) => c,
-            (w, 3) => w,
-            (_, c) => c,
-        };
+        worst = worse_code(worst, u8::try_from(code).unwrap_or(1));
     }
     let failed = lines.iter().filter(|l| !l.starts_with("PASS")).count();
     println!(
@@ -280,6 +334,75 @@ fn scenarios(
         .filter(|n| reports_dir().join(format!("{n}.json")).is_file())
         .collect();
     Ok((worst, bin, ran))
+}
+
+/// The worse of two exit codes: any error beats failed expectations (3), which beat a pass.
+fn worse(a: i32, b: i32) -> i32 {
+    match (a, b) {
+        (a, 0) => a,
+        (0, b) => b,
+        (a, 3) => a,
+        (_, b) => b,
+    }
+}
+
+fn worse_code(a: u8, b: u8) -> u8 {
+    u8::try_from(worse(i32::from(a), i32::from(b))).unwrap_or(1)
+}
+
+/// Remove the reports and interval logs an earlier run of `name` left.
+fn remove_reports(dir: &Path, name: &str) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let path = entry
+            .with_context(|| format!("listing {}", dir.display()))?
+            .path();
+        let Some(f) = path.file_name().and_then(|f| f.to_str()) else {
+            continue;
+        };
+        let ours = f == format!("{name}.json")
+            || f == format!("{name}.hlog")
+            || (f.starts_with(&format!("{name}.run"))
+                && (f.ends_with(".json") || f.ends_with(".hlog")));
+        if ours {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Run one scenario once, writing its report (and interval log) at `report`.
+fn run_one(
+    bin: &Path,
+    file: &Path,
+    report: &Path,
+    progress_every: f64,
+    interactive: bool,
+) -> anyhow::Result<i32> {
+    let mut command = Command::new(bin);
+    command
+        .arg("run")
+        .arg(file)
+        .arg("--report")
+        .arg(report)
+        .arg("--progress-every")
+        .arg(progress_every.to_string());
+    let status = if interactive {
+        // One scenario on a terminal: hand it over, so that the live monitor opens.
+        command.status()
+    } else {
+        command
+            .arg("--no-tui")
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .map(|output| {
+                // The summary goes to stderr so that stdout keeps one line per scenario.
+                eprint!("{}", String::from_utf8_lossy(&output.stdout));
+                output.status
+            })
+    }
+    .with_context(|| format!("running {}", bin.display()))?;
+    Ok(status.code().unwrap_or(1))
 }
 
 fn summary_line(name: &str, code: i32, report: &Path) -> String {

@@ -1,12 +1,15 @@
-//! `fleetbench compare OLD.json NEW.json`: the regression verdict for any two reports.
+//! `fleetbench compare OLD.json NEW.json`: the regression verdict for any two reports, and
+//! `fleetbench merge`: one report from shards or repeats.
 
 use std::path::Path;
 
 use anyhow::Context;
-use fleetbench_metrics::compare::{compare, render_markdown, render_text, Tolerances};
+use fleetbench_metrics::compare::{compare, render_markdown, render_text, tolerances_of};
+use fleetbench_metrics::merge::merge;
+use fleetbench_metrics::report::MergeKind;
 use fleetbench_metrics::Report;
 
-use crate::{CompareArgs, Format, Outcome, UsageError};
+use crate::{CompareArgs, Format, MergeArgs, Outcome, UsageError};
 
 fn load(path: &Path) -> anyhow::Result<Report> {
     let text = std::fs::read_to_string(path)
@@ -19,11 +22,13 @@ fn load(path: &Path) -> anyhow::Result<Report> {
 pub fn run(args: CompareArgs) -> anyhow::Result<Outcome> {
     let old = load(&args.baseline)?;
     let new = load(&args.now)?;
-    let tol = Tolerances {
-        latency: args.latency_tolerance,
-        throughput: args.throughput_tolerance,
-        ..Tolerances::default()
-    };
+    let mut tol = tolerances_of(&new);
+    if let Some(t) = args.latency_tolerance {
+        tol.latency = t;
+    }
+    if let Some(t) = args.throughput_tolerance {
+        tol.throughput = t;
+    }
     let c = compare(&old, &new, &tol);
     match args.format {
         Format::Text => print!("{}", render_text(&c)),
@@ -38,4 +43,29 @@ pub fn run(args: CompareArgs) -> anyhow::Result<Outcome> {
     } else {
         Outcome::Pass
     })
+}
+
+pub fn run_merge(args: MergeArgs) -> anyhow::Result<Outcome> {
+    let reports = args
+        .reports
+        .iter()
+        .map(|p| load(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let kind = if args.shards {
+        MergeKind::Shards
+    } else {
+        MergeKind::Repeats
+    };
+    let merged = merge(&reports, kind).map_err(|e| UsageError(e.to_string()))?;
+    let json = merged.to_json().context("encoding the merged report")?;
+    std::fs::write(&args.output, json)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    print!("{}", fleetbench_metrics::summary::render(&merged));
+    Ok(
+        if merged.verdict == fleetbench_metrics::report::Verdict::Pass {
+            Outcome::Pass
+        } else {
+            Outcome::ExpectationsFailed
+        },
+    )
 }

@@ -53,7 +53,19 @@ pub enum Command {
     /// Run the embedded broker in the foreground until Ctrl-C.
     Broker(BrokerArgs),
     /// Compare two reports of the same scenario; exit 3 when the second regressed.
+    ///
+    /// Counts (lost, duplicates, errors) compare exactly. Timing figures compare as the median
+    /// of each report's runs, in units of the calibration workload each run measured on its
+    /// machine, within the scenario's [regression] tolerances.
     Compare(CompareArgs),
+    /// Merge reports of one scenario exactly (counts summed, histograms added, expectations
+    /// judged again): shards of one run, or repeats that `compare` treats as samples.
+    Merge(MergeArgs),
+    /// Print the JSON Schema of a file format (for editors and validators).
+    Schema {
+        #[arg(value_enum)]
+        of: SchemaOf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -65,12 +77,34 @@ pub struct CompareArgs {
     /// Output format: a table, Markdown (CI job summaries, PR comments) or JSON.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
-    /// Relative latency increase tolerated (0.25 = +25%); changes under 250 us never count.
-    #[arg(long, default_value_t = 0.25)]
-    pub latency_tolerance: f64,
-    /// Relative throughput decrease tolerated (0.10 = -10%).
-    #[arg(long, default_value_t = 0.10)]
-    pub throughput_tolerance: f64,
+    /// Relative latency increase tolerated (0.25 = +25%), overriding the scenario's
+    /// `[regression] latency`.
+    #[arg(long, value_name = "SHARE")]
+    pub latency_tolerance: Option<f64>,
+    /// Relative throughput decrease tolerated (0.10 = -10%), overriding the scenario's
+    /// `[regression] throughput`.
+    #[arg(long, value_name = "SHARE")]
+    pub throughput_tolerance: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Reports of one scenario: the shards of one run (--shards) or repeated runs (default).
+    #[arg(required = true)]
+    pub reports: Vec<PathBuf>,
+    /// Where to write the merged report.
+    #[arg(short, long, value_name = "PATH")]
+    pub output: PathBuf,
+    /// The reports are shards that ran at the same time (rates add up); otherwise repeats run
+    /// one after the other (counts add up, each run stays a sample for comparisons).
+    #[arg(long)]
+    pub shards: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SchemaOf {
+    /// The JSON report of `run --report` and `merge` (also in docs/report.schema.json).
+    Report,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -193,5 +227,13 @@ fn execute(opts: Opts, log_file: Option<PathBuf>) -> anyhow::Result<Outcome> {
         Command::Check { files } => check::check(&files),
         Command::Broker(args) => broker_cmd::broker(args),
         Command::Compare(args) => compare_cmd::run(args),
+        Command::Merge(args) => compare_cmd::run_merge(args),
+        Command::Schema { of } => {
+            let schema = match of {
+                SchemaOf::Report => fleetbench_metrics::Report::json_schema(),
+            };
+            println!("{}", serde_json::to_string_pretty(&schema)?);
+            Ok(Outcome::Pass)
+        }
     }
 }

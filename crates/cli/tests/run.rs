@@ -384,3 +384,116 @@ max_late_share = 1.0
     assert_eq!(u(&r["totals"]["delivered"]), u(&r["totals"]["sent"]));
     assert!(u(&r["resources"]["broker_process"]["peak_rss_bytes"]) > 0);
 }
+
+/// Check a report against the JSON Schema committed in docs/.
+fn assert_matches_schema(report: &serde_json::Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/report.schema.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("schema")).expect("json");
+    let validator = jsonschema::validator_for(&schema).expect("a valid schema");
+    let errors: Vec<String> = validator
+        .iter_errors(report)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "report does not match the schema: {errors:#?}"
+    );
+}
+
+#[test]
+fn reports_match_the_schema_log_every_interval_and_merge_exactly() {
+    use fleetbench_metrics::hlog::{self, Metric};
+    use fleetbench_metrics::Report;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = scenario(dir.path(), "2s", "delivered_ratio = 1.0\np99 = \"10s\"");
+    let runs: Vec<std::path::PathBuf> = (1..=2)
+        .map(|k| dir.path().join(format!("run{k}.json")))
+        .collect();
+    for path in &runs {
+        assert_exit(&run_file(&file, path, Duration::from_secs(60)), 0);
+        let json = report(path);
+        assert_matches_schema(&json);
+        let r: Report = serde_json::from_value(json).expect("a report");
+        let cal = r.calibration.expect("every run is calibrated");
+        assert!(
+            cal.rtt_p50_us > 0.0 && cal.round_trips_per_s > 0.0,
+            "{cal:?}"
+        );
+        // The interval log beside the report: one interval per tick and distribution, which
+        // together hold exactly the whole run's distributions.
+        let log = std::fs::read(path.with_extension("hlog")).expect("interval log written");
+        let intervals = hlog::read(&log).expect("a readable interval log");
+        let ticks = intervals
+            .iter()
+            .filter(|i| i.metric == Some(Metric::FromIntended))
+            .count();
+        assert!(
+            ticks >= 8,
+            "{ticks} intervals over a 2 s run with 250 ms ticks"
+        );
+        let totals = hlog::totals(&intervals);
+        let whole = r
+            .histograms
+            .as_ref()
+            .expect("histograms")
+            .decode()
+            .expect("decode");
+        for (metric, h) in &whole {
+            assert_eq!(
+                totals[metric].hdr(),
+                h.hdr(),
+                "{metric:?}: log and report differ"
+            );
+        }
+        assert_eq!(
+            totals[&Metric::FromIntended].summary().p99_us,
+            r.latency.from_intended.p99_us
+        );
+        assert_eq!(
+            totals[&Metric::Connect].count(),
+            8,
+            "one connect per device"
+        );
+    }
+    let merged_path = dir.path().join("merged.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+        .arg("merge")
+        .args(&runs)
+        .arg("--output")
+        .arg(&merged_path)
+        .output()
+        .expect("run merge");
+    assert_exit(&out, 0);
+    let json = report(&merged_path);
+    assert_matches_schema(&json);
+    let merged: Report = serde_json::from_value(json).expect("a report");
+    let parts: Vec<Report> = runs
+        .iter()
+        .map(|p| serde_json::from_value(report(p)).expect("report"))
+        .collect();
+    assert_eq!(
+        merged.totals.sent,
+        parts[0].totals.sent + parts[1].totals.sent
+    );
+    assert_eq!(
+        merged.latency.from_intended.count,
+        parts[0].latency.from_intended.count + parts[1].latency.from_intended.count
+    );
+    assert_eq!(merged.samples.len(), 2);
+    // Shards of different runs are refused with a usage error, nothing written.
+    let refused = dir.path().join("refused.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+        .arg("merge")
+        .arg("--shards")
+        .args(&runs)
+        .arg("--output")
+        .arg(&refused)
+        .output()
+        .expect("run merge");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("appears twice"), "{stderr}");
+    assert!(!refused.exists());
+}

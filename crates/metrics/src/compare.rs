@@ -1,15 +1,21 @@
 //! Comparing two reports of the same scenario: what got worse, by how much, and whether that is
 //! a regression.
 //!
-//! Counts that must not grow (lost, duplicates, errors) compare exactly. Latency and throughput
-//! compare as relative changes within tolerances, with an absolute floor below which a change
-//! is noise (100 us to 130 us is +30% and means nothing).
+//! - Counts that must not grow (lost, duplicates, errors) compare exactly.
+//! - Timing figures compare as the median of each report's samples (one per run; several when
+//!   repeats were merged), within the scenario's `[regression]` tolerances.
+//! - Timing compares in units of the calibration workload each run measured on its own machine
+//!   (see `Calibration`), so that a slower CI runner is not a regression; the raw change is
+//!   shown beside the adjusted one.
+//! - A change smaller than the latency floor, or (with repeats on both sides) one that stays
+//!   within the baseline's own spread, is noise.
 
 use std::fmt::Write;
 
+use fleetbench_scenario::Regression;
 use serde::{Deserialize, Serialize};
 
-use crate::report::Report;
+use crate::report::{Calibration, Report, Sample};
 use crate::summary::fmt_us;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,78 +38,217 @@ pub enum Unit {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Row {
+    /// The metric's name in `[regression] skip`.
+    pub id: String,
+    /// The metric as the table shows it.
     pub metric: String,
+    /// The baseline's figure (the median of its samples for timing figures).
     pub baseline: f64,
     pub now: f64,
+    /// Relative spread of the samples, `(max - min) / median`, when there are several.
+    pub baseline_spread: Option<f64>,
+    pub now_spread: Option<f64>,
     /// `now / baseline - 1`, when the baseline is not zero.
     pub change: Option<f64>,
+    /// The change in units of each machine's calibration workload, when both reports were
+    /// calibrated and the scenario compares this figure calibrated.
+    pub adjusted_change: Option<f64>,
     /// The relative change allowed in the worse direction (0 for exact figures).
     pub tolerance: f64,
     pub direction: Direction,
     pub unit: Unit,
+    /// False when the scenario's `[regression] skip` names this metric: shown, not judged.
+    pub gated: bool,
+    /// Not a regression (always true when not gated).
     pub ok: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {
     pub scenario: String,
+    /// Runs behind each side.
+    pub baseline_runs: usize,
+    pub now_runs: usize,
+    /// The calibration units of each side (median over its runs).
+    pub baseline_calibration: Option<Calibration>,
+    pub now_calibration: Option<Calibration>,
+    /// The tolerances applied (the new report's scenario's, unless overridden).
+    pub tolerances: Regression,
     pub rows: Vec<Row>,
-    /// True when any row is not ok.
+    /// True when any gated row is not ok.
     pub regressed: bool,
 }
 
-/// How much worse a figure may get before it counts as a regression.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Tolerances {
-    /// Relative increase allowed for latency percentiles (0.25 = +25%).
-    pub latency: f64,
-    /// Latency changes smaller than this many microseconds are never regressions.
-    pub latency_floor_us: f64,
-    /// Relative decrease allowed for throughput (0.10 = -10%).
-    pub throughput: f64,
-}
-
-impl Default for Tolerances {
-    fn default() -> Self {
-        Tolerances {
-            latency: 0.25,
-            latency_floor_us: 250.0,
-            throughput: 0.10,
-        }
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
 }
 
-fn row(
-    metric: &str,
-    baseline: f64,
-    now: f64,
+fn spread(v: &[f64]) -> Option<f64> {
+    let m = median(v);
+    if v.len() < 2 || m == 0.0 {
+        return None;
+    }
+    let (lo, hi) = v
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
+    Some((hi - lo) / m)
+}
+
+/// The tolerances the new report's scenario asks for (defaults for reports without them).
+pub fn tolerances_of(r: &Report) -> Regression {
+    r.scenario
+        .get("regression")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default()
+}
+
+/// A timing figure of every sample, raw and in calibration units.
+struct Timing {
+    raw: Vec<f64>,
+    /// `None` unless every sample was calibrated.
+    adjusted: Option<Vec<f64>>,
+}
+
+fn timing(samples: &[Sample], pick: fn(&Sample) -> f64, unit: fn(&Calibration) -> f64) -> Timing {
+    let raw: Vec<f64> = samples.iter().map(pick).collect();
+    let adjusted = samples
+        .iter()
+        .map(|s| {
+            let u = unit(s.calibration.as_ref()?);
+            (u > 0.0).then(|| pick(s) / u)
+        })
+        .collect();
+    Timing { raw, adjusted }
+}
+
+fn rtt(c: &Calibration) -> f64 {
+    c.rtt_p50_us
+}
+
+fn rate(c: &Calibration) -> f64 {
+    c.round_trips_per_s
+}
+
+/// Which timing figure a row is about, and how it is judged.
+struct What<'a> {
+    id: &'a str,
+    metric: &'a str,
     direction: Direction,
     unit: Unit,
-    tol: &Tolerances,
-) -> Row {
-    let change = (baseline != 0.0).then(|| now / baseline - 1.0);
-    let (tolerance, ok) = match direction {
-        Direction::Exact => (0.0, now <= baseline),
-        Direction::LowerIsBetter => {
-            let ok = now <= baseline * (1.0 + tol.latency) || now - baseline < tol.latency_floor_us;
-            (tol.latency, ok)
+    calibrate: bool,
+}
+
+struct Judge<'a> {
+    tol: &'a Regression,
+}
+
+impl Judge<'_> {
+    fn exact(&self, id: &str, metric: &str, base: f64, now: f64, unit: Unit) -> Row {
+        Row {
+            id: id.into(),
+            metric: metric.into(),
+            baseline: base,
+            now,
+            baseline_spread: None,
+            now_spread: None,
+            change: (base != 0.0).then(|| now / base - 1.0),
+            adjusted_change: None,
+            tolerance: 0.0,
+            direction: if unit == Unit::Ratio {
+                Direction::HigherIsBetter
+            } else {
+                Direction::Exact
+            },
+            unit,
+            gated: true,
+            ok: if unit == Unit::Ratio {
+                now >= base
+            } else {
+                now <= base
+            },
         }
-        Direction::HigherIsBetter => (tol.throughput, now >= baseline * (1.0 - tol.throughput)),
-    };
-    Row {
-        metric: metric.to_string(),
-        baseline,
-        now,
-        change,
-        tolerance,
-        direction,
-        unit,
-        ok,
+    }
+
+    /// A timing row: medians, spreads, the raw and the adjusted change, and the verdict.
+    fn timing(&self, what: What, base: Timing, now: Timing) -> Row {
+        let What {
+            id,
+            metric,
+            direction,
+            unit,
+            calibrate,
+        } = what;
+        let (b, n) = (median(&base.raw), median(&now.raw));
+        let change = (b != 0.0).then(|| n / b - 1.0);
+        // Judge in calibration units when both sides have them and the scenario wants it.
+        let units = match (calibrate, &base.adjusted, &now.adjusted) {
+            (true, Some(ba), Some(na)) => Some((ba.clone(), na.clone())),
+            _ => None,
+        };
+        let adjusted_change = units.as_ref().and_then(|(ba, na)| {
+            let (b, n) = (median(ba), median(na));
+            (b != 0.0).then(|| n / b - 1.0)
+        });
+        let (judged_base, judged_now) = units.unwrap_or((base.raw.clone(), now.raw.clone()));
+        let judged_change = if calibrate {
+            adjusted_change.or(change)
+        } else {
+            change
+        };
+        let (tolerance, worse_than_tolerance) = match direction {
+            Direction::LowerIsBetter => (
+                self.tol.latency,
+                judged_change.is_some_and(|c| c > self.tol.latency),
+            ),
+            _ => (
+                self.tol.throughput,
+                judged_change.is_some_and(|c| c < -self.tol.throughput),
+            ),
+        };
+        // The floor applies to the baseline's figure carried over to this machine: scaled by
+        // how much slower this machine's calibration unit is, (1 + raw) / (1 + adjusted).
+        let carried = match (calibrate, change, adjusted_change) {
+            (true, Some(c), Some(a)) if a > -1.0 => b * (1.0 + c) / (1.0 + a),
+            _ => b,
+        };
+        let beyond_floor = direction != Direction::LowerIsBetter
+            || n - carried >= self.tol.latency_floor.as_micros() as f64;
+        // With several runs on both sides, a median inside the baseline's own range is noise.
+        let outside_spread = if judged_base.len() >= 2 && judged_now.len() >= 2 {
+            let m = median(&judged_now);
+            match direction {
+                Direction::LowerIsBetter => judged_base.iter().all(|x| m > *x),
+                _ => judged_base.iter().all(|x| m < *x),
+            }
+        } else {
+            true
+        };
+        Row {
+            id: id.into(),
+            metric: metric.into(),
+            baseline: b,
+            now: n,
+            baseline_spread: spread(&base.raw),
+            now_spread: spread(&now.raw),
+            change,
+            adjusted_change,
+            tolerance,
+            direction,
+            unit,
+            gated: true,
+            ok: !(worse_than_tolerance && beyond_floor && outside_spread),
+        }
     }
 }
 
-pub fn compare(old: &Report, new: &Report, tol: &Tolerances) -> Comparison {
-    use Direction::*;
+/// Compare `new` with `old` under `tol` (usually [`tolerances_of`] the new report).
+pub fn compare(old: &Report, new: &Report, tol: &Regression) -> Comparison {
     let errors = |r: &Report| r.errors.values().map(|e| e.count).sum::<u64>() as f64;
     let delivered_ratio = |r: &Report| {
         if r.totals.expected == 0 {
@@ -112,67 +257,76 @@ pub fn compare(old: &Report, new: &Report, tol: &Tolerances) -> Comparison {
             r.totals.delivered as f64 / r.totals.expected as f64
         }
     };
-    let (o, n) = (&old.latency, &new.latency);
-    let latency = |name: &str, pick: fn(&crate::report::Latency) -> u64| {
-        row(
-            name,
-            pick(o) as f64,
-            pick(n) as f64,
-            LowerIsBetter,
-            Unit::Micros,
-            tol,
-        )
+    let (os, ns) = (old.samples(), new.samples());
+    let j = Judge { tol };
+    let latency = |id: &str, metric: &str, pick: fn(&Sample) -> f64| {
+        let what = What {
+            id,
+            metric,
+            direction: Direction::LowerIsBetter,
+            unit: Unit::Micros,
+            calibrate: tol.calibrate_latency,
+        };
+        j.timing(what, timing(&os, pick, rtt), timing(&ns, pick, rtt))
     };
-    let rows = vec![
-        row(
+    let mut rows = vec![
+        j.exact(
+            "lost",
             "lost",
             old.totals.lost as f64,
             new.totals.lost as f64,
-            Exact,
             Unit::Count,
-            tol,
         ),
-        row(
+        j.exact(
+            "lost_at_qos_1_or_2",
             "lost at QoS 1/2",
             old.lost_at_guaranteed_qos() as f64,
             new.lost_at_guaranteed_qos() as f64,
-            Exact,
             Unit::Count,
-            tol,
         ),
-        row(
+        j.exact(
+            "duplicates",
             "duplicates",
             old.totals.duplicates as f64,
             new.totals.duplicates as f64,
-            Exact,
             Unit::Count,
-            tol,
         ),
-        row("errors", errors(old), errors(new), Exact, Unit::Count, tol),
-        row(
+        j.exact("errors", "errors", errors(old), errors(new), Unit::Count),
+        j.exact(
+            "delivered_ratio",
             "delivered ratio",
             delivered_ratio(old),
             delivered_ratio(new),
-            HigherIsBetter,
             Unit::Ratio,
-            &Tolerances {
-                throughput: 0.0,
-                ..*tol
-            },
         ),
-        latency("p50 from intended", |l| l.from_intended.p50_us),
-        latency("p99 from intended", |l| l.from_intended.p99_us),
-        latency("p99 from send", |l| l.from_send.p99_us),
-        latency("p99 puback", |l| l.puback.p99_us),
-        row(
-            "deliveries/s",
-            old.throughput.deliver_per_s,
-            new.throughput.deliver_per_s,
-            HigherIsBetter,
-            Unit::PerSecond,
-            tol,
+        latency("p50_from_intended", "p50 from intended", |s| {
+            s.p50_from_intended_us as f64
+        }),
+        latency("p99_from_intended", "p99 from intended", |s| {
+            s.p99_from_intended_us as f64
+        }),
+        latency("p99_from_send", "p99 from send", |s| {
+            s.p99_from_send_us as f64
+        }),
+        latency("p99_puback", "p99 puback", |s| s.p99_puback_us as f64),
+        j.timing(
+            What {
+                id: "deliver_per_s",
+                metric: "deliveries/s",
+                direction: Direction::HigherIsBetter,
+                unit: Unit::PerSecond,
+                calibrate: tol.calibrate_throughput,
+            },
+            timing(&os, |s| s.deliver_per_s, rate),
+            timing(&ns, |s| s.deliver_per_s, rate),
         ),
     ];
+    for r in &mut rows {
+        if tol.skip.contains(&r.id) {
+            r.gated = false;
+            r.ok = true;
+        }
+    }
     let regressed = rows.iter().any(|r| !r.ok);
     Comparison {
         scenario: new
@@ -181,6 +335,11 @@ pub fn compare(old: &Report, new: &Report, tol: &Tolerances) -> Comparison {
             .and_then(|n| n.as_str())
             .unwrap_or("?")
             .to_string(),
+        baseline_runs: os.len(),
+        now_runs: ns.len(),
+        baseline_calibration: old.calibration,
+        now_calibration: new.calibration,
+        tolerances: tol.clone(),
         rows,
         regressed,
     }
@@ -195,45 +354,80 @@ fn value(unit: Unit, v: f64) -> String {
     }
 }
 
-fn change(r: &Row) -> String {
-    match r.change {
-        Some(c) => format!("{:+.1}%", c * 100.0),
-        None if r.now == r.baseline => "=".to_string(),
-        None => "new".to_string(),
+fn with_spread(unit: Unit, v: f64, spread: Option<f64>) -> String {
+    match spread {
+        // Half the range: "median ± half the distance between the extremes".
+        Some(s) => format!("{} ±{:.0}%", value(unit, v), s * 50.0),
+        None => value(unit, v),
     }
 }
 
-/// A row as the text that both renderings show: metric, baseline, now, change, verdict.
-fn cells(r: &Row) -> [String; 5] {
+fn pct(c: Option<f64>) -> Option<String> {
+    c.map(|c| format!("{:+.1}%", c * 100.0))
+}
+
+/// A row as the text that both renderings show: metric, baseline, now, change, adjusted
+/// change, verdict.
+fn cells(r: &Row) -> [String; 6] {
+    let change = pct(r.change).unwrap_or_else(|| {
+        if r.now == r.baseline {
+            "=".to_string()
+        } else {
+            "new".to_string()
+        }
+    });
+    let verdict = match (r.gated, r.ok) {
+        (false, _) => "not gated",
+        (true, true) => "ok",
+        (true, false) => "REGRESSED",
+    };
     [
         r.metric.clone(),
-        value(r.unit, r.baseline),
-        value(r.unit, r.now),
-        change(r),
-        if r.ok { "ok" } else { "REGRESSED" }.to_string(),
+        with_spread(r.unit, r.baseline, r.baseline_spread),
+        with_spread(r.unit, r.now, r.now_spread),
+        change,
+        pct(r.adjusted_change).unwrap_or_else(|| "-".to_string()),
+        verdict.to_string(),
     ]
+}
+
+/// One line on what was compared: runs and machine units on each side.
+fn context(c: &Comparison) -> String {
+    let unit = |cal: Option<Calibration>| {
+        cal.map_or("uncalibrated".to_string(), |c| {
+            format!("RTT {:.0}us, {:.0} rt/s", c.rtt_p50_us, c.round_trips_per_s)
+        })
+    };
+    format!(
+        "baseline {} run(s), {}; now {} run(s), {}",
+        c.baseline_runs,
+        unit(c.baseline_calibration),
+        c.now_runs,
+        unit(c.now_calibration)
+    )
 }
 
 /// A table for the terminal (fits 100 columns).
 pub fn render_text(c: &Comparison) -> String {
     let mut out = format!(
-        "{}: {}\n",
+        "{}: {}\n  {}\n",
         c.scenario,
         if c.regressed {
             "REGRESSION"
         } else {
             "no regression"
-        }
+        },
+        context(c)
     );
     let _ = writeln!(
         out,
-        "  {:<20} {:>14} {:>14} {:>9}  verdict",
-        "metric", "baseline", "now", "change"
+        "  {:<18} {:>17} {:>17} {:>8} {:>9}  verdict",
+        "metric", "baseline", "now", "change", "adjusted"
     );
-    for [metric, baseline, now, change, verdict] in c.rows.iter().map(cells) {
+    for [metric, baseline, now, change, adjusted, verdict] in c.rows.iter().map(cells) {
         let _ = writeln!(
             out,
-            "  {metric:<20} {baseline:>14} {now:>14} {change:>9}  {verdict}"
+            "  {metric:<18} {baseline:>17} {now:>17} {change:>8} {adjusted:>9}  {verdict}"
         );
     }
     out
@@ -241,11 +435,16 @@ pub fn render_text(c: &Comparison) -> String {
 
 /// The same as Markdown, for CI job summaries and pull-request comments.
 pub fn render_markdown(c: &Comparison) -> String {
-    let mut out =
-        format!(
-        "### {} — {}\n\n| metric | baseline | now | change | verdict |\n|---|---:|---:|---:|---|\n",
+    let mut out = format!(
+        "### {} — {}\n\n{}\n\n| metric | baseline | now | change | adjusted | verdict |\n\
+         |---|---:|---:|---:|---:|---|\n",
         c.scenario,
-        if c.regressed { "❌ regression" } else { "✅ no regression" }
+        if c.regressed {
+            "❌ regression"
+        } else {
+            "✅ no regression"
+        },
+        context(c)
     );
     for row in c.rows.iter().map(cells) {
         let _ = writeln!(out, "| {} |", row.join(" | "));
@@ -255,136 +454,153 @@ pub fn render_markdown(c: &Comparison) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::env::Environment;
-    use crate::hist::LatencySummary;
-    use crate::ledger::StreamOutcome;
-    use crate::report::*;
-
-    fn latency(p50: u64, p99: u64) -> LatencySummary {
-        LatencySummary {
-            count: 1_000,
-            p50_us: p50,
-            p90_us: p99,
-            p99_us: p99,
-            p999_us: p99,
-            max_us: p99,
-            mean_us: p50 as f64,
-        }
-    }
-
-    fn report(p99_us: u64, lost: u64, deliver_per_s: f64) -> Report {
-        let outcome = StreamOutcome {
-            expected: 10_000,
-            delivered: 10_000 - lost,
-            lost,
-            ..StreamOutcome::default()
-        };
-        Report {
-            schema_version: SCHEMA_VERSION,
-            scenario: serde_json::json!({ "name": "sensors" }),
-            environment: Environment::detect("test", "debug", "0"),
-            run: RunInfo {
-                started_unix_s: 0,
-                elapsed_s: 10.0,
-                publish_window_s: 10.0,
-                drain_s: 0.0,
-                warmup_s: 0.0,
-                interrupted: false,
-                shard: "0/1".into(),
-                broker: "embedded".into(),
-                tcp_nodelay: Some(true),
-            },
-            totals: Totals {
-                sent: 10_000,
-                expected: 10_000,
-                delivered: 10_000 - lost,
-                lost,
-                ..Totals::default()
-            },
-            by_qos: vec![QosTotals {
-                qos: 1,
-                streams: 10,
-                outcome,
-            }],
-            throughput: Throughput {
-                publish_per_s: deliver_per_s,
-                deliver_per_s,
-            },
-            latency: Latency {
-                from_intended: latency(400, p99_us),
-                from_send: latency(300, p99_us),
-                puback: latency(200, 500),
-                connect: latency(2_000, 5_000),
-            },
-            generator: Generator::default(),
-            timing: RunTiming::default(),
-            resources: Resources::default(),
-            errors: BTreeMap::new(),
-            findings: Vec::new(),
-            expectations: Vec::new(),
-            verdict: Verdict::Pass,
-            calibration: None,
-            histograms: None,
-            samples: Vec::new(),
-            merged: None,
-        }
-    }
+    use crate::fixture::report;
 
     fn failed(c: &Comparison) -> Vec<&str> {
         c.rows
             .iter()
             .filter(|r| !r.ok)
-            .map(|r| r.metric.as_str())
+            .map(|r| r.id.as_str())
             .collect()
+    }
+
+    fn calibrated(mut r: Report, rtt_us: f64) -> Report {
+        let c = Calibration {
+            rtt_p50_us: rtt_us,
+            round_trips_per_s: 1e6 / rtt_us,
+            elapsed_s: 0.5,
+        };
+        r.calibration = Some(c);
+        for s in &mut r.samples {
+            s.calibration = Some(c);
+        }
+        r
+    }
+
+    /// Merge-like: several samples with the given p99s.
+    fn repeats(p99s: &[u64]) -> Report {
+        let mut r = report(500, p99s[0], 0, 1_000.0);
+        r.samples = p99s
+            .iter()
+            .map(|p| report(500, *p, 0, 1_000.0).own_sample())
+            .collect();
+        r
     }
 
     #[test]
     fn an_unchanged_run_and_small_noise_pass() {
-        let base = report(2_000, 0, 1_000.0);
-        let tol = Tolerances::default();
+        let base = report(400, 2_000, 0, 1_000.0);
+        let tol = Regression::default();
         assert!(!compare(&base, &base, &tol).regressed);
         // +10% latency and -5% throughput are within tolerance.
-        let c = compare(&base, &report(2_200, 0, 950.0), &tol);
+        let c = compare(&base, &report(400, 2_200, 0, 950.0), &tol);
         assert!(!c.regressed, "{:?}", failed(&c));
         // A large relative change that is tiny in absolute terms is noise.
-        let c = compare(&report(100, 0, 1_000.0), &report(200, 0, 1_000.0), &tol);
+        let c = compare(
+            &report(50, 100, 0, 1_000.0),
+            &report(50, 200, 0, 1_000.0),
+            &tol,
+        );
         assert!(!c.regressed, "{:?}", failed(&c));
     }
 
     #[test]
     fn slower_lossier_or_lower_throughput_runs_regress() {
-        let base = report(2_000, 0, 1_000.0);
-        let tol = Tolerances::default();
-        let slow = compare(&base, &report(4_000, 0, 1_000.0), &tol);
-        assert_eq!(failed(&slow), ["p99 from intended", "p99 from send"]);
-        let lossy = compare(&base, &report(2_000, 1, 1_000.0), &tol);
+        let base = report(400, 2_000, 0, 1_000.0);
+        let tol = Regression::default();
+        let slow = compare(&base, &report(400, 4_000, 0, 1_000.0), &tol);
+        assert_eq!(failed(&slow), ["p99_from_intended", "p99_from_send"]);
+        let lossy = compare(&base, &report(400, 2_000, 1, 1_000.0), &tol);
         assert!(failed(&lossy).contains(&"lost"));
-        assert!(failed(&lossy).contains(&"lost at QoS 1/2"));
-        assert!(failed(&lossy).contains(&"delivered ratio"));
-        let starved = compare(&base, &report(2_000, 0, 800.0), &tol);
-        assert_eq!(failed(&starved), ["deliveries/s"]);
+        assert!(failed(&lossy).contains(&"lost_at_qos_1_or_2"));
+        assert!(failed(&lossy).contains(&"delivered_ratio"));
+        let starved = compare(&base, &report(400, 2_000, 0, 800.0), &tol);
+        assert_eq!(failed(&starved), ["deliver_per_s"]);
+    }
+
+    #[test]
+    fn a_slower_machine_is_not_a_regression_but_a_slower_build_is() {
+        let tol = Regression::default();
+        let base = calibrated(report(400, 2_000, 0, 1_000.0), 50.0);
+        // Everything twice as slow, the calibration workload too: the machine, not the build.
+        let slow_machine = calibrated(report(800, 4_000, 0, 1_000.0), 100.0);
+        let c = compare(&base, &slow_machine, &tol);
+        assert!(!c.regressed, "{:?}", failed(&c));
+        let p99 = &c.rows[6];
+        assert_eq!(p99.id, "p99_from_intended");
+        // (HDR histograms keep 3 significant digits: 2,000 reads back as 2,001.)
+        assert!((p99.change.unwrap_or(0.0) - 1.0).abs() < 0.002);
+        assert!(p99.adjusted_change.unwrap_or(1.0).abs() < 0.002);
+        // Same machine speed, twice the latency: the build.
+        let slow_build = calibrated(report(800, 4_000, 0, 1_000.0), 50.0);
+        assert!(compare(&base, &slow_build, &tol).regressed);
+        // Uncalibrated comparison when the scenario asks for raw figures.
+        let raw = Regression {
+            calibrate_latency: false,
+            ..Regression::default()
+        };
+        assert!(compare(&base, &slow_machine, &raw).regressed);
+    }
+
+    #[test]
+    fn repeats_judge_the_median_against_the_baselines_spread() {
+        let tol = Regression::default();
+        let base = repeats(&[2_000, 2_100, 3_000]);
+        // One noisy run among three does not move the median.
+        let noisy = compare(&base, &repeats(&[2_050, 4_000, 2_000]), &tol);
+        assert!(!noisy.regressed, "{:?}", failed(&noisy));
+        // A median 40% up but inside the baseline's own range is noise too.
+        let inside = compare(&base, &repeats(&[2_900, 2_950, 2_940]), &tol);
+        assert!(!inside.regressed, "{:?}", failed(&inside));
+        // Beyond the tolerance and above every baseline run: a regression.
+        let slow = compare(&base, &repeats(&[3_500, 3_600, 3_400]), &tol);
+        assert!(slow.regressed);
+        let p99 = &slow.rows[6];
+        assert!((p99.baseline - 2_100.0).abs() <= 2.0, "{}", p99.baseline);
+        assert!((p99.baseline_spread.unwrap_or(0.0) - 1_000.0 / 2_100.0).abs() < 0.002);
+    }
+
+    #[test]
+    fn skipped_metrics_are_shown_but_not_judged() {
+        let tol = Regression {
+            skip: vec!["p99_from_intended".into(), "p99_from_send".into()],
+            ..Regression::default()
+        };
+        let c = compare(
+            &report(400, 2_000, 0, 1_000.0),
+            &report(400, 4_000, 0, 1_000.0),
+            &tol,
+        );
+        assert!(!c.regressed);
+        assert!(render_text(&c).contains("not gated"));
+    }
+
+    #[test]
+    fn the_rows_are_the_metrics_the_scenario_can_skip() {
+        let r = report(400, 2_000, 0, 1_000.0);
+        let c = compare(&r, &r, &Regression::default());
+        let ids: Vec<&str> = c.rows.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, fleetbench_scenario::REGRESSION_METRICS);
     }
 
     #[test]
     fn renders_as_text_and_markdown() {
         let c = compare(
-            &report(2_000, 0, 1_000.0),
-            &report(4_000, 0, 1_000.0),
-            &Tolerances::default(),
+            &report(400, 2_000, 0, 1_000.0),
+            &report(400, 4_000, 0, 1_000.0),
+            &Regression::default(),
         );
         let text = render_text(&c);
         assert!(text.starts_with("sensors: REGRESSION"), "{text}");
         assert!(
-            text.contains("+100.0%") && text.contains("REGRESSED"),
+            text.contains("+100.1%") && text.contains("REGRESSED"),
             "{text}"
         );
         assert!(text.lines().all(|l| l.chars().count() <= 100), "{text}");
         let md = render_markdown(&c);
         assert!(
-            md.contains("| p99 from intended | 2.00ms | 4.00ms | +100.0% | REGRESSED |"),
+            md.contains("| p99 from intended | 2.00ms | 4.00ms | +100.1% | - | REGRESSED |"),
             "{md}"
         );
         let json = serde_json::to_value(&c).expect("json");

@@ -122,7 +122,7 @@ impl LatencyHistogram {
 pub struct HistogramCodecError(pub String);
 
 /// What a report says of one latency distribution.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LatencySummary {
     pub count: u64,
     pub p50_us: u64,

@@ -93,7 +93,9 @@ impl Stream {
 }
 
 /// The accounting of one stream (or a sum of streams).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct StreamOutcome {
     /// Messages the device sent that this observer's subscriptions should receive.
     pub expected: u64,

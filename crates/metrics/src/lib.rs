@@ -9,9 +9,12 @@ pub mod compare;
 pub mod cpu;
 pub mod env;
 pub mod expect;
+#[cfg(test)]
+mod fixture;
 pub mod hist;
 pub mod hlog;
 pub mod ledger;
+pub mod merge;
 pub mod report;
 pub mod summary;
 

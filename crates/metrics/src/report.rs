@@ -16,7 +16,9 @@ use crate::ledger::StreamOutcome;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A fleetbench run report (`fleetbench run --report`), or a merge of several
+/// (`fleetbench merge`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Report {
     pub schema_version: u32,
     /// The full resolved scenario, every default filled in.
@@ -57,7 +59,7 @@ pub struct Report {
 /// The units of the calibration workload (see the fleet's `calibrate` module): a loopback TCP
 /// round trip between tokio tasks, and how many of them the machine makes per second on every
 /// core at once.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Calibration {
     /// Median round trip of one connection alone: the latency unit.
     pub rtt_p50_us: f64,
@@ -69,7 +71,7 @@ pub struct Calibration {
 
 /// Whole-run latency distributions in HdrHistogram's "V2 compressed" encoding, base64: the
 /// encoding of interval-log lines, readable by every HdrHistogram library. Microseconds.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Histograms {
     pub from_intended: String,
     pub from_send: String,
@@ -114,7 +116,7 @@ impl Histograms {
 }
 
 /// The timing figures of one run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Sample {
     pub p50_from_intended_us: u64,
     pub p99_from_intended_us: u64,
@@ -125,13 +127,13 @@ pub struct Sample {
 }
 
 /// What a merged report was merged from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Merged {
     pub kind: MergeKind,
     pub reports: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MergeKind {
     /// Shards of one run that ran at the same time: rates add up.
@@ -140,7 +142,7 @@ pub enum MergeKind {
     Repeats,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunInfo {
     /// Seconds since the Unix epoch when the run started.
     pub started_unix_s: u64,
@@ -165,7 +167,9 @@ pub struct RunInfo {
 
 /// Every message accounted for: `delivered + lost + in_flight == expected`, per stream and in
 /// total. A stream is one device as seen by one observer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Totals {
     /// Messages published by devices.
     pub sent: u64,
@@ -183,7 +187,9 @@ pub struct Totals {
     pub unexpected: u64,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct QosTotals {
     pub qos: u8,
     pub streams: u64,
@@ -191,7 +197,7 @@ pub struct QosTotals {
     pub outcome: StreamOutcome,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Throughput {
     /// Messages published per second of the publish window.
     pub publish_per_s: f64,
@@ -199,7 +205,7 @@ pub struct Throughput {
     pub deliver_per_s: f64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Latency {
     /// From the time the schedule said the message was due to its arrival at an observer: what
     /// a user of the system sees, including any delay of the generator.
@@ -214,7 +220,7 @@ pub struct Latency {
 }
 
 /// The load generator's own health: when it falls behind, latency from intended includes that.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Generator {
     /// Sends that left more than 1 ms after they were due.
     pub late_sends: u64,
@@ -224,7 +230,7 @@ pub struct Generator {
     pub cpu_cores: f64,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunTiming {
     /// From the start of the connect ramp until the last device was connected; null when some
     /// device never connected.
@@ -234,7 +240,7 @@ pub struct RunTiming {
 }
 
 /// What the run cost the machine.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Resources {
     /// Average cores used over the run: generator (fleet threads), embedded broker (its router
     /// and connection threads; 0 for an external broker), and the rest of the process.
@@ -246,7 +252,7 @@ pub struct Resources {
 }
 
 /// What one process used.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProcessUsage {
     /// Average cores over its lifetime.
     pub cpu_cores: f64,
@@ -258,7 +264,7 @@ pub fn peak_rss_bytes() -> u64 {
     crate::env::proc_kb("/proc/self/status", "VmHWM").unwrap_or(0)
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ExpectationResult {
     pub name: String,
     pub ok: bool,
@@ -268,7 +274,7 @@ pub struct ExpectationResult {
     pub comparison: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Pass,
@@ -319,5 +325,21 @@ impl Report {
 
     pub fn from_json(text: &str) -> Result<Report, serde_json::Error> {
         serde_json::from_str(text)
+    }
+
+    /// The JSON Schema of the report, generated from these types (committed as
+    /// `docs/report.schema.json`; a test keeps the two equal).
+    pub fn json_schema() -> serde_json::Value {
+        let mut schema =
+            serde_json::to_value(schemars::schema_for!(Report)).unwrap_or(serde_json::Value::Null);
+        if let Some(obj) = schema.as_object_mut() {
+            obj.insert(
+                "$id".into(),
+                serde_json::Value::String(format!(
+                    "https://fleetbench.invalid/schema/report-v{SCHEMA_VERSION}.json"
+                )),
+            );
+        }
+        schema
     }
 }

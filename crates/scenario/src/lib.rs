@@ -16,7 +16,7 @@ mod validate;
 pub use error::{Location, ScenarioError};
 pub use model::{
     BrokerTarget, DeviceGroup, EmbeddedBroker, Expectations, ExternalBroker, ObserverGroup, Qos,
-    Scenario, Scheme,
+    Regression, Scenario, Scheme, REGRESSION_METRICS,
 };
 pub use plan::{DeviceSpec, ObserverSpec, Plan, Shard};
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// MQTT quality of service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -38,6 +38,11 @@ pub(crate) fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S
     s.serialize_str(&humantime::format_duration(*d).to_string())
 }
 
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
 fn ser_opt_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
     match d {
         Some(d) => ser_duration(d, s),
@@ -62,6 +67,7 @@ pub struct Scenario {
     pub groups: Vec<DeviceGroup>,
     pub observers: Vec<ObserverGroup>,
     pub expect: Expectations,
+    pub regression: Regression,
 }
 
 impl Scenario {
@@ -168,3 +174,60 @@ pub struct Expectations {
     /// have fallen behind (default 1%).
     pub max_late_share: Option<f64>,
 }
+
+/// How the regression gate judges this scenario (the `[regression]` table). The report carries
+/// it, so that `fleetbench compare` applies the tolerances of the scenario it compares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Regression {
+    /// Relative increase of a latency percentile that counts as a regression (0.25 = +25%).
+    pub latency: f64,
+    /// Latency changes smaller than this never count (noise at small values).
+    #[serde(serialize_with = "ser_duration", deserialize_with = "de_duration")]
+    pub latency_floor: Duration,
+    /// Relative decrease of deliveries per second that counts as a regression (0.10 = -10%).
+    pub throughput: f64,
+    /// Compare latency as multiples of the calibration workload's round trip (true) or in
+    /// microseconds (false).
+    pub calibrate_latency: bool,
+    /// Compare throughput as a multiple of the calibration workload's rate: for scenarios that
+    /// publish as fast as the machine allows. A fixed-rate scenario's throughput is set by its
+    /// schedule, not by the machine, and compares as it is (false, the default).
+    pub calibrate_throughput: bool,
+    /// How many times the gate runs the scenario (`--repeat` overrides); comparisons use the
+    /// median and the spread of the runs.
+    pub repeat: u32,
+    /// Part of the CI gate set (`cargo xtask scenarios --gate`).
+    pub gate: bool,
+    /// Comparison metrics shown but not gated (see [`REGRESSION_METRICS`]).
+    pub skip: Vec<String>,
+}
+
+impl Default for Regression {
+    fn default() -> Self {
+        Regression {
+            latency: 0.25,
+            latency_floor: Duration::from_micros(250),
+            throughput: 0.10,
+            calibrate_latency: true,
+            calibrate_throughput: false,
+            repeat: 1,
+            gate: false,
+            skip: Vec::new(),
+        }
+    }
+}
+
+/// The metrics a comparison of two reports judges, by the names `[regression] skip` uses.
+pub const REGRESSION_METRICS: [&str; 10] = [
+    "lost",
+    "lost_at_qos_1_or_2",
+    "duplicates",
+    "errors",
+    "delivered_ratio",
+    "p50_from_intended",
+    "p99_from_intended",
+    "p99_from_send",
+    "p99_puback",
+    "deliver_per_s",
+];

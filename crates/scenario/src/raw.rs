@@ -27,6 +27,8 @@ pub struct RawScenario {
     pub observer: Vec<S<RawObserver>>,
     #[serde(default)]
     pub expect: Option<S<RawExpect>>,
+    #[serde(default)]
+    pub regression: Option<S<RawRegression>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,4 +105,25 @@ pub struct RawExpect {
     pub min_publish_per_s: Option<S<f64>>,
     #[serde(default)]
     pub max_late_share: Option<S<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegression {
+    #[serde(default)]
+    pub latency: Option<S<f64>>,
+    #[serde(default)]
+    pub latency_floor: Option<S<String>>,
+    #[serde(default)]
+    pub throughput: Option<S<f64>>,
+    #[serde(default)]
+    pub calibrate_latency: Option<bool>,
+    #[serde(default)]
+    pub calibrate_throughput: Option<bool>,
+    #[serde(default)]
+    pub repeat: Option<S<i64>>,
+    #[serde(default)]
+    pub gate: Option<bool>,
+    #[serde(default)]
+    pub skip: Vec<S<String>>,
 }

@@ -187,6 +187,10 @@ pub fn parse(file: &str, text: &str) -> R<Scenario> {
         Some(e) => expectations(&cx, e.get_ref())?,
         None => Expectations::default(),
     };
+    let regression = match &raw.regression {
+        Some(r) => regression(&cx, r.get_ref())?,
+        None => Regression::default(),
+    };
 
     Ok(Scenario {
         name,
@@ -199,6 +203,7 @@ pub fn parse(file: &str, text: &str) -> R<Scenario> {
         groups,
         observers,
         expect,
+        regression,
     })
 }
 
@@ -590,4 +595,54 @@ fn field_at(text: &str, offset: usize) -> String {
         (false, true) => table,
         (false, false) => format!("{table}.{key}"),
     }
+}
+
+fn regression(cx: &Ctx, r: &RawRegression) -> R<Regression> {
+    let d = Regression::default();
+    let share = |v: &Option<S<f64>>, field: &str, default: f64| -> R<f64> {
+        match v {
+            None => Ok(default),
+            Some(v) if !(0.0..=10.0).contains(v.get_ref()) => Err(cx.err(
+                v.span(),
+                format!("regression.{field}"),
+                format!(
+                    "a relative change between 0.0 and 10.0 (0.25 = 25%), got {}",
+                    v.get_ref()
+                ),
+            )),
+            Some(v) => Ok(*v.get_ref()),
+        }
+    };
+    let repeat = match &r.repeat {
+        Some(n) => cx.count(n, "regression.repeat", 1, 100)?,
+        None => d.repeat,
+    };
+    let mut skip = Vec::new();
+    for s in &r.skip {
+        if !REGRESSION_METRICS.contains(&s.get_ref().as_str()) {
+            return Err(cx.err(
+                s.span(),
+                "regression.skip",
+                format!(
+                    "{:?} is not a compared metric; expected one of {}",
+                    s.get_ref(),
+                    REGRESSION_METRICS.join(", ")
+                ),
+            ));
+        }
+        skip.push(s.get_ref().clone());
+    }
+    Ok(Regression {
+        latency: share(&r.latency, "latency", d.latency)?,
+        latency_floor: match &r.latency_floor {
+            Some(v) => cx.duration(v, "regression.latency_floor")?,
+            None => d.latency_floor,
+        },
+        throughput: share(&r.throughput, "throughput", d.throughput)?,
+        calibrate_latency: r.calibrate_latency.unwrap_or(d.calibrate_latency),
+        calibrate_throughput: r.calibrate_throughput.unwrap_or(d.calibrate_throughput),
+        repeat,
+        gate: r.gate.unwrap_or(d.gate),
+        skip,
+    })
 }

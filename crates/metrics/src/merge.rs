@@ -1,0 +1,381 @@
+//! Merging reports exactly: shards of one run (at the same time, rates add up) or repeats of a
+//! scenario (one after the other, counts add up and each run stays a sample).
+//!
+//! Counts are summed; latency figures come from the sum of the runs' lossless histograms, never
+//! from averaging percentiles; expectations are judged again on the merged figures.
+
+use std::collections::BTreeMap;
+
+use crate::hist::LatencyHistogram;
+use crate::hlog::Metric;
+use crate::report::{
+    Calibration, Histograms, Latency, MergeKind, Merged, ProcessUsage, QosTotals, Report, Verdict,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("nothing to merge")]
+    Empty,
+    #[error("report {index} is of scenario {found:?}, the first of {expected:?}; only reports of one scenario merge")]
+    OtherScenario {
+        index: usize,
+        expected: String,
+        found: String,
+    },
+    #[error("report {index} holds no histograms (written by an older fleetbench?): its latency cannot be merged exactly")]
+    NoHistograms { index: usize },
+    #[error("report {index}: {detail}")]
+    Histogram { index: usize, detail: String },
+    #[error("the shards do not make one whole run: {0}")]
+    Shards(String),
+}
+
+fn name(r: &Report) -> String {
+    r.scenario
+        .get("name")
+        .and_then(|n| n.as_str())
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// Merge `reports` of one scenario.
+pub fn merge(reports: &[Report], kind: MergeKind) -> Result<Report, MergeError> {
+    let first = reports.first().ok_or(MergeError::Empty)?;
+    let scenario = name(first);
+    let mut hists: BTreeMap<Metric, LatencyHistogram> = BTreeMap::new();
+    for (index, r) in reports.iter().enumerate() {
+        if name(r) != scenario {
+            return Err(MergeError::OtherScenario {
+                index,
+                expected: scenario,
+                found: name(r),
+            });
+        }
+        let h = r
+            .histograms
+            .as_ref()
+            .ok_or(MergeError::NoHistograms { index })?;
+        for (metric, h) in h.decode().map_err(|e| MergeError::Histogram {
+            index,
+            detail: e.to_string(),
+        })? {
+            hists.entry(metric).or_default().add(&h);
+        }
+    }
+    if kind == MergeKind::Shards {
+        check_shards(reports)?;
+    }
+
+    let n = reports.len() as f64;
+    let sum = |f: &dyn Fn(&Report) -> f64| reports.iter().map(f).sum::<f64>();
+    let max = |f: &dyn Fn(&Report) -> f64| reports.iter().map(f).fold(0.0, f64::max);
+    let concurrent = kind == MergeKind::Shards;
+    let mut out = first.clone();
+
+    // Counts.
+    let t = &mut out.totals;
+    *t = Default::default();
+    for r in reports {
+        let o = &r.totals;
+        t.sent += o.sent;
+        t.expected += o.expected;
+        t.delivered += o.delivered;
+        t.lost += o.lost;
+        t.duplicates += o.duplicates;
+        t.reordered += o.reordered;
+        t.in_flight += o.in_flight;
+        t.unexpected += o.unexpected;
+    }
+    let mut by_qos: BTreeMap<u8, QosTotals> = BTreeMap::new();
+    for q in reports.iter().flat_map(|r| &r.by_qos) {
+        let e = by_qos.entry(q.qos).or_insert(QosTotals {
+            qos: q.qos,
+            ..QosTotals::default()
+        });
+        e.streams += q.streams;
+        e.outcome.add(&q.outcome);
+    }
+    out.by_qos = by_qos.into_values().collect();
+    out.errors = BTreeMap::new();
+    for (kind, g) in reports.iter().flat_map(|r| &r.errors) {
+        let e = out.errors.entry(kind.clone()).or_default();
+        e.count += g.count;
+        e.latest = g.latest.clone();
+    }
+    out.generator.late_sends = reports.iter().map(|r| r.generator.late_sends).sum();
+    out.generator.max_lag_us = reports
+        .iter()
+        .map(|r| r.generator.max_lag_us)
+        .max()
+        .unwrap_or(0);
+    out.timing.never_connected = reports.iter().map(|r| r.timing.never_connected).sum();
+    out.timing.connect_all_s = reports
+        .iter()
+        .map(|r| r.timing.connect_all_s)
+        .try_fold(0.0f64, |m, c| c.map(|c| m.max(c)));
+
+    // Latency from the merged histograms.
+    let summary = |m: Metric| hists.get(&m).map(|h| h.summary()).unwrap_or_default();
+    out.latency = Latency {
+        from_intended: summary(Metric::FromIntended),
+        from_send: summary(Metric::FromSend),
+        puback: summary(Metric::Puback),
+        connect: summary(Metric::Connect),
+    };
+    let empty = LatencyHistogram::new();
+    let h = |m: Metric| hists.get(&m).unwrap_or(&empty);
+    out.histograms = Histograms::encode(
+        h(Metric::FromIntended),
+        h(Metric::FromSend),
+        h(Metric::Puback),
+        h(Metric::Connect),
+    )
+    .ok();
+
+    // Time, rates and what the machine spent: shards ran side by side, repeats one after the
+    // other.
+    let window = |r: &Report| r.run.publish_window_s;
+    if concurrent {
+        out.run.elapsed_s = max(&|r| r.run.elapsed_s);
+        out.run.publish_window_s = max(&window);
+        out.run.drain_s = max(&|r| r.run.drain_s);
+        out.throughput.publish_per_s = sum(&|r| r.throughput.publish_per_s);
+        out.throughput.deliver_per_s = sum(&|r| r.throughput.deliver_per_s);
+        out.generator.cpu_cores = sum(&|r| r.generator.cpu_cores);
+        out.resources.cpu = sum_cpu(reports, 1.0);
+        out.resources.peak_rss_bytes = reports.iter().map(|r| r.resources.peak_rss_bytes).sum();
+        out.run.shard = format!("merged {} shards", reports.len());
+    } else {
+        let total_window = sum(&window);
+        let per_s = |count: u64| {
+            if total_window > 0.0 {
+                count as f64 / total_window
+            } else {
+                0.0
+            }
+        };
+        out.run.elapsed_s = sum(&|r| r.run.elapsed_s);
+        out.run.publish_window_s = total_window;
+        out.run.drain_s = sum(&|r| r.run.drain_s);
+        out.throughput.publish_per_s = per_s(out.totals.sent);
+        out.throughput.deliver_per_s = per_s(out.totals.delivered);
+        out.generator.cpu_cores = sum(&|r| r.generator.cpu_cores) / n;
+        out.resources.cpu = sum_cpu(reports, 1.0 / n);
+        out.resources.peak_rss_bytes = reports
+            .iter()
+            .map(|r| r.resources.peak_rss_bytes)
+            .max()
+            .unwrap_or(0);
+    }
+    out.resources.broker_process = merge_process(reports, concurrent);
+    out.run.interrupted = reports.iter().any(|r| r.run.interrupted);
+    out.run.started_unix_s = reports
+        .iter()
+        .map(|r| r.run.started_unix_s)
+        .min()
+        .unwrap_or(0);
+
+    // Per-run figures: shards make one run together, repeats one sample each.
+    out.calibration = median_calibration(reports);
+    out.samples = if concurrent {
+        let mut s = out.own_sample();
+        s.calibration = out.calibration;
+        vec![s]
+    } else {
+        reports.iter().flat_map(|r| r.samples()).collect()
+    };
+    out.merged = Some(Merged {
+        kind,
+        reports: reports.len() as u32,
+    });
+
+    let mut findings: Vec<String> = Vec::new();
+    for f in reports.iter().flat_map(|r| &r.findings) {
+        if !findings.contains(f) {
+            findings.push(f.clone());
+        }
+    }
+    out.findings = findings;
+    out.expectations = crate::expect::reevaluate(&first.expectations, &out);
+    out.verdict = if out.expectations.iter().all(|e| e.ok) {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    };
+    Ok(out)
+}
+
+fn sum_cpu(reports: &[Report], scale: f64) -> crate::cpu::CpuUsage {
+    let mut c = crate::cpu::CpuUsage::default();
+    for r in reports {
+        let o = &r.resources.cpu;
+        c.generator += o.generator * scale;
+        c.broker += o.broker * scale;
+        c.other += o.other * scale;
+    }
+    c
+}
+
+fn merge_process(reports: &[Report], concurrent: bool) -> Option<ProcessUsage> {
+    let all: Vec<ProcessUsage> = reports
+        .iter()
+        .filter_map(|r| r.resources.broker_process)
+        .collect();
+    if all.is_empty() {
+        return None;
+    }
+    let cpu: f64 = all.iter().map(|p| p.cpu_cores).sum();
+    Some(ProcessUsage {
+        cpu_cores: if concurrent {
+            cpu
+        } else {
+            cpu / all.len() as f64
+        },
+        peak_rss_bytes: all.iter().map(|p| p.peak_rss_bytes).max().unwrap_or(0),
+    })
+}
+
+/// The median calibration by latency unit, so that both units come from one real measurement.
+fn median_calibration(reports: &[Report]) -> Option<Calibration> {
+    let mut all: Vec<Calibration> = reports.iter().filter_map(|r| r.calibration).collect();
+    all.sort_by(|a, b| a.rtt_p50_us.total_cmp(&b.rtt_p50_us));
+    all.get(all.len() / 2).copied()
+}
+
+/// Shards merge when they are all the shards of one split, each once.
+fn check_shards(reports: &[Report]) -> Result<(), MergeError> {
+    let mut seen = BTreeMap::new();
+    let mut count = None;
+    for r in reports {
+        let (i, n) = r
+            .run
+            .shard
+            .split_once('/')
+            .and_then(|(i, n)| Some((i.parse::<u32>().ok()?, n.parse::<u32>().ok()?)))
+            .ok_or_else(|| MergeError::Shards(format!("shard {:?} is not I/N", r.run.shard)))?;
+        if *count.get_or_insert(n) != n {
+            return Err(MergeError::Shards(format!(
+                "shards of different splits ({n} and {})",
+                count.unwrap_or(n)
+            )));
+        }
+        if seen.insert(i, ()).is_some() {
+            return Err(MergeError::Shards(format!("shard {i}/{n} appears twice")));
+        }
+    }
+    let n = count.unwrap_or(0);
+    let missing: Vec<String> = (0..n)
+        .filter(|i| !seen.contains_key(i))
+        .map(|i| format!("{i}/{n}"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(MergeError::Shards(format!(
+            "missing {}",
+            missing.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture::{histogram, report};
+    use crate::report::{ExpectationResult, Histograms};
+
+    fn with_p99_limit(mut r: Report, limit_us: f64) -> Report {
+        r.expectations = vec![ExpectationResult {
+            name: "p99_us".into(),
+            ok: true,
+            observed: 0.0,
+            limit: limit_us,
+            comparison: "<=".into(),
+        }];
+        r
+    }
+
+    #[test]
+    fn repeats_sum_counts_merge_histograms_exactly_and_keep_each_run_as_a_sample() {
+        let a = with_p99_limit(report(400, 1_000, 0, 1_000.0), 3_000.0);
+        let b = with_p99_limit(report(600, 9_000, 3, 1_000.0), 3_000.0);
+        let m = merge(&[a.clone(), b.clone()], MergeKind::Repeats).expect("merge");
+        assert_eq!(m.totals.sent, 20_000);
+        assert_eq!(m.totals.lost, 3);
+        assert_eq!(m.by_qos[0].outcome.lost, 3);
+        assert_eq!(m.by_qos[0].streams, 20);
+        // The merged p99 is the p99 of all 2,000 values, not an average of the two p99s.
+        let mut all = histogram(400, 1_000);
+        all.add(&histogram(600, 9_000));
+        assert_eq!(m.latency.from_intended, all.summary());
+        assert_eq!(m.latency.from_intended.count, 2_000);
+        // Sequential runs: the rate is the count over both windows.
+        assert!((m.throughput.deliver_per_s - 19_997.0 / 20.0).abs() < 1e-9);
+        assert_eq!(m.samples.len(), 2);
+        assert_eq!(
+            m.samples[1].p99_from_intended_us,
+            b.latency.from_intended.p99_us
+        );
+        // Expectations are judged again on the merged figures.
+        assert_eq!(m.expectations.len(), 1);
+        assert_eq!(
+            m.expectations[0].observed,
+            m.latency.from_intended.p99_us as f64
+        );
+        assert_eq!(m.merged.map(|x| x.reports), Some(2));
+        // Merging is associative: (a+b) then +a equals a+b+a in counts and distributions.
+        let three = merge(&[a.clone(), b.clone(), a.clone()], MergeKind::Repeats).expect("3");
+        let nested = merge(&[m, a], MergeKind::Repeats).expect("nested");
+        assert_eq!(three.latency, nested.latency);
+        assert_eq!(three.totals, nested.totals);
+        assert_eq!(three.samples.len(), nested.samples.len());
+    }
+
+    #[test]
+    fn shards_add_rates_and_must_make_a_whole_run() {
+        let mut a = report(400, 1_000, 0, 1_000.0);
+        let mut b = report(400, 1_000, 0, 2_000.0);
+        a.run.shard = "0/2".into();
+        b.run.shard = "1/2".into();
+        let m = merge(&[a.clone(), b.clone()], MergeKind::Shards).expect("merge");
+        assert!((m.throughput.deliver_per_s - 3_000.0).abs() < 1e-9);
+        assert_eq!(m.samples.len(), 1);
+        assert!(matches!(
+            merge(std::slice::from_ref(&a), MergeKind::Shards),
+            Err(MergeError::Shards(e)) if e.contains("missing 1/2")
+        ));
+        assert!(matches!(
+            merge(&[a.clone(), a.clone()], MergeKind::Shards),
+            Err(MergeError::Shards(e)) if e.contains("twice")
+        ));
+    }
+
+    #[test]
+    fn reports_that_cannot_merge_exactly_are_refused() {
+        let a = report(400, 1_000, 0, 1_000.0);
+        let mut other = a.clone();
+        other.scenario = serde_json::json!({ "name": "other" });
+        assert!(matches!(
+            merge(&[a.clone(), other], MergeKind::Repeats),
+            Err(MergeError::OtherScenario { index: 1, .. })
+        ));
+        let mut old = a.clone();
+        old.histograms = None;
+        assert!(matches!(
+            merge(&[a.clone(), old], MergeKind::Repeats),
+            Err(MergeError::NoHistograms { index: 1 })
+        ));
+        let mut damaged = a.clone();
+        damaged.histograms = Some(Histograms {
+            from_intended: "bm90IGEgaGlzdG9ncmFt".into(),
+            ..damaged.histograms.clone().unwrap_or_default()
+        });
+        assert!(matches!(
+            merge(&[a, damaged], MergeKind::Repeats),
+            Err(MergeError::Histogram { index: 1, .. })
+        ));
+        assert!(matches!(
+            merge(&[], MergeKind::Repeats),
+            Err(MergeError::Empty)
+        ));
+    }
+}
