@@ -42,8 +42,8 @@ enum Task {
         #[arg(long, conflicts_with = "names")]
         gate: bool,
     },
-    /// Install what the tests need (paho-mqtt for the Python interoperability test), then run
-    /// the whole test suite.
+    /// Install what the tests need (paho-mqtt and hdrhistogram for Python), then run the whole
+    /// test suite.
     Test,
     /// Run the criterion benchmarks of the hot paths.
     Bench,
@@ -459,24 +459,33 @@ fn summary_line(name: &str, code: i32, report: &Path) -> String {
     )
 }
 
-/// Make sure the Python MQTT client the interoperability test drives is installed.
-fn ensure_paho() -> anyhow::Result<()> {
-    let have = Command::new("python3")
-        .args(["-c", "import paho.mqtt.client"])
-        .stderr(Stdio::null())
-        .status()
-        .context("python3 is needed by the interoperability test; install it first")?
-        .success();
-    if have {
-        return Ok(());
-    }
-    eprintln!("xtask: installing paho-mqtt for the interoperability test");
-    let status = Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "paho-mqtt>=2,<3"])
-        .status()
-        .context("running pip")?;
-    if !status.success() {
-        bail!("pip could not install paho-mqtt ({status})");
+/// Python packages the tests drive: an MQTT client for the interoperability test and
+/// HdrHistogram's Python implementation, which reads the runs' interval logs.
+const PYTHON_PACKAGES: [(&str, &str); 2] = [
+    ("paho.mqtt.client", "paho-mqtt>=2,<3"),
+    ("hdrh.log", "hdrhistogram>=0.10,<1"),
+];
+
+/// Install the Python packages the tests need, when missing.
+fn ensure_python_packages() -> anyhow::Result<()> {
+    for (module, requirement) in PYTHON_PACKAGES {
+        let have = Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .stderr(Stdio::null())
+            .status()
+            .context("python3 is needed by the tests; install it first")?
+            .success();
+        if have {
+            continue;
+        }
+        eprintln!("xtask: installing {requirement} for the tests");
+        let status = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", requirement])
+            .status()
+            .context("running pip")?;
+        if !status.success() {
+            bail!("pip could not install {requirement} ({status})");
+        }
     }
     Ok(())
 }
@@ -484,7 +493,7 @@ fn ensure_paho() -> anyhow::Result<()> {
 /// Run the whole suite, echo cargo's output, and close with one total line over every test
 /// binary (cargo's own last line speaks only of the last binary).
 fn test() -> anyhow::Result<()> {
-    ensure_paho()?;
+    ensure_python_packages()?;
     let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut child = Command::new(&cargo_bin)
         .args(["test", "--workspace", "--all-targets"])

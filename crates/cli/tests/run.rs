@@ -385,6 +385,24 @@ max_late_share = 1.0
     assert!(u(&r["resources"]["broker_process"]["peak_rss_bytes"]) > 0);
 }
 
+/// What HdrHistogram's Python implementation reads from an interval log (`read_hlog.py`; `cargo
+/// xtask test` installs the `hdrhistogram` package).
+fn python_reads_hlog(path: &Path) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/read_hlog.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(path)
+        .output()
+        .expect("python3 is needed by this test");
+    assert!(
+        out.status.success(),
+        "reading the interval log with Python's hdrhistogram failed (is it installed? `cargo \
+         xtask test` installs it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json from read_hlog.py")
+}
+
 /// Check a report against the JSON Schema committed in docs/.
 fn assert_matches_schema(report: &serde_json::Value) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/report.schema.json");
@@ -456,6 +474,15 @@ fn reports_match_the_schema_log_every_interval_and_merge_exactly() {
             8,
             "one connect per device"
         );
+        // Another HdrHistogram implementation reads the same log to the same figures.
+        let py = python_reads_hlog(&path.with_extension("hlog"));
+        assert_eq!(py["intervals"], intervals.len(), "{py}");
+        let tag = &py["tags"]["from_intended"];
+        assert_eq!(tag["count"], r.latency.from_intended.count, "{py}");
+        // (The libraries round a percentile's rank differently, Python to nearest and Rust up;
+        // at the median, count / 2 is whole or ends in .5, and both pick the same rank.)
+        assert_eq!(tag["p50_us"], r.latency.from_intended.p50_us, "{py}");
+        assert_eq!(tag["max_us"], r.latency.from_intended.max_us, "{py}");
     }
     let merged_path = dir.path().join("merged.json");
     let out = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
