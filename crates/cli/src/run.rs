@@ -116,7 +116,7 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
     }) {
         Ok(Ok(c)) => {
             info!(
-                rtt_p50_us = c.rtt_p50_us,
+                core_round_trip_us = c.core_round_trip_us,
                 round_trips_per_s = c.round_trips_per_s,
                 "calibrated"
             );

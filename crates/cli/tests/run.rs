@@ -436,7 +436,7 @@ fn reports_match_the_schema_log_every_interval_and_merge_exactly() {
         let r: Report = serde_json::from_value(json).expect("a report");
         let cal = r.calibration.expect("every run is calibrated");
         assert!(
-            cal.rtt_p50_us > 0.0 && cal.round_trips_per_s > 0.0,
+            cal.core_round_trip_us > 0.0 && cal.round_trips_per_s > 0.0,
             "{cal:?}"
         );
         // The interval log beside the report: one interval per tick and distribution, which

@@ -127,8 +127,8 @@ fn timing(samples: &[Sample], pick: fn(&Sample) -> f64, unit: fn(&Calibration) -
     Timing { raw, adjusted }
 }
 
-fn rtt(c: &Calibration) -> f64 {
-    c.rtt_p50_us
+fn core_rt(c: &Calibration) -> f64 {
+    c.core_round_trip_us
 }
 
 fn rate(c: &Calibration) -> f64 {
@@ -270,7 +270,7 @@ pub fn compare(old: &Report, new: &Report, tol: &Regression) -> Comparison {
             unit: Unit::Micros,
             calibrate: tol.calibrate_latency,
         };
-        j.timing(what, timing(&os, pick, rtt), timing(&ns, pick, rtt))
+        j.timing(what, timing(&os, pick, core_rt), timing(&ns, pick, core_rt))
     };
     let mut rows = vec![
         j.exact(
@@ -398,7 +398,10 @@ fn cells(r: &Row) -> [String; 6] {
 fn context(c: &Comparison) -> String {
     let unit = |cal: Option<Calibration>| {
         cal.map_or("uncalibrated".to_string(), |c| {
-            format!("RTT {:.0}us, {:.0} rt/s", c.rtt_p50_us, c.round_trips_per_s)
+            format!(
+                "unit {:.2}us/rt, {:.0} rt/s",
+                c.core_round_trip_us, c.round_trips_per_s
+            )
         })
     };
     format!(
@@ -470,7 +473,7 @@ mod tests {
 
     fn calibrated(mut r: Report, rtt_us: f64) -> Report {
         let c = Calibration {
-            rtt_p50_us: rtt_us,
+            core_round_trip_us: rtt_us,
             round_trips_per_s: 1e6 / rtt_us,
             elapsed_s: 0.5,
         };

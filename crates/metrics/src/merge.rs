@@ -238,7 +238,7 @@ fn merge_process(reports: &[Report], concurrent: bool) -> Option<ProcessUsage> {
 /// The median calibration by latency unit, so that both units come from one real measurement.
 fn median_calibration(reports: &[Report]) -> Option<Calibration> {
     let mut all: Vec<Calibration> = reports.iter().filter_map(|r| r.calibration).collect();
-    all.sort_by(|a, b| a.rtt_p50_us.total_cmp(&b.rtt_p50_us));
+    all.sort_by(|a, b| a.core_round_trip_us.total_cmp(&b.core_round_trip_us));
     all.get(all.len() / 2).copied()
 }
 

@@ -56,13 +56,13 @@ pub struct Report {
     pub merged: Option<Merged>,
 }
 
-/// The units of the calibration workload (see the fleet's `calibrate` module): a loopback TCP
-/// round trip between tokio tasks, and how many of them the machine makes per second on every
-/// core at once.
+/// The units of the calibration workload (see the fleet's `calibrate` module): what a loopback
+/// TCP round trip between tokio tasks costs one busy core, and how many of them the machine
+/// makes per second on every core at once.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Calibration {
-    /// Median round trip of one connection alone: the latency unit.
-    pub rtt_p50_us: f64,
+    /// Microseconds of one busy core per round trip: the latency unit.
+    pub core_round_trip_us: f64,
     /// Round trips per second of many connections at once: the throughput unit.
     pub round_trips_per_s: f64,
     /// How long the calibration took.
