@@ -137,8 +137,8 @@ pub struct RunArgs {
     /// Seconds between progress lines on stderr.
     #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
     pub progress_every: f64,
-    /// Test only: observers pause this many microseconds after each delivery (a slower receive
-    /// path, to show that the regression gate catches it).
+    /// Test only: observers spend this many microseconds (busy) on each delivery (a slower
+    /// receive path, to show that the regression gate catches it).
     #[arg(long, hide = true, value_name = "US")]
     pub fault_receive_delay_us: Option<u64>,
 }

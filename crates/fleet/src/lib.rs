@@ -71,8 +71,8 @@ pub struct Faults {
     /// Every publisher stops sending at `after` (counted from the start of the publish window)
     /// for `length`, then catches up on the messages that fell due meanwhile.
     pub stall: Option<Stall>,
-    /// Observers pause this long after each delivery: a slower receive path, to show that a
-    /// regression gate catches it.
+    /// Observers spend this long (busy, on their worker thread) on each delivery: a slower
+    /// receive path, to show that a regression gate catches it.
     pub receive_delay: Option<Duration>,
 }
 

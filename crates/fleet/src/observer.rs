@@ -112,7 +112,12 @@ async fn observe(
         if let (Some(delay), Ok(Event::Incoming(Packet::Publish(_)))) =
             (ctx.opts.faults.receive_delay, &event)
         {
-            tokio::time::sleep(delay).await;
+            // Busy, not asleep: CPU spent on every delivery, like slower receive code (tokio's
+            // timer would round every pause up to a millisecond).
+            let until = std::time::Instant::now() + delay;
+            while std::time::Instant::now() < until {
+                std::hint::spin_loop();
+            }
         }
         // One clock reading per event serves the latency and the flush interval.
         let now = Instant::now();

@@ -57,11 +57,27 @@ pub struct Row {
     pub tolerance: f64,
     pub direction: Direction,
     pub unit: Unit,
-    /// False when the scenario's `[regression] skip` names this metric: shown, not judged.
+    /// False when the row is shown but not judged; `not_gated` says why.
     pub gated: bool,
+    pub not_gated: Option<NotGated>,
     /// Not a regression (always true when not gated).
     pub ok: bool,
 }
+
+/// Why a row is not judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotGated {
+    /// The scenario's `[regression] skip` names it.
+    Skipped,
+    /// A percentile needs [`MIN_BEYOND`] values beyond it in every run to be compared; the runs
+    /// had fewer (`per_run` values, `needed` for this percentile).
+    TooFewValues { per_run: u64, needed: u64 },
+}
+
+/// How many values must lie beyond a percentile, in each run, before it is compared: a p99 of
+/// 80 values is the largest of them, and one hiccup moves it by a factor of three.
+pub const MIN_BEYOND: f64 = 10.0;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {
@@ -167,6 +183,7 @@ impl Judge<'_> {
             },
             unit,
             gated: true,
+            not_gated: None,
             ok: if unit == Unit::Ratio {
                 now >= base
             } else {
@@ -245,6 +262,7 @@ impl Judge<'_> {
             direction,
             unit,
             gated: true,
+            not_gated: None,
             ok: !(worse_than_tolerance && beyond_floor && outside_spread),
         }
     }
@@ -325,8 +343,14 @@ pub fn compare(old: &Report, new: &Report, tol: &Regression) -> Comparison {
         ),
     ];
     for r in &mut rows {
-        if tol.skip.contains(&r.id) {
+        let why = if tol.skip.contains(&r.id) {
+            Some(NotGated::Skipped)
+        } else {
+            too_few_values(&r.id, old, new)
+        };
+        if let Some(why) = why {
             r.gated = false;
+            r.not_gated = Some(why);
             r.ok = true;
         }
     }
@@ -346,6 +370,26 @@ pub fn compare(old: &Report, new: &Report, tol: &Regression) -> Comparison {
         rows,
         regressed,
     }
+}
+
+/// For a percentile row, whether either side's runs had too few values to compare it.
+fn too_few_values(id: &str, old: &Report, new: &Report) -> Option<NotGated> {
+    type Pick = fn(&crate::report::Latency) -> u64;
+    let (quantile, pick): (f64, Pick) = match id {
+        "p50_from_intended" => (0.5, |l| l.from_intended.count),
+        "p99_from_intended" => (0.99, |l| l.from_intended.count),
+        "p99_from_send" => (0.99, |l| l.from_send.count),
+        "p99_puback" => (0.99, |l| l.puback.count),
+        _ => return None,
+    };
+    // Values per run: a merged report's count over its runs.
+    let per_run = |r: &Report| pick(&r.latency) / r.samples().len().max(1) as u64;
+    let fewest = per_run(old).min(per_run(new));
+    let needed = (MIN_BEYOND / (1.0 - quantile)).round() as u64;
+    (fewest < needed).then_some(NotGated::TooFewValues {
+        per_run: fewest,
+        needed,
+    })
 }
 
 fn value(unit: Unit, v: f64) -> String {
@@ -379,10 +423,12 @@ fn cells(r: &Row) -> [String; 6] {
             "new".to_string()
         }
     });
-    let verdict = match (r.gated, r.ok) {
-        (false, _) => "not gated",
-        (true, true) => "ok",
-        (true, false) => "REGRESSED",
+    let verdict = match (r.not_gated, r.ok) {
+        (Some(NotGated::Skipped), _) => "not gated",
+        (Some(NotGated::TooFewValues { per_run: 0, .. }), _) => "no values",
+        (Some(NotGated::TooFewValues { .. }), _) => "too few",
+        (None, true) => "ok",
+        (None, false) => "REGRESSED",
     };
     [
         r.metric.clone(),
@@ -491,6 +537,12 @@ mod tests {
             .iter()
             .map(|p| report(500, *p, 0, 1_000.0).own_sample())
             .collect();
+        // 1,000 values in every run.
+        let runs = p99s.len() as u64;
+        let l = &mut r.latency;
+        for s in [&mut l.from_intended, &mut l.from_send, &mut l.puback] {
+            s.count *= runs;
+        }
         r
     }
 
@@ -582,6 +634,30 @@ mod tests {
         );
         assert!(!c.regressed);
         assert!(render_text(&c).contains("not gated"));
+    }
+
+    #[test]
+    fn a_percentile_of_too_few_values_is_shown_but_not_judged() {
+        let tol = Regression::default();
+        let base = report(400, 2_000, 0, 1_000.0);
+        let mut slow = report(400, 4_000, 0, 1_000.0);
+        // 1,000 values per run: the p99 has 10 beyond it, enough.
+        assert!(compare(&base, &slow, &tol).regressed);
+        // 999: not enough for a p99, plenty for a median.
+        slow.latency.from_intended.count = 999;
+        slow.latency.from_send.count = 999;
+        let c = compare(&base, &slow, &tol);
+        assert!(!c.regressed, "{:?}", failed(&c));
+        let p99 = &c.rows[6];
+        assert_eq!(
+            p99.not_gated,
+            Some(NotGated::TooFewValues {
+                per_run: 999,
+                needed: 1_000
+            })
+        );
+        assert!(c.rows[5].gated, "the median is still judged");
+        assert!(render_text(&c).contains("too few"));
     }
 
     #[test]

@@ -73,18 +73,9 @@ pub fn merge(reports: &[Report], kind: MergeKind) -> Result<Report, MergeError> 
     let mut out = first.clone();
 
     // Counts.
-    let t = &mut out.totals;
-    *t = Default::default();
+    out.totals = Default::default();
     for r in reports {
-        let o = &r.totals;
-        t.sent += o.sent;
-        t.expected += o.expected;
-        t.delivered += o.delivered;
-        t.lost += o.lost;
-        t.duplicates += o.duplicates;
-        t.reordered += o.reordered;
-        t.in_flight += o.in_flight;
-        t.unexpected += o.unexpected;
+        out.totals.add(&r.totals);
     }
     let mut by_qos: BTreeMap<u8, QosTotals> = BTreeMap::new();
     for q in reports.iter().flat_map(|r| &r.by_qos) {

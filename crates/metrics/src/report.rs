@@ -187,6 +187,30 @@ pub struct Totals {
     pub unexpected: u64,
 }
 
+impl Totals {
+    /// Add another run's (or shard's) totals: every field is a count.
+    pub fn add(&mut self, o: &Totals) {
+        let Totals {
+            sent,
+            expected,
+            delivered,
+            lost,
+            duplicates,
+            reordered,
+            in_flight,
+            unexpected,
+        } = *o;
+        self.sent += sent;
+        self.expected += expected;
+        self.delivered += delivered;
+        self.lost += lost;
+        self.duplicates += duplicates;
+        self.reordered += reordered;
+        self.in_flight += in_flight;
+        self.unexpected += unexpected;
+    }
+}
+
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
 )]
