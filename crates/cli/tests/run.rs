@@ -343,11 +343,14 @@ fn compare_catches_a_slower_receive_path() {
     let (code, text) = compare(&base, &slow);
     assert_eq!(code, Some(3), "{text}");
     assert!(text.contains("REGRESSION"), "{text}");
-    let p99 = text
-        .lines()
-        .find(|l| l.contains("p99 from intended"))
-        .expect("p99 row");
-    assert!(p99.ends_with("REGRESSED"), "{text}");
+    let row = |metric: &str| {
+        text.lines()
+            .find(|l| l.contains(metric))
+            .unwrap_or_else(|| panic!("no {metric} row in {text}"))
+    };
+    assert!(row("p50 from intended").ends_with("REGRESSED"), "{text}");
+    // 160 deliveries a run: too few for a p99 to be judged, so it is shown and not gated.
+    assert!(row("p99 from intended").ends_with("too few"), "{text}");
     let (code, text) = compare(&base, &base);
     assert_eq!(code, Some(0), "{text}");
 }
