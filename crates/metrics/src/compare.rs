@@ -57,8 +57,7 @@ pub struct Row {
     pub tolerance: f64,
     pub direction: Direction,
     pub unit: Unit,
-    /// False when the row is shown but not judged; `not_gated` says why.
-    pub gated: bool,
+    /// Set when the row is shown but not judged, and why.
     pub not_gated: Option<NotGated>,
     /// Not a regression (always true when not gated).
     pub ok: bool,
@@ -78,6 +77,13 @@ pub enum NotGated {
 /// How many values must lie beyond a percentile, in each run, before it is compared: a p99 of
 /// 80 values is the largest of them, and one hiccup moves it by a factor of three.
 pub const MIN_BEYOND: f64 = 10.0;
+
+impl Row {
+    /// Whether this row is judged.
+    pub fn gated(&self) -> bool {
+        self.not_gated.is_none()
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {
@@ -165,7 +171,8 @@ struct Judge<'a> {
 }
 
 impl Judge<'_> {
-    fn exact(&self, id: &str, metric: &str, base: f64, now: f64, unit: Unit) -> Row {
+    /// A row that may not get worse at all.
+    fn exact(&self, id: &str, metric: &str, base: f64, now: f64, direction: Direction) -> Row {
         Row {
             id: id.into(),
             metric: metric.into(),
@@ -176,18 +183,17 @@ impl Judge<'_> {
             change: (base != 0.0).then(|| now / base - 1.0),
             adjusted_change: None,
             tolerance: 0.0,
-            direction: if unit == Unit::Ratio {
-                Direction::HigherIsBetter
+            direction,
+            unit: if direction == Direction::Exact {
+                Unit::Count
             } else {
-                Direction::Exact
+                Unit::Ratio
             },
-            unit,
-            gated: true,
             not_gated: None,
-            ok: if unit == Unit::Ratio {
-                now >= base
-            } else {
+            ok: if direction == Direction::Exact {
                 now <= base
+            } else {
+                now >= base
             },
         }
     }
@@ -203,21 +209,25 @@ impl Judge<'_> {
         } = what;
         let (b, n) = (median(&base.raw), median(&now.raw));
         let change = (b != 0.0).then(|| n / b - 1.0);
+        let (baseline_spread, now_spread) = (spread(&base.raw), spread(&now.raw));
         // Judge in calibration units when both sides have them and the scenario wants it.
-        let units = match (calibrate, &base.adjusted, &now.adjusted) {
-            (true, Some(ba), Some(na)) => Some((ba.clone(), na.clone())),
-            _ => None,
+        let (judged_base, judged_now, adjusted_change) = match (calibrate, base, now) {
+            (
+                true,
+                Timing {
+                    adjusted: Some(ba), ..
+                },
+                Timing {
+                    adjusted: Some(na), ..
+                },
+            ) => {
+                let (mb, mn) = (median(&ba), median(&na));
+                let adjusted = (mb != 0.0).then(|| mn / mb - 1.0);
+                (ba, na, adjusted)
+            }
+            (_, base, now) => (base.raw, now.raw, None),
         };
-        let adjusted_change = units.as_ref().and_then(|(ba, na)| {
-            let (b, n) = (median(ba), median(na));
-            (b != 0.0).then(|| n / b - 1.0)
-        });
-        let (judged_base, judged_now) = units.unwrap_or((base.raw.clone(), now.raw.clone()));
-        let judged_change = if calibrate {
-            adjusted_change.or(change)
-        } else {
-            change
-        };
+        let judged_change = adjusted_change.or(change);
         let (tolerance, worse_than_tolerance) = match direction {
             Direction::LowerIsBetter => (
                 self.tol.latency,
@@ -230,8 +240,8 @@ impl Judge<'_> {
         };
         // The floor applies to the baseline's figure carried over to this machine: scaled by
         // how much slower this machine's calibration unit is, (1 + raw) / (1 + adjusted).
-        let carried = match (calibrate, change, adjusted_change) {
-            (true, Some(c), Some(a)) if a > -1.0 => b * (1.0 + c) / (1.0 + a),
+        let carried = match (change, adjusted_change) {
+            (Some(c), Some(a)) if a > -1.0 => b * (1.0 + c) / (1.0 + a),
             _ => b,
         };
         let beyond_floor = direction != Direction::LowerIsBetter
@@ -254,14 +264,13 @@ impl Judge<'_> {
             metric: metric.into(),
             baseline: b,
             now: n,
-            baseline_spread: spread(&base.raw),
-            now_spread: spread(&now.raw),
+            baseline_spread,
+            now_spread,
             change,
             adjusted_change,
             tolerance,
             direction,
             unit,
-            gated: true,
             not_gated: None,
             ok: !(worse_than_tolerance && beyond_floor && outside_spread),
         }
@@ -270,66 +279,71 @@ impl Judge<'_> {
 
 /// Compare `new` with `old` under `tol` (usually [`tolerances_of`] the new report).
 pub fn compare(old: &Report, new: &Report, tol: &Regression) -> Comparison {
-    let errors = |r: &Report| r.errors.values().map(|e| e.count).sum::<u64>() as f64;
-    let delivered_ratio = |r: &Report| {
-        if r.totals.expected == 0 {
-            0.0
-        } else {
-            r.totals.delivered as f64 / r.totals.expected as f64
-        }
-    };
     let (os, ns) = (old.samples(), new.samples());
     let j = Judge { tol };
-    let latency = |id: &str, metric: &str, pick: fn(&Sample) -> f64| {
-        let what = What {
-            id,
-            metric,
-            direction: Direction::LowerIsBetter,
-            unit: Unit::Micros,
-            calibrate: tol.calibrate_latency,
-        };
-        j.timing(what, timing(&os, pick, core_rt), timing(&ns, pick, core_rt))
+    // Counts and the delivered ratio are the figures the expectations judge, by the same names.
+    let exact = |id: &str, metric: &str, direction: Direction| {
+        let figure = |r: &Report| crate::expect::observe(id, r).unwrap_or(f64::NAN);
+        j.exact(id, metric, figure(old), figure(new), direction)
     };
+    let errors = |r: &Report| r.errors.values().map(|e| e.count).sum::<u64>() as f64;
+    let latency =
+        |id: &str, metric: &str, quantile: f64, pick: fn(&Sample) -> f64, count: Count| {
+            let what = What {
+                id,
+                metric,
+                direction: Direction::LowerIsBetter,
+                unit: Unit::Micros,
+                calibrate: tol.calibrate_latency,
+            };
+            let mut row = j.timing(what, timing(&os, pick, core_rt), timing(&ns, pick, core_rt));
+            row.not_gated = too_few_values(quantile, count, old, new);
+            row
+        };
     let mut rows = vec![
+        exact("lost", "lost", Direction::Exact),
+        exact("lost_at_qos_1_or_2", "lost at QoS 1/2", Direction::Exact),
+        exact("duplicates", "duplicates", Direction::Exact),
         j.exact(
-            "lost",
-            "lost",
-            old.totals.lost as f64,
-            new.totals.lost as f64,
-            Unit::Count,
+            "errors",
+            "errors",
+            errors(old),
+            errors(new),
+            Direction::Exact,
         ),
-        j.exact(
-            "lost_at_qos_1_or_2",
-            "lost at QoS 1/2",
-            old.lost_at_guaranteed_qos() as f64,
-            new.lost_at_guaranteed_qos() as f64,
-            Unit::Count,
-        ),
-        j.exact(
-            "duplicates",
-            "duplicates",
-            old.totals.duplicates as f64,
-            new.totals.duplicates as f64,
-            Unit::Count,
-        ),
-        j.exact("errors", "errors", errors(old), errors(new), Unit::Count),
-        j.exact(
+        exact(
             "delivered_ratio",
             "delivered ratio",
-            delivered_ratio(old),
-            delivered_ratio(new),
-            Unit::Ratio,
+            Direction::HigherIsBetter,
         ),
-        latency("p50_from_intended", "p50 from intended", |s| {
-            s.p50_from_intended_us as f64
-        }),
-        latency("p99_from_intended", "p99 from intended", |s| {
-            s.p99_from_intended_us as f64
-        }),
-        latency("p99_from_send", "p99 from send", |s| {
-            s.p99_from_send_us as f64
-        }),
-        latency("p99_puback", "p99 puback", |s| s.p99_puback_us as f64),
+        latency(
+            "p50_from_intended",
+            "p50 from intended",
+            0.5,
+            |s| s.p50_from_intended_us as f64,
+            |l| l.from_intended.count,
+        ),
+        latency(
+            "p99_from_intended",
+            "p99 from intended",
+            0.99,
+            |s| s.p99_from_intended_us as f64,
+            |l| l.from_intended.count,
+        ),
+        latency(
+            "p99_from_send",
+            "p99 from send",
+            0.99,
+            |s| s.p99_from_send_us as f64,
+            |l| l.from_send.count,
+        ),
+        latency(
+            "p99_puback",
+            "p99 puback",
+            0.99,
+            |s| s.p99_puback_us as f64,
+            |l| l.puback.count,
+        ),
         j.timing(
             What {
                 id: "deliver_per_s",
@@ -343,25 +357,16 @@ pub fn compare(old: &Report, new: &Report, tol: &Regression) -> Comparison {
         ),
     ];
     for r in &mut rows {
-        let why = if tol.skip.contains(&r.id) {
-            Some(NotGated::Skipped)
-        } else {
-            too_few_values(&r.id, old, new)
-        };
-        if let Some(why) = why {
-            r.gated = false;
-            r.not_gated = Some(why);
+        if tol.skip.contains(&r.id) {
+            r.not_gated = Some(NotGated::Skipped);
+        }
+        if r.not_gated.is_some() {
             r.ok = true;
         }
     }
     let regressed = rows.iter().any(|r| !r.ok);
     Comparison {
-        scenario: new
-            .scenario
-            .get("name")
-            .and_then(|n| n.as_str())
-            .unwrap_or("?")
-            .to_string(),
+        scenario: new.scenario_name().to_string(),
         baseline_runs: os.len(),
         now_runs: ns.len(),
         baseline_calibration: old.calibration,
@@ -372,18 +377,13 @@ pub fn compare(old: &Report, new: &Report, tol: &Regression) -> Comparison {
     }
 }
 
-/// For a percentile row, whether either side's runs had too few values to compare it.
-fn too_few_values(id: &str, old: &Report, new: &Report) -> Option<NotGated> {
-    type Pick = fn(&crate::report::Latency) -> u64;
-    let (quantile, pick): (f64, Pick) = match id {
-        "p50_from_intended" => (0.5, |l| l.from_intended.count),
-        "p99_from_intended" => (0.99, |l| l.from_intended.count),
-        "p99_from_send" => (0.99, |l| l.from_send.count),
-        "p99_puback" => (0.99, |l| l.puback.count),
-        _ => return None,
-    };
+/// Which count of a report's latency distributions a percentile row stands on.
+type Count = fn(&crate::report::Latency) -> u64;
+
+/// Whether either side's runs had too few values to compare the `quantile` of a distribution.
+fn too_few_values(quantile: f64, count: Count, old: &Report, new: &Report) -> Option<NotGated> {
     // Values per run: a merged report's count over its runs.
-    let per_run = |r: &Report| pick(&r.latency) / r.samples().len().max(1) as u64;
+    let per_run = |r: &Report| count(&r.latency) / r.samples().len().max(1) as u64;
     let fewest = per_run(old).min(per_run(new));
     let needed = (MIN_BEYOND / (1.0 - quantile)).round() as u64;
     (fewest < needed).then_some(NotGated::TooFewValues {
@@ -656,7 +656,7 @@ mod tests {
                 needed: 1_000
             })
         );
-        assert!(c.rows[5].gated, "the median is still judged");
+        assert!(c.rows[5].gated(), "the median is still judged");
         assert!(render_text(&c).contains("too few"));
     }
 

@@ -30,25 +30,17 @@ pub enum MergeError {
     Shards(String),
 }
 
-fn name(r: &Report) -> String {
-    r.scenario
-        .get("name")
-        .and_then(|n| n.as_str())
-        .unwrap_or("?")
-        .to_string()
-}
-
 /// Merge `reports` of one scenario.
 pub fn merge(reports: &[Report], kind: MergeKind) -> Result<Report, MergeError> {
     let first = reports.first().ok_or(MergeError::Empty)?;
-    let scenario = name(first);
+    let scenario = first.scenario_name();
     let mut hists: BTreeMap<Metric, LatencyHistogram> = BTreeMap::new();
     for (index, r) in reports.iter().enumerate() {
-        if name(r) != scenario {
+        if r.scenario_name() != scenario {
             return Err(MergeError::OtherScenario {
                 index,
-                expected: scenario,
-                found: name(r),
+                expected: scenario.to_string(),
+                found: r.scenario_name().to_string(),
             });
         }
         let h = r

@@ -320,6 +320,14 @@ impl Report {
             .sum()
     }
 
+    /// The scenario's name ("?" in a report without one).
+    pub fn scenario_name(&self) -> &str {
+        self.scenario
+            .get("name")
+            .and_then(|n| n.as_str())
+            .unwrap_or("?")
+    }
+
     /// This run's timing figures as a sample (for a single, unmerged run).
     pub fn own_sample(&self) -> Sample {
         let l = &self.latency;

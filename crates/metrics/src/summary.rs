@@ -48,11 +48,7 @@ fn latency_row(out: &mut String, name: &str, l: &LatencySummary) {
 
 pub fn render(r: &Report) -> String {
     let mut out = String::new();
-    let name = r
-        .scenario
-        .get("name")
-        .and_then(|n| n.as_str())
-        .unwrap_or("?");
+    let name = r.scenario_name();
     let verdict = match (r.verdict, r.run.interrupted) {
         (_, true) => "INTERRUPTED",
         (Verdict::Pass, false) => "PASS",
