@@ -67,7 +67,7 @@ fn main() -> ExitCode {
                 save(dir, &ran)?;
             }
             match &baseline {
-                Some(dir) => Ok(worse_code(code, compare_with_baseline(dir, &bin, &ran)?)),
+                Some(dir) => Ok(worse(code, compare_with_baseline(dir, &bin, &ran)?)),
                 None => Ok(code),
             }
         }),
@@ -76,7 +76,7 @@ fn main() -> ExitCode {
         Task::Ci => ci().map(|_| 0),
     };
     match result {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
             eprintln!("xtask: {e:#}");
             ExitCode::from(1)
@@ -185,9 +185,9 @@ fn save(dir: &Path, ran: &[String]) -> anyhow::Result<()> {
 }
 
 /// Compare every scenario that ran with its baseline in `dir`: 3 when any regressed.
-fn compare_with_baseline(dir: &Path, bin: &Path, ran: &[String]) -> anyhow::Result<u8> {
+fn compare_with_baseline(dir: &Path, bin: &Path, ran: &[String]) -> anyhow::Result<i32> {
     let mut markdown = String::new();
-    let mut code = 0u8;
+    let mut code = 0;
     for name in ran {
         let base = dir.join(format!("{name}.json"));
         let now = reports_dir().join(format!("{name}.json"));
@@ -254,7 +254,7 @@ fn scenarios(
     debug: bool,
     progress_every: f64,
     repeat: Option<u32>,
-) -> anyhow::Result<(u8, PathBuf, Vec<String>)> {
+) -> anyhow::Result<(i32, PathBuf, Vec<String>)> {
     let files = scenario_files(names, gate)?;
     let profile = if debug { "debug" } else { "release" };
     let mut build = vec!["build", "--quiet", "-p", "fleetbench"];
@@ -267,7 +267,7 @@ fn scenarios(
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
 
     let interactive = files.len() == 1 && std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let mut worst = 0u8;
+    let mut worst = 0;
     let mut lines = Vec::new();
     for file in &files {
         let name = file
@@ -321,7 +321,7 @@ fn scenarios(
         let line = summary_line(&name, code, &report);
         println!("{line}");
         lines.push(line);
-        worst = worse_code(worst, u8::try_from(code).unwrap_or(1));
+        worst = worse(worst, code);
     }
     let failed = lines.iter().filter(|l| !l.starts_with("PASS")).count();
     println!(
@@ -345,10 +345,6 @@ fn worse(a: i32, b: i32) -> i32 {
         (a, 3) => a,
         (_, b) => b,
     }
-}
-
-fn worse_code(a: u8, b: u8) -> u8 {
-    u8::try_from(worse(i32::from(a), i32::from(b))).unwrap_or(1)
 }
 
 /// Remove the reports and interval logs an earlier run of `name` left.

@@ -58,8 +58,7 @@ pub fn run_merge(args: MergeArgs) -> anyhow::Result<Outcome> {
     };
     let merged = merge(&reports, kind).map_err(|e| UsageError(e.to_string()))?;
     let json = merged.to_json().context("encoding the merged report")?;
-    std::fs::write(&args.output, json)
-        .with_context(|| format!("writing {}", args.output.display()))?;
+    crate::write_file(&args.output, json.as_bytes(), "merged report")?;
     print!("{}", fleetbench_metrics::summary::render(&merged));
     Ok(
         if merged.verdict == fleetbench_metrics::report::Verdict::Pass {

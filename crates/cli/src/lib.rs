@@ -16,6 +16,7 @@ mod run;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 pub use report::build_report;
@@ -236,4 +237,12 @@ fn execute(opts: Opts, log_file: Option<PathBuf>) -> anyhow::Result<Outcome> {
             Ok(Outcome::Pass)
         }
     }
+}
+
+/// Write `bytes` to `path`, creating its folder first.
+pub(crate) fn write_file(path: &std::path::Path, bytes: &[u8], what: &str) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(path, bytes).with_context(|| format!("writing {what} {}", path.display()))
 }

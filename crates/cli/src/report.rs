@@ -124,11 +124,11 @@ pub fn build_report(
     };
     match Histograms::encode(&t.from_intended, &t.from_send, &t.ack, &t.connect) {
         Ok(h) => report.histograms = Some(h),
-        Err(e) => {
-            let group = report.errors.entry("hlog".to_string()).or_default();
-            group.count += 1;
-            group.latest = e.to_string();
-        }
+        Err(e) => report
+            .errors
+            .entry("hlog".to_string())
+            .or_default()
+            .record(e.to_string()),
     }
     report.samples = vec![report.own_sample()];
     report.expectations = fleetbench_metrics::expect::evaluate(&scenario.expect, &report);

@@ -212,18 +212,24 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
         },
     );
     if let Some(path) = &args.report {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
         let json = report.to_json().context("encoding the report")?;
-        std::fs::write(path, json).with_context(|| format!("writing report {}", path.display()))?;
+        crate::write_file(path, json.as_bytes(), "report")?;
     }
     if let Some(path) = args
         .hlog
         .clone()
         .or_else(|| args.report.as_ref().map(|r| r.with_extension("hlog")))
     {
-        write_hlog(&path, &fleet.interval_log, started_unix_s, &scenario.name)?;
+        let mut log = Vec::new();
+        fleet
+            .interval_log
+            .write_to(
+                &mut log,
+                UNIX_EPOCH + Duration::from_secs(started_unix_s),
+                &scenario.name,
+            )
+            .context("encoding the interval log")?;
+        crate::write_file(&path, &log, "interval log")?;
     }
     print!("{}", summary::render(&report));
     if let Some(path) = &log_file {
@@ -236,28 +242,6 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
     } else {
         Outcome::ExpectationsFailed
     })
-}
-
-/// Write the run's HdrHistogram interval log.
-fn write_hlog(
-    path: &std::path::Path,
-    log: &fleetbench_metrics::hlog::IntervalLog,
-    started_unix_s: u64,
-    title: &str,
-) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let mut out = std::io::BufWriter::new(
-        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
-    );
-    log.write_to(
-        &mut out,
-        UNIX_EPOCH + Duration::from_secs(started_unix_s),
-        title,
-    )
-    .with_context(|| format!("writing {}", path.display()))?;
-    std::io::Write::flush(&mut out).with_context(|| format!("writing {}", path.display()))
 }
 
 /// The broker a run talks to, and how it ends.

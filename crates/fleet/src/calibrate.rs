@@ -81,24 +81,13 @@ pub async fn calibrate(work: CalibrationWork) -> Result<Calibration, Calibration
                 .await
                 .map_err(|_| CalibrationError("the calibration thread ended early".into()))??,
         );
-        let (addr, echo) = echo_server().await?;
-        let t0 = Instant::now();
-        let clients: Vec<_> = (0..work.parallel_connections.max(1))
-            .map(|_| tokio::spawn(ping_pong(addr, work.parallel_round_trips.max(1))))
-            .collect();
-        let mut result = Ok(());
-        for c in clients {
-            match c.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => result = Err(e),
-                Err(e) => result = Err(CalibrationError(format!("a calibration task failed: {e}"))),
-            }
-        }
-        echo.abort();
-        result?;
-        let total = f64::from(work.parallel_connections.max(1))
-            * f64::from(work.parallel_round_trips.max(1));
-        rates.push(total / t0.elapsed().as_secs_f64().max(1e-9));
+        rates.push(
+            round_trips_per_s(
+                work.parallel_connections.max(1),
+                work.parallel_round_trips.max(1),
+            )
+            .await?,
+        );
     }
     Ok(Calibration {
         core_round_trip_us: median(&mut costs),
@@ -114,22 +103,30 @@ fn one_core_round_trip_us(work: CalibrationWork) -> Result<f64, CalibrationError
         .enable_io()
         .build()
         .map_err(err("starting the one-core runtime"))?;
-    rt.block_on(async {
-        let (addr, echo) = echo_server().await?;
-        let connections = work.parallel_connections.max(1);
-        let each = (work.single_round_trips / connections).max(1);
-        let t0 = Instant::now();
-        let clients: Vec<_> = (0..connections)
-            .map(|_| tokio::spawn(ping_pong(addr, each)))
-            .collect();
-        for c in clients {
-            c.await
-                .map_err(|e| CalibrationError(format!("a calibration task failed: {e}")))??;
+    let connections = work.parallel_connections.max(1);
+    let each = (work.single_round_trips / connections).max(1);
+    Ok(1e6 / rt.block_on(round_trips_per_s(connections, each))?)
+}
+
+/// `connections` connections each make `each` round trips at once, on the current runtime;
+/// how many round trips per second they made together.
+async fn round_trips_per_s(connections: u32, each: u32) -> Result<f64, CalibrationError> {
+    let (addr, echo) = echo_server().await?;
+    let t0 = Instant::now();
+    let clients: Vec<_> = (0..connections)
+        .map(|_| tokio::spawn(ping_pong(addr, each)))
+        .collect();
+    let mut result = Ok(());
+    for c in clients {
+        match c.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => result = Err(e),
+            Err(e) => result = Err(CalibrationError(format!("a calibration task failed: {e}"))),
         }
-        let elapsed = t0.elapsed();
-        echo.abort();
-        Ok(elapsed.as_secs_f64() * 1e6 / f64::from(each * connections))
-    })
+    }
+    let elapsed = t0.elapsed().as_secs_f64().max(1e-9);
+    echo.abort();
+    result.map(|()| f64::from(connections) * f64::from(each) / elapsed)
 }
 
 /// A loopback listener that echoes every frame, on the current runtime.

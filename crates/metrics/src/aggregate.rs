@@ -91,17 +91,7 @@ pub enum Flush {
 }
 
 /// Where a run is.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-    schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     #[default]
@@ -131,6 +121,14 @@ impl Phase {
 pub struct ErrorGroup {
     pub count: u64,
     pub latest: String,
+}
+
+impl ErrorGroup {
+    /// Count one more error of this kind.
+    pub fn record(&mut self, detail: String) {
+        self.count += 1;
+        self.latest = detail;
+    }
 }
 
 /// The state of a run at one tick: what the monitor and the progress line show.
@@ -352,9 +350,7 @@ impl Aggregator {
                 count_connection(&mut self.observers_connected, o.connected);
             }
             Flush::Error { kind, detail } => {
-                let group = self.totals.errors.entry(kind).or_default();
-                group.count += 1;
-                group.latest = detail;
+                self.totals.errors.entry(kind).or_default().record(detail);
             }
         }
     }
@@ -461,9 +457,11 @@ impl Aggregator {
             (Metric::Connect, &self.interval_connect),
         ] {
             if let Err(e) = self.log.push(metric, start, length, h) {
-                let group = self.totals.errors.entry("hlog").or_default();
-                group.count += 1;
-                group.latest = e.to_string();
+                self.totals
+                    .errors
+                    .entry("hlog")
+                    .or_default()
+                    .record(e.to_string());
             }
         }
     }

@@ -1,5 +1,6 @@
 //! Latency histograms: HDR, microseconds, 3 significant digits.
 
+use base64::Engine;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -59,21 +60,24 @@ impl LatencyHistogram {
         self.0.reset();
     }
 
-    /// The histogram as the HdrHistogram "V2 compressed" encoding (what interval logs and the
-    /// other HdrHistogram libraries read): lossless.
-    pub fn encode(&self) -> Result<Vec<u8>, HistogramCodecError> {
+    /// The histogram in HdrHistogram's "V2 compressed" encoding, base64: the text of an
+    /// interval-log line, which every HdrHistogram library reads. Lossless.
+    pub fn to_base64(&self) -> Result<String, HistogramCodecError> {
         let mut out = Vec::new();
         V2DeflateSerializer::new()
             .serialize(&self.0, &mut out)
             .map_err(|e| HistogramCodecError(format!("{e:?}")))?;
-        Ok(out)
+        Ok(base64::engine::general_purpose::STANDARD.encode(out))
     }
 
-    /// Read a histogram written by [`LatencyHistogram::encode`] (or any HdrHistogram V2
-    /// encoding). Values beyond [`HIGHEST_US`] are clamped to it, as when recording.
-    pub fn decode(mut bytes: &[u8]) -> Result<LatencyHistogram, HistogramCodecError> {
+    /// Read a histogram written by [`LatencyHistogram::to_base64`] (or any base64 HdrHistogram
+    /// V2 encoding). Values beyond [`HIGHEST_US`] are clamped to it, as when recording.
+    pub fn from_base64(text: &str) -> Result<LatencyHistogram, HistogramCodecError> {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|e| HistogramCodecError(format!("not base64: {e}")))?;
         let h: Histogram<u64> = Deserializer::new()
-            .deserialize(&mut bytes)
+            .deserialize(&mut raw.as_slice())
             .map_err(|e| HistogramCodecError(format!("{e:?}")))?;
         let ours = h.low() == 1 && h.high() == HIGHEST_US && h.sigfig() == 3;
         Ok(if ours {
@@ -156,9 +160,10 @@ mod tests {
         for us in [1, 7, 250, 250, 9_999, 1_234_567, HIGHEST_US] {
             h.record_us(us);
         }
-        let back = LatencyHistogram::decode(&h.encode().expect("encode")).expect("decode");
+        let back = LatencyHistogram::from_base64(&h.to_base64().expect("encode")).expect("decode");
         assert_eq!(back.hdr(), h.hdr());
-        assert!(LatencyHistogram::decode(b"not a histogram").is_err());
+        assert!(LatencyHistogram::from_base64("bm90IGEgaGlzdG9ncmFt").is_err());
+        assert!(LatencyHistogram::from_base64("not base64!").is_err());
     }
 
     #[test]

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, SystemTime};
 
-use base64::Engine;
 use hdrhistogram::serialization::interval_log::{
     IntervalLogIterator, IntervalLogWriterBuilder, LogEntry, Tag,
 };
@@ -167,15 +166,11 @@ pub fn read(bytes: &[u8]) -> Result<Vec<LoggedInterval>, HlogError> {
             continue;
         };
         let index = out.len();
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(i.encoded_histogram())
-            .map_err(|e| HlogError::Histogram {
+        let histogram = LatencyHistogram::from_base64(i.encoded_histogram()).map_err(|e| {
+            HlogError::Histogram {
                 index,
                 detail: e.to_string(),
-            })?;
-        let histogram = LatencyHistogram::decode(&raw).map_err(|e| HlogError::Histogram {
-            index,
-            detail: e.to_string(),
+            }
         })?;
         let tag = i.tag().map(|t| t.as_str().to_string());
         out.push(LoggedInterval {

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::ErrorGroup;
@@ -87,25 +86,17 @@ impl Histograms {
         puback: &LatencyHistogram,
         connect: &LatencyHistogram,
     ) -> Result<Histograms, HistogramCodecError> {
-        let b64 = |h: &LatencyHistogram| -> Result<String, HistogramCodecError> {
-            Ok(base64::engine::general_purpose::STANDARD.encode(h.encode()?))
-        };
         Ok(Histograms {
-            from_intended: b64(from_intended)?,
-            from_send: b64(from_send)?,
-            puback: b64(puback)?,
-            connect: b64(connect)?,
+            from_intended: from_intended.to_base64()?,
+            from_send: from_send.to_base64()?,
+            puback: puback.to_base64()?,
+            connect: connect.to_base64()?,
         })
     }
 
     /// The distributions back, by the interval log's metric names.
     pub fn decode(&self) -> Result<[(Metric, LatencyHistogram); 4], HistogramCodecError> {
-        let one = |text: &str| -> Result<LatencyHistogram, HistogramCodecError> {
-            let raw = base64::engine::general_purpose::STANDARD
-                .decode(text)
-                .map_err(|e| HistogramCodecError(format!("not base64: {e}")))?;
-            LatencyHistogram::decode(&raw)
-        };
+        let one = LatencyHistogram::from_base64;
         Ok([
             (Metric::FromIntended, one(&self.from_intended)?),
             (Metric::FromSend, one(&self.from_send)?),
