@@ -7,11 +7,14 @@
 //! This crate is pure: no IO, no async runtime. Callers read the file and pass its text.
 
 mod error;
+pub mod load;
 mod model;
+pub mod payload;
 mod plan;
 mod raw;
 pub mod topic;
 mod validate;
+mod validate_load;
 
 pub use error::{Location, ScenarioError};
 pub use model::{
@@ -19,6 +22,11 @@ pub use model::{
     Regression, Scenario, Scheme, REGRESSION_METRICS,
 };
 pub use plan::{DeviceSpec, ObserverSpec, Plan, Shard};
+
+/// The JSON Schema of scenario files, generated from the types that read them.
+pub fn json_schema() -> schemars::Schema {
+    schemars::schema_for!(raw::RawScenario)
+}
 
 /// Parse and validate a scenario from its text. `file` names the source in error messages.
 pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {

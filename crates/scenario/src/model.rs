@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::load::{Arrivals, LoadPhase, LoadShape};
+use crate::payload::Payload;
+
 /// MQTT quality of service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Qos {
@@ -64,6 +67,8 @@ pub struct Scenario {
     #[serde(serialize_with = "ser_duration")]
     pub warmup: Duration,
     pub broker: BrokerTarget,
+    /// Load phases in order (empty: one constant phase for the whole duration).
+    pub phases: Vec<LoadPhase>,
     pub groups: Vec<DeviceGroup>,
     pub observers: Vec<ObserverGroup>,
     pub expect: Expectations,
@@ -74,6 +79,15 @@ impl Scenario {
     /// Total number of virtual devices over all groups.
     pub fn device_count(&self) -> u64 {
         self.groups.iter().map(|g| u64::from(g.count)).sum()
+    }
+
+    /// The load over time: the phases, or a constant load for the duration.
+    pub fn load_shape(&self) -> LoadShape {
+        if self.phases.is_empty() {
+            LoadShape::constant(self.duration)
+        } else {
+            LoadShape::new(self.phases.clone())
+        }
     }
 
     /// Total number of observer clients.
@@ -128,7 +142,8 @@ pub struct DeviceGroup {
     /// Messages per second per device.
     pub rate: f64,
     pub qos: Qos,
-    pub payload_size: u32,
+    pub arrivals: Arrivals,
+    pub payload: Payload,
     /// New connections per second for this group; `None` connects all at once.
     pub connect_rate: Option<f64>,
     #[serde(serialize_with = "ser_duration")]
@@ -148,6 +163,9 @@ pub struct ObserverGroup {
     pub count: u32,
     pub filters: Vec<String>,
     pub qos: Qos,
+    /// The shared-subscription name when the filters are `$share/{name}/...`: the group's
+    /// members then split the messages, each reaching exactly one of them.
+    pub share: Option<String>,
 }
 
 /// What a run must show to pass. Unset limits are not checked; the QoS guarantees (nothing lost

@@ -2,7 +2,11 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use crate::load::{Arrivals, LoadShape, Schedule, SplitMix64};
 use crate::model::{Qos, Scenario};
+use crate::payload::Payload;
 use crate::topic;
 
 /// Which slice of the fleet this process runs: shard `index` of `count` (`--shard i/n`).
@@ -29,18 +33,40 @@ pub struct DeviceSpec {
     /// Dense id over the whole scenario (all groups, all shards): travels in every message.
     pub id: u32,
     pub group: usize,
+    pub group_name: String,
     pub index: u32,
     pub client_id: String,
     pub topic: String,
-    pub period: Duration,
+    /// Messages per second before the load phases scale it.
+    pub rate: f64,
+    pub arrivals: Arrivals,
     pub qos: Qos,
-    pub payload_size: u32,
+    pub payload: Arc<Payload>,
     pub keep_alive: Duration,
     /// When this device connects, counted from the start of the connect ramp.
     pub connect_at: Duration,
-    /// Offset of its first message after it has connected, in `[0, period)`, drawn from the
+    /// Offset of its first message in `[0, 1 / rate)` (at rate multiple 1), drawn from the
     /// scenario's seed so that devices do not all publish at the same instant.
-    pub phase: Duration,
+    pub offset: Duration,
+    /// Seed of this device's own random draws (Poisson gaps, payload values).
+    pub seed: u64,
+}
+
+impl DeviceSpec {
+    /// Time between two messages at the group's rate.
+    pub fn period(&self) -> Duration {
+        Duration::from_secs_f64(1.0 / self.rate)
+    }
+
+    /// The device's arrival times, from the ramp start.
+    pub fn schedule(&self) -> Schedule {
+        Schedule::new(self.rate, self.arrivals, self.seed, self.offset)
+    }
+
+    /// Seed of the device's payload values (independent of its schedule's draws).
+    pub fn payload_seed(&self) -> u64 {
+        SplitMix64(self.seed ^ 0xA5A5_5A5A_F00D_CAFE).next_u64()
+    }
 }
 
 /// One observer client.
@@ -54,6 +80,9 @@ pub struct ObserverSpec {
     /// For each device of the plan (by position in [`Plan::devices`]), whether this observer's
     /// filters match its topic, so that it should receive every message of that device.
     pub expects: Vec<bool>,
+    /// Observers with the same key share their subscriptions (`$share/...`): between them each
+    /// message is expected once.
+    pub share: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -62,39 +91,51 @@ pub struct Plan {
     pub observers: Vec<ObserverSpec>,
     /// Total devices in the scenario over all shards: the range of device ids.
     pub total_devices: u32,
+    /// The load over time that every device's schedule follows.
+    pub shape: LoadShape,
 }
 
 impl Plan {
     pub fn build(scenario: &Scenario, shard: Shard) -> Plan {
+        let shape = scenario.load_shape();
         let mut rng = SplitMix64(scenario.seed ^ 0x9E37_79B9_7F4A_7C15);
         let mut devices = Vec::new();
         let mut first_id = 0u32;
         for (gi, g) in scenario.groups.iter().enumerate() {
             let period = g.period();
             let slice = shard.slice(g.count);
+            let payload = Arc::new(g.payload.clone());
             for index in 0..g.count {
-                // Draw for every device of every shard so that a device's phase does not depend
-                // on how the fleet is sharded.
-                let phase = period.mul_f64(rng.unit());
+                // Draw for every device of every shard so that a device's offset does not
+                // depend on how the fleet is sharded.
+                let offset = period.mul_f64(rng.unit());
+                let seed = rng.next_u64();
                 if !slice.contains(&index) {
                     continue;
                 }
-                let connect_at = match g.connect_rate {
-                    Some(r) => Duration::from_secs_f64(f64::from(index - slice.start) / r),
-                    None => Duration::ZERO,
+                let id = first_id + index;
+                // Phases with connect rates order the whole fleet; a group's own rate counts
+                // within this shard's slice of it.
+                let connect_at = if scenario.phases.iter().any(|p| p.connect_rate.is_some()) {
+                    shape.connect_at(id, None)
+                } else {
+                    shape.connect_at(index - slice.start, g.connect_rate)
                 };
                 devices.push(DeviceSpec {
-                    id: first_id + index,
+                    id,
                     group: gi,
+                    group_name: g.name.clone(),
                     index,
                     client_id: topic::render(&g.client_id, &g.name, index),
                     topic: topic::render(&g.topic, &g.name, index),
-                    period,
+                    rate: g.rate,
+                    arrivals: g.arrivals,
                     qos: g.qos,
-                    payload_size: g.payload_size,
+                    payload: payload.clone(),
                     keep_alive: g.keep_alive,
                     connect_at,
-                    phase,
+                    offset,
+                    seed,
                 });
             }
             first_id += g.count;
@@ -118,6 +159,7 @@ impl Plan {
                     filters: o.filters.clone(),
                     qos: o.qos,
                     expects: expects.clone(),
+                    share: o.share.as_ref().map(|_| o.filters.join(" ")),
                 });
             }
         }
@@ -125,39 +167,51 @@ impl Plan {
             devices,
             observers,
             total_devices: first_id,
+            shape,
         }
     }
 
-    /// Messages each observer should receive per second when every device keeps its rate.
-    pub fn expected_deliveries_per_s(&self) -> f64 {
-        self.observers
-            .iter()
-            .map(|o| {
-                self.devices
+    /// The observers that account as one: each ordinary observer alone, and the members of a
+    /// shared subscription together. Lists positions in [`Plan::observers`].
+    pub fn receivers(&self) -> Vec<Vec<usize>> {
+        let mut out: Vec<Vec<usize>> = Vec::new();
+        let mut shares: Vec<(&str, usize)> = Vec::new();
+        for (i, o) in self.observers.iter().enumerate() {
+            match &o.share {
+                None => out.push(vec![i]),
+                Some(key) => match shares.iter().find(|(k, _)| k == key) {
+                    Some((_, slot)) => out[*slot].push(i),
+                    None => {
+                        shares.push((key, out.len()));
+                        out.push(vec![i]);
+                    }
+                },
+            }
+        }
+        out
+    }
+
+    /// For each device, how many copies of each of its messages the subscriptions call for (a
+    /// shared subscription counts once).
+    pub fn watchers(&self) -> Vec<u32> {
+        let receivers = self.receivers();
+        (0..self.devices.len())
+            .map(|d| {
+                receivers
                     .iter()
-                    .zip(&o.expects)
-                    .filter(|(_, e)| **e)
-                    .map(|(d, _)| 1.0 / d.period.as_secs_f64())
-                    .sum::<f64>()
+                    .filter(|r| self.observers[r[0]].expects[d])
+                    .count() as u32
             })
+            .collect()
+    }
+
+    /// Messages the observers should receive per second when every device keeps its group's
+    /// rate (phases scale this).
+    pub fn expected_deliveries_per_s(&self) -> f64 {
+        self.devices
+            .iter()
+            .zip(self.watchers())
+            .map(|(d, w)| d.rate * f64::from(w))
             .sum()
-    }
-}
-
-/// A small, portable, seedable generator: the same seed gives the same plan on any machine.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 }

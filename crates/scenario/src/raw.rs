@@ -1,94 +1,283 @@
 //! Wire types of the scenario file: what the TOML says, with the position of every value so that
 //! validation can point at the line of a mistake. Unknown fields are rejected here.
+//!
+//! The same types generate the scenario JSON Schema (`fleetbench scenario schema`), so the doc
+//! comments below are what an editor shows next to each field.
 
-use serde::Deserialize;
-use toml::Spanned;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::ops::Range;
 
-pub type S<T> = Spanned<T>;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::{Deserialize, Deserializer};
 
-#[derive(Debug, Deserialize)]
+/// A value with its byte range in the file. In the JSON Schema it is just the value.
+#[derive(Debug, Clone)]
+pub struct S<T>(toml::Spanned<T>);
+
+impl<T> S<T> {
+    pub fn span(&self) -> Range<usize> {
+        self.0.span()
+    }
+    pub fn get_ref(&self) -> &T {
+        self.0.get_ref()
+    }
+    pub fn into_inner(self) -> T {
+        self.0.into_inner()
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for S<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        toml::Spanned::<T>::deserialize(d).map(S)
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for S<T> {
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+    fn schema_name() -> Cow<'static, str> {
+        T::schema_name()
+    }
+    fn schema_id() -> Cow<'static, str> {
+        T::schema_id()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        T::json_schema(generator)
+    }
+}
+
+/// A fleetbench scenario: device groups that publish, observers that receive, what the run must
+/// show, and how the regression gate judges it.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "fleetbench scenario")]
 pub struct RawScenario {
+    /// Name of the scenario (letters, digits, '-', '_', '.'): names reports and client ids.
     pub name: S<String>,
+    /// One line on what the scenario stands for.
     #[serde(default)]
     pub description: Option<S<String>>,
+    /// Seed of every random choice (publish offsets, Poisson arrivals, payload values): the same
+    /// seed gives the same schedule and the same payload bytes on any machine. Default 1.
     #[serde(default)]
     pub seed: Option<S<u64>>,
-    pub duration: S<String>,
+    /// How long devices publish, counted from the start of the connect ramp ("30s", "2m").
+    /// Leave it out when the scenario has phases: it is then their sum.
+    #[serde(default)]
+    pub duration: Option<S<String>>,
+    /// How long after publishing the run waits for messages still on their way (default "5s").
     #[serde(default)]
     pub drain_timeout: Option<S<String>>,
+    /// The start of the publish window that is accounted for but not measured (default "0s").
     #[serde(default)]
     pub warmup: Option<S<String>>,
+    /// The broker: embedded (default) or external (`url`).
     #[serde(default)]
     pub broker: Option<S<RawBroker>>,
+    /// Load phases in order (ramp-up, steady, spike, ramp-down): each scales every group's rate.
+    #[serde(default)]
+    pub phase: Vec<S<RawPhase>>,
+    /// Groups of identical virtual devices.
     #[serde(default)]
     pub group: Vec<S<RawGroup>>,
+    /// Clients that subscribe and account for every delivery.
     #[serde(default)]
     pub observer: Vec<S<RawObserver>>,
+    /// What the run must show to pass.
     #[serde(default)]
     pub expect: Option<S<RawExpect>>,
+    /// How the regression gate compares this scenario's reports.
     #[serde(default)]
     pub regression: Option<S<RawRegression>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawBroker {
+    /// External broker: "mqtt://host:port". Leave out for the embedded broker.
     #[serde(default)]
     pub url: Option<S<String>>,
+    /// Embedded broker: number of listening ports (default: one per 1,000 clients, 2 to 16).
     #[serde(default)]
     pub listeners: Option<S<i64>>,
+    /// Embedded broker: TCP_NODELAY on accepted sockets (default true).
     #[serde(default)]
     pub tcp_nodelay: Option<S<bool>>,
+    /// Embedded broker: "in-process" (default) or "child" (a process of its own).
     #[serde(default)]
     pub process: Option<S<String>>,
+    /// External broker: user name.
     #[serde(default)]
     pub username: Option<S<String>>,
+    /// External broker: name of the environment variable holding the password (the password
+    /// never appears in the scenario or the report).
     #[serde(default)]
     pub password_env: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One load phase.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawGroup {
+pub struct RawPhase {
+    /// Name shown in the report and the monitor (letters, digits, '-', '_', '.').
     pub name: S<String>,
-    pub count: S<i64>,
+    /// How long the phase lasts ("20s").
+    pub duration: S<String>,
+    /// Publish rate as a multiple of each group's `rate` at the start of the phase (default 1.0;
+    /// 0 pauses publishing).
     #[serde(default)]
-    pub client_id: Option<S<String>>,
-    pub topic: S<String>,
-    pub rate: S<f64>,
+    pub rate: Option<S<f64>>,
+    /// Multiple reached at the end of the phase, changing linearly (a ramp); default: `rate`.
     #[serde(default)]
-    pub qos: Option<S<i64>>,
-    #[serde(default)]
-    pub payload_size: Option<S<i64>>,
+    pub rate_end: Option<S<f64>>,
+    /// Devices not yet connected connect at this many per second during the phase (over the
+    /// whole fleet, in group order). A phase without it connects every remaining device at its
+    /// start.
     #[serde(default)]
     pub connect_rate: Option<S<f64>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroup {
+    /// Group name (unique; letters, digits, '-', '_', '.').
+    pub name: S<String>,
+    /// Number of devices.
+    pub count: S<i64>,
+    /// Client-id pattern with {group} and {index} (default "{group}-{index}").
+    #[serde(default)]
+    pub client_id: Option<S<String>>,
+    /// Topic pattern with {group} and {index}.
+    pub topic: S<String>,
+    /// Messages per second per device (phases scale it).
+    pub rate: S<f64>,
+    /// "fixed" (evenly spaced, default) or "poisson" (exponential gaps with the same mean).
+    #[serde(default)]
+    pub arrivals: Option<S<String>>,
+    /// QoS of the publishes: 0, 1 (default) or 2.
+    #[serde(default)]
+    pub qos: Option<S<i64>>,
+    /// Binary payload size in bytes, at least the 32-byte delivery header (default 64).
+    #[serde(default)]
+    pub payload_size: Option<S<i64>>,
+    /// JSON telemetry instead of binary: field name -> generator. The delivery header travels
+    /// in an extra field "_fb", so the payload stays valid JSON.
+    #[serde(default)]
+    pub json: Option<S<BTreeMap<String, S<RawGenerator>>>>,
+    /// Connections per second for this group (default: all at once). Not with phases that set
+    /// connect_rate.
+    #[serde(default)]
+    pub connect_rate: Option<S<f64>>,
+    /// MQTT keep-alive (default "30s", between "5s" and "65535s").
     #[serde(default)]
     pub keep_alive: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// How one JSON field's value is made for each message.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawGenerator {
+    /// The same value every time.
+    Constant { value: RawConstant },
+    /// start, start + step, ... (one step per message of the device).
+    Counter {
+        #[serde(default)]
+        start: Option<i64>,
+        #[serde(default)]
+        step: Option<i64>,
+    },
+    /// Uniform in [min, max).
+    Uniform {
+        min: f64,
+        max: f64,
+        #[serde(default)]
+        decimals: Option<u32>,
+    },
+    /// Normal (Gaussian) with this mean and standard deviation.
+    Normal {
+        mean: f64,
+        std_dev: f64,
+        #[serde(default)]
+        decimals: Option<u32>,
+    },
+    /// Starts at `start`, moves by a uniform step in [-step, step] per message, kept in
+    /// [min, max].
+    RandomWalk {
+        start: f64,
+        step: f64,
+        min: f64,
+        max: f64,
+        #[serde(default)]
+        decimals: Option<u32>,
+    },
+    /// offset + amplitude * sin(2 pi t / period) + normal noise, t the message's intended time.
+    Sine {
+        period: String,
+        amplitude: f64,
+        #[serde(default)]
+        offset: Option<f64>,
+        #[serde(default)]
+        noise: Option<f64>,
+        #[serde(default)]
+        decimals: Option<u32>,
+    },
+    /// The message's intended send time since the Unix epoch, "ms" (default) or "s".
+    Timestamp {
+        #[serde(default)]
+        unit: Option<String>,
+    },
+    /// The device's index in its group.
+    Index {},
+    /// The device's group name.
+    Group {},
+    /// The device's client id.
+    ClientId {},
+}
+
+/// A constant JSON value: a string, number or boolean.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(untagged)]
+pub enum RawConstant {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawObserver {
+    /// Observer group name (unique among groups and observers).
     pub name: S<String>,
+    /// Number of identical observer clients (default 1). With a shared subscription
+    /// ("$share/name/filter") they form one group in which each message reaches one member.
     #[serde(default)]
     pub count: Option<S<i64>>,
+    /// Topic filters to subscribe to ("+" and "#" wildcards; "$share/name/" prefix to share).
     pub filters: S<Vec<S<String>>>,
+    /// Requested QoS: 0, 1 (default) or 2.
     #[serde(default)]
     pub qos: Option<S<i64>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawExpect {
+    /// Delivered share of expected deliveries, 0.0-1.0.
     #[serde(default)]
     pub delivered_ratio: Option<S<f64>>,
+    /// Most messages that may be lost.
     #[serde(default)]
     pub max_lost: Option<S<i64>>,
+    /// Most duplicate arrivals.
     #[serde(default)]
     pub max_duplicates: Option<S<i64>>,
+    /// Most out-of-order arrivals.
     #[serde(default)]
     pub max_reordered: Option<S<i64>>,
+    /// Latency limits (from intended send time), e.g. "20ms".
     #[serde(default)]
     pub p50: Option<S<String>>,
     #[serde(default)]
@@ -99,31 +288,42 @@ pub struct RawExpect {
     pub p999: Option<S<String>>,
     #[serde(default)]
     pub max_latency: Option<S<String>>,
+    /// Least deliveries per second over the publish window.
     #[serde(default)]
     pub min_deliver_per_s: Option<S<f64>>,
+    /// Least publishes per second over the publish window.
     #[serde(default)]
     pub min_publish_per_s: Option<S<f64>>,
+    /// Share of sends that may leave more than 1 ms late (default 0.01).
     #[serde(default)]
     pub max_late_share: Option<S<f64>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRegression {
+    /// Relative latency increase that regresses (default 0.25).
     #[serde(default)]
     pub latency: Option<S<f64>>,
+    /// Latency changes smaller than this never count (default "250us").
     #[serde(default)]
     pub latency_floor: Option<S<String>>,
+    /// Relative throughput decrease that regresses (default 0.10).
     #[serde(default)]
     pub throughput: Option<S<f64>>,
+    /// Compare latency in calibration units (default true).
     #[serde(default)]
     pub calibrate_latency: Option<bool>,
+    /// Compare throughput in calibration units (default false).
     #[serde(default)]
     pub calibrate_throughput: Option<bool>,
+    /// Runs per gate comparison (default 1).
     #[serde(default)]
     pub repeat: Option<S<i64>>,
+    /// Part of the CI gate set.
     #[serde(default)]
     pub gate: Option<bool>,
+    /// Metrics shown but not gated.
     #[serde(default)]
     pub skip: Vec<S<String>>,
 }

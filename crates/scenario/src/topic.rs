@@ -75,8 +75,22 @@ pub fn topic_name_problem(topic: &str) -> Option<&'static str> {
     }
 }
 
-/// Why a topic filter is malformed, if it is.
+/// A shared subscription's group name and the filter it shares (`$share/{name}/{filter}`),
+/// or None for an ordinary filter.
+pub fn shared(filter: &str) -> Option<(&str, &str)> {
+    filter.strip_prefix("$share/")?.split_once('/')
+}
+
+/// Why a topic filter (ordinary or shared) is malformed, if it is.
 pub fn filter_problem(filter: &str) -> Option<&'static str> {
+    let filter = if filter.starts_with("$share/") {
+        match shared(filter) {
+            Some((name, inner)) if !name.is_empty() && !name.contains(['+', '#']) && !inner.is_empty() => inner,
+            _ => return Some("a shared subscription is \"$share/<name>/<filter>\", the name without wildcards"),
+        }
+    } else {
+        filter
+    };
     if filter.is_empty() {
         return Some("a topic filter must not be empty");
     }
@@ -95,8 +109,10 @@ pub fn filter_problem(filter: &str) -> Option<&'static str> {
     None
 }
 
-/// Whether `filter` (well formed) matches `topic` (a topic name), per MQTT 3.1.1 section 4.7.
+/// Whether `filter` (well formed) matches `topic` (a topic name), per MQTT 3.1.1 section 4.7; a
+/// shared subscription matches what the filter it shares matches.
 pub fn matches(filter: &str, topic: &str) -> bool {
+    let filter = shared(filter).map_or(filter, |(_, f)| f);
     // Topics starting with '$' are not matched by filters starting with a wildcard.
     if topic.starts_with('$') && filter.starts_with(['+', '#']) {
         return false;
@@ -143,6 +159,8 @@ mod tests {
         assert!(matches("#", "a"));
         assert!(!matches("#", "$SYS/x"));
         assert!(!matches("a/b", "a/b/c"));
+        assert!(matches("$share/g/fleet/+", "fleet/a"));
+        assert!(!matches("$share/g/fleet/+", "fleet/a/b"));
     }
 
     #[test]
@@ -151,6 +169,10 @@ mod tests {
         assert!(filter_problem("fleet/a+").is_some());
         assert!(filter_problem("").is_some());
         assert!(filter_problem("fleet/+/#").is_none());
+        assert!(filter_problem("$share/g/fleet/#").is_none());
+        assert!(filter_problem("$share//fleet/#").is_some());
+        assert!(filter_problem("$share/g").is_some());
+        assert!(filter_problem("$share/g/a+").is_some());
         assert!(topic_name_problem("fleet/+").is_some());
         assert!(topic_name_problem("fleet/1").is_none());
     }

@@ -16,15 +16,15 @@ pub const MAX_PAYLOAD: i64 = 1 << 20;
 const MAX_RATE: f64 = 100_000.0;
 const MAX_COUNT: i64 = 1_000_000;
 
-struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     file: &'a str,
     text: &'a str,
 }
 
-type R<T> = Result<T, ScenarioError>;
+pub(crate) type R<T> = Result<T, ScenarioError>;
 
 impl Ctx<'_> {
-    fn err(
+    pub(crate) fn err(
         &self,
         span: Range<usize>,
         field: impl Into<String>,
@@ -33,7 +33,7 @@ impl Ctx<'_> {
         ScenarioError::new(Location::at(self.file, self.text, span.start), field, msg)
     }
 
-    fn duration(&self, v: &S<String>, field: &str) -> R<Duration> {
+    pub(crate) fn duration(&self, v: &S<String>, field: &str) -> R<Duration> {
         humantime::parse_duration(v.get_ref().trim()).map_err(|e| {
             self.err(
                 v.span(),
@@ -46,7 +46,7 @@ impl Ctx<'_> {
         })
     }
 
-    fn positive_duration(&self, v: &S<String>, field: &str) -> R<Duration> {
+    pub(crate) fn positive_duration(&self, v: &S<String>, field: &str) -> R<Duration> {
         let d = self.duration(v, field)?;
         if d.is_zero() {
             return Err(self.err(v.span(), field, "must be longer than zero"));
@@ -54,7 +54,7 @@ impl Ctx<'_> {
         Ok(d)
     }
 
-    fn count(&self, v: &S<i64>, field: &str, min: i64, max: i64) -> R<u32> {
+    pub(crate) fn count(&self, v: &S<i64>, field: &str, min: i64, max: i64) -> R<u32> {
         let n = *v.get_ref();
         if n < min || n > max {
             return Err(self.err(
@@ -82,7 +82,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn name(&self, v: &S<String>, field: &str) -> R<String> {
+    pub(crate) fn name(&self, v: &S<String>, field: &str) -> R<String> {
         let s = v.get_ref();
         if s.is_empty()
             || !s
@@ -103,7 +103,34 @@ pub fn parse(file: &str, text: &str) -> R<Scenario> {
     let raw: RawScenario = toml::from_str(text).map_err(|e| serde_error(file, text, &e))?;
     let cx = Ctx { file, text };
     let name = cx.name(&raw.name, "name")?;
-    let duration = cx.positive_duration(&raw.duration, "duration")?;
+    let phases = crate::validate_load::phases(&cx, &raw.phase)?;
+    let duration = match (&raw.duration, phases.last()) {
+        (Some(d), None) => cx.positive_duration(d, "duration")?,
+        (None, Some(last)) => last.end(),
+        (Some(d), Some(last)) => {
+            let given = cx.positive_duration(d, "duration")?;
+            if given != last.end() {
+                return Err(cx.err(
+                    d.span(),
+                    "duration",
+                    format!(
+                        "{} differs from the phases' total of {}; leave duration out when the \
+                         scenario has phases",
+                        humantime::format_duration(given),
+                        humantime::format_duration(last.end())
+                    ),
+                ));
+            }
+            given
+        }
+        (None, None) => {
+            return Err(cx.err(
+                0..0,
+                "duration",
+                "missing; expected duration = \"30s\" (or [[phase]] tables)",
+            ))
+        }
+    };
     let drain_timeout = match &raw.drain_timeout {
         Some(d) => cx.positive_duration(d, "drain_timeout")?,
         None => Duration::from_secs(5),
@@ -136,7 +163,7 @@ pub fn parse(file: &str, text: &str) -> R<Scenario> {
     let mut groups = Vec::with_capacity(raw.group.len());
     let mut names = HashSet::new();
     for (i, g) in raw.group.iter().enumerate() {
-        let group = group(&cx, i, g.get_ref())?;
+        let group = group(&cx, i, g.get_ref(), &phases)?;
         if !names.insert(group.name.clone()) {
             return Err(cx.err(
                 g.get_ref().name.span(),
@@ -200,6 +227,7 @@ pub fn parse(file: &str, text: &str) -> R<Scenario> {
         drain_timeout,
         warmup,
         broker,
+        phases,
         groups,
         observers,
         expect,
@@ -207,7 +235,7 @@ pub fn parse(file: &str, text: &str) -> R<Scenario> {
     })
 }
 
-fn group(cx: &Ctx, i: usize, g: &RawGroup) -> R<DeviceGroup> {
+fn group(cx: &Ctx, i: usize, g: &RawGroup, phases: &[crate::load::LoadPhase]) -> R<DeviceGroup> {
     let f = |name: &str| format!("group[{i}].{name}");
     let name = cx.name(&g.name, &f("name"))?;
     let count = cx.count(&g.count, &f("count"), 1, MAX_COUNT)?;
@@ -248,17 +276,8 @@ fn group(cx: &Ctx, i: usize, g: &RawGroup) -> R<DeviceGroup> {
         ));
     }
     let qos = cx.qos(g.qos.as_ref(), &f("qos"), Qos::AtLeastOnce)?;
-    let payload_size = match &g.payload_size {
-        Some(p) => cx
-            .count(p, &f("payload_size"), MIN_PAYLOAD, MAX_PAYLOAD)
-            .map_err(|mut e| {
-                e.message.push_str(&format!(
-                    " (bytes; every message carries a {MIN_PAYLOAD}-byte delivery header)"
-                ));
-                e
-            })?,
-        None => 64,
-    };
+    let arrivals = crate::validate_load::arrivals(cx, g.arrivals.as_ref(), &f("arrivals"))?;
+    let payload = crate::validate_load::payload(cx, g, &format!("group[{i}]"))?;
     let connect_rate = match &g.connect_rate {
         Some(r) if r.get_ref().is_nan() || *r.get_ref() <= 0.0 => {
             return Err(cx.err(
@@ -268,6 +287,13 @@ fn group(cx: &Ctx, i: usize, g: &RawGroup) -> R<DeviceGroup> {
                     "connections per second must be above 0, got {}; leave it out to connect all at once",
                     r.get_ref()
                 ),
+            ))
+        }
+        Some(r) if phases.iter().any(|p| p.connect_rate.is_some()) => {
+            return Err(cx.err(
+                r.span(),
+                f("connect_rate"),
+                "the phases set connect rates for the whole fleet; remove the group's",
             ))
         }
         Some(r) => Some(*r.get_ref()),
@@ -294,7 +320,8 @@ fn group(cx: &Ctx, i: usize, g: &RawGroup) -> R<DeviceGroup> {
         topic: g.topic.get_ref().clone(),
         rate,
         qos,
-        payload_size,
+        arrivals,
+        payload,
         connect_rate,
         keep_alive,
     })
@@ -329,6 +356,7 @@ fn observer(cx: &Ctx, i: usize, o: &RawObserver, topics: &[String]) -> R<Observe
         ));
     }
     let mut filters = Vec::new();
+    let mut share = None;
     for (j, filter) in o.filters.get_ref().iter().enumerate() {
         let field = format!("observer[{i}].filters[{j}]");
         let text = filter.get_ref();
@@ -346,6 +374,16 @@ fn observer(cx: &Ctx, i: usize, o: &RawObserver, topics: &[String]) -> R<Observe
                 ),
             ));
         }
+        let this_share = topic::shared(text).map(|(n, _)| n.to_string());
+        if j > 0 && this_share != share {
+            return Err(cx.err(
+                filter.span(),
+                field,
+                "an observer's filters are either all shared under one name or none is; \
+                 use another [[observer]] for the other kind",
+            ));
+        }
+        share = this_share;
         filters.push(text.clone());
     }
     let qos = cx.qos(o.qos.as_ref(), &f("qos"), Qos::AtLeastOnce)?;
@@ -354,6 +392,7 @@ fn observer(cx: &Ctx, i: usize, o: &RawObserver, topics: &[String]) -> R<Observe
         count,
         filters,
         qos,
+        share,
     })
 }
 

@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use fleetbench_scenario::payload::Payload;
 use fleetbench_scenario::{parse, BrokerTarget, Plan, Qos, Shard};
 
 const GOOD: &str = r#"
@@ -46,7 +47,7 @@ fn defaults_are_resolved() {
     assert_eq!(s.groups[0].client_id, "{group}-{index}");
     assert_eq!(s.groups[0].qos, Qos::AtMostOnce);
     assert_eq!(s.groups[1].qos, Qos::AtLeastOnce);
-    assert_eq!(s.groups[0].payload_size, 64);
+    assert_eq!(s.groups[0].payload, Payload::Binary { size: 64 });
     assert!(matches!(s.broker, BrokerTarget::Embedded(ref e) if e.tcp_nodelay && e.listeners >= 2));
     assert_eq!(s.expect.p99, Some(Duration::from_millis(20)));
     assert_eq!(s.device_count(), 5);
@@ -68,7 +69,7 @@ fn plan_renders_devices_and_who_observes_whom() {
         plan.observers[1].expects,
         vec![true, true, true, false, false]
     );
-    assert!(plan.devices.iter().all(|d| d.phase < d.period));
+    assert!(plan.devices.iter().all(|d| d.offset < d.period()));
     // 3 temps at 2/s + 2 doors at 0.5/s for "all", and 3 temps at 2/s for each of two "temps".
     assert!((plan.expected_deliveries_per_s() - (7.0 + 12.0)).abs() < 1e-9);
 }
@@ -78,14 +79,17 @@ fn same_seed_same_plan_and_shards_partition_the_fleet() {
     let s = parse("demo.toml", GOOD).expect("valid");
     let a = Plan::build(&s, Shard::WHOLE);
     let b = Plan::build(&s, Shard::WHOLE);
-    let phases = |p: &Plan| p.devices.iter().map(|d| d.phase).collect::<Vec<_>>();
+    let phases = |p: &Plan| p.devices.iter().map(|d| (d.offset, d.seed)).collect::<Vec<_>>();
     assert_eq!(phases(&a), phases(&b));
     let mut ids = Vec::new();
     for i in 0..3 {
         let shard = Plan::build(&s, Shard { index: i, count: 3 });
         for d in &shard.devices {
             let whole = &a.devices[d.id as usize];
-            assert_eq!((whole.phase, &whole.topic), (d.phase, &d.topic));
+            assert_eq!(
+                (whole.offset, whole.seed, &whole.topic),
+                (d.offset, d.seed, &d.topic)
+            );
         }
         ids.extend(shard.devices.iter().map(|d| d.id));
     }
