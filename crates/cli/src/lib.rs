@@ -67,6 +67,18 @@ pub enum Command {
         #[arg(value_enum)]
         of: SchemaOf,
     },
+    /// Scenario authoring help.
+    #[command(subcommand)]
+    Scenario(ScenarioCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScenarioCommand {
+    /// Print the JSON Schema of scenario files (also in docs/scenario.schema.json). Editors
+    /// with a TOML language server complete and check scenarios with it; `fleetbench check`
+    /// still has the last word (it also checks what a schema cannot, such as filters that
+    /// match no device).
+    Schema,
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +118,8 @@ pub struct MergeArgs {
 pub enum SchemaOf {
     /// The JSON report of `run --report` and `merge` (also in docs/report.schema.json).
     Report,
+    /// Scenario files (also in docs/scenario.schema.json).
+    Scenario,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -229,14 +243,18 @@ fn execute(opts: Opts, log_file: Option<PathBuf>) -> anyhow::Result<Outcome> {
         Command::Broker(args) => broker_cmd::broker(args),
         Command::Compare(args) => compare_cmd::run(args),
         Command::Merge(args) => compare_cmd::run_merge(args),
-        Command::Schema { of } => {
-            let schema = match of {
-                SchemaOf::Report => fleetbench_metrics::Report::json_schema(),
-            };
-            println!("{}", serde_json::to_string_pretty(&schema)?);
-            Ok(Outcome::Pass)
-        }
+        Command::Schema { of } => print_schema(of),
+        Command::Scenario(ScenarioCommand::Schema) => print_schema(SchemaOf::Scenario),
     }
+}
+
+fn print_schema(of: SchemaOf) -> anyhow::Result<Outcome> {
+    let schema = match of {
+        SchemaOf::Report => fleetbench_metrics::Report::json_schema(),
+        SchemaOf::Scenario => serde_json::to_value(fleetbench_scenario::json_schema())?,
+    };
+    println!("{}", serde_json::to_string_pretty(&schema)?);
+    Ok(Outcome::Pass)
 }
 
 /// Write `bytes` to `path`, creating its folder first.

@@ -3,7 +3,8 @@
 use fleetbench_fleet::FleetOutcome;
 use fleetbench_metrics::env::Environment;
 use fleetbench_metrics::report::{
-    peak_rss_bytes, Calibration, Generator, Histograms, Latency, QosTotals, Report, Resources,
+    peak_rss_bytes, Calibration, Generator, Histograms, Latency, PhaseReport, QosTotals, Report,
+    Resources,
     RunInfo, RunTiming, Throughput, Totals, Verdict, SCHEMA_VERSION,
 };
 use fleetbench_metrics::summary::fmt_count;
@@ -121,6 +122,7 @@ pub fn build_report(
         histograms: None,
         samples: Vec::new(),
         merged: None,
+        phases: Vec::new(),
     };
     match Histograms::encode(&t.from_intended, &t.from_send, &t.ack, &t.connect) {
         Ok(h) => report.histograms = Some(h),
@@ -130,6 +132,7 @@ pub fn build_report(
             .or_default()
             .record(e.to_string()),
     }
+    report.phases = phase_reports(scenario, fleet, &mut report.errors);
     report.samples = vec![report.own_sample()];
     report.expectations = fleetbench_metrics::expect::evaluate(&scenario.expect, &report);
     // Findings speak of the verdict, so they come after the expectations.
@@ -140,6 +143,42 @@ pub fn build_report(
         Verdict::Fail
     };
     report
+}
+
+/// The figures of each load phase: messages belong to the phase they were due in.
+fn phase_reports(
+    scenario: &Scenario,
+    fleet: &FleetOutcome,
+    errors: &mut std::collections::BTreeMap<String, fleetbench_metrics::aggregate::ErrorGroup>,
+) -> Vec<PhaseReport> {
+    let empty = fleetbench_metrics::aggregate::PhaseTotals::default();
+    scenario
+        .phases
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let t = fleet.totals.phases.get(i).unwrap_or(&empty);
+            let secs = p.duration.as_secs_f64();
+            let histogram = t.from_intended.to_base64().unwrap_or_else(|e| {
+                errors.entry("hlog".into()).or_default().record(e.to_string());
+                String::new()
+            });
+            PhaseReport {
+                name: p.name.clone(),
+                start_s: p.start.as_secs_f64(),
+                duration_s: secs,
+                rate: p.rate,
+                rate_end: p.rate_end,
+                sent: t.sent,
+                expected: t.expected,
+                delivered: t.delivered,
+                publish_per_s: t.sent as f64 / secs,
+                deliver_per_s: t.delivered as f64 / secs,
+                from_intended: t.from_intended.summary(),
+                histogram,
+            }
+        })
+        .collect()
 }
 
 fn findings(plan: &Plan, fleet: &FleetOutcome, r: &Report, ctx: &RunContext) -> Vec<String> {

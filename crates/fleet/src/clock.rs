@@ -6,13 +6,26 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy)]
 pub struct RunClock {
     epoch: Instant,
+    /// Wall-clock time at the epoch, ns since the Unix epoch: only for timestamps that devices
+    /// put in their payloads, never for latency.
+    unix_epoch_ns: u64,
 }
 
 impl RunClock {
     pub fn start() -> Self {
+        let unix_epoch_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
         RunClock {
             epoch: Instant::now(),
+            unix_epoch_ns,
         }
+    }
+
+    /// A run-clock reading as wall-clock time (ns since the Unix epoch).
+    #[inline]
+    pub fn unix_ns_at(&self, run_ns: u64) -> u64 {
+        self.unix_epoch_ns + run_ns
     }
 
     /// Nanoseconds since the epoch.

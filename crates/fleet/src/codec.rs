@@ -34,6 +34,8 @@ pub enum DecodeError {
     Magic([u8; 2]),
     #[error("unsupported header version {0}")]
     Version(u8),
+    #[error("JSON payload does not end with the fleetbench header field \"_fb\"")]
+    Json,
 }
 
 impl Header {
@@ -63,6 +65,17 @@ impl Header {
         buf[8..16].copy_from_slice(&self.seq.to_le_bytes());
         buf[16..24].copy_from_slice(&self.intended_ns.to_le_bytes());
         buf[24..32].copy_from_slice(&self.sent_ns.to_le_bytes());
+    }
+
+    /// The header of a payload of any model: binary (at the start) or JSON (in the last
+    /// field, see [`crate::payload`]).
+    #[inline]
+    pub fn from_payload(buf: &[u8]) -> Result<Header, DecodeError> {
+        if buf.first() == Some(&b'{') {
+            let raw = crate::payload::json_header(buf).ok_or(DecodeError::Json)?;
+            return Header::decode(&raw);
+        }
+        Header::decode(buf)
     }
 
     #[inline]

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleetbench_metrics::{DeviceFlush, Flush};
+use fleetbench_scenario::load::LoadShape;
 use fleetbench_scenario::{DeviceSpec, Qos};
 use rumqttc::{Event, Outgoing, Packet};
 use tokio::sync::{oneshot, watch};
@@ -17,6 +18,7 @@ use tracing::debug;
 
 use crate::clock::RunClock;
 use crate::codec::Header;
+use crate::payload::PayloadMaker;
 use crate::mqtt::{self, ClientSettings};
 use crate::timer::PreciseTimer;
 use crate::{FleetOptions, Target};
@@ -39,10 +41,12 @@ pub struct DeviceCtx {
     pub timer: PreciseTimer,
     /// Lateness is not counted for messages due in the first `warmup` of the ramp.
     pub warmup: Duration,
+    /// The load phases every schedule follows.
+    pub shape: LoadShape,
+    /// Whether figures are kept per load phase (the scenario has phases).
+    pub phases_reported: bool,
 }
 
-/// Run one device to the end of the publish window (or a stop). Returns how many messages it
-/// sent: sequence numbers `0..sent`.
 /// What a device did: how many messages it sent (sequence numbers `0..sent`) and when it first
 /// connected.
 #[derive(Debug, Clone, Copy, Default)]
@@ -67,7 +71,7 @@ pub async fn run_device(pos: u32, spec: DeviceSpec, ctx: Arc<DeviceCtx>) -> Devi
             client_id: &spec.client_id,
             port_index: spec.id as usize,
             keep_alive: spec.keep_alive,
-            max_packet: spec.payload_size as usize + 1024,
+            max_packet: spec.payload.max_size() + 1024,
             inflight: 100,
             channel_capacity: 64,
             connect_timeout: ctx.opts.connect_timeout,
@@ -124,32 +128,33 @@ async fn publish(
         _ = stop.wait_for(|s| *s) => return 0,
     };
     *connected_at = Some(connected);
-    let t0 = connected + spec.phase;
     let measure_from = ctx.ramp_start + ctx.warmup;
-    // A device that sends more often than every BATCH wakes once per BATCH and sends what is
-    // due in one go: waking per message would cost more than the message.
-    let fast = spec.period < BATCH;
-    let period_ns = spec.period.as_nanos() as u64;
     let qos = mqtt::qos(spec.qos);
     let late_threshold = ctx.opts.late_threshold;
     let stall = ctx.opts.faults.stall.map(|s| {
         let from = ctx.ramp_start + s.after;
         (from, from + s.length)
     });
-    let template = Header::template(spec.payload_size as usize);
+    let mut schedule = spec.schedule();
+    let mut maker = PayloadMaker::new(spec);
     let mut flush = DeviceFlush::new(pos);
     let mut last_flush = Instant::now();
     // When the publisher last woke (and read the clock).
     let mut last_wake = last_flush;
     let mut seq: u64 = 0;
-    loop {
-        let due = t0 + Duration::from_nanos(seq.saturating_mul(period_ns));
+    // The schedule runs from the ramp start whatever happens; messages due before this device
+    // connected are not sent (and not counted).
+    while let Some(offset) = schedule.next_due(&ctx.shape) {
+        let due = ctx.ramp_start + offset;
         if due >= ctx.publish_end {
             break;
         }
-        // A fast device wakes at most once per BATCH: a message that fell due after the last
-        // wake waits for the next batch; one due before it (catching up) goes at once.
-        let wake_at = if fast && due > last_wake {
+        if due < connected {
+            continue;
+        }
+        // A publisher wakes at most once per BATCH: a message that fell due after the last wake
+        // waits for the next batch; one due before it (catching up) goes at once.
+        let wake_at = if due > last_wake {
             due.max(last_wake + BATCH)
         } else {
             due
@@ -177,14 +182,14 @@ async fn publish(
             }
             flush.max_lag_us = flush.max_lag_us.max(lag.as_micros() as u64);
         }
-        let mut payload = template.clone();
-        Header {
+        let intended_ns = ctx.clock.ns_at(due.into_std());
+        let header = Header {
             device: spec.id,
             seq,
-            intended_ns: ctx.clock.ns_at(due.into_std()),
+            intended_ns,
             sent_ns: ctx.clock.ns_at(now.into_std()),
-        }
-        .write(&mut payload);
+        };
+        let payload = maker.make(&header, ctx.clock.unix_ns_at(intended_ns));
         let result = tokio::select! {
             r = client.publish(spec.topic.as_str(), qos, false, payload) => r,
             _ = stop.wait_for(|s| *s) => break,
@@ -195,6 +200,9 @@ async fn publish(
                 detail: format!("{}: {e}", spec.client_id),
             });
             break;
+        }
+        if ctx.phases_reported {
+            flush.count_phase(ctx.shape.phase_at(offset));
         }
         seq += 1;
         if now.duration_since(last_flush) >= ctx.opts.tick {

@@ -10,6 +10,7 @@ pub mod codec;
 mod device;
 mod mqtt;
 mod observer;
+pub mod payload;
 mod run;
 pub mod timer;
 

@@ -6,6 +6,7 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
 use fleetbench_metrics::{Delivery, Flush, Ledger, ObserverFlush};
+use fleetbench_scenario::load::LoadShape;
 use fleetbench_scenario::ObserverSpec;
 use rumqttc::{AsyncClient, Event, Outgoing, Packet, SubscribeFilter, SubscribeReasonCode};
 use std::time::Instant;
@@ -37,6 +38,10 @@ pub struct ObserverCtx {
     pub measure_from_ns: Arc<AtomicU64>,
     /// Turns true at the cutoff: a failing connection is then given up, not retried.
     pub cutoff: tokio::sync::watch::Receiver<bool>,
+    /// The load phases, when figures are kept per phase (None: the scenario has none).
+    pub shape: Option<LoadShape>,
+    /// The run-clock reading of the ramp start (set when it starts): load phases count from it.
+    pub ramp_start_ns: Arc<AtomicU64>,
 }
 
 pub struct ObserverHandle {
@@ -124,7 +129,7 @@ async fn observe(
         match event {
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let now_ns = ctx.clock.ns_at(now);
-                match Header::decode(&p.payload) {
+                match Header::from_payload(&p.payload) {
                     Ok(h) => {
                         if drop_every.is_some_and(|n| n > 0 && h.seq.is_multiple_of(n)) {
                             continue;
@@ -143,10 +148,23 @@ async fn observe(
                             Delivery::InOrder | Delivery::Reordered => {
                                 delivered.fetch_add(1, Ordering::Relaxed);
                                 flush.delivered += 1;
-                                if h.intended_ns >= ctx.measure_from_ns.load(Ordering::Relaxed) {
-                                    let from_intended = now_ns.saturating_sub(h.intended_ns);
+                                let measured = h.intended_ns
+                                    >= ctx.measure_from_ns.load(Ordering::Relaxed);
+                                let from_intended = now_ns.saturating_sub(h.intended_ns);
+                                if measured {
                                     flush.from_intended.record_ns(from_intended);
                                     flush.from_send.record_ns(now_ns.saturating_sub(h.sent_ns));
+                                }
+                                if let Some(shape) = &ctx.shape {
+                                    let ramp = ctx.ramp_start_ns.load(Ordering::Relaxed);
+                                    let due = std::time::Duration::from_nanos(
+                                        h.intended_ns.saturating_sub(ramp),
+                                    );
+                                    let phase = flush.phase(shape.phase_at(due));
+                                    phase.delivered += 1;
+                                    if measured {
+                                        phase.from_intended.record_ns(from_intended);
+                                    }
                                 }
                             }
                             Delivery::Duplicate => flush.duplicates += 1,

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleetbench_metrics::aggregate::{Phase, Totals};
-use fleetbench_metrics::ledger::{account, Accounting};
+use fleetbench_metrics::ledger::{account, Accounting, Ledger};
 use fleetbench_metrics::{Aggregator, Snapshot};
+use fleetbench_scenario::load::LoadShape;
 use fleetbench_scenario::Plan;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -70,13 +71,12 @@ pub async fn run(
     );
     // How many observers expect each device's messages: the snapshots' and the drain's
     // expected deliveries both follow from it.
-    let watchers: Vec<u32> = (0..plan.devices.len())
-        .map(|d| plan.observers.iter().filter(|o| o.expects[d]).count() as u32)
-        .collect();
+    let watchers = plan.watchers();
     let groups = plan.devices.iter().map(|d| d.group as u32).collect();
     let aggregator = aggregator.with_layout(groups, watchers.clone());
     let (phase_tx, phase_rx) = watch::channel(Phase::Connecting);
     let (ticker_done_tx, ticker_done_rx) = watch::channel(false);
+    let (ramp_tx, ramp_rx) = watch::channel(None);
     let ticker = tokio::spawn(tick_loop(
         aggregator,
         clock,
@@ -84,6 +84,7 @@ pub async fn run(
         phase_rx,
         ticker_done_rx,
         snapshots,
+        plan.phased.then(|| (plan.shape.clone(), ramp_rx)),
     ));
 
     let mut positions = vec![None; plan.total_devices as usize];
@@ -93,12 +94,13 @@ pub async fn run(
     let max_packet = plan
         .devices
         .iter()
-        .map(|d| d.payload_size as usize)
+        .map(|d| d.payload.max_size())
         .max()
         .unwrap_or(0)
         + 1024;
     let (cutoff_tx, cutoff_rx) = watch::channel(false);
     let measure_from_ns = Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+    let ramp_start_ns = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let octx = Arc::new(ObserverCtx {
         clock,
         target: target.clone(),
@@ -108,6 +110,8 @@ pub async fn run(
         max_packet,
         measure_from_ns: measure_from_ns.clone(),
         cutoff: cutoff_rx,
+        shape: plan.phased.then(|| plan.shape.clone()),
+        ramp_start_ns: ramp_start_ns.clone(),
     });
 
     // Observers first: nothing is published before every subscription is granted.
@@ -150,7 +154,9 @@ pub async fn run(
     let ramp_start = Instant::now();
     let publish_end = ramp_start + timing.duration;
     let measure_from = clock.ns_at((ramp_start + timing.warmup).into_std());
+    ramp_start_ns.store(clock.ns_at(ramp_start.into_std()), Ordering::Relaxed);
     measure_from_ns.store(measure_from, Ordering::Relaxed);
+    let _ = ramp_tx.send(Some(ramp_start));
     let dctx = Arc::new(DeviceCtx {
         clock,
         target,
@@ -162,6 +168,8 @@ pub async fn run(
         stop: stop.clone(),
         timer: PreciseTimer::start().map_err(|e| FleetError::Task(format!("timer thread: {e}")))?,
         warmup: timing.warmup,
+        shape: plan.shape.clone(),
+        phases_reported: plan.phased,
     });
     let _ = phase_tx.send(Phase::Running);
     let devices: Vec<_> = plan
@@ -274,14 +282,20 @@ pub async fn run(
                 .collect()
         })
         .collect();
-    let accounting = account(
-        results
-            .iter()
-            .zip(&qos)
-            .map(|(r, q)| (&r.ledger, q.as_slice())),
-        &sent,
-        &settled,
-    );
+    // The members of a shared subscription account as one receiver: between them, each
+    // message is expected once, and one arriving at two members is a duplicate.
+    let receivers = plan.receivers();
+    let ledgers: Vec<(Ledger, &[u8])> = receivers
+        .iter()
+        .map(|members| {
+            let mut ledger = results[members[0]].ledger.clone();
+            for m in &members[1..] {
+                ledger.absorb(&results[*m].ledger);
+            }
+            (ledger, qos[members[0]].as_slice())
+        })
+        .collect();
+    let accounting = account(ledgers.iter().map(|(l, q)| (l, *q)), &sent, &settled);
     if accounting.total.beyond_sent > 0 {
         warn!(
             beyond = accounting.total.beyond_sent,
@@ -311,7 +325,14 @@ async fn tick_loop(
     phase: watch::Receiver<Phase>,
     mut done: watch::Receiver<bool>,
     snapshots: watch::Sender<Snapshot>,
+    load: Option<(LoadShape, watch::Receiver<Option<Instant>>)>,
 ) -> Aggregator {
+    // The load phase a snapshot is in, from the ramp start.
+    let load_phase = || {
+        let (shape, ramp) = load.as_ref()?;
+        let start = (*ramp.borrow())?;
+        Some(shape.phase_at(start.elapsed()))
+    };
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -319,10 +340,12 @@ async fn tick_loop(
             _ = interval.tick() => {}
             _ = done.wait_for(|d| *d) => break,
         }
-        let snap = aggregator.tick(clock.elapsed(), *phase.borrow());
-        snapshots.send_replace(snap.clone());
+        let mut snap = aggregator.tick(clock.elapsed(), *phase.borrow()).clone();
+        snap.load_phase = load_phase();
+        snapshots.send_replace(snap);
     }
-    let snap = aggregator.tick(clock.elapsed(), Phase::Done);
-    snapshots.send_replace(snap.clone());
+    let mut snap = aggregator.tick(clock.elapsed(), Phase::Done).clone();
+    snap.load_phase = load_phase();
+    snapshots.send_replace(snap);
     aggregator
 }

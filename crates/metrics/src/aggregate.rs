@@ -30,6 +30,9 @@ pub struct DeviceFlush {
     pub connect_us: Option<u64>,
     /// A change of connection state, if any since the last flush.
     pub connected: Option<bool>,
+    /// Of the messages sent since the last flush, how many were due in each load phase (empty
+    /// when the scenario has no phases).
+    pub phase_sent: Vec<u64>,
 }
 
 /// What an observer task hands over once a tick.
@@ -43,6 +46,16 @@ pub struct ObserverFlush {
     pub reordered: u64,
     pub unexpected: u64,
     pub connected: Option<bool>,
+    /// First arrivals and their latency from intended, by the load phase the message was due
+    /// in (empty when the scenario has no phases).
+    pub phases: Vec<PhaseFlush>,
+}
+
+/// One load phase's share of an observer flush.
+#[derive(Debug, Clone, Default)]
+pub struct PhaseFlush {
+    pub delivered: u64,
+    pub from_intended: LatencyHistogram,
 }
 
 impl DeviceFlush {
@@ -57,6 +70,15 @@ impl DeviceFlush {
     pub fn take(&mut self) -> DeviceFlush {
         std::mem::replace(self, DeviceFlush::new(self.device))
     }
+
+    /// Count one message sent that was due in load phase `phase`.
+    #[inline]
+    pub fn count_phase(&mut self, phase: usize) {
+        if self.phase_sent.len() <= phase {
+            self.phase_sent.resize(phase + 1, 0);
+        }
+        self.phase_sent[phase] += 1;
+    }
 }
 
 impl ObserverFlush {
@@ -70,7 +92,17 @@ impl ObserverFlush {
             reordered: 0,
             unexpected: 0,
             connected: None,
+            phases: Vec::new(),
         }
+    }
+
+    /// The figures of load phase `phase`.
+    #[inline]
+    pub fn phase(&mut self, phase: usize) -> &mut PhaseFlush {
+        if self.phases.len() <= phase {
+            self.phases.resize_with(phase + 1, PhaseFlush::default);
+        }
+        &mut self.phases[phase]
     }
 
     /// Hand over what was recorded since the last flush and start afresh.
@@ -165,6 +197,19 @@ pub struct Snapshot {
     pub distribution: Vec<(f64, u64)>,
     /// Cores used over the last tick, by component.
     pub cpu: CpuUsage,
+    /// The load phase the run is in (None before the ramp or without phases).
+    pub load_phase: Option<usize>,
+    /// Per load phase so far (empty without phases).
+    pub phases: Vec<PhaseFigures>,
+}
+
+/// One load phase's figures so far.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PhaseFigures {
+    pub sent: u64,
+    pub expected: u64,
+    pub delivered: u64,
+    pub from_intended: LatencySummary,
 }
 
 impl Snapshot {
@@ -199,6 +244,29 @@ pub struct Totals {
     pub errors: BTreeMap<&'static str, ErrorGroup>,
     /// Average cores used from the first tick to the last, by component.
     pub cpu: CpuUsage,
+    /// Per load phase (empty without phases).
+    pub phases: Vec<PhaseTotals>,
+}
+
+/// One load phase over the whole run.
+#[derive(Debug, Clone, Default)]
+pub struct PhaseTotals {
+    /// Messages due in the phase that were sent.
+    pub sent: u64,
+    /// Deliveries the subscriptions call for, for those messages.
+    pub expected: u64,
+    /// First arrivals of those messages.
+    pub delivered: u64,
+    pub from_intended: LatencyHistogram,
+}
+
+impl Totals {
+    fn phase(&mut self, phase: usize) -> &mut PhaseTotals {
+        if self.phases.len() <= phase {
+            self.phases.resize_with(phase + 1, PhaseTotals::default);
+        }
+        &mut self.phases[phase]
+    }
 }
 
 pub struct Aggregator {
@@ -339,6 +407,11 @@ impl Aggregator {
                 if let Some(us) = d.connect_us {
                     self.interval_connect.record_us(us);
                 }
+                for (i, n) in d.phase_sent.iter().enumerate().filter(|(_, n)| **n > 0) {
+                    let p = self.totals.phase(i);
+                    p.sent += n;
+                    p.expected += n * watchers;
+                }
             }
             Flush::Observer(o) => {
                 self.interval_intended.add(&o.from_intended);
@@ -348,6 +421,11 @@ impl Aggregator {
                 self.reordered += o.reordered;
                 self.unexpected += o.unexpected;
                 count_connection(&mut self.observers_connected, o.connected);
+                for (i, f) in o.phases.iter().enumerate() {
+                    let p = self.totals.phase(i);
+                    p.delivered += f.delivered;
+                    p.from_intended.add(&f.from_intended);
+                }
             }
             Flush::Error { kind, detail } => {
                 self.totals.errors.entry(kind).or_default().record(detail);
@@ -426,6 +504,18 @@ impl Aggregator {
                     .collect()
             },
             cpu: self.cpu.sample_smoothed(),
+            load_phase: None,
+            phases: self
+                .totals
+                .phases
+                .iter()
+                .map(|p| PhaseFigures {
+                    sent: p.sent,
+                    expected: p.expected,
+                    delivered: p.delivered,
+                    from_intended: p.from_intended.summary(),
+                })
+                .collect(),
         };
         self.totals.cpu = self.cpu.average();
         self.interval_intended.reset();

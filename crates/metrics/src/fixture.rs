@@ -75,6 +75,7 @@ pub fn report(p50: u64, p99: u64, lost: u64, deliver_per_s: f64) -> Report {
         histograms: Histograms::encode(&intended, &send, &ack, &connect).ok(),
         samples: Vec::new(),
         merged: None,
+        phases: Vec::new(),
     };
     r.samples = vec![r.own_sample()];
     r

@@ -56,6 +56,23 @@ impl Stream {
         }
     }
 
+    /// Take in another receiver's arrivals of the same stream (members of a shared
+    /// subscription): a message that arrived at both is a duplicate.
+    pub fn absorb(&mut self, other: &Stream) {
+        if self.seen.len() < other.seen.len() {
+            self.seen.resize(other.seen.len(), 0);
+        }
+        for (mine, theirs) in self.seen.iter_mut().zip(&other.seen) {
+            let both = (*mine & *theirs).count_ones() as u64;
+            self.duplicates += both;
+            self.delivered += u64::from((*theirs & !*mine).count_ones());
+            *mine |= *theirs;
+        }
+        self.duplicates += other.duplicates;
+        self.reordered += other.reordered;
+        self.highest = self.highest.max(other.highest);
+    }
+
     fn arrived(&self, seq: u64) -> bool {
         self.seen
             .get((seq / 64) as usize)
@@ -150,6 +167,16 @@ impl Ledger {
         }
     }
 
+    /// Take in the arrivals of another member of the same shared subscription (same plan).
+    pub fn absorb(&mut self, other: &Ledger) {
+        self.unexpected += other.unexpected;
+        for (mine, theirs) in self.streams.iter_mut().zip(&other.streams) {
+            if let (Some(m), Some(t)) = (mine, theirs) {
+                m.absorb(t);
+            }
+        }
+    }
+
     pub fn unexpected(&self) -> u64 {
         self.unexpected
     }
@@ -194,6 +221,23 @@ mod tests {
             (o.delivered, o.lost, o.in_flight, o.reordered),
             (7, 3, 0, 0)
         );
+    }
+
+    #[test]
+    fn shared_members_together_expect_each_message_once() {
+        // Two members split 0..10; 4 reached both, 7 reached neither.
+        let mut a = Ledger::new(&[true]);
+        let mut b = Ledger::new(&[true]);
+        for seq in [0, 2, 4, 6, 8] {
+            a.record(0, seq);
+        }
+        for seq in [1, 3, 4, 5, 9] {
+            b.record(0, seq);
+        }
+        a.absorb(&b);
+        let (_, stream) = a.streams().next().expect("one stream");
+        let o = stream.outcome(10, 10);
+        assert_eq!((o.delivered, o.lost, o.duplicates), (9, 1, 1));
     }
 
     #[test]

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use crate::hist::LatencyHistogram;
 use crate::hlog::Metric;
 use crate::report::{
-    Calibration, Histograms, Latency, MergeKind, Merged, ProcessUsage, QosTotals, Report, Verdict,
+    Calibration, Histograms, Latency, MergeKind, Merged, PhaseReport, ProcessUsage, QosTotals,
+    Report, Verdict,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +151,7 @@ pub fn merge(reports: &[Report], kind: MergeKind) -> Result<Report, MergeError> 
             .max()
             .unwrap_or(0);
     }
+    out.phases = merge_phases(reports, concurrent)?;
     out.resources.broker_process = merge_process(reports, concurrent);
     out.run.interrupted = reports.iter().any(|r| r.run.interrupted);
     out.run.started_unix_s = reports
@@ -185,6 +187,51 @@ pub fn merge(reports: &[Report], kind: MergeKind) -> Result<Report, MergeError> 
     } else {
         Verdict::Fail
     };
+    Ok(out)
+}
+
+/// Load phases, phase by phase: counts summed, distributions added; rates add up over shards
+/// and are per run over repeats.
+fn merge_phases(reports: &[Report], concurrent: bool) -> Result<Vec<PhaseReport>, MergeError> {
+    let first = &reports[0].phases;
+    let mut out = first.clone();
+    for (i, p) in out.iter_mut().enumerate() {
+        let mut hist = LatencyHistogram::new();
+        (p.sent, p.expected, p.delivered) = (0, 0, 0);
+        for (index, r) in reports.iter().enumerate() {
+            let q = r.phases.get(i).filter(|q| q.name == p.name).ok_or_else(|| {
+                MergeError::Shards(format!(
+                    "report {index} does not have load phase {:?} at position {i}",
+                    p.name
+                ))
+            })?;
+            p.sent += q.sent;
+            p.expected += q.expected;
+            p.delivered += q.delivered;
+            let h = LatencyHistogram::from_base64(&q.histogram).map_err(|e| {
+                MergeError::Histogram {
+                    index,
+                    detail: format!("phase {:?}: {e}", p.name),
+                }
+            })?;
+            hist.add(&h);
+        }
+        let runs = if concurrent { 1.0 } else { reports.len() as f64 };
+        let per_s = |n: u64| {
+            if p.duration_s > 0.0 {
+                n as f64 / (p.duration_s * runs)
+            } else {
+                0.0
+            }
+        };
+        p.publish_per_s = per_s(p.sent);
+        p.deliver_per_s = per_s(p.delivered);
+        p.from_intended = hist.summary();
+        p.histogram = hist.to_base64().map_err(|e| MergeError::Histogram {
+            index: 0,
+            detail: e.to_string(),
+        })?;
+    }
     Ok(out)
 }
 

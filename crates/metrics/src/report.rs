@@ -53,6 +53,35 @@ pub struct Report {
     /// Set when this report was merged from several.
     #[serde(default)]
     pub merged: Option<Merged>,
+    /// Figures per load phase, in order (absent when the scenario has no phases).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<PhaseReport>,
+}
+
+/// One load phase of the run. Messages belong to the phase they were due in.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PhaseReport {
+    pub name: String,
+    /// When the phase started, from the start of the connect ramp.
+    pub start_s: f64,
+    pub duration_s: f64,
+    /// Multiple of each group's rate at the phase's start and end.
+    pub rate: f64,
+    pub rate_end: f64,
+    /// Messages due in the phase that were sent.
+    pub sent: u64,
+    /// Deliveries the subscriptions call for, for those messages.
+    pub expected: u64,
+    /// First arrivals of those messages (the ledger's whole-run accounting is in `totals`).
+    pub delivered: u64,
+    /// sent / duration.
+    pub publish_per_s: f64,
+    /// delivered / duration.
+    pub deliver_per_s: f64,
+    /// Latency from intended of the phase's messages (after the warm-up).
+    pub from_intended: LatencySummary,
+    /// The same distribution, lossless (V2 compressed, base64), so that merges stay exact.
+    pub histogram: String,
 }
 
 /// The units of the calibration workload (see the fleet's `calibrate` module): what a loopback

@@ -179,9 +179,9 @@ impl LoadShape {
     /// Exact for linear ramps, so a ramp from zero starts gently instead of waiting out a huge
     /// first gap. None when the shape ends first.
     fn advance(&self, t: Duration, mut work: f64) -> Option<Duration> {
-        if work <= 0.0 {
-            return Some(t);
-        }
+        // A zero gap (a first message at the ramp start) still has to land where the rate is
+        // above zero.
+        work = work.max(1e-9);
         let mut i = self.phase_at(t);
         let mut at = t;
         while let Some(p) = self.phases.get(i) {
@@ -192,16 +192,24 @@ impl LoadShape {
             // Integral of the multiple from the phase start to x.
             let integral = |x: f64| a * x + k * x * x / 2.0;
             let left = integral(d) - integral(x);
-            if work <= left {
+            // Strictly inside: an arrival that would land on the phase's end belongs to the
+            // next phase where the rate is above zero.
+            if work < left {
                 let c = integral(x) + work;
                 let x_new = if k.abs() < 1e-12 {
                     c / a
                 } else {
                     (-a + (a * a + 2.0 * k * c).max(0.0).sqrt()) / k
                 };
-                return Some(p.start + Duration::from_secs_f64(x_new.clamp(x, d)));
+                let due = p.start + Duration::from_secs_f64(x_new.clamp(x, d));
+                if due < p.end() {
+                    return Some(due);
+                }
+                // Rounded onto the end: it belongs to the next phase with a rate above zero.
+                work = 1e-9;
+            } else {
+                work -= left;
             }
-            work -= left;
             i += 1;
             at = p.end();
         }

@@ -93,6 +93,8 @@ pub struct Plan {
     pub total_devices: u32,
     /// The load over time that every device's schedule follows.
     pub shape: LoadShape,
+    /// Whether the scenario has load phases, so that figures are kept per phase.
+    pub phased: bool,
 }
 
 impl Plan {
@@ -168,6 +170,7 @@ impl Plan {
             observers,
             total_devices: first_id,
             shape,
+            phased: !scenario.phases.is_empty(),
         }
     }
 
