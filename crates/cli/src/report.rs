@@ -216,6 +216,23 @@ fn findings(plan: &Plan, fleet: &FleetOutcome, r: &Report, ctx: &RunContext) -> 
             }
         }
     }
+    for (due, row) in fleet.delivered_qos.iter().enumerate() {
+        for (used, n) in row.iter().enumerate().filter(|(u, n)| *u != due && **n > 0) {
+            let mut f = format!(
+                "the broker delivered {} messages at QoS {used} that MQTT says are due at QoS \
+                 {due} (the lower of the publish's QoS and the subscription's grant)",
+                fmt_count(*n)
+            );
+            if ctx.embedded && used == 2 {
+                f.push_str(
+                    ": rumqttd sends everything at QoS 2 to a subscriber granted QoS 2, \
+                     adding a PUBREC/PUBREL/PUBCOMP exchange per message that QoS 0 and 1 do \
+                     not ask for",
+                );
+            }
+            out.push(f);
+        }
+    }
     if r.totals.in_flight > 0 {
         out.push(format!(
             "{} deliveries were still in flight at the cutoff ({}); they are neither delivered \

@@ -23,6 +23,9 @@ pub struct ObserverResult {
     pub ledger: Ledger,
     /// The QoS the broker granted each filter (None: refused).
     pub granted: Vec<Option<u8>>,
+    /// Deliveries by the QoS MQTT calls for (the lower of the publish's and the granted QoS)
+    /// and the QoS the broker actually used: `delivered_qos[due][used]`.
+    pub delivered_qos: [[u64; 3]; 3],
 }
 
 pub struct ObserverCtx {
@@ -32,6 +35,8 @@ pub struct ObserverCtx {
     pub flush: Sender<Flush>,
     /// Device id (as carried in messages) to position in the plan.
     pub positions: Arc<Vec<Option<u32>>>,
+    /// Topic and publish QoS of each device of the plan (by position).
+    pub device_topics: Arc<Vec<(String, u8)>>,
     pub max_packet: usize,
     /// Messages intended before this (run clock, ns) are accounted for but their latency is
     /// not recorded: the warm-up. Set when the ramp starts.
@@ -112,6 +117,9 @@ async fn observe(
     let mut attempts = 0u32;
     let drop_every = ctx.opts.faults.drop_every_nth_seq;
     let mut stopping = false;
+    let mut delivered_qos = [[0u64; 3]; 3];
+    // Per device position, the QoS its messages are due at for this observer (after SUBACK).
+    let mut due_qos: Vec<u8> = Vec::new();
     loop {
         let event = eventloop.poll().await;
         if let (Some(delay), Ok(Event::Incoming(Packet::Publish(_)))) =
@@ -140,6 +148,9 @@ async fn observe(
                             .copied()
                             .flatten()
                             .map_or(usize::MAX, |p| p as usize);
+                        if let Some(due) = due_qos.get(pos) {
+                            delivered_qos[usize::from(*due)][(p.qos as usize).min(2)] += 1;
+                        }
                         let delivery = ledger.record(pos, h.seq);
                         if delivery == Delivery::Reordered {
                             flush.reordered += 1;
@@ -194,6 +205,19 @@ async fn observe(
                         SubscribeReasonCode::Failure => None,
                     };
                 }
+                due_qos = ctx
+                    .device_topics
+                    .iter()
+                    .map(|(topic, qos)| {
+                        spec.filters
+                            .iter()
+                            .zip(&granted)
+                            .filter(|(f, _)| fleetbench_scenario::topic::matches(f, topic))
+                            .filter_map(|(_, g)| *g)
+                            .max()
+                            .map_or(0, |g| g.min(*qos))
+                    })
+                    .collect();
                 if let Some(tx) = ready_tx.take() {
                     let _ = tx.send(granted.clone());
                 }
@@ -227,5 +251,9 @@ async fn observe(
     }
     flush.connected = Some(false);
     let _ = ctx.flush.send(Flush::Observer(flush));
-    ObserverResult { ledger, granted }
+    ObserverResult {
+        ledger,
+        granted,
+        delivered_qos,
+    }
 }

@@ -51,6 +51,9 @@ pub struct FleetOutcome {
     pub never_connected: u32,
     /// Every tick's latency distributions, for the HdrHistogram interval log.
     pub interval_log: fleetbench_metrics::hlog::IntervalLog,
+    /// Deliveries by the QoS MQTT calls for and the QoS the broker used:
+    /// `delivered_qos[due][used]`.
+    pub delivered_qos: [[u64; 3]; 3],
 }
 
 /// Run `plan` against `target` until its duration is over (or `stop` turns true), publishing a
@@ -107,6 +110,12 @@ pub async fn run(
         opts: opts.clone(),
         flush: flush_tx.clone(),
         positions: Arc::new(positions),
+        device_topics: Arc::new(
+            plan.devices
+                .iter()
+                .map(|d| (d.topic.clone(), d.qos.level()))
+                .collect(),
+        ),
         max_packet,
         measure_from_ns: measure_from_ns.clone(),
         cutoff: cutoff_rx,
@@ -311,6 +320,14 @@ pub async fn run(
         drain,
         elapsed: clock.elapsed(),
         interrupted,
+        delivered_qos: results.iter().fold([[0; 3]; 3], |mut sum, r| {
+            for (due, row) in r.delivered_qos.iter().enumerate() {
+                for (used, n) in row.iter().enumerate() {
+                    sum[due][used] += n;
+                }
+            }
+            sum
+        }),
         granted: results.into_iter().map(|r| r.granted).collect(),
         connect_all,
         never_connected,
