@@ -487,10 +487,50 @@ fn ensure_python_packages() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Install mosquitto (the external broker of `crates/cli/tests/mosquitto.rs`) when missing,
+/// from Debian's packages. The tests start it themselves on a loopback port of their own.
+fn ensure_mosquitto() -> anyhow::Result<()> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
+        .any(|d| d.join("mosquitto").is_file());
+    if found || std::env::var_os("FLEETBENCH_MOSQUITTO").is_some() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing mosquitto for the tests (apt-get)");
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let apt = |args: &[&str]| -> anyhow::Result<bool> {
+        let mut cmd = if root {
+            Command::new("apt-get")
+        } else {
+            let mut c = Command::new("sudo");
+            c.args(["-n", "apt-get"]);
+            c
+        };
+        Ok(cmd
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .context("running apt-get")?
+            .success())
+    };
+    if !apt(&["install", "-y", "-qq", "mosquitto"])? {
+        // A fresh machine may not have its package lists yet.
+        if !(apt(&["update", "-qq"])? && apt(&["install", "-y", "-qq", "mosquitto"])?) {
+            bail!("apt-get could not install mosquitto; install it and run the tests again");
+        }
+    }
+    Ok(())
+}
+
 /// Run the whole suite, echo cargo's output, and close with one total line over every test
 /// binary (cargo's own last line speaks only of the last binary).
 fn test() -> anyhow::Result<()> {
     ensure_python_packages()?;
+    ensure_mosquitto()?;
     let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut child = Command::new(&cargo_bin)
         .args(["test", "--workspace", "--all-targets"])

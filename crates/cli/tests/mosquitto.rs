@@ -1,0 +1,133 @@
+//! The same scenarios against Debian's mosquitto as an external broker: what rumqttd gets wrong
+//! does not happen there, and the run says nothing about it. `cargo xtask test` installs
+//! mosquitto when it is missing; these tests fail (never skip) without it.
+
+mod common;
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// mosquitto on a loopback port of its own, ended (by its PID) when dropped.
+struct Mosquitto {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+fn mosquitto_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("FLEETBENCH_MOSQUITTO") {
+        return p.into();
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
+        .map(|d| d.join("mosquitto"))
+        .find(|p| p.is_file())
+        .expect("mosquitto is not installed: `cargo xtask test` installs it (apt-get install mosquitto)")
+}
+
+impl Mosquitto {
+    fn start() -> Mosquitto {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                 max_queued_messages 0\nlog_type error\n"
+            ),
+        )
+        .expect("write config");
+        let child = Command::new(mosquitto_binary())
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start mosquitto");
+        let m = Mosquitto {
+            child,
+            port,
+            _dir: dir,
+        };
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "mosquitto did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        m
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run a shipped scenario against `broker`; returns the report.
+fn run_against(name: &str, broker: &Mosquitto) -> serde_json::Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scenarios")
+        .join(format!("{name}.toml"));
+    let text = std::fs::read_to_string(&shipped).expect("scenario");
+    let file = dir.path().join(format!("{name}.toml"));
+    std::fs::write(
+        &file,
+        format!("{text}\n[broker]\nurl = \"mqtt://127.0.0.1:{}\"\n", broker.port),
+    )
+    .expect("write scenario");
+    let report = dir.path().join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+        .arg("run")
+        .arg(&file)
+        .arg("--report")
+        .arg(&report)
+        .arg("--quiet")
+        .output()
+        .expect("run fleetbench");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("JSON")
+}
+
+#[test]
+fn mosquitto_delivers_at_the_qos_mqtt_calls_for() {
+    let broker = Mosquitto::start();
+    let r = run_against("qos2", &broker);
+    assert_eq!(r["totals"]["lost"], 0);
+    assert_eq!(r["totals"]["duplicates"], 0);
+    assert_eq!(r["totals"]["delivered"], r["totals"]["expected"]);
+    assert!(r["run"]["broker"].as_str().is_some_and(|b| b.contains(&broker.port.to_string())));
+    let findings = r["findings"].to_string();
+    assert!(
+        !findings.contains("MQTT says are due"),
+        "mosquitto kept to the QoS rules, yet: {findings}"
+    );
+}
+
+#[test]
+fn mosquitto_shares_a_subscription_once_over_its_members() {
+    let broker = Mosquitto::start();
+    let r = run_against("shared-subscriptions", &broker);
+    assert_eq!(r["totals"]["duplicates"], 0);
+    assert_eq!(r["totals"]["delivered"], r["totals"]["expected"]);
+    let sent = r["totals"]["sent"].as_u64().expect("sent");
+    assert_eq!(r["totals"]["expected"].as_u64(), Some(2 * sent));
+}
