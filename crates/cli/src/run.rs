@@ -153,6 +153,7 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
         duration: scenario.duration,
         drain_timeout: scenario.drain_timeout,
         groups: scenario.groups.iter().map(|g| g.name.clone()).collect(),
+        phases: scenario.phases.iter().map(|p| p.name.clone()).collect(),
         log_path: log_file.as_ref().map(|p| p.display().to_string()),
     };
     // The monitor runs on a thread of its own and only reads snapshots: it never holds up

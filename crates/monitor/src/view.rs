@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use fleetbench_metrics::aggregate::{Phase, Snapshot};
 use fleetbench_metrics::hist::LatencySummary;
-use fleetbench_metrics::summary::fmt_count;
+use fleetbench_metrics::summary::{fmt_count, fmt_us};
 use ratatui::layout::{Alignment, Constraint, Direction, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::symbols;
@@ -26,6 +26,8 @@ pub struct Meta {
     pub drain_timeout: Duration,
     /// Group names in scenario order (the snapshot's groups follow the same order).
     pub groups: Vec<String>,
+    /// Load phase names in order (empty: the scenario has none); snapshots' phases follow it.
+    pub phases: Vec<String>,
     pub log_path: Option<String>,
 }
 
@@ -168,10 +170,22 @@ fn progress(frame: &mut Frame, area: Rect, meta: &Meta, s: &Snapshot) {
     let elapsed = s.elapsed.as_secs_f64();
     let ratio = (elapsed / total).clamp(0.0, 1.0);
     let remaining = (total - elapsed).max(0.0);
-    let label = format!(
+    let mut label = format!(
         "elapsed {elapsed:.1}s of {total:.0}s · remaining {remaining:.1}s · drain up to {:.0}s",
         meta.drain_timeout.as_secs_f64()
     );
+    // The load phase the run is in, with its own figures so far.
+    if let Some(i) = s.load_phase {
+        let name = meta.phases.get(i).map_or("?", String::as_str);
+        let figures = s.phases.get(i).cloned().unwrap_or_default();
+        label = format!(
+            "phase {}/{} {name}: {} sent, p99 {} · {label}",
+            i + 1,
+            meta.phases.len(),
+            fmt_count(figures.sent),
+            fmt_us(figures.from_intended.p99_us),
+        );
+    }
     let gauge = Gauge::default()
         .gauge_style(Style::default().fg(ACCENT).bg(Color::Black))
         .ratio(ratio)

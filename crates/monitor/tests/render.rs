@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use fleetbench_metrics::aggregate::{ErrorGroup, GroupSnapshot, Phase, Snapshot, LADDER};
+use fleetbench_metrics::aggregate::{
+    ErrorGroup, GroupSnapshot, Phase, PhaseFigures, Snapshot, LADDER,
+};
 use fleetbench_metrics::cpu::CpuUsage;
 use fleetbench_metrics::hist::LatencySummary;
 use fleetbench_monitor::{render, History, Meta, ViewState};
@@ -21,6 +23,7 @@ fn meta() -> Meta {
         duration: Duration::from_secs(30),
         drain_timeout: Duration::from_secs(5),
         groups: vec!["sensor".into(), "door".into()],
+        phases: vec!["ramp-up".into(), "steady".into(), "spike".into()],
         log_path: Some("/tmp/fleetbench.log".into()),
     }
 }
@@ -207,6 +210,35 @@ fn steady_state_shows_rates_latency_and_groups() {
         assert_eq!(text.contains("p99 per tick"), h >= 50, "{w}x{h}:\n{text}");
         check(&format!("steady-{w}x{h}"), &text);
     }
+}
+
+#[test]
+fn the_load_phase_is_named_with_its_figures() {
+    let mut h = steady();
+    let mut s = h.latest().cloned().expect("steady has snapshots");
+    s.load_phase = Some(2);
+    s.phases = vec![
+        PhaseFigures::default(),
+        PhaseFigures::default(),
+        PhaseFigures {
+            sent: 12_345,
+            expected: 12_345,
+            delivered: 12_300,
+            from_intended: LatencySummary {
+                count: 12_300,
+                p99_us: 2_400,
+                ..LatencySummary::default()
+            },
+        },
+    ];
+    h.push(s);
+    let text = screen(80, 24, &h, ViewState::default());
+    assert!(
+        text.contains("phase 3/3 spike: 12,345 sent, p99 2.40ms"),
+        "{text}"
+    );
+    // Without phases the gauge says only the time.
+    assert!(!screen(80, 24, &steady(), ViewState::default()).contains("phase "));
 }
 
 #[test]
