@@ -4,8 +4,7 @@ use fleetbench_fleet::FleetOutcome;
 use fleetbench_metrics::env::Environment;
 use fleetbench_metrics::report::{
     peak_rss_bytes, Calibration, Generator, Histograms, Latency, PhaseReport, QosTotals, Report,
-    Resources,
-    RunInfo, RunTiming, Throughput, Totals, Verdict, SCHEMA_VERSION,
+    Resources, RunInfo, RunTiming, Throughput, Totals, Verdict, SCHEMA_VERSION,
 };
 use fleetbench_metrics::summary::fmt_count;
 use fleetbench_scenario::{Plan, Scenario, Shard};
@@ -160,7 +159,10 @@ fn phase_reports(
             let t = fleet.totals.phases.get(i).unwrap_or(&empty);
             let secs = p.duration.as_secs_f64();
             let histogram = t.from_intended.to_base64().unwrap_or_else(|e| {
-                errors.entry("hlog".into()).or_default().record(e.to_string());
+                errors
+                    .entry("hlog".into())
+                    .or_default()
+                    .record(e.to_string());
                 String::new()
             });
             PhaseReport {

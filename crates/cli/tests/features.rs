@@ -43,7 +43,10 @@ fn n(r: &serde_json::Value, path: &[&str]) -> f64 {
 }
 
 fn all_delivered(r: &serde_json::Value) {
-    assert_eq!(n(r, &["totals", "delivered"]), n(r, &["totals", "expected"]));
+    assert_eq!(
+        n(r, &["totals", "delivered"]),
+        n(r, &["totals", "expected"])
+    );
     assert_eq!(n(r, &["totals", "lost"]), 0.0);
     assert_eq!(n(r, &["totals", "duplicates"]), 0.0);
     assert!(r["errors"].get("decode").is_none(), "{}", r["errors"]);
@@ -62,10 +65,16 @@ fn phases_break_the_run_down_and_the_spike_triples_the_rate() {
     assert!((2.4..3.6).contains(&ratio), "spike/steady {ratio}");
     assert!(rate(0) < rate(1) && rate(3) < rate(1));
     let sent: f64 = phases.iter().map(|p| n(p, &["sent"])).sum();
-    assert_eq!(sent, n(&r, &["totals", "sent"]), "every message is in a phase");
+    assert_eq!(
+        sent,
+        n(&r, &["totals", "sent"]),
+        "every message is in a phase"
+    );
     let delivered: f64 = phases.iter().map(|p| n(p, &["delivered"])).sum();
     assert_eq!(delivered, n(&r, &["totals", "delivered"]));
-    assert!(phases.iter().all(|p| n(p, &["from_intended", "count"]) > 0.0));
+    assert!(phases
+        .iter()
+        .all(|p| n(p, &["from_intended", "count"]) > 0.0));
 }
 
 #[test]

@@ -85,7 +85,10 @@ fn run_against(name: &str, broker: &Mosquitto) -> serde_json::Value {
     let file = dir.path().join(format!("{name}.toml"));
     std::fs::write(
         &file,
-        format!("{text}\n[broker]\nurl = \"mqtt://127.0.0.1:{}\"\n", broker.port),
+        format!(
+            "{text}\n[broker]\nurl = \"mqtt://127.0.0.1:{}\"\n",
+            broker.port
+        ),
     )
     .expect("write scenario");
     let report = dir.path().join("report.json");
@@ -114,7 +117,9 @@ fn mosquitto_delivers_at_the_qos_mqtt_calls_for() {
     assert_eq!(r["totals"]["lost"], 0);
     assert_eq!(r["totals"]["duplicates"], 0);
     assert_eq!(r["totals"]["delivered"], r["totals"]["expected"]);
-    assert!(r["run"]["broker"].as_str().is_some_and(|b| b.contains(&broker.port.to_string())));
+    assert!(r["run"]["broker"]
+        .as_str()
+        .is_some_and(|b| b.contains(&broker.port.to_string())));
     let findings = r["findings"].to_string();
     assert!(
         !findings.contains("MQTT says are due"),

@@ -18,8 +18,8 @@ use tracing::debug;
 
 use crate::clock::RunClock;
 use crate::codec::Header;
-use crate::payload::PayloadMaker;
 use crate::mqtt::{self, ClientSettings};
+use crate::payload::PayloadMaker;
 use crate::timer::PreciseTimer;
 use crate::{FleetOptions, Target};
 

@@ -159,8 +159,8 @@ async fn observe(
                             Delivery::InOrder | Delivery::Reordered => {
                                 delivered.fetch_add(1, Ordering::Relaxed);
                                 flush.delivered += 1;
-                                let measured = h.intended_ns
-                                    >= ctx.measure_from_ns.load(Ordering::Relaxed);
+                                let measured =
+                                    h.intended_ns >= ctx.measure_from_ns.load(Ordering::Relaxed);
                                 let from_intended = now_ns.saturating_sub(h.intended_ns);
                                 if measured {
                                     flush.from_intended.record_ns(from_intended);

@@ -164,7 +164,10 @@ fn push_number(out: &mut String, x: f64, decimals: u32) {
     let start = out.len();
     let _ = write!(out, "{x:.prec$}", prec = decimals as usize);
     if out[start..].contains('.') {
-        let trimmed = out[start..].trim_end_matches('0').trim_end_matches('.').len();
+        let trimmed = out[start..]
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .len();
         out.truncate(start + trimmed);
     }
     if &out[start..] == "-0" {
@@ -211,7 +214,8 @@ fn push_header(header: &Header, out: &mut Vec<u8>) {
 /// The header of a JSON payload (see [`push_header`]), if it ends with one.
 pub fn json_header(payload: &[u8]) -> Option<[u8; HEADER_LEN]> {
     let tail = payload.get(payload.len().checked_sub(JSON_TAIL_LEN)?..)?;
-    let hex = tail.strip_prefix(b",\"_fb\":\"".as_slice())
+    let hex = tail
+        .strip_prefix(b",\"_fb\":\"".as_slice())
         .or_else(|| tail.strip_prefix(b" \"_fb\":\"".as_slice()))?
         .strip_suffix(b"\"}".as_slice())?;
     let digit = |c: u8| match c {
@@ -307,7 +311,10 @@ filters = ["b/#"]
             let u = v["u"].as_f64().expect("uniform");
             assert!((-1.0..=1.0).contains(&u));
             let ts = v["ts"].as_u64().expect("timestamp");
-            assert_eq!(ts, (1_700_000_000_000_000_000 + header.intended_ns) / 1_000_000);
+            assert_eq!(
+                ts,
+                (1_700_000_000_000_000_000 + header.intended_ns) / 1_000_000
+            );
             assert_eq!(v["_fb"].as_str().map(str::len), Some(64));
         }
     }

@@ -199,24 +199,31 @@ fn merge_phases(reports: &[Report], concurrent: bool) -> Result<Vec<PhaseReport>
         let mut hist = LatencyHistogram::new();
         (p.sent, p.expected, p.delivered) = (0, 0, 0);
         for (index, r) in reports.iter().enumerate() {
-            let q = r.phases.get(i).filter(|q| q.name == p.name).ok_or_else(|| {
-                MergeError::Shards(format!(
-                    "report {index} does not have load phase {:?} at position {i}",
-                    p.name
-                ))
-            })?;
+            let q = r
+                .phases
+                .get(i)
+                .filter(|q| q.name == p.name)
+                .ok_or_else(|| {
+                    MergeError::Shards(format!(
+                        "report {index} does not have load phase {:?} at position {i}",
+                        p.name
+                    ))
+                })?;
             p.sent += q.sent;
             p.expected += q.expected;
             p.delivered += q.delivered;
-            let h = LatencyHistogram::from_base64(&q.histogram).map_err(|e| {
-                MergeError::Histogram {
+            let h =
+                LatencyHistogram::from_base64(&q.histogram).map_err(|e| MergeError::Histogram {
                     index,
                     detail: format!("phase {:?}: {e}", p.name),
-                }
-            })?;
+                })?;
             hist.add(&h);
         }
-        let runs = if concurrent { 1.0 } else { reports.len() as f64 };
+        let runs = if concurrent {
+            1.0
+        } else {
+            reports.len() as f64
+        };
         let per_s = |n: u64| {
             if p.duration_s > 0.0 {
                 n as f64 / (p.duration_s * runs)

@@ -135,6 +135,35 @@ pub fn render(r: &Report) -> String {
     latency_row(&mut out, "from send", &r.latency.from_send);
     latency_row(&mut out, "puback", &r.latency.puback);
     latency_row(&mut out, "connect", &r.latency.connect);
+    if !r.phases.is_empty() {
+        let _ = writeln!(
+            out,
+            "  {:<15} {:>9} {:>9} {:>10} {:>10} {:>9} {:>9}",
+            "phase", "rate", "sent", "publish/s", "delivered", "p50", "p99"
+        );
+        for p in &r.phases {
+            let rate = if p.rate == p.rate_end {
+                format!("x{}", trim_number(p.rate))
+            } else {
+                format!("x{}-{}", trim_number(p.rate), trim_number(p.rate_end))
+            };
+            let (p50, p99) = match p.from_intended.count {
+                0 => ("-".to_string(), "-".to_string()),
+                _ => (
+                    fmt_us(p.from_intended.p50_us),
+                    fmt_us(p.from_intended.p99_us),
+                ),
+            };
+            let _ = writeln!(
+                out,
+                "  {:<15} {rate:>9} {:>9} {:>10.1} {:>10} {p50:>9} {p99:>9}",
+                p.name,
+                fmt_count(p.sent),
+                p.publish_per_s,
+                fmt_count(p.delivered),
+            );
+        }
+    }
     for e in &r.expectations {
         let _ = writeln!(
             out,

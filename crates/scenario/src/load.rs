@@ -188,7 +188,11 @@ impl LoadShape {
             let d = p.duration.as_secs_f64();
             let x = at.saturating_sub(p.start).as_secs_f64().min(d);
             let a = p.rate;
-            let k = if d > 0.0 { (p.rate_end - p.rate) / d } else { 0.0 };
+            let k = if d > 0.0 {
+                (p.rate_end - p.rate) / d
+            } else {
+                0.0
+            };
             // Integral of the multiple from the phase start to x.
             let integral = |x: f64| a * x + k * x * x / 2.0;
             let left = integral(d) - integral(x);
@@ -295,9 +299,9 @@ mod tests {
         // 10,000 expected; a Poisson count's sd is 100.
         assert!((9_600..=10_400).contains(&n), "{n}");
         let mut s = Schedule::new(10.0, Arrivals::Poisson, 1, Duration::ZERO);
-        let a = s.next_due(&shape).unwrap();
-        let b = s.next_due(&shape).unwrap();
-        let c = s.next_due(&shape).unwrap();
+        let a = s.next_due(&shape).expect("an arrival");
+        let b = s.next_due(&shape).expect("an arrival");
+        let c = s.next_due(&shape).expect("an arrival");
         assert_ne!(b - a, c - b);
     }
 

@@ -85,8 +85,14 @@ pub fn shared(filter: &str) -> Option<(&str, &str)> {
 pub fn filter_problem(filter: &str) -> Option<&'static str> {
     let filter = if filter.starts_with("$share/") {
         match shared(filter) {
-            Some((name, inner)) if !name.is_empty() && !name.contains(['+', '#']) && !inner.is_empty() => inner,
-            _ => return Some("a shared subscription is \"$share/<name>/<filter>\", the name without wildcards"),
+            Some((name, inner))
+                if !name.is_empty() && !name.contains(['+', '#']) && !inner.is_empty() =>
+            {
+                inner
+            }
+            _ => return Some(
+                "a shared subscription is \"$share/<name>/<filter>\", the name without wildcards",
+            ),
         }
     } else {
         filter

@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::load::{Arrivals, LoadPhase};
 use crate::payload::{Generator, JsonField, Payload, TimeUnit, DEFAULT_DECIMALS};
 use crate::raw::{RawGenerator, RawGroup, RawPhase, S};
-use crate::validate::{Ctx, R, MAX_PAYLOAD, MIN_PAYLOAD};
+use crate::validate::{Ctx, MAX_PAYLOAD, MIN_PAYLOAD, R};
 
 /// Largest rate multiple a phase may ask for.
 const MAX_SCALE: f64 = 1_000.0;
@@ -155,7 +155,11 @@ fn generator(cx: &Ctx, g: &S<RawGenerator>, field: &str) -> R<Generator> {
             start: start.unwrap_or(0),
             step: step.unwrap_or(1),
         },
-        RawGenerator::Uniform { min, max, decimals: d } => {
+        RawGenerator::Uniform {
+            min,
+            max,
+            decimals: d,
+        } => {
             finite(&[("min", *min), ("max", *max)])?;
             if min > max {
                 return Err(bad(format!("min ({min}) is above max ({max})")));
@@ -166,7 +170,11 @@ fn generator(cx: &Ctx, g: &S<RawGenerator>, field: &str) -> R<Generator> {
                 decimals: decimals(d)?,
             }
         }
-        RawGenerator::Normal { mean, std_dev, decimals: d } => {
+        RawGenerator::Normal {
+            mean,
+            std_dev,
+            decimals: d,
+        } => {
             finite(&[("mean", *mean), ("std_dev", *std_dev)])?;
             if *std_dev < 0.0 {
                 return Err(bad(format!("std_dev must be 0 or more, got {std_dev}")));
@@ -184,7 +192,12 @@ fn generator(cx: &Ctx, g: &S<RawGenerator>, field: &str) -> R<Generator> {
             max,
             decimals: d,
         } => {
-            finite(&[("start", *start), ("step", *step), ("min", *min), ("max", *max)])?;
+            finite(&[
+                ("start", *start),
+                ("step", *step),
+                ("min", *min),
+                ("max", *max),
+            ])?;
             if !(min <= start && start <= max) {
                 return Err(bad(format!(
                     "start ({start}) must lie between min ({min}) and max ({max})"
@@ -217,7 +230,11 @@ fn generator(cx: &Ctx, g: &S<RawGenerator>, field: &str) -> R<Generator> {
                     ))
                 })?;
             let (offset, noise) = (offset.unwrap_or(0.0), noise.unwrap_or(0.0));
-            finite(&[("amplitude", *amplitude), ("offset", offset), ("noise", noise)])?;
+            finite(&[
+                ("amplitude", *amplitude),
+                ("offset", offset),
+                ("noise", noise),
+            ])?;
             if noise < 0.0 {
                 return Err(bad(format!("noise must be 0 or more, got {noise}")));
             }

@@ -79,7 +79,12 @@ fn same_seed_same_plan_and_shards_partition_the_fleet() {
     let s = parse("demo.toml", GOOD).expect("valid");
     let a = Plan::build(&s, Shard::WHOLE);
     let b = Plan::build(&s, Shard::WHOLE);
-    let phases = |p: &Plan| p.devices.iter().map(|d| (d.offset, d.seed)).collect::<Vec<_>>();
+    let phases = |p: &Plan| {
+        p.devices
+            .iter()
+            .map(|d| (d.offset, d.seed))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(phases(&a), phases(&b));
     let mut ids = Vec::new();
     for i in 0..3 {
