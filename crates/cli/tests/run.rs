@@ -96,7 +96,8 @@ fn a_passing_run_writes_the_documented_report_and_a_narrow_summary() {
     assert_eq!(r["schema_version"], 1);
     assert_eq!(r["scenario"]["name"], "e2e");
     assert_eq!(
-        r["scenario"]["groups"][0]["payload_size"], 64,
+        r["scenario"]["groups"][0]["payload"],
+        serde_json::json!({"format": "binary", "size": 64}),
         "defaults are resolved"
     );
     for field in [

@@ -617,7 +617,14 @@ fn field_at(text: &str, offset: usize) -> String {
             table = format!("{name}[{n}]");
             *n += 1;
         } else if let Some(name) = l.strip_prefix('[').and_then(|r| r.split(']').next()) {
-            table = name.trim().to_string();
+            let name = name.trim();
+            // A sub-table of the latest entry of an array of tables: `[group.json]`.
+            table = match name.split_once('.') {
+                Some((array, rest)) if counts.get(array).is_some_and(|n| *n > 0) => {
+                    format!("{array}[{}].{rest}", counts[array] - 1)
+                }
+                _ => name.to_string(),
+            };
         }
     }
     if line.starts_with('[') {
