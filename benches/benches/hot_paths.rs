@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use fleetbench_fleet::codec::Header;
+use fleetbench_fleet::payload::PayloadMaker;
 use fleetbench_metrics::aggregate::Phase;
 use fleetbench_metrics::{Aggregator, Flush, LatencyHistogram, Ledger, ObserverFlush};
 use fleetbench_scenario::topic;
@@ -24,6 +25,35 @@ fn payload(c: &mut Criterion) {
     let buf = h.encode(64);
     c.bench_function("payload/decode", |b| {
         b.iter(|| Header::decode(black_box(&buf)))
+    });
+}
+
+/// Budget: 2 us to make a JSON telemetry payload of the `telemetry-json` scenario (10 fields
+/// from generators) and 100 ns to find and decode its header.
+fn json_payload(c: &mut Criterion) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scenarios/telemetry-json.toml"
+    );
+    let text = std::fs::read_to_string(path).expect("the shipped telemetry-json scenario");
+    let scenario = fleetbench_scenario::parse(path, &text).expect("valid scenario");
+    let plan = fleetbench_scenario::Plan::build(&scenario, fleetbench_scenario::Shard::WHOLE);
+    let mut maker = PayloadMaker::new(&plan.devices[0]);
+    let mut h = Header {
+        device: 0,
+        seq: 0,
+        intended_ns: 123_456_789,
+        sent_ns: 123_456_999,
+    };
+    c.bench_function("payload/json_make_10_fields", |b| {
+        b.iter(|| {
+            h.seq += 1;
+            black_box(maker.make(&h, 1_700_000_000_000_000_000 + h.intended_ns))
+        })
+    });
+    let buf = maker.make(&h, 1_700_000_000_000_000_000);
+    c.bench_function("payload/json_decode", |b| {
+        b.iter(|| Header::from_payload(black_box(&buf)))
     });
 }
 
@@ -121,6 +151,6 @@ fn snapshot(c: &mut Criterion) {
 criterion_group! {
     name = hot_paths;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
-    targets = payload, ledger, histogram, topics, snapshot
+    targets = payload, json_payload, ledger, histogram, topics, snapshot
 }
 criterion_main!(hot_paths);
