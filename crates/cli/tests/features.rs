@@ -3,37 +3,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn shipped(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../scenarios")
-        .join(format!("{name}.toml"))
-}
-
-/// Run a scenario file; returns its report. The run must pass (exit 0).
-fn run(file: &Path) -> serde_json::Value {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let report = dir.path().join("report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-        .arg("run")
-        .arg(file)
-        .arg("--report")
-        .arg(&report)
-        .arg("--quiet")
-        .output()
-        .expect("run fleetbench");
-    let text = std::fs::read_to_string(&report).unwrap_or_default();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&text).expect("report JSON")
-}
+use common::{run_passing as run, shipped};
 
 fn n(r: &serde_json::Value, path: &[&str]) -> f64 {
     path.iter()

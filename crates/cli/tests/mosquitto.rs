@@ -5,7 +5,7 @@
 mod common;
 
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -78,10 +78,7 @@ impl Drop for Mosquitto {
 /// Run a shipped scenario against `broker`; returns the report.
 fn run_against(name: &str, broker: &Mosquitto) -> serde_json::Value {
     let dir = tempfile::tempdir().expect("tempdir");
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../scenarios")
-        .join(format!("{name}.toml"));
-    let text = std::fs::read_to_string(&shipped).expect("scenario");
+    let text = std::fs::read_to_string(common::shipped(name)).expect("scenario");
     let file = dir.path().join(format!("{name}.toml"));
     std::fs::write(
         &file,
@@ -91,23 +88,7 @@ fn run_against(name: &str, broker: &Mosquitto) -> serde_json::Value {
         ),
     )
     .expect("write scenario");
-    let report = dir.path().join("report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-        .arg("run")
-        .arg(&file)
-        .arg("--report")
-        .arg(&report)
-        .arg("--quiet")
-        .output()
-        .expect("run fleetbench");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("JSON")
+    common::run_passing(&file)
 }
 
 #[test]

@@ -82,6 +82,27 @@ impl Ctx<'_> {
         }
     }
 
+    /// An optional connections-per-second figure: above zero; `otherwise` says what leaving it
+    /// out does.
+    pub(crate) fn connect_rate(
+        &self,
+        v: Option<&S<f64>>,
+        field: &str,
+        otherwise: &str,
+    ) -> R<Option<f64>> {
+        match v {
+            Some(r) if r.get_ref().is_nan() || *r.get_ref() <= 0.0 => Err(self.err(
+                r.span(),
+                field,
+                format!(
+                    "connections per second must be above 0, got {}; leave it out to {otherwise}",
+                    r.get_ref()
+                ),
+            )),
+            r => Ok(r.map(|r| *r.get_ref())),
+        }
+    }
+
     pub(crate) fn name(&self, v: &S<String>, field: &str) -> R<String> {
         let s = v.get_ref();
         if s.is_empty()
@@ -279,16 +300,6 @@ fn group(cx: &Ctx, i: usize, g: &RawGroup, phases: &[crate::load::LoadPhase]) ->
     let arrivals = crate::validate_load::arrivals(cx, g.arrivals.as_ref(), &f("arrivals"))?;
     let payload = crate::validate_load::payload(cx, g, &format!("group[{i}]"))?;
     let connect_rate = match &g.connect_rate {
-        Some(r) if r.get_ref().is_nan() || *r.get_ref() <= 0.0 => {
-            return Err(cx.err(
-                r.span(),
-                f("connect_rate"),
-                format!(
-                    "connections per second must be above 0, got {}; leave it out to connect all at once",
-                    r.get_ref()
-                ),
-            ))
-        }
         Some(r) if phases.iter().any(|p| p.connect_rate.is_some()) => {
             return Err(cx.err(
                 r.span(),
@@ -296,8 +307,7 @@ fn group(cx: &Ctx, i: usize, g: &RawGroup, phases: &[crate::load::LoadPhase]) ->
                 "the phases set connect rates for the whole fleet; remove the group's",
             ))
         }
-        Some(r) => Some(*r.get_ref()),
-        None => None,
+        r => cx.connect_rate(r.as_ref(), &f("connect_rate"), "connect all at once")?,
     };
     let keep_alive = match &g.keep_alive {
         Some(k) => {

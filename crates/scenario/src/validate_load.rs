@@ -42,20 +42,11 @@ pub(crate) fn phases(cx: &Ctx, raw: &[S<RawPhase>]) -> R<Vec<LoadPhase>> {
         };
         let rate = scale(&p.rate, "rate", 1.0)?;
         let rate_end = scale(&p.rate_end, "rate_end", rate)?;
-        let connect_rate = match &p.connect_rate {
-            Some(r) if r.get_ref().is_nan() || *r.get_ref() <= 0.0 => {
-                return Err(cx.err(
-                    r.span(),
-                    f("connect_rate"),
-                    format!(
-                        "connections per second must be above 0, got {}; leave it out to \
-                         connect the remaining devices at the phase's start",
-                        r.get_ref()
-                    ),
-                ))
-            }
-            r => r.as_ref().map(|r| *r.get_ref()),
-        };
+        let connect_rate = cx.connect_rate(
+            p.connect_rate.as_ref(),
+            &f("connect_rate"),
+            "connect the remaining devices at the phase's start",
+        )?;
         let start = out.last().map_or(Duration::ZERO, LoadPhase::end);
         out.push(LoadPhase {
             name,

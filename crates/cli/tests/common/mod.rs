@@ -56,3 +56,33 @@ pub fn toml_files(dir: &Path) -> Vec<PathBuf> {
     files.sort();
     files
 }
+
+/// `fleetbench run FILE --report ... --quiet`, which must pass (exit 0); returns the report.
+pub fn run_passing(file: &Path) -> serde_json::Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = dir.path().join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+        .arg("run")
+        .arg(file)
+        .arg("--report")
+        .arg(&report)
+        .arg("--quiet")
+        .output()
+        .expect("run fleetbench");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&std::fs::read_to_string(&report).expect("report written"))
+        .expect("report JSON")
+}
+
+/// A file of `scenarios/`.
+pub fn shipped(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scenarios")
+        .join(format!("{name}.toml"))
+}
