@@ -43,8 +43,6 @@ pub struct DeviceCtx {
     pub warmup: Duration,
     /// The load phases every schedule follows.
     pub shape: LoadShape,
-    /// Whether figures are kept per load phase (the scenario has phases).
-    pub phases_reported: bool,
 }
 
 /// What a device did: how many messages it sent (sequence numbers `0..sent`) and when it first
@@ -201,7 +199,7 @@ async fn publish(
             });
             break;
         }
-        if ctx.phases_reported {
+        if ctx.shape.is_declared() {
             flush.count_phase(ctx.shape.phase_at(offset));
         }
         seq += 1;

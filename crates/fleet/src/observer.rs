@@ -23,8 +23,11 @@ pub struct ObserverResult {
     pub ledger: Ledger,
     /// The QoS the broker granted each filter (None: refused).
     pub granted: Vec<Option<u8>>,
-    /// Deliveries by the QoS MQTT calls for (the lower of the publish's and the granted QoS)
-    /// and the QoS the broker actually used: `delivered_qos[due][used]`.
+    /// Per device of the plan (by position), the QoS MQTT calls for its messages at this
+    /// observer: the lower of the publish QoS and the highest QoS granted to a matching filter.
+    pub due_qos: Vec<u8>,
+    /// Deliveries by the QoS MQTT calls for and the QoS the broker actually used:
+    /// `delivered_qos[due][used]`.
     pub delivered_qos: [[u64; 3]; 3],
 }
 
@@ -38,14 +41,15 @@ pub struct ObserverCtx {
     /// Topic and publish QoS of each device of the plan (by position).
     pub device_topics: Arc<Vec<(String, u8)>>,
     pub max_packet: usize,
-    /// Messages intended before this (run clock, ns) are accounted for but their latency is
-    /// not recorded: the warm-up. Set when the ramp starts.
-    pub measure_from_ns: Arc<AtomicU64>,
+    /// Messages intended within this of the ramp start are accounted for but their latency is
+    /// not recorded: the warm-up.
+    pub warmup_ns: u64,
     /// Turns true at the cutoff: a failing connection is then given up, not retried.
     pub cutoff: tokio::sync::watch::Receiver<bool>,
-    /// The load phases, when figures are kept per phase (None: the scenario has none).
-    pub shape: Option<LoadShape>,
-    /// The run-clock reading of the ramp start (set when it starts): load phases count from it.
+    /// The load phases (figures are kept per phase when the scenario declared them).
+    pub shape: LoadShape,
+    /// The run-clock reading of the ramp start (u64::MAX until it starts): the warm-up and the
+    /// load phases count from it.
     pub ramp_start_ns: Arc<AtomicU64>,
 }
 
@@ -92,6 +96,30 @@ pub fn spawn_observer(
         ready: ready_rx,
         task,
     })
+}
+
+/// Record a first arrival's latency (unless it was due in the warm-up) and, when the scenario
+/// declared load phases, the figures of the phase it was due in.
+#[inline]
+fn measure(flush: &mut ObserverFlush, ctx: &ObserverCtx, h: &Header, now_ns: u64) {
+    // None before the ramp started (the start is u64::MAX until then).
+    let since_ramp = h
+        .intended_ns
+        .checked_sub(ctx.ramp_start_ns.load(Ordering::Relaxed));
+    let measured = since_ramp.is_some_and(|d| d >= ctx.warmup_ns);
+    let from_intended = now_ns.saturating_sub(h.intended_ns);
+    if measured {
+        flush.from_intended.record_ns(from_intended);
+        flush.from_send.record_ns(now_ns.saturating_sub(h.sent_ns));
+    }
+    if ctx.shape.is_declared() {
+        let due = std::time::Duration::from_nanos(since_ramp.unwrap_or(0));
+        let phase = flush.phase(ctx.shape.phase_at(due));
+        phase.delivered += 1;
+        if measured {
+            phase.from_intended.record_ns(from_intended);
+        }
+    }
 }
 
 fn filters(spec: &ObserverSpec) -> Vec<SubscribeFilter> {
@@ -159,24 +187,7 @@ async fn observe(
                             Delivery::InOrder | Delivery::Reordered => {
                                 delivered.fetch_add(1, Ordering::Relaxed);
                                 flush.delivered += 1;
-                                let measured =
-                                    h.intended_ns >= ctx.measure_from_ns.load(Ordering::Relaxed);
-                                let from_intended = now_ns.saturating_sub(h.intended_ns);
-                                if measured {
-                                    flush.from_intended.record_ns(from_intended);
-                                    flush.from_send.record_ns(now_ns.saturating_sub(h.sent_ns));
-                                }
-                                if let Some(shape) = &ctx.shape {
-                                    let ramp = ctx.ramp_start_ns.load(Ordering::Relaxed);
-                                    let due = std::time::Duration::from_nanos(
-                                        h.intended_ns.saturating_sub(ramp),
-                                    );
-                                    let phase = flush.phase(shape.phase_at(due));
-                                    phase.delivered += 1;
-                                    if measured {
-                                        phase.from_intended.record_ns(from_intended);
-                                    }
-                                }
+                                measure(&mut flush, &ctx, &h, now_ns);
                             }
                             Delivery::Duplicate => flush.duplicates += 1,
                             Delivery::Unexpected => flush.unexpected += 1,
@@ -254,6 +265,7 @@ async fn observe(
     ObserverResult {
         ledger,
         granted,
+        due_qos,
         delivered_qos,
     }
 }

@@ -87,7 +87,9 @@ pub async fn run(
         phase_rx,
         ticker_done_rx,
         snapshots,
-        plan.phased.then(|| (plan.shape.clone(), ramp_rx)),
+        plan.shape
+            .is_declared()
+            .then(|| (plan.shape.clone(), ramp_rx)),
     ));
 
     let mut positions = vec![None; plan.total_devices as usize];
@@ -102,8 +104,8 @@ pub async fn run(
         .unwrap_or(0)
         + 1024;
     let (cutoff_tx, cutoff_rx) = watch::channel(false);
-    let measure_from_ns = Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
-    let ramp_start_ns = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // Nothing is measured until the ramp starts.
+    let ramp_start_ns = Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
     let octx = Arc::new(ObserverCtx {
         clock,
         target: target.clone(),
@@ -117,9 +119,9 @@ pub async fn run(
                 .collect(),
         ),
         max_packet,
-        measure_from_ns: measure_from_ns.clone(),
+        warmup_ns: timing.warmup.as_nanos() as u64,
         cutoff: cutoff_rx,
-        shape: plan.phased.then(|| plan.shape.clone()),
+        shape: plan.shape.clone(),
         ramp_start_ns: ramp_start_ns.clone(),
     });
 
@@ -162,9 +164,7 @@ pub async fn run(
     // Devices: connect on the ramp, publish until the window closes.
     let ramp_start = Instant::now();
     let publish_end = ramp_start + timing.duration;
-    let measure_from = clock.ns_at((ramp_start + timing.warmup).into_std());
     ramp_start_ns.store(clock.ns_at(ramp_start.into_std()), Ordering::Relaxed);
-    measure_from_ns.store(measure_from, Ordering::Relaxed);
     let _ = ramp_tx.send(Some(ramp_start));
     let dctx = Arc::new(DeviceCtx {
         clock,
@@ -178,7 +178,6 @@ pub async fn run(
         timer: PreciseTimer::start().map_err(|e| FleetError::Task(format!("timer thread: {e}")))?,
         warmup: timing.warmup,
         shape: plan.shape.clone(),
-        phases_reported: plan.phased,
     });
     let _ = phase_tx.send(Phase::Running);
     let devices: Vec<_> = plan
@@ -270,27 +269,6 @@ pub async fn run(
         .zip(&completed)
         .map(|(s, c)| (*s).min(*c))
         .collect();
-    let qos: Vec<Vec<u8>> = plan
-        .observers
-        .iter()
-        .zip(&results)
-        .map(|(o, r)| {
-            plan.devices
-                .iter()
-                .map(|d| {
-                    let granted = o
-                        .filters
-                        .iter()
-                        .zip(&r.granted)
-                        .filter(|(f, _)| fleetbench_scenario::topic::matches(f, &d.topic))
-                        .filter_map(|(_, g)| *g)
-                        .max()
-                        .unwrap_or(0);
-                    granted.min(d.qos.level())
-                })
-                .collect()
-        })
-        .collect();
     // The members of a shared subscription account as one receiver: between them, each
     // message is expected once, and one arriving at two members is a duplicate.
     let receivers = plan.receivers();
@@ -301,7 +279,7 @@ pub async fn run(
             for m in &members[1..] {
                 ledger.absorb(&results[*m].ledger);
             }
-            (ledger, qos[members[0]].as_slice())
+            (ledger, results[members[0]].due_qos.as_slice())
         })
         .collect();
     let accounting = account(ledgers.iter().map(|(l, q)| (l, *q)), &sent, &settled);

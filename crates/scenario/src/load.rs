@@ -29,16 +29,6 @@ impl LoadPhase {
     pub fn end(&self) -> Duration {
         self.start + self.duration
     }
-
-    /// The rate multiple at `t` (within the phase).
-    pub fn scale_at(&self, t: Duration) -> f64 {
-        if self.duration.is_zero() {
-            return self.rate;
-        }
-        let f = (t.saturating_sub(self.start).as_secs_f64() / self.duration.as_secs_f64())
-            .clamp(0.0, 1.0);
-        self.rate + (self.rate_end - self.rate) * f
-    }
 }
 
 /// How a device spaces its messages.
@@ -55,6 +45,8 @@ pub enum Arrivals {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadShape {
     phases: Vec<LoadPhase>,
+    /// The scenario declared its phases (figures are then kept per phase).
+    declared: bool,
 }
 
 impl LoadShape {
@@ -69,11 +61,20 @@ impl LoadShape {
                 rate_end: 1.0,
                 connect_rate: None,
             }],
+            declared: false,
         }
     }
 
     pub fn new(phases: Vec<LoadPhase>) -> LoadShape {
-        LoadShape { phases }
+        LoadShape {
+            phases,
+            declared: true,
+        }
+    }
+
+    /// Whether the scenario declared phases, so that figures are kept per phase.
+    pub fn is_declared(&self) -> bool {
+        self.declared
     }
 
     pub fn phases(&self) -> &[LoadPhase] {
@@ -88,23 +89,15 @@ impl LoadShape {
             .min(self.phases.len().saturating_sub(1))
     }
 
-    /// Rate multiple at `t`.
-    pub fn scale_at(&self, t: Duration) -> f64 {
-        self.phases
-            .get(self.phase_at(t))
-            .map_or(1.0, |p| p.scale_at(t))
+    /// Whether the phases set connect rates: connections then follow them over the whole fleet
+    /// (see [`connect_at`](Self::connect_at)) instead of each group's own `connect_rate`.
+    pub fn paces_connections(&self) -> bool {
+        self.phases.iter().any(|p| p.connect_rate.is_some())
     }
 
-    /// When the `n`-th device (0-based, in fleet order) connects, from the ramp start, given
-    /// `default_rate` (the group's connect rate) for phases that set none.
-    pub fn connect_at(&self, n: u32, group_rate: Option<f64>) -> Duration {
-        let any_phase_rate = self.phases.iter().any(|p| p.connect_rate.is_some());
-        if !any_phase_rate {
-            return match group_rate {
-                Some(r) => Duration::from_secs_f64(f64::from(n) / r),
-                None => Duration::ZERO,
-            };
-        }
+    /// When the `n`-th device of the fleet (0-based, in group order) connects, from the ramp
+    /// start, when the phases pace connections.
+    pub fn connect_at(&self, n: u32) -> Duration {
         // Walk the phases: each connects `rate * duration` devices; one without a rate connects
         // everyone left at its start.
         let mut left = f64::from(n);
@@ -120,8 +113,8 @@ impl LoadShape {
                 }
             }
         }
-        // Past the last phase: at the last phase's end (nothing is published by then).
-        self.phases.last().map_or(Duration::ZERO, LoadPhase::end)
+        // Past the last phase: at the shape's end (nothing is published by then).
+        self.end()
     }
 }
 
@@ -159,11 +152,8 @@ impl Schedule {
             Arrivals::Fixed => 1.0,
             Arrivals::Poisson => -(1.0 - self.rng.unit()).ln(),
         };
+        // `advance` only returns times inside the shape.
         self.next = shape.advance(t, units / self.rate);
-        if t >= shape.end() {
-            self.next = None;
-            return None;
-        }
         Some(t)
     }
 }
@@ -322,9 +312,10 @@ mod tests {
         a.connect_rate = Some(5.0);
         let b = phase("steady", 10, 10, 1.0, 1.0);
         let shape = LoadShape::new(vec![a, b]);
-        assert_eq!(shape.connect_at(0, None), Duration::ZERO);
-        assert_eq!(shape.connect_at(10, None), Duration::from_secs(2));
+        assert!(shape.paces_connections());
+        assert_eq!(shape.connect_at(0), Duration::ZERO);
+        assert_eq!(shape.connect_at(10), Duration::from_secs(2));
         // 50 connect during the ramp; the rest at the start of "steady".
-        assert_eq!(shape.connect_at(60, None), Duration::from_secs(10));
+        assert_eq!(shape.connect_at(60), Duration::from_secs(10));
     }
 }

@@ -53,11 +53,6 @@ pub struct DeviceSpec {
 }
 
 impl DeviceSpec {
-    /// Time between two messages at the group's rate.
-    pub fn period(&self) -> Duration {
-        Duration::from_secs_f64(1.0 / self.rate)
-    }
-
     /// The device's arrival times, from the ramp start.
     pub fn schedule(&self) -> Schedule {
         Schedule::new(self.rate, self.arrivals, self.seed, self.offset)
@@ -93,8 +88,6 @@ pub struct Plan {
     pub total_devices: u32,
     /// The load over time that every device's schedule follows.
     pub shape: LoadShape,
-    /// Whether the scenario has load phases, so that figures are kept per phase.
-    pub phased: bool,
 }
 
 impl Plan {
@@ -118,10 +111,10 @@ impl Plan {
                 let id = first_id + index;
                 // Phases with connect rates order the whole fleet; a group's own rate counts
                 // within this shard's slice of it.
-                let connect_at = if scenario.phases.iter().any(|p| p.connect_rate.is_some()) {
-                    shape.connect_at(id, None)
-                } else {
-                    shape.connect_at(index - slice.start, g.connect_rate)
+                let connect_at = match g.connect_rate {
+                    _ if shape.paces_connections() => shape.connect_at(id),
+                    Some(r) => Duration::from_secs_f64(f64::from(index - slice.start) / r),
+                    None => Duration::ZERO,
                 };
                 devices.push(DeviceSpec {
                     id,
@@ -170,7 +163,6 @@ impl Plan {
             observers,
             total_devices: first_id,
             shape,
-            phased: !scenario.phases.is_empty(),
         }
     }
 
