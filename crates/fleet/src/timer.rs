@@ -145,48 +145,68 @@ mod tests {
 
     use super::*;
 
-    fn lateness(deadline: Instant) -> Duration {
-        Instant::now().saturating_duration_since(deadline)
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn wakes_at_the_deadline_never_before() {
         let timer = PreciseTimer::start().expect("timer thread");
-        let mut late = Vec::new();
         for i in 0..50u64 {
             let deadline = Instant::now() + Duration::from_micros(700 + i * 37);
             timer.sleep_until(deadline).await;
             assert!(Instant::now() >= deadline, "woke early");
-            late.push(lateness(deadline));
         }
-        late.sort();
-        // The median wake is far tighter than tokio's 1 ms timer wheel would give.
-        assert!(
-            late[25] < Duration::from_micros(800),
-            "median lateness {:?}",
-            late[25]
-        );
+        // How late it wakes is measured by the `timer/*_lateness` benches, not asserted here:
+        // a shared machine can stall any thread for milliseconds.
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn many_tasks_wake_in_deadline_order() {
+    /// Records, in the timer thread, the order in which it wakes the registered sleeps. Wakers
+    /// are observed directly: the order tasks then run in is the runtime's business.
+    struct Recorder {
+        id: u64,
+        woken: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+        done: std::sync::mpsc::Sender<()>,
+    }
+
+    impl std::task::Wake for Recorder {
+        fn wake(self: std::sync::Arc<Self>) {
+            if let Ok(mut woken) = self.woken.lock() {
+                woken.push(self.id);
+            }
+            let _ = self.done.send(());
+        }
+    }
+
+    #[test]
+    fn many_sleeps_are_woken_in_deadline_order() {
         let timer = PreciseTimer::start().expect("timer thread");
-        let start = Instant::now();
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        for i in (0..20u64).rev() {
-            let (timer, tx) = (timer.clone(), tx.clone());
-            tokio::spawn(async move {
-                timer
-                    .sleep_until(start + Duration::from_millis(5 + 2 * i))
-                    .await;
-                let _ = tx.send(i);
-            });
+        // The order is only defined for sleeps registered before the first deadline; on a
+        // stalled machine the registrations can miss it, so widen the margin and try again.
+        for margin_ms in [20u64, 200, 2_000] {
+            let woken = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let (done, finished) = channel();
+            let base = Instant::now() + Duration::from_millis(margin_ms);
+            let mut sleeps = Vec::new();
+            // Registered latest deadline first, so a heap that kept arrival order would fail.
+            for id in (0..20u64).rev() {
+                let waker = Waker::from(std::sync::Arc::new(Recorder {
+                    id,
+                    woken: woken.clone(),
+                    done: done.clone(),
+                }));
+                let mut sleep = Box::pin(timer.sleep_until(base + Duration::from_micros(id * 300)));
+                let polled = sleep.as_mut().poll(&mut Context::from_waker(&waker));
+                sleeps.push((sleep, polled));
+            }
+            if Instant::now() >= base || sleeps.iter().any(|(_, p)| p.is_ready()) {
+                continue;
+            }
+            for _ in 0..20 {
+                finished
+                    .recv_timeout(Duration::from_secs(30))
+                    .expect("every sleep is woken");
+            }
+            let order = woken.lock().expect("recorder lock").clone();
+            assert_eq!(order, (0..20).collect::<Vec<_>>());
+            return;
         }
-        drop(tx);
-        let mut order = Vec::new();
-        while let Some(i) = rx.recv().await {
-            order.push(i);
-        }
-        assert_eq!(order, (0..20).collect::<Vec<_>>());
+        panic!("could not register 20 sleeps within 2 s of their deadlines");
     }
 }
