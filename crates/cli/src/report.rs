@@ -122,6 +122,7 @@ pub fn build_report(
         samples: Vec::new(),
         merged: None,
         phases: Vec::new(),
+        behaviour: fleet.behaviour.clone(),
     };
     match Histograms::encode(&t.from_intended, &t.from_send, &t.ack, &t.connect) {
         Ok(h) => report.histograms = Some(h),
@@ -266,11 +267,68 @@ fn findings(plan: &Plan, fleet: &FleetOutcome, r: &Report, ctx: &RunContext) -> 
             r.generator.cpu_cores
         ));
     }
+    out.extend(behaviour_findings(&r.behaviour));
     if r.totals.unexpected > 0 {
         out.push(format!(
             "{} deliveries came from devices this run does not expect (another shard or a stray \
              publisher on the same topics)",
             fmt_count(r.totals.unexpected)
+        ));
+    }
+    out
+}
+
+/// What the behaviours' checks say about the broker, in words.
+fn behaviour_findings(b: &fleetbench_metrics::behaviour::Behaviour) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(s) = b.status.as_ref().filter(|s| s.missing > 0) {
+        out.push(format!(
+            "{} of {} statuses never reached an observer subscribed to them{}",
+            fmt_count(s.missing),
+            fmt_count(s.expected),
+            if s.retained_expected > 0 {
+                " (a late observer gets a status only if the broker retained it)"
+            } else {
+                ""
+            }
+        ));
+    }
+    if let Some(s) = b.status.as_ref().filter(|s| s.not_retained > 0) {
+        out.push(format!(
+            "{} statuses reached a late observer without the retain flag: MQTT sets it on \
+             messages sent from the broker's store",
+            fmt_count(s.not_retained)
+        ));
+    }
+    if let Some(w) = b.wills.as_ref().filter(|w| w.missing > 0) {
+        out.push(format!(
+            "the broker published {} of {} last wills owed for the {} devices that dropped \
+             their connection",
+            fmt_count(w.received),
+            fmt_count(w.expected),
+            fmt_count(w.dropped)
+        ));
+    }
+    if let Some(w) = b.wills.as_ref().filter(|w| w.unexpected > 0) {
+        out.push(format!(
+            "{} last wills arrived from devices that disconnected properly or never dropped: \
+             a DISCONNECT discards the will",
+            fmt_count(w.unexpected)
+        ));
+    }
+    if let Some(s) = b.sessions.as_ref().filter(|s| s.lost > 0) {
+        out.push(format!(
+            "the broker forgot {} of {} persistent sessions while their observers were away \
+             (CONNACK without session-present): their subscriptions and queued messages are gone",
+            fmt_count(s.lost),
+            fmt_count(s.returns)
+        ));
+    }
+    if let Some(c) = b.commands.as_ref().filter(|c| c.unanswered > 0) {
+        out.push(format!(
+            "{} of {} commands got no answer before the cutoff",
+            fmt_count(c.unanswered),
+            fmt_count(c.sent)
         ));
     }
     out

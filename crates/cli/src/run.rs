@@ -42,7 +42,7 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
     let max_payload = plan
         .devices
         .iter()
-        .map(|d| d.payload.max_size())
+        .map(|d| d.largest_payload())
         .max()
         .unwrap_or(0);
     let (target, broker, ctx_broker, tcp_nodelay) = match &scenario.broker {

@@ -1,25 +1,24 @@
-//! One virtual device: a poller task that drives its rumqttc event loop (connects, measures
-//! CONNACK and PUBACK/PUBCOMP latency, reconnects with backoff) and a publisher task that sends
-//! on an open-loop schedule: message i is due at `t0 + i * period`, whatever happened before.
+//! One virtual device: a poller task that drives its rumqttc event loop (see [`crate::poller`])
+//! and a publisher task that sends on an open-loop schedule: each message leaves when it is
+//! due, whatever happened before. A device with `drop_at` cuts its connection without a
+//! DISCONNECT at that time, so that the broker publishes its last will.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Duration;
 
 use fleetbench_metrics::{DeviceFlush, Flush};
 use fleetbench_scenario::load::LoadShape;
-use fleetbench_scenario::{DeviceSpec, Qos};
-use rumqttc::{Event, Outgoing, Packet};
+use fleetbench_scenario::DeviceSpec;
 use tokio::sync::{oneshot, watch};
 use tokio::time::{sleep_until, Instant};
-use tracing::debug;
 
 use crate::clock::RunClock;
 use crate::codec::Header;
 use crate::mqtt::{self, ClientSettings};
 use crate::payload::PayloadMaker;
+use crate::poller::{poll_device, Link};
 use crate::timer::PreciseTimer;
 use crate::{FleetOptions, Target};
 
@@ -43,6 +42,12 @@ pub struct DeviceCtx {
     pub warmup: Duration,
     /// The load phases every schedule follows.
     pub shape: LoadShape,
+    /// Per device position: subscribed to its command topic and connected, so that a
+    /// controller's command can reach it.
+    pub listening: Arc<Vec<AtomicBool>>,
+    /// Turns true when the controllers have sent their last command and heard every answer
+    /// (or gave up): devices that take commands stay connected until then.
+    pub commands_done: watch::Receiver<bool>,
 }
 
 /// What a device did: how many messages it sent (sequence numbers `0..sent`) and when it first
@@ -55,6 +60,8 @@ pub struct DeviceResult {
     /// flight, not lost.
     pub completed: u64,
     pub connected_at: Option<Instant>,
+    /// It cut its connection at `drop_at` while connected: the broker owes its last will.
+    pub dropped: bool,
 }
 
 pub async fn run_device(pos: u32, spec: DeviceSpec, ctx: Arc<DeviceCtx>) -> DeviceResult {
@@ -69,26 +76,55 @@ pub async fn run_device(pos: u32, spec: DeviceSpec, ctx: Arc<DeviceCtx>) -> Devi
             client_id: &spec.client_id,
             port_index: spec.id as usize,
             keep_alive: spec.keep_alive,
-            max_packet: spec.payload.max_size() + 1024,
+            max_packet: spec.largest_payload() + 1024,
             inflight: 100,
             channel_capacity: 64,
             connect_timeout: ctx.opts.connect_timeout,
+            clean_session: true,
+            will: spec.will.as_ref(),
         },
     );
     let (connected_tx, connected_rx) = oneshot::channel();
-    let completed = Arc::new(AtomicU64::new(0));
+    let link = Arc::new(Link::default());
     let poller = tokio::spawn(poll_device(
         pos,
-        spec.qos,
+        spec.clone(),
+        client.clone(),
         eventloop,
         ctx.clone(),
         connected_tx,
-        completed.clone(),
+        link.clone(),
     ));
 
     let mut connected_at = None;
+    let drop_at = spec.drop_at.map(|d| ctx.ramp_start + d);
     // `publish` hands the aggregator its final count itself.
     let sent = publish(pos, &spec, &client, &ctx, connected_rx, &mut connected_at).await;
+    if let Some(at) = drop_at {
+        let mut stop = ctx.stop.clone();
+        tokio::select! {
+            _ = sleep_until(at) => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
+        if !*ctx.stop.borrow() {
+            // A power cut: the event loop and its socket go away without a DISCONNECT.
+            let dropped = link.connected.load(Ordering::Relaxed);
+            poller.abort();
+            ctx.listening[pos as usize].store(false, Ordering::Relaxed);
+            let _ = poller.await;
+            if dropped {
+                let mut gone = DeviceFlush::new(pos);
+                gone.connected = Some(false);
+                let _ = ctx.flush.send(Flush::Device(gone));
+            }
+            return DeviceResult {
+                sent,
+                completed: link.data_completed(sent),
+                connected_at,
+                dropped,
+            };
+        }
+    }
     // Disconnecting with a flow unfinished would discard its message (at QoS 2 the broker
     // forwards only after PUBREL): wait until every message has left (QoS 0) or been
     // acknowledged (QoS 1: PUBACK, QoS 2: PUBCOMP).
@@ -97,17 +133,24 @@ pub async fn run_device(pos: u32, spec: DeviceSpec, ctx: Arc<DeviceCtx>) -> Devi
     } else {
         ctx.finish_deadline
     };
-    while completed.load(Ordering::Relaxed) < sent && Instant::now() < deadline {
+    while !link.all_completed(sent) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    if spec.commands.is_some() {
+        // Stay to answer until the controllers are done.
+        let mut done = ctx.commands_done.clone();
+        let _ = tokio::time::timeout_at(deadline, done.wait_for(|d| *d)).await;
+    }
+    ctx.listening[pos as usize].store(false, Ordering::Relaxed);
     let _ = client.try_disconnect();
     drop(client);
-    let completed = completed.load(Ordering::Relaxed).min(sent);
+    let completed = link.data_completed(sent);
     let _ = tokio::time::timeout(Duration::from_secs(5), poller).await;
     DeviceResult {
         sent,
         completed,
         connected_at,
+        dropped: false,
     }
 }
 
@@ -120,9 +163,13 @@ async fn publish(
     connected_at: &mut Option<Instant>,
 ) -> u64 {
     let mut stop = ctx.stop.clone();
+    // A device that drops stops publishing then.
+    let publish_end = spec
+        .drop_at
+        .map_or(ctx.publish_end, |d| ctx.publish_end.min(ctx.ramp_start + d));
     let connected = tokio::select! {
         c = connected => match c { Ok(t) => t, Err(_) => return 0 },
-        _ = sleep_until(ctx.publish_end) => return 0,
+        _ = sleep_until(publish_end) => return 0,
         _ = stop.wait_for(|s| *s) => return 0,
     };
     *connected_at = Some(connected);
@@ -144,7 +191,7 @@ async fn publish(
     // connected are not sent (and not counted).
     while let Some(offset) = schedule.next_due(&ctx.shape) {
         let due = ctx.ramp_start + offset;
-        if due >= ctx.publish_end {
+        if due >= publish_end {
             break;
         }
         if due < connected {
@@ -218,80 +265,3 @@ async fn publish(
 /// together, each still carrying its own intended time (and counted late if it left more than
 /// the lateness threshold after it).
 const BATCH: Duration = Duration::from_micros(250);
-
-async fn poll_device(
-    pos: u32,
-    level: Qos,
-    mut eventloop: rumqttc::EventLoop,
-    ctx: Arc<DeviceCtx>,
-    connected_tx: oneshot::Sender<Instant>,
-    completed: Arc<AtomicU64>,
-) {
-    let mut connected_tx = Some(connected_tx);
-    let mut pending: HashMap<u16, Instant> = HashMap::new();
-    let mut flush = DeviceFlush::new(pos);
-    let mut attempt_start = Instant::now();
-    let mut attempts = 0u32;
-    let mut is_connected = false;
-    let mut last_flush = Instant::now();
-    loop {
-        match eventloop.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                let now = Instant::now();
-                flush.connect_us = Some(now.duration_since(attempt_start).as_micros() as u64);
-                flush.connected = Some(true);
-                is_connected = true;
-                attempts = 0;
-                if let Some(tx) = connected_tx.take() {
-                    let _ = tx.send(now);
-                }
-                // Report the connection at once: the monitor counts connected devices.
-                let _ = ctx.flush.send(Flush::Device(flush.take()));
-            }
-            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
-                if level == Qos::AtMostOnce {
-                    completed.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    pending.insert(pkid, Instant::now());
-                }
-            }
-            Ok(Event::Incoming(Packet::PubAck(rumqttc::PubAck { pkid })))
-            | Ok(Event::Incoming(Packet::PubComp(rumqttc::PubComp { pkid }))) => {
-                if let Some(t) = pending.remove(&pkid) {
-                    completed.fetch_add(1, Ordering::Relaxed);
-                    let us = t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
-                    flush.ack_us.push(us);
-                }
-            }
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
-            Ok(_) => {}
-            Err(rumqttc::ConnectionError::RequestsDone) => break,
-            Err(e) => {
-                if *ctx.stop.borrow() || Instant::now() >= ctx.finish_deadline {
-                    break;
-                }
-                debug!(device = pos, error = %e, "device connection error");
-                let _ = ctx.flush.send(Flush::Error {
-                    kind: mqtt::error_kind(&e),
-                    detail: e.to_string(),
-                });
-                if is_connected {
-                    is_connected = false;
-                    flush.connected = Some(false);
-                }
-                pending.clear();
-                attempts += 1;
-                tokio::time::sleep(mqtt::backoff(attempts)).await;
-                attempt_start = Instant::now();
-            }
-        }
-        if !flush.ack_us.is_empty() && last_flush.elapsed() >= ctx.opts.tick {
-            last_flush = Instant::now();
-            let _ = ctx.flush.send(Flush::Device(flush.take()));
-        }
-    }
-    if is_connected {
-        flush.connected = Some(false);
-    }
-    let _ = ctx.flush.send(Flush::Device(flush));
-}

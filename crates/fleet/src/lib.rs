@@ -7,10 +7,13 @@
 pub mod calibrate;
 pub mod clock;
 pub mod codec;
+mod controller;
 mod device;
+pub mod events;
 mod mqtt;
 mod observer;
 pub mod payload;
+mod poller;
 mod run;
 pub mod timer;
 

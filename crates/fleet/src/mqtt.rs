@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use rand::Rng;
-use rumqttc::{AsyncClient, EventLoop, MqttOptions, NetworkOptions, QoS};
+use fleetbench_scenario::{Backoff, MessageSpec};
+use rumqttc::{AsyncClient, EventLoop, LastWill, MqttOptions, NetworkOptions, QoS};
 
 use crate::Target;
 
@@ -23,6 +24,9 @@ pub struct ClientSettings<'a> {
     pub inflight: u16,
     pub channel_capacity: usize,
     pub connect_timeout: Duration,
+    pub clean_session: bool,
+    /// Left with the broker at connect.
+    pub will: Option<&'a MessageSpec>,
 }
 
 /// One client with TCP_NODELAY on (rumqttc leaves it off) and a generous connect timeout.
@@ -33,7 +37,15 @@ pub fn client(target: &Target, s: &ClientSettings) -> (AsyncClient, EventLoop) {
         target.port_for(s.port_index),
     );
     opts.set_keep_alive(s.keep_alive);
-    opts.set_clean_session(true);
+    opts.set_clean_session(s.clean_session);
+    if let Some(w) = s.will {
+        opts.set_last_will(LastWill::new(
+            w.topic.clone(),
+            w.payload.clone(),
+            qos(w.qos),
+            w.retain,
+        ));
+    }
     opts.set_max_packet_size(s.max_packet, s.max_packet);
     opts.set_inflight(s.inflight);
     if let Some((user, pass)) = &target.credentials {
@@ -47,10 +59,9 @@ pub fn client(target: &Target, s: &ClientSettings) -> (AsyncClient, EventLoop) {
     (client, eventloop)
 }
 
-/// Exponential backoff with full jitter: attempt 1 waits up to 100 ms, doubling to 5 s.
-pub fn backoff(attempt: u32) -> Duration {
-    let cap_ms = (100u64 << attempt.min(6)).min(5_000);
-    Duration::from_millis(rand::rng().random_range(cap_ms / 2..=cap_ms))
+/// The wait before reconnect attempt `attempt` (1 for the first), with a fresh random draw.
+pub fn backoff(policy: &Backoff, attempt: u32) -> Duration {
+    policy.wait(attempt, rand::rng().random::<f64>())
 }
 
 /// A short, stable name for a rumqttc connection error, to group errors by kind.

@@ -1,5 +1,12 @@
 //! One observer: subscribes to its filters and accounts for every delivery in its own ledger and
-//! histograms; hands interval figures to the aggregator once a tick.
+//! histograms; hands interval figures to the aggregator once a tick. Statuses and wills are
+//! tallied per device apart from the data.
+//!
+//! An observer with a persistent session (clean_session = false) takes a client id of its own
+//! for this run (nothing an earlier run left can reach it); when it goes offline it drops its
+//! socket and later resumes the session, and at the end it ends the session with a clean
+//! connect, leaving nothing queued on the broker. A late observer (join_at) connects only at its
+//! time and is not waited for before publishing starts.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
@@ -7,7 +14,7 @@ use std::sync::Arc;
 
 use fleetbench_metrics::{Delivery, Flush, Ledger, ObserverFlush};
 use fleetbench_scenario::load::LoadShape;
-use fleetbench_scenario::ObserverSpec;
+use fleetbench_scenario::{Backoff, ObserverSpec};
 use rumqttc::{AsyncClient, Event, Outgoing, Packet, SubscribeFilter, SubscribeReasonCode};
 use std::time::Instant;
 use tokio::sync::oneshot;
@@ -15,6 +22,7 @@ use tracing::debug;
 
 use crate::clock::RunClock;
 use crate::codec::Header;
+use crate::events::{Events, Heard};
 use crate::mqtt::{self, ClientSettings};
 use crate::{FleetOptions, Target};
 
@@ -29,6 +37,12 @@ pub struct ObserverResult {
     /// Deliveries by the QoS MQTT calls for and the QoS the broker actually used:
     /// `delivered_qos[due][used]`.
     pub delivered_qos: [[u64; 3]; 3],
+    /// Statuses and wills heard, per device of the plan (by position; empty when the scenario
+    /// has none).
+    pub heard: Vec<Heard>,
+    /// Reconnects after an offline period, and of those the ones whose session the broker kept.
+    pub returns: u64,
+    pub resumed: u64,
 }
 
 pub struct ObserverCtx {
@@ -51,6 +65,10 @@ pub struct ObserverCtx {
     /// The run-clock reading of the ramp start (u64::MAX until it starts): the warm-up and the
     /// load phases count from it.
     pub ramp_start_ns: Arc<AtomicU64>,
+    /// The ramp start, once known: late observers and offline periods count from it.
+    pub ramp: tokio::sync::watch::Receiver<Option<tokio::time::Instant>>,
+    /// Status, will and command topics, told apart from data.
+    pub events: Arc<Events>,
 }
 
 pub struct ObserverHandle {
@@ -61,12 +79,11 @@ pub struct ObserverHandle {
     pub task: tokio::task::JoinHandle<ObserverResult>,
 }
 
-/// Start an observer with its subscriptions queued (rumqttc sends them right after CONNACK).
-pub fn spawn_observer(
-    index: usize,
-    spec: ObserverSpec,
-    ctx: Arc<ObserverCtx>,
-) -> Result<ObserverHandle, rumqttc::ClientError> {
+/// Start an observer: it connects (at once, or at its join time) and subscribes on CONNACK.
+pub fn spawn_observer(index: usize, mut spec: ObserverSpec, ctx: Arc<ObserverCtx>) -> ObserverHandle {
+    if !spec.clean_session {
+        spec.client_id = format!("{}-{:08x}", spec.client_id, run_nonce());
+    }
     let (client, eventloop) = mqtt::client(
         &ctx.target,
         &ClientSettings {
@@ -77,12 +94,14 @@ pub fn spawn_observer(
             inflight: 1_000,
             channel_capacity: 16,
             connect_timeout: ctx.opts.connect_timeout,
+            clean_session: spec.clean_session,
+            will: None,
         },
     );
-    client.try_subscribe_many(filters(&spec))?;
     let delivered = Arc::new(AtomicU64::new(0));
     let (ready_tx, ready_rx) = oneshot::channel();
     let task = tokio::spawn(observe(
+        index,
         spec,
         client.clone(),
         eventloop,
@@ -90,12 +109,37 @@ pub fn spawn_observer(
         delivered.clone(),
         ready_tx,
     ));
-    Ok(ObserverHandle {
+    ObserverHandle {
         client,
         delivered,
         ready: ready_rx,
         task,
-    })
+    }
+}
+
+/// The ramp start, when it comes.
+async fn ramp_start(ctx: &ObserverCtx) -> Option<tokio::time::Instant> {
+    let mut ramp = ctx.ramp.clone();
+    let start = *ramp.wait_for(|r| r.is_some()).await.ok()?;
+    start
+}
+
+/// Wait until `at` after the ramp start; false when the cutoff came first.
+async fn wait_from_ramp(ctx: &ObserverCtx, at: std::time::Duration) -> bool {
+    let mut cutoff = ctx.cutoff.clone();
+    let wait = async {
+        match ramp_start(ctx).await {
+            Some(start) => {
+                tokio::time::sleep_until(start + at).await;
+                true
+            }
+            None => false,
+        }
+    };
+    tokio::select! {
+        reached = wait => reached,
+        _ = cutoff.wait_for(|c| *c) => false,
+    }
 }
 
 /// Record a first arrival's latency (unless it was due in the warm-up) and, when the scenario
@@ -130,6 +174,7 @@ fn filters(spec: &ObserverSpec) -> Vec<SubscribeFilter> {
 }
 
 async fn observe(
+    index: usize,
     spec: ObserverSpec,
     client: AsyncClient,
     mut eventloop: rumqttc::EventLoop,
@@ -138,6 +183,30 @@ async fn observe(
     ready_tx: oneshot::Sender<Vec<Option<u8>>>,
 ) -> ObserverResult {
     let mut ready_tx = Some(ready_tx);
+    let mut heard = vec![Heard::default(); if ctx.events.is_empty() { 0 } else { spec.expects.len() }];
+    let (mut returns, mut resumed) = (0u64, 0u64);
+    if let Some(at) = spec.join_at {
+        if !wait_from_ramp(&ctx, at).await {
+            return ObserverResult {
+                ledger: Ledger::new(&spec.expects),
+                granted: vec![None; spec.filters.len()],
+                due_qos: Vec::new(),
+                delivered_qos: [[0; 3]; 3],
+                heard,
+                returns,
+                resumed,
+            };
+        }
+    }
+    let mut returning = false;
+    let offline = async {
+        match spec.offline {
+            Some(o) if wait_from_ramp(&ctx, o.at).await => o.length,
+            _ => std::future::pending().await,
+        }
+    };
+    tokio::pin!(offline);
+    let mut went_offline = false;
     let mut ledger = Ledger::new(&spec.expects);
     let mut granted = vec![None; spec.filters.len()];
     let mut flush = ObserverFlush::new(spec.id);
@@ -149,7 +218,24 @@ async fn observe(
     // Per device position, the QoS its messages are due at for this observer (after SUBACK).
     let mut due_qos: Vec<u8> = Vec::new();
     loop {
-        let event = eventloop.poll().await;
+        let event = tokio::select! {
+            length = &mut offline, if !went_offline => {
+                went_offline = true;
+                // Away without a word, as a device losing its network would be; the broker
+                // keeps the session and queues what arrives for it.
+                eventloop.clean();
+                flush.connected = Some(false);
+                let _ = ctx.flush.send(Flush::Observer(flush.take()));
+                let mut cutoff = ctx.cutoff.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(length) => {}
+                    _ = cutoff.wait_for(|c| *c) => break,
+                }
+                returning = true;
+                continue;
+            }
+            e = eventloop.poll() => e,
+        };
         if let (Some(delay), Ok(Event::Incoming(Packet::Publish(_)))) =
             (ctx.opts.faults.receive_delay, &event)
         {
@@ -164,6 +250,13 @@ async fn observe(
         let now = Instant::now();
         match event {
             Ok(Event::Incoming(Packet::Publish(p))) => {
+                if let Some((pos, kind)) = (!heard.is_empty())
+                    .then(|| ctx.events.classify(&p.topic, &p.payload))
+                    .flatten()
+                {
+                    heard[pos].record(kind, p.retain);
+                    continue;
+                }
                 let now_ns = ctx.clock.ns_at(now);
                 match Header::from_payload(&p.payload) {
                     Ok(h) => {
@@ -201,12 +294,21 @@ async fn observe(
                     }
                 }
             }
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 attempts = 0;
                 flush.connected = Some(true);
-                if ready_tx.is_none() {
-                    // A reconnect with a clean session: the subscriptions are gone; renew them.
-                    let _ = client.try_subscribe_many(filters(&spec));
+                if std::mem::take(&mut returning) {
+                    returns += 1;
+                    resumed += u64::from(ack.session_present);
+                }
+                // A new session has no subscriptions: (re)subscribe.
+                if !ack.session_present {
+                    if let Err(e) = client.try_subscribe_many(filters(&spec)) {
+                        let _ = ctx.flush.send(Flush::Error {
+                            kind: "subscribe",
+                            detail: format!("observer {}: {e}", spec.client_id),
+                        });
+                    }
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
@@ -249,7 +351,7 @@ async fn observe(
                 });
                 flush.connected = Some(false);
                 attempts += 1;
-                tokio::time::sleep(mqtt::backoff(attempts)).await;
+                tokio::time::sleep(mqtt::backoff(&Backoff::default(), attempts)).await;
             }
         }
         if stopping {
@@ -262,10 +364,59 @@ async fn observe(
     }
     flush.connected = Some(false);
     let _ = ctx.flush.send(Flush::Observer(flush));
+    if !spec.clean_session {
+        end_session(index, &spec, &ctx).await;
+    }
     ObserverResult {
         ledger,
         granted,
         due_qos,
         delivered_qos,
+        heard,
+        returns,
+        resumed,
+    }
+}
+
+/// A number that differs between runs, for client ids of sessions that outlive a connection.
+fn run_nonce() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() ^ d.as_secs() as u32);
+    nanos ^ std::process::id().rotate_left(16)
+}
+
+/// End a persistent session: a clean connect discards it (MQTT 3.1.1, 3.1.2.4), then goodbye.
+async fn end_session(index: usize, spec: &ObserverSpec, ctx: &ObserverCtx) {
+    let (client, mut eventloop) = mqtt::client(
+        &ctx.target,
+        &ClientSettings {
+            client_id: &spec.client_id,
+            port_index: index,
+            keep_alive: std::time::Duration::from_secs(30),
+            max_packet: ctx.max_packet,
+            inflight: 10,
+            channel_capacity: 4,
+            connect_timeout: ctx.opts.connect_timeout,
+            clean_session: true,
+            will: None,
+        },
+    );
+    let ended = async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    let _ = client.try_disconnect();
+                }
+                Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    };
+    if tokio::time::timeout(std::time::Duration::from_secs(2), ended)
+        .await
+        .is_err()
+    {
+        debug!(observer = %spec.client_id, "could not end the persistent session");
     }
 }

@@ -2,11 +2,12 @@
 //! scenario's duration, the drain waits for what is still on its way, and at the cutoff every
 //! message is accounted for.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use fleetbench_metrics::aggregate::{Phase, Totals};
+use fleetbench_metrics::behaviour::{Behaviour, CommandReport, SessionCheck};
 use fleetbench_metrics::ledger::{account, Accounting, Ledger};
 use fleetbench_metrics::{Aggregator, Snapshot};
 use fleetbench_scenario::load::LoadShape;
@@ -16,7 +17,9 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::clock::RunClock;
+use crate::controller::{run_controller, ControllerCtx, ControllerResult};
 use crate::device::{run_device, DeviceCtx};
+use crate::events::{self, DeviceFate, Events, Heard};
 use crate::observer::{spawn_observer, ObserverCtx, ObserverResult};
 use crate::timer::PreciseTimer;
 use crate::{FleetError, FleetOptions, Target};
@@ -54,6 +57,8 @@ pub struct FleetOutcome {
     /// Deliveries by the QoS MQTT calls for and the QoS the broker used:
     /// `delivered_qos[due][used]`.
     pub delivered_qos: [[u64; 3]; 3],
+    /// Statuses, wills, sessions and commands, as far as the scenario uses them.
+    pub behaviour: Behaviour,
 }
 
 /// Run `plan` against `target` until its duration is over (or `stop` turns true), publishing a
@@ -89,7 +94,7 @@ pub async fn run(
         snapshots,
         plan.shape
             .is_declared()
-            .then(|| (plan.shape.clone(), ramp_rx)),
+            .then(|| (plan.shape.clone(), ramp_rx.clone())),
     ));
 
     let mut positions = vec![None; plan.total_devices as usize];
@@ -99,7 +104,7 @@ pub async fn run(
     let max_packet = plan
         .devices
         .iter()
-        .map(|d| d.payload.max_size())
+        .map(|d| d.largest_payload())
         .max()
         .unwrap_or(0)
         + 1024;
@@ -123,17 +128,22 @@ pub async fn run(
         cutoff: cutoff_rx,
         shape: plan.shape.clone(),
         ramp_start_ns: ramp_start_ns.clone(),
+        ramp: ramp_rx.clone(),
+        events: Arc::new(Events::of(plan)),
     });
 
-    // Observers first: nothing is published before every subscription is granted.
-    let mut observers = Vec::with_capacity(plan.observers.len());
-    for (i, spec) in plan.observers.iter().enumerate() {
-        let handle = spawn_observer(i, spec.clone(), octx.clone())
-            .map_err(|e| FleetError::Task(format!("subscribe {}: {e}", spec.client_id)))?;
-        observers.push(handle);
-    }
-    let mut granted = Vec::with_capacity(observers.len());
+    // Observers first: nothing is published before every subscription is granted (late
+    // observers excepted: they join when their time comes).
+    let mut observers: Vec<_> = plan
+        .observers
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| spawn_observer(i, spec.clone(), octx.clone()))
+        .collect();
     for (handle, spec) in observers.iter_mut().zip(&plan.observers) {
+        if spec.join_at.is_some() {
+            continue;
+        }
         let mut stop_rx = stop.clone();
         let ready: Result<Vec<Option<u8>>, &str> = tokio::select! {
             r = tokio::time::timeout(opts.observer_ready_timeout, &mut handle.ready) => match r {
@@ -144,7 +154,7 @@ pub async fn run(
             _ = stop_rx.wait_for(|s| *s) => Err("stopped before it was ready"),
         };
         match ready {
-            Ok(g) => granted.push(g),
+            Ok(_) => {}
             Err(reason) => {
                 let reason = reason.to_string();
                 let _ = cutoff_tx.send(true);
@@ -166,6 +176,10 @@ pub async fn run(
     let publish_end = ramp_start + timing.duration;
     ramp_start_ns.store(clock.ns_at(ramp_start.into_std()), Ordering::Relaxed);
     let _ = ramp_tx.send(Some(ramp_start));
+    let timer = PreciseTimer::start().map_err(|e| FleetError::Task(format!("timer thread: {e}")))?;
+    let listening: Arc<Vec<AtomicBool>> =
+        Arc::new(plan.devices.iter().map(|_| AtomicBool::new(false)).collect());
+    let (commands_done_tx, commands_done) = watch::channel(plan.controllers.is_empty());
     let dctx = Arc::new(DeviceCtx {
         clock,
         target,
@@ -175,9 +189,11 @@ pub async fn run(
         publish_end,
         finish_deadline: publish_end + timing.drain_timeout,
         stop: stop.clone(),
-        timer: PreciseTimer::start().map_err(|e| FleetError::Task(format!("timer thread: {e}")))?,
+        timer: timer.clone(),
         warmup: timing.warmup,
         shape: plan.shape.clone(),
+        listening: listening.clone(),
+        commands_done,
     });
     let _ = phase_tx.send(Phase::Running);
     let devices: Vec<_> = plan
@@ -186,7 +202,41 @@ pub async fn run(
         .enumerate()
         .map(|(pos, spec)| tokio::spawn(run_device(pos as u32, spec.clone(), dctx.clone())))
         .collect();
+    let cctx = Arc::new(ControllerCtx {
+        clock,
+        target: dctx.target.clone(),
+        opts: opts.clone(),
+        flush: flush_tx.clone(),
+        ramp_start,
+        publish_end,
+        finish_deadline: dctx.finish_deadline,
+        stop: stop.clone(),
+        timer,
+        listening,
+        positions: octx.positions.clone(),
+    });
+    let device_specs = Arc::new(plan.devices.clone());
+    let controllers: Vec<_> = plan
+        .controllers
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            let index = plan.observers.len() + i;
+            tokio::spawn(run_controller(index, spec.clone(), device_specs.clone(), cctx.clone()))
+        })
+        .collect();
+    let mut commands: Option<ControllerResult> = None;
+    for c in controllers {
+        let r = c.await.map_err(|e| FleetError::Task(e.to_string()))?;
+        let total = commands.get_or_insert_with(ControllerResult::default);
+        total.sent += r.sent;
+        total.answered += r.answered;
+        total.duplicates += r.duplicates;
+        total.round_trip.add(&r.round_trip);
+    }
+    let _ = commands_done_tx.send(true);
     let mut sent = Vec::with_capacity(devices.len());
+    let mut fates = Vec::with_capacity(devices.len());
     let mut completed = Vec::with_capacity(devices.len());
     let mut last_connect: Option<Instant> = None;
     let mut never_connected = 0u32;
@@ -194,6 +244,10 @@ pub async fn run(
         let r = d.await.map_err(|e| FleetError::Task(e.to_string()))?;
         sent.push(r.sent);
         completed.push(r.completed);
+        fates.push(DeviceFate {
+            connected: r.connected_at.is_some(),
+            dropped: r.dropped,
+        });
         match r.connected_at {
             Some(t) => last_connect = Some(last_connect.map_or(t, |l| l.max(t))),
             None => never_connected += 1,
@@ -283,6 +337,7 @@ pub async fn run(
         })
         .collect();
     let accounting = account(ledgers.iter().map(|(l, q)| (l, *q)), &sent, &settled);
+    let behaviour = behaviour(plan, &results, &fates, commands)?;
     if accounting.total.beyond_sent > 0 {
         warn!(
             beyond = accounting.total.beyond_sent,
@@ -307,9 +362,44 @@ pub async fn run(
             sum
         }),
         granted: results.into_iter().map(|r| r.granted).collect(),
+        behaviour,
         connect_all,
         never_connected,
         interval_log: aggregator.take_interval_log(),
+    })
+}
+
+/// What the behaviours showed: statuses and wills judged from what observers heard, sessions
+/// from the observers' returns, commands from the controllers.
+fn behaviour(
+    plan: &Plan,
+    results: &[ObserverResult],
+    fates: &[DeviceFate],
+    commands: Option<ControllerResult>,
+) -> Result<Behaviour, FleetError> {
+    let heard: Vec<Vec<Heard>> = results.iter().map(|r| r.heard.clone()).collect();
+    let (status, wills) = events::judge(plan, &heard, fates);
+    let sessions = plan
+        .observers
+        .iter()
+        .any(|o| o.offline.is_some())
+        .then(|| SessionCheck {
+            returns: results.iter().map(|r| r.returns).sum(),
+            resumed: results.iter().map(|r| r.resumed).sum(),
+            lost: results.iter().map(|r| r.returns - r.resumed).sum(),
+        });
+    let commands = match commands {
+        Some(c) => Some(
+            CommandReport::new(c.sent, c.answered, c.duplicates, &c.round_trip)
+                .map_err(|e| FleetError::Task(format!("round-trip histogram: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(Behaviour {
+        status,
+        wills,
+        sessions,
+        commands,
     })
 }
 

@@ -35,8 +35,9 @@ fn us(d: Duration) -> f64 {
 }
 
 /// Every expectation the scenario sets, then the checks that always hold: no loss on a stream
-/// delivered at QoS 1 or 2, no duplicate at QoS 2, and a generator that kept its schedule (at
-/// most 1% of sends more than 1 ms late).
+/// delivered at QoS 1 or 2, no duplicate at QoS 2, every status, will, session and command
+/// answer the scenario's behaviours call for, and a generator that kept its schedule (at most 1%
+/// of sends more than 1 ms late).
 pub fn evaluate(e: &Expectations, r: &Report) -> Vec<ExpectationResult> {
     let count = |v: Option<u64>| v.map(|v| v as f64);
     let latency = |v: Option<Duration>| v.map(us);
@@ -67,6 +68,21 @@ pub fn evaluate(e: &Expectations, r: &Report) -> Vec<ExpectationResult> {
     let generator = out.pop();
     out.push(judge("lost_at_qos_1_or_2", r, 0.0, false));
     out.push(judge("duplicates_at_qos_2", r, 0.0, false));
+    // So are the behaviours the scenario uses: what MQTT promises about them is all or nothing.
+    let b = &r.behaviour;
+    let behaviour_checks: [(&str, bool); 6] = [
+        ("status_missing", b.status.is_some()),
+        ("status_not_retained", b.status.is_some()),
+        ("wills_missing", b.wills.is_some()),
+        ("wills_unexpected", b.wills.is_some()),
+        ("sessions_lost", b.sessions.is_some()),
+        ("commands_unanswered", b.commands.is_some()),
+    ];
+    for (name, used) in behaviour_checks {
+        if used {
+            out.push(judge(name, r, 0.0, false));
+        }
+    }
     out.extend(generator);
     out
 }
@@ -120,6 +136,12 @@ pub fn observe(name: &str, r: &Report) -> Option<f64> {
             .map(|q| q.outcome.duplicates)
             .sum::<u64>() as f64,
         "generator_late_share" => r.late_share(),
+        "status_missing" => r.behaviour.status.as_ref()?.missing as f64,
+        "status_not_retained" => r.behaviour.status.as_ref()?.not_retained as f64,
+        "wills_missing" => r.behaviour.wills.as_ref()?.missing as f64,
+        "wills_unexpected" => r.behaviour.wills.as_ref()?.unexpected as f64,
+        "sessions_lost" => r.behaviour.sessions.as_ref()?.lost as f64,
+        "commands_unanswered" => r.behaviour.commands.as_ref()?.unanswered as f64,
         _ => return None,
     })
 }

@@ -5,6 +5,7 @@
 //! ledgers, devices buffer raw samples, and both hand them over through a channel once a tick.
 
 pub mod aggregate;
+pub mod behaviour;
 pub mod compare;
 pub mod cpu;
 pub mod env;

@@ -56,6 +56,10 @@ pub struct Report {
     /// Figures per load phase, in order (absent when the scenario has no phases).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub phases: Vec<PhaseReport>,
+    /// Statuses, last wills, persistent sessions and commands (absent when the scenario uses
+    /// none of them).
+    #[serde(default, skip_serializing_if = "crate::behaviour::Behaviour::is_empty")]
+    pub behaviour: crate::behaviour::Behaviour,
 }
 
 /// One load phase of the run. Messages belong to the phase they were due in.

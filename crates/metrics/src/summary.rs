@@ -135,6 +135,10 @@ pub fn render(r: &Report) -> String {
     latency_row(&mut out, "from send", &r.latency.from_send);
     latency_row(&mut out, "puback", &r.latency.puback);
     latency_row(&mut out, "connect", &r.latency.connect);
+    if let Some(c) = &r.behaviour.commands {
+        latency_row(&mut out, "command rtt", &c.round_trip);
+    }
+    behaviour_lines(&mut out, &r.behaviour);
     if !r.phases.is_empty() {
         let _ = writeln!(
             out,
@@ -191,6 +195,54 @@ pub fn render(r: &Report) -> String {
         }
     }
     out
+}
+
+/// One line per behaviour the scenario uses.
+fn behaviour_lines(out: &mut String, b: &crate::behaviour::Behaviour) {
+    let n = fmt_count;
+    if let Some(s) = &b.status {
+        let _ = writeln!(
+            out,
+            "  status    {} devices  heard {} of {}  missing {}  late observers {} (retained {})",
+            n(s.devices),
+            n(s.received),
+            n(s.expected),
+            n(s.missing),
+            n(s.retained_expected),
+            n(s.retained_expected.saturating_sub(s.not_retained)),
+        );
+    }
+    if let Some(w) = &b.wills {
+        let _ = writeln!(
+            out,
+            "  wills     {} devices dropped  heard {} of {}  missing {}  unexpected {}",
+            n(w.dropped),
+            n(w.received),
+            n(w.expected),
+            n(w.missing),
+            n(w.unexpected),
+        );
+    }
+    if let Some(s) = &b.sessions {
+        let _ = writeln!(
+            out,
+            "  sessions  {} returns  resumed {}  lost {}",
+            n(s.returns),
+            n(s.resumed),
+            n(s.lost),
+        );
+    }
+    if let Some(c) = &b.commands {
+        let _ = writeln!(
+            out,
+            "  commands  sent {}  answered {}  unanswered {}  duplicates {}  (round trip from \
+             the intended send time, open loop)",
+            n(c.sent),
+            n(c.answered),
+            n(c.unanswered),
+            n(c.duplicates),
+        );
+    }
 }
 
 /// A number with as many decimals as it needs, up to six: 1, 0.5, 0.99995.

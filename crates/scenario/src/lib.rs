@@ -14,14 +14,16 @@ mod plan;
 mod raw;
 pub mod topic;
 mod validate;
+mod validate_behaviour;
 mod validate_load;
 
 pub use error::{Location, ScenarioError};
 pub use model::{
-    BrokerTarget, DeviceGroup, EmbeddedBroker, Expectations, ExternalBroker, ObserverGroup, Qos,
-    Regression, Scenario, Scheme, REGRESSION_METRICS,
+    Backoff, BrokerTarget, Commands, Controller, DeviceGroup, DeviceMessage, EmbeddedBroker,
+    Expectations, ExternalBroker, GroupBehaviour, ObserverGroup, Offline, Qos, Regression,
+    Scenario, Scheme, REGRESSION_METRICS,
 };
-pub use plan::{DeviceSpec, ObserverSpec, Plan, Shard};
+pub use plan::{CommandTopics, ControllerSpec, DeviceSpec, MessageSpec, ObserverSpec, Plan, Shard};
 
 /// The JSON Schema of scenario files, generated from the types that read them.
 pub fn json_schema() -> schemars::Schema {

@@ -71,6 +71,8 @@ pub struct Scenario {
     pub phases: Vec<LoadPhase>,
     pub groups: Vec<DeviceGroup>,
     pub observers: Vec<ObserverGroup>,
+    /// Clients that command device groups and time the answers.
+    pub controllers: Vec<Controller>,
     pub expect: Expectations,
     pub regression: Regression,
 }
@@ -148,6 +150,86 @@ pub struct DeviceGroup {
     pub connect_rate: Option<f64>,
     #[serde(serialize_with = "ser_duration")]
     pub keep_alive: Duration,
+    /// Status, last will, dropping, commands and reconnecting.
+    #[serde(flatten)]
+    pub behaviour: GroupBehaviour,
+}
+
+/// What a device group does besides publishing its telemetry.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GroupBehaviour {
+    /// Published by each device every time it connects.
+    pub status: Option<DeviceMessage>,
+    /// Left with the broker at connect, published by it when the connection drops.
+    pub will: Option<DeviceMessage>,
+    /// When every device of the group drops its connection without a DISCONNECT, from the
+    /// start of the connect ramp.
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub drop_at: Option<Duration>,
+    pub commands: Option<Commands>,
+    pub reconnect: Backoff,
+}
+
+/// A message a device publishes about itself; topic and payload are patterns with `{group}`
+/// and `{index}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceMessage {
+    pub topic: String,
+    pub payload: String,
+    pub qos: Qos,
+    pub retain: bool,
+}
+
+/// The command and reply topics (patterns) of a commanded group.
+#[derive(Debug, Clone, Serialize)]
+pub struct Commands {
+    pub topic: String,
+    pub reply: String,
+    pub qos: Qos,
+}
+
+/// Exponential reconnect backoff with jitter.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Backoff {
+    #[serde(serialize_with = "ser_duration")]
+    pub min: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub max: Duration,
+    /// Share of each wait drawn at random, 0-1.
+    pub jitter: f64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            min: Duration::from_millis(100),
+            max: Duration::from_secs(5),
+            jitter: 0.5,
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait before reconnect attempt `attempt` (1 for the first), given a uniform draw
+    /// `unit` in [0, 1): `min * 2^(attempt - 1)` capped at `max`, less up to `jitter` of it.
+    pub fn wait(&self, attempt: u32, unit: f64) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(30);
+        let cap = self.min.saturating_mul(1 << doublings).min(self.max);
+        cap.mul_f64(1.0 - self.jitter * unit.clamp(0.0, 1.0))
+    }
+}
+
+/// A client that sends commands to every device of one group.
+#[derive(Debug, Clone, Serialize)]
+pub struct Controller {
+    pub name: String,
+    /// The commanded group (by position in [`Scenario::groups`]).
+    #[serde(skip)]
+    pub group: usize,
+    #[serde(rename = "group")]
+    pub group_name: String,
+    /// Commands per second to each device.
+    pub rate: f64,
 }
 
 impl DeviceGroup {
@@ -166,6 +248,22 @@ pub struct ObserverGroup {
     /// The shared-subscription name when the filters are `$share/{name}/...`: the group's
     /// members then split the messages, each reaching exactly one of them.
     pub share: Option<String>,
+    /// False: the broker keeps the session (subscriptions, queued messages) while it is away.
+    pub clean_session: bool,
+    pub offline: Option<Offline>,
+    /// A late observer connects this long after the ramp start and receives retained messages
+    /// only.
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub join_at: Option<Duration>,
+}
+
+/// When an observer leaves and for how long, from the start of the connect ramp.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Offline {
+    #[serde(serialize_with = "ser_duration")]
+    pub at: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub length: Duration,
 }
 
 /// What a run must show to pass. Unset limits are not checked; the QoS guarantees (nothing lost

@@ -5,7 +5,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use crate::load::{Arrivals, LoadShape, Schedule, SplitMix64};
-use crate::model::{Qos, Scenario};
+use crate::model::{Backoff, DeviceMessage, Offline, Qos, Scenario};
 use crate::payload::Payload;
 use crate::topic;
 
@@ -50,12 +50,70 @@ pub struct DeviceSpec {
     pub offset: Duration,
     /// Seed of this device's own random draws (Poisson gaps, payload values).
     pub seed: u64,
+    /// Published on every connect.
+    pub status: Option<MessageSpec>,
+    /// Left with the broker at connect.
+    pub will: Option<MessageSpec>,
+    /// When the device drops its connection for good, from the ramp start.
+    pub drop_at: Option<Duration>,
+    /// Command and reply topics, when the device takes commands.
+    pub commands: Option<CommandTopics>,
+    pub reconnect: Backoff,
+}
+
+/// A device's status or will, rendered for that device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageSpec {
+    pub topic: String,
+    pub payload: String,
+    pub qos: Qos,
+    pub retain: bool,
+}
+
+impl MessageSpec {
+    fn render(m: &DeviceMessage, group: &str, index: u32) -> MessageSpec {
+        MessageSpec {
+            topic: topic::render(&m.topic, group, index),
+            payload: topic::render(&m.payload, group, index),
+            qos: m.qos,
+            retain: m.retain,
+        }
+    }
+}
+
+/// One device's command and reply topics.
+#[derive(Debug, Clone)]
+pub struct CommandTopics {
+    pub topic: String,
+    pub reply: String,
+    pub qos: Qos,
+}
+
+/// One controller client: commands every device of its group in this shard.
+#[derive(Debug, Clone)]
+pub struct ControllerSpec {
+    pub name: String,
+    pub client_id: String,
+    /// The devices it commands, by position in [`Plan::devices`].
+    pub targets: Vec<usize>,
+    /// Commands per second to each device.
+    pub rate: f64,
+    pub seed: u64,
 }
 
 impl DeviceSpec {
     /// The device's arrival times, from the ramp start.
     pub fn schedule(&self) -> Schedule {
         Schedule::new(self.rate, self.arrivals, self.seed, self.offset)
+    }
+
+    /// The largest payload the device publishes: data, status or will.
+    pub fn largest_payload(&self) -> usize {
+        [&self.status, &self.will]
+            .into_iter()
+            .flatten()
+            .map(|m| m.payload.len())
+            .fold(self.payload.max_size(), usize::max)
     }
 
     /// Seed of the device's payload values (independent of its schedule's draws).
@@ -78,12 +136,17 @@ pub struct ObserverSpec {
     /// Observers with the same key share their subscriptions (`$share/...`): between them each
     /// message is expected once.
     pub share: Option<String>,
+    pub clean_session: bool,
+    pub offline: Option<Offline>,
+    /// A late observer connects this long after the ramp start.
+    pub join_at: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub devices: Vec<DeviceSpec>,
     pub observers: Vec<ObserverSpec>,
+    pub controllers: Vec<ControllerSpec>,
     /// Total devices in the scenario over all shards: the range of device ids.
     pub total_devices: u32,
     /// The load over time that every device's schedule follows.
@@ -131,10 +194,32 @@ impl Plan {
                     connect_at,
                     offset,
                     seed,
+                    status: g
+                        .behaviour
+                        .status
+                        .as_ref()
+                        .map(|m| MessageSpec::render(m, &g.name, index)),
+                    will: g
+                        .behaviour
+                        .will
+                        .as_ref()
+                        .map(|m| MessageSpec::render(m, &g.name, index)),
+                    drop_at: g.behaviour.drop_at,
+                    commands: g.behaviour.commands.as_ref().map(|c| CommandTopics {
+                        topic: topic::render(&c.topic, &g.name, index),
+                        reply: topic::render(&c.reply, &g.name, index),
+                        qos: c.qos,
+                    }),
+                    reconnect: g.behaviour.reconnect,
                 });
             }
             first_id += g.count;
         }
+        let suffix = if shard.count > 1 {
+            format!("-s{}", shard.index)
+        } else {
+            String::new()
+        };
         let mut observers = Vec::new();
         for (gi, o) in scenario.observers.iter().enumerate() {
             let expects: Vec<bool> = devices
@@ -142,11 +227,6 @@ impl Plan {
                 .map(|d| o.filters.iter().any(|f| topic::matches(f, &d.topic)))
                 .collect();
             for i in 0..o.count {
-                let suffix = if shard.count > 1 {
-                    format!("-s{}", shard.index)
-                } else {
-                    String::new()
-                };
                 observers.push(ObserverSpec {
                     id: observers.len() as u32,
                     group: gi,
@@ -155,12 +235,29 @@ impl Plan {
                     qos: o.qos,
                     expects: expects.clone(),
                     share: o.share.as_ref().map(|_| o.filters.join(" ")),
+                    clean_session: o.clean_session,
+                    offline: o.offline,
+                    join_at: o.join_at,
                 });
             }
         }
+        let controllers = scenario
+            .controllers
+            .iter()
+            .map(|c| ControllerSpec {
+                name: c.name.clone(),
+                client_id: format!("fleetbench-{}-{}{suffix}", scenario.name, c.name),
+                targets: (0..devices.len())
+                    .filter(|p| devices[*p].group == c.group)
+                    .collect(),
+                rate: c.rate,
+                seed: rng.next_u64(),
+            })
+            .collect();
         Plan {
             devices,
             observers,
+            controllers,
             total_devices: first_id,
             shape,
         }

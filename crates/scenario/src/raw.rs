@@ -85,6 +85,9 @@ pub struct RawScenario {
     /// Clients that subscribe and account for every delivery.
     #[serde(default)]
     pub observer: Vec<S<RawObserver>>,
+    /// Clients that send commands to a device group and time the answers.
+    #[serde(default)]
+    pub controller: Vec<S<RawController>>,
     /// What the run must show to pass.
     #[serde(default)]
     pub expect: Option<S<RawExpect>>,
@@ -173,6 +176,99 @@ pub struct RawGroup {
     /// MQTT keep-alive (default "30s", between "5s" and "65535s").
     #[serde(default)]
     pub keep_alive: Option<S<String>>,
+    /// A status message each device publishes every time it connects (retained by default, so
+    /// that an observer joining later still learns every device's status).
+    #[serde(default)]
+    pub status: Option<S<RawDeviceMessage>>,
+    /// The last will the broker publishes for a device whose connection ends without a
+    /// DISCONNECT. Observers subscribed to it must receive it from every device that dropped and
+    /// from no other.
+    #[serde(default)]
+    pub will: Option<S<RawDeviceMessage>>,
+    /// This long after the start of the connect ramp, every device of the group drops its
+    /// connection abruptly (no DISCONNECT, as on a power cut) and stays away ("10s").
+    #[serde(default)]
+    pub drop_at: Option<S<String>>,
+    /// Devices that subscribe to a command topic of their own and answer every command on a reply
+    /// topic; a [[controller]] sends the commands.
+    #[serde(default)]
+    pub commands: Option<S<RawCommands>>,
+    /// How a device waits between attempts after losing its connection.
+    #[serde(default)]
+    pub reconnect: Option<S<RawReconnect>>,
+}
+
+/// A message a device publishes about itself.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeviceMessage {
+    /// Topic pattern with {group} and {index}.
+    pub topic: S<String>,
+    /// Payload text, with {group} and {index} (default "online" for a status, "offline" for a
+    /// will).
+    #[serde(default)]
+    pub payload: Option<S<String>>,
+    /// QoS: 0, 1 (default) or 2.
+    #[serde(default)]
+    pub qos: Option<S<i64>>,
+    /// Retained (default: true for a status, false for a will).
+    #[serde(default)]
+    pub retain: Option<bool>,
+}
+
+/// Command and reply topics of a device group.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCommands {
+    /// Topic each device receives its commands on, with {group} and {index}.
+    pub topic: S<String>,
+    /// Topic each device answers on, with {group} and {index}.
+    pub reply: S<String>,
+    /// QoS of commands and replies: 0, 1 (default) or 2.
+    #[serde(default)]
+    pub qos: Option<S<i64>>,
+}
+
+/// Reconnect backoff: attempt n waits min * 2^(n-1), at most max, less a random share of up to
+/// `jitter` of it.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawReconnect {
+    /// Wait before the first attempt (default "100ms").
+    #[serde(default)]
+    pub min: Option<S<String>>,
+    /// Longest wait (default "5s").
+    #[serde(default)]
+    pub max: Option<S<String>>,
+    /// Share of the wait drawn at random, 0.0-1.0 (default 0.5): devices that lost their
+    /// connection together do not come back together.
+    #[serde(default)]
+    pub jitter: Option<S<f64>>,
+}
+
+/// A client that sends commands to the devices of a group and measures how long each answer
+/// takes (request/response round trip).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawController {
+    /// Controller name (unique among groups, observers and controllers).
+    pub name: S<String>,
+    /// The device group it commands (the group needs a `commands` table).
+    pub group: S<String>,
+    /// Commands per second to each device of the group, on an open-loop schedule: a command
+    /// leaves when it is due, whether or not the previous one was answered.
+    pub rate: S<f64>,
+}
+
+/// An observer's time away from the broker.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawOffline {
+    /// When it leaves, from the start of the connect ramp ("3s").
+    pub at: S<String>,
+    /// How long it stays away ("2s").
+    #[serde(rename = "for")]
+    pub length: S<String>,
 }
 
 /// How one JSON field's value is made for each message.
@@ -260,6 +356,20 @@ pub struct RawObserver {
     /// Requested QoS: 0, 1 (default) or 2.
     #[serde(default)]
     pub qos: Option<S<i64>>,
+    /// Start a clean session (default true). With false the broker keeps the subscriptions and
+    /// queues QoS 1 and 2 messages while the observer is away. The run starts from a fresh
+    /// session either way.
+    #[serde(default)]
+    pub clean_session: Option<bool>,
+    /// Leave for a while and come back (needs clean_session = false): the ledger expects every
+    /// message published meanwhile to arrive after the reconnect.
+    #[serde(default)]
+    pub offline: Option<S<RawOffline>>,
+    /// Connect and subscribe this long after the start of the connect ramp: a late observer. It
+    /// receives only what the broker retained, so its filters may match only status and will
+    /// topics.
+    #[serde(default)]
+    pub join_at: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

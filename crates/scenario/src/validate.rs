@@ -9,6 +9,7 @@ use crate::error::{Location, ScenarioError};
 use crate::model::*;
 use crate::raw::*;
 use crate::topic;
+use crate::validate_behaviour::Topics;
 
 /// Smallest payload: the delivery header every message carries (see the fleet's payload codec).
 pub const MIN_PAYLOAD: i64 = 32;
@@ -66,7 +67,7 @@ impl Ctx<'_> {
         u32::try_from(n).map_err(|_| self.err(v.span(), field, "out of range"))
     }
 
-    fn qos(&self, v: Option<&S<i64>>, field: &str, default: Qos) -> R<Qos> {
+    pub(crate) fn qos(&self, v: Option<&S<i64>>, field: &str, default: Qos) -> R<Qos> {
         match v {
             None => Ok(default),
             Some(v) => u8::try_from(*v.get_ref())
@@ -184,7 +185,7 @@ pub fn parse(file: &str, text: &str) -> R<Scenario> {
     let mut groups = Vec::with_capacity(raw.group.len());
     let mut names = HashSet::new();
     for (i, g) in raw.group.iter().enumerate() {
-        let group = group(&cx, i, g.get_ref(), &phases)?;
+        let group = group(&cx, i, g.get_ref(), &phases, duration)?;
         if !names.insert(group.name.clone()) {
             return Err(cx.err(
                 g.get_ref().name.span(),
@@ -207,13 +208,11 @@ pub fn parse(file: &str, text: &str) -> R<Scenario> {
              so that deliveries can be measured",
         ));
     }
+    crate::validate_behaviour::check_device_topics(&cx, &raw.group, &groups)?;
     let mut observers = Vec::with_capacity(raw.observer.len());
-    let mut topics: Vec<String> = Vec::new();
-    for g in &groups {
-        topics.extend((0..g.count).map(|i| topic::render(&g.topic, &g.name, i)));
-    }
+    let topics = Topics::of(&groups);
     for (i, o) in raw.observer.iter().enumerate() {
-        let observer = observer(&cx, i, o.get_ref(), &topics)?;
+        let observer = observer(&cx, i, o.get_ref(), &topics, duration)?;
         if !names.insert(observer.name.clone()) {
             return Err(cx.err(
                 o.get_ref().name.span(),
@@ -226,6 +225,8 @@ pub fn parse(file: &str, text: &str) -> R<Scenario> {
         }
         observers.push(observer);
     }
+    let controllers =
+        crate::validate_behaviour::controllers(&cx, &raw.controller, &groups, &mut names)?;
     check_client_ids(&cx, &raw, &groups)?;
 
     let clients = groups.iter().map(|g| u64::from(g.count)).sum::<u64>()
@@ -251,12 +252,19 @@ pub fn parse(file: &str, text: &str) -> R<Scenario> {
         phases,
         groups,
         observers,
+        controllers,
         expect,
         regression,
     })
 }
 
-fn group(cx: &Ctx, i: usize, g: &RawGroup, phases: &[crate::load::LoadPhase]) -> R<DeviceGroup> {
+fn group(
+    cx: &Ctx,
+    i: usize,
+    g: &RawGroup,
+    phases: &[crate::load::LoadPhase],
+    duration: Duration,
+) -> R<DeviceGroup> {
     let f = |name: &str| format!("group[{i}].{name}");
     let name = cx.name(&g.name, &f("name"))?;
     let count = cx.count(&g.count, &f("count"), 1, MAX_COUNT)?;
@@ -324,7 +332,6 @@ fn group(cx: &Ctx, i: usize, g: &RawGroup, phases: &[crate::load::LoadPhase]) ->
         None => Duration::from_secs(30),
     };
     Ok(DeviceGroup {
-        name,
         count,
         client_id,
         topic: g.topic.get_ref().clone(),
@@ -334,10 +341,12 @@ fn group(cx: &Ctx, i: usize, g: &RawGroup, phases: &[crate::load::LoadPhase]) ->
         payload,
         connect_rate,
         keep_alive,
+        behaviour: crate::validate_behaviour::group_behaviour(cx, i, g, &name, count, duration)?,
+        name,
     })
 }
 
-fn pattern(cx: &Ctx, p: &S<String>, field: &str) -> R<()> {
+pub(crate) fn pattern(cx: &Ctx, p: &S<String>, field: &str) -> R<()> {
     if let Some(bad) = topic::unknown_placeholder(p.get_ref()) {
         return Err(cx.err(
             p.span(),
@@ -351,7 +360,13 @@ fn pattern(cx: &Ctx, p: &S<String>, field: &str) -> R<()> {
     Ok(())
 }
 
-fn observer(cx: &Ctx, i: usize, o: &RawObserver, topics: &[String]) -> R<ObserverGroup> {
+fn observer(
+    cx: &Ctx,
+    i: usize,
+    o: &RawObserver,
+    topics: &Topics,
+    duration: Duration,
+) -> R<ObserverGroup> {
     let f = |name: &str| format!("observer[{i}].{name}");
     let name = cx.name(&o.name, &f("name"))?;
     let count = match &o.count {
@@ -365,6 +380,8 @@ fn observer(cx: &Ctx, i: usize, o: &RawObserver, topics: &[String]) -> R<Observe
             "needs at least one topic filter",
         ));
     }
+    let (clean_session, offline, join_at) =
+        crate::validate_behaviour::observer_session(cx, i, o, duration)?;
     let mut filters = Vec::new();
     let mut share = None;
     for (j, filter) in o.filters.get_ref().iter().enumerate() {
@@ -373,8 +390,20 @@ fn observer(cx: &Ctx, i: usize, o: &RawObserver, topics: &[String]) -> R<Observe
         if let Some(problem) = topic::filter_problem(text) {
             return Err(cx.err(filter.span(), field, format!("{text:?}: {problem}")));
         }
-        if !topics.iter().any(|t| topic::matches(text, t)) {
-            let example = topics.first().map(String::as_str).unwrap_or("");
+        let data = topics.data.iter().find(|t| topic::matches(text, t));
+        if let (Some(t), Some(_)) = (data, join_at) {
+            return Err(cx.err(
+                filter.span(),
+                field,
+                format!(
+                    "{text:?} matches the data topic {t:?}, but a late observer (join_at) \
+                     receives only retained messages; subscribe it to status or will topics"
+                ),
+            ));
+        }
+        let event = || topics.events.iter().any(|t| topic::matches(text, t));
+        if data.is_none() && !event() {
+            let example = topics.data.first().map(String::as_str).unwrap_or("");
             return Err(cx.err(
                 filter.span(),
                 field,
@@ -403,6 +432,9 @@ fn observer(cx: &Ctx, i: usize, o: &RawObserver, topics: &[String]) -> R<Observe
         filters,
         qos,
         share,
+        clean_session,
+        offline,
+        join_at,
     })
 }
 

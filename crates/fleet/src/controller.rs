@@ -1,0 +1,331 @@
+//! A controller: sends commands to every device of one group on an open-loop schedule and
+//! times each answer. A command carries the delivery header (device, sequence number, intended
+//! and actual send time); the device sends the same bytes back on its reply topic, so the round
+//! trip runs from the command's intended send time to the answer's arrival, on the run clock.
+//!
+//! A command falls due whether or not earlier ones were answered (no coordinated omission).
+//! Commands due while their device is not listening (not yet connected and subscribed, or gone)
+//! are not sent and not counted, as data due before a device connects is not.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleetbench_metrics::{Delivery, Flush, LatencyHistogram, Ledger};
+use fleetbench_scenario::load::{Arrivals, LoadShape, Schedule};
+use fleetbench_scenario::{ControllerSpec, DeviceSpec};
+use rumqttc::{AsyncClient, Event, Packet, SubscribeFilter};
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::clock::RunClock;
+use crate::codec::{Header, HEADER_LEN};
+use crate::mqtt::{self, ClientSettings};
+use crate::timer::PreciseTimer;
+use crate::{FleetOptions, Target};
+
+/// Largest SUBSCRIBE the controller sends: every broker accepts 1 KB packets (the embedded one
+/// is set up for the scenario's payloads plus 1 KB).
+const SUBSCRIBE_BYTES: usize = 900;
+
+pub struct ControllerCtx {
+    pub clock: RunClock,
+    pub target: Target,
+    pub opts: FleetOptions,
+    pub flush: std::sync::mpsc::Sender<Flush>,
+    pub ramp_start: Instant,
+    pub publish_end: Instant,
+    /// How long answers may still come after the last command.
+    pub finish_deadline: Instant,
+    pub stop: watch::Receiver<bool>,
+    pub timer: PreciseTimer,
+    /// Per device position: connected and subscribed to its command topic.
+    pub listening: Arc<Vec<AtomicBool>>,
+    /// Device id (as carried in messages) to position in the plan.
+    pub positions: Arc<Vec<Option<u32>>>,
+}
+
+#[derive(Debug, Default)]
+pub struct ControllerResult {
+    pub sent: u64,
+    pub answered: u64,
+    pub duplicates: u64,
+    pub round_trip: LatencyHistogram,
+}
+
+pub async fn run_controller(
+    index: usize,
+    spec: ControllerSpec,
+    devices: Arc<Vec<DeviceSpec>>,
+    ctx: Arc<ControllerCtx>,
+) -> ControllerResult {
+    let (client, eventloop) = mqtt::client(
+        &ctx.target,
+        &ClientSettings {
+            client_id: &spec.client_id,
+            port_index: index,
+            keep_alive: Duration::from_secs(30),
+            max_packet: HEADER_LEN + 1024,
+            inflight: 1_000,
+            // Room for every SUBSCRIBE the poller queues at once.
+            channel_capacity: 64 + spec.targets.len(),
+            connect_timeout: ctx.opts.connect_timeout,
+            clean_session: true,
+            will: None,
+        },
+    );
+    let answered = Arc::new(AtomicU64::new(0));
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let listener = tokio::spawn(listen(
+        spec.clone(),
+        devices.clone(),
+        client.clone(),
+        eventloop,
+        ctx.clone(),
+        answered.clone(),
+        ready_tx,
+    ));
+    let mut stop = ctx.stop.clone();
+    let ready = tokio::select! {
+        r = ready_rx => r.is_ok(),
+        _ = tokio::time::sleep_until(ctx.publish_end) => false,
+        _ = stop.wait_for(|s| *s) => false,
+    };
+    let sent = if ready {
+        command(&spec, &devices, &client, &ctx).await
+    } else {
+        0
+    };
+    let deadline = if *ctx.stop.borrow() {
+        Instant::now() + ctx.opts.interrupt_grace
+    } else {
+        ctx.finish_deadline
+    };
+    while answered.load(Ordering::Relaxed) < sent && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _ = client.try_disconnect();
+    drop(client);
+    let mut result = match tokio::time::timeout(Duration::from_secs(5), listener).await {
+        Ok(Ok(r)) => r,
+        _ => ControllerResult::default(),
+    };
+    result.sent = sent;
+    result
+}
+
+/// Send the commands as they fall due; returns how many were sent.
+async fn command(
+    spec: &ControllerSpec,
+    devices: &[DeviceSpec],
+    client: &AsyncClient,
+    ctx: &ControllerCtx,
+) -> u64 {
+    let shape = LoadShape::constant(ctx.publish_end.duration_since(ctx.ramp_start));
+    let mut schedules: Vec<Schedule> = spec
+        .targets
+        .iter()
+        .enumerate()
+        .map(|(i, _)| {
+            let seed = spec.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let offset = Duration::from_secs_f64((i as f64 / spec.targets.len() as f64) / spec.rate);
+            Schedule::new(spec.rate, Arrivals::Fixed, seed, offset)
+        })
+        .collect();
+    let mut due: BinaryHeap<Reverse<(Duration, usize)>> = schedules
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(i, s)| s.next_due(&shape).map(|d| Reverse((d, i))))
+        .collect();
+    let mut seqs = vec![0u64; spec.targets.len()];
+    let mut stop = ctx.stop.clone();
+    let mut sent = 0u64;
+    while let Some(Reverse((offset, i))) = due.pop() {
+        let at = ctx.ramp_start + offset;
+        if at >= ctx.publish_end {
+            break;
+        }
+        tokio::select! {
+            _ = ctx.timer.sleep_until(at.into_std()) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+        if let Some(next) = schedules[i].next_due(&shape) {
+            due.push(Reverse((next, i)));
+        }
+        let pos = spec.targets[i];
+        if !ctx.listening[pos].load(Ordering::Relaxed) {
+            continue;
+        }
+        let Some(topics) = &devices[pos].commands else {
+            continue;
+        };
+        let header = Header {
+            device: devices[pos].id,
+            seq: seqs[i],
+            intended_ns: ctx.clock.ns_at(at.into_std()),
+            sent_ns: ctx.clock.ns_at(std::time::Instant::now()),
+        };
+        let publish = client.publish(
+            topics.topic.as_str(),
+            mqtt::qos(topics.qos),
+            false,
+            header.encode(HEADER_LEN),
+        );
+        let result = tokio::select! {
+            r = publish => r,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        if let Err(e) = result {
+            let _ = ctx.flush.send(Flush::Error {
+                kind: "command",
+                detail: format!("{}: {e}", spec.client_id),
+            });
+            break;
+        }
+        seqs[i] += 1;
+        sent += 1;
+    }
+    sent
+}
+
+/// Drive the controller's connection: subscribe to the reply topics, time every answer.
+async fn listen(
+    spec: ControllerSpec,
+    devices: Arc<Vec<DeviceSpec>>,
+    client: AsyncClient,
+    mut eventloop: rumqttc::EventLoop,
+    ctx: Arc<ControllerCtx>,
+    answered: Arc<AtomicU64>,
+    ready_tx: oneshot::Sender<()>,
+) -> ControllerResult {
+    let mut expects = vec![false; devices.len()];
+    for &p in &spec.targets {
+        expects[p] = true;
+    }
+    let mut ledger = Ledger::new(&expects);
+    let mut result = ControllerResult::default();
+    let mut ready_tx = Some(ready_tx);
+    let mut pending_acks = 0usize;
+    let mut attempts = 0u32;
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                attempts = 0;
+                let filters: Vec<SubscribeFilter> = spec
+                    .targets
+                    .iter()
+                    .filter_map(|&p| devices[p].commands.as_ref())
+                    .map(|c| SubscribeFilter::new(c.reply.clone(), mqtt::qos(c.qos)))
+                    .collect();
+                pending_acks = 0;
+                for chunk in subscribe_chunks(filters) {
+                    match client.try_subscribe_many(chunk) {
+                        Ok(()) => pending_acks += 1,
+                        Err(e) => {
+                            let _ = ctx.flush.send(Flush::Error {
+                                kind: "subscribe",
+                                detail: format!("controller {}: {e}", spec.client_id),
+                            });
+                        }
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                pending_acks = pending_acks.saturating_sub(1);
+                if pending_acks == 0 {
+                    if let Some(tx) = ready_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let now_ns = ctx.clock.ns_at(std::time::Instant::now());
+                let Ok(h) = Header::from_payload(&p.payload) else {
+                    let _ = ctx.flush.send(Flush::Error {
+                        kind: "decode",
+                        detail: format!("answer on {}", p.topic),
+                    });
+                    continue;
+                };
+                let pos = ctx
+                    .positions
+                    .get(h.device as usize)
+                    .copied()
+                    .flatten()
+                    .map_or(usize::MAX, |p| p as usize);
+                match ledger.record(pos, h.seq) {
+                    Delivery::InOrder | Delivery::Reordered => {
+                        answered.fetch_add(1, Ordering::Relaxed);
+                        result.answered += 1;
+                        result
+                            .round_trip
+                            .record_ns(now_ns.saturating_sub(h.intended_ns));
+                    }
+                    Delivery::Duplicate => result.duplicates += 1,
+                    Delivery::Unexpected => {}
+                }
+            }
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
+            Ok(_) => {}
+            Err(rumqttc::ConnectionError::RequestsDone) => break,
+            Err(e) => {
+                if *ctx.stop.borrow() || Instant::now() >= ctx.finish_deadline {
+                    break;
+                }
+                debug!(controller = %spec.client_id, error = %e, "controller connection error");
+                let _ = ctx.flush.send(Flush::Error {
+                    kind: mqtt::error_kind(&e),
+                    detail: format!("controller {}: {e}", spec.client_id),
+                });
+                attempts += 1;
+                tokio::time::sleep(mqtt::backoff(&fleetbench_scenario::Backoff::default(), attempts))
+                    .await;
+            }
+        }
+    }
+    result
+}
+
+/// Split filters into SUBSCRIBE packets of at most [`SUBSCRIBE_BYTES`] (one filter each at
+/// least).
+fn subscribe_chunks(filters: Vec<SubscribeFilter>) -> Vec<Vec<SubscribeFilter>> {
+    let mut out: Vec<Vec<SubscribeFilter>> = Vec::new();
+    let mut bytes = 0;
+    for f in filters {
+        // Length prefix, topic, options byte.
+        let size = 2 + f.path.len() + 1;
+        match out.last_mut() {
+            Some(chunk) if bytes + size <= SUBSCRIBE_BYTES => {
+                bytes += size;
+                chunk.push(f);
+            }
+            _ => {
+                bytes = size;
+                out.push(vec![f]);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscribes_fit_the_smallest_packet_limit() {
+        let filters: Vec<SubscribeFilter> = (0..500)
+            .map(|i| SubscribeFilter::new(format!("factory/valve/{i}/ack"), rumqttc::QoS::AtLeastOnce))
+            .collect();
+        let chunks = subscribe_chunks(filters);
+        assert_eq!(chunks.iter().map(Vec::len).sum::<usize>(), 500, "every filter once");
+        for c in &chunks {
+            let bytes: usize = c.iter().map(|f| 3 + f.path.len()).sum();
+            assert!(bytes <= SUBSCRIBE_BYTES, "{bytes} bytes in one SUBSCRIBE");
+        }
+        assert!(chunks.len() < 30, "{} packets: too many for 500 filters", chunks.len());
+    }
+}

@@ -1,0 +1,158 @@
+//! Messages devices publish about themselves (statuses, last wills) and the command traffic,
+//! told apart from data by topic: observers tally them per device, and at the end the tallies
+//! are judged against what MQTT promises.
+
+use std::collections::HashMap;
+
+use fleetbench_metrics::behaviour::{StatusCheck, WillCheck};
+use fleetbench_scenario::{topic, Plan};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Status,
+    Will,
+    /// A command or a reply: not for observers to account.
+    Command,
+}
+
+struct Source {
+    pos: u32,
+    kind: EventKind,
+    /// The payload a status or will carries (a status and a will may share nothing else).
+    payload: Vec<u8>,
+}
+
+/// Topic -> the device messages published on it.
+#[derive(Default)]
+pub struct Events(HashMap<String, Vec<Source>>);
+
+impl Events {
+    pub fn of(plan: &Plan) -> Events {
+        let mut map: HashMap<String, Vec<Source>> = HashMap::new();
+        for (pos, d) in plan.devices.iter().enumerate() {
+            let pos = pos as u32;
+            let mut add = |topic: &str, kind, payload: &str| {
+                map.entry(topic.to_string()).or_default().push(Source {
+                    pos,
+                    kind,
+                    payload: payload.as_bytes().to_vec(),
+                });
+            };
+            if let Some(s) = &d.status {
+                add(&s.topic, EventKind::Status, &s.payload);
+            }
+            if let Some(w) = &d.will {
+                add(&w.topic, EventKind::Will, &w.payload);
+            }
+            if let Some(c) = &d.commands {
+                add(&c.topic, EventKind::Command, "");
+                add(&c.reply, EventKind::Command, "");
+            }
+        }
+        Events(map)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Which device message a publish is, if any.
+    pub fn classify(&self, topic: &str, payload: &[u8]) -> Option<(usize, EventKind)> {
+        self.0.get(topic)?.iter().find_map(|s| {
+            (s.kind == EventKind::Command || s.payload == payload)
+                .then_some((s.pos as usize, s.kind))
+        })
+    }
+}
+
+/// What one observer heard from one device.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Heard {
+    pub status: u32,
+    /// Statuses that came with the retain flag (sent from the broker's store).
+    pub status_retained: u32,
+    pub will: u32,
+}
+
+impl Heard {
+    pub fn record(&mut self, kind: EventKind, retained: bool) {
+        match kind {
+            EventKind::Status => {
+                self.status += 1;
+                self.status_retained += u32::from(retained);
+            }
+            EventKind::Will => self.will += 1,
+            EventKind::Command => {}
+        }
+    }
+
+    fn add(&mut self, other: &Heard) {
+        self.status += other.status;
+        self.status_retained += other.status_retained;
+        self.will += other.will;
+    }
+}
+
+/// How one device's connection went, as far as its status and will are concerned.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeviceFate {
+    pub connected: bool,
+    /// Cut its connection while connected: the broker owes its will.
+    pub dropped: bool,
+}
+
+/// Judge statuses and wills: `heard[o][d]` is what observer `o` heard from device `d`.
+pub fn judge(
+    plan: &Plan,
+    heard: &[Vec<Heard>],
+    fates: &[DeviceFate],
+) -> (Option<StatusCheck>, Option<WillCheck>) {
+    let any_status = plan.devices.iter().any(|d| d.status.is_some());
+    let any_will = plan.devices.iter().any(|d| d.will.is_some());
+    let mut status = StatusCheck::default();
+    let mut wills = WillCheck::default();
+    let receivers = plan.receivers();
+    for (d, (dev, fate)) in plan.devices.iter().zip(fates).enumerate() {
+        status.devices += u64::from(dev.status.is_some() && fate.connected);
+        wills.dropped += u64::from(dev.will.is_some() && fate.dropped);
+        for members in &receivers {
+            let spec = &plan.observers[members[0]];
+            let mut got = Heard::default();
+            for m in members {
+                if let Some(h) = heard.get(*m).and_then(|h| h.get(d)) {
+                    got.add(h);
+                }
+            }
+            let hears = |t: &str| spec.filters.iter().any(|f| topic::matches(f, t));
+            let late = spec.join_at.is_some();
+            if let Some(s) = dev.status.as_ref().filter(|s| fate.connected && hears(&s.topic)) {
+                // A late observer can only have the status from the broker's store.
+                if !late || s.retain {
+                    status.expected += 1;
+                    if got.status > 0 {
+                        status.received += 1;
+                    } else {
+                        status.missing += 1;
+                    }
+                }
+                if late && s.retain {
+                    status.retained_expected += 1;
+                    status.not_retained += u64::from(got.status > got.status_retained);
+                }
+            }
+            if let Some(w) = dev.will.as_ref().filter(|w| hears(&w.topic)) {
+                if !fate.dropped {
+                    wills.unexpected += u64::from(got.will);
+                } else if !late || w.retain {
+                    wills.expected += 1;
+                    if got.will > 0 {
+                        wills.received += 1;
+                    } else {
+                        wills.missing += 1;
+                    }
+                }
+            }
+        }
+    }
+    (any_status.then_some(status), any_will.then_some(wills))
+}

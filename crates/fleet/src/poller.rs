@@ -1,0 +1,169 @@
+//! A device's poller: drives its rumqttc event loop. It connects, measures CONNACK and
+//! PUBACK/PUBCOMP latency, publishes the device's status on every connect, subscribes to its
+//! command topic and answers each command, and reconnects with the group's backoff.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use fleetbench_metrics::{DeviceFlush, Flush};
+use fleetbench_scenario::DeviceSpec;
+use rumqttc::{AsyncClient, Event, Outgoing, Packet};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::device::DeviceCtx;
+use crate::mqtt;
+
+/// What the publisher and the poller of one device share.
+#[derive(Default)]
+pub struct Link {
+    /// The connection is up (CONNACK seen, no error since).
+    pub connected: AtomicBool,
+    /// Publishes completed: left (QoS 0) or acknowledged (QoS 1: PUBACK, QoS 2: PUBCOMP).
+    /// Data, statuses and replies alike.
+    completed: AtomicU64,
+    /// Publishes queued that are not data: statuses and replies to commands.
+    extras: AtomicU64,
+}
+
+impl Link {
+    /// Every publish of the `sent` data messages and of the extras has completed.
+    pub fn all_completed(&self, sent: u64) -> bool {
+        self.completed.load(Ordering::Relaxed) >= sent + self.extras.load(Ordering::Relaxed)
+    }
+
+    /// How many of the `sent` data messages completed, counting the extras as completed first:
+    /// when the device leaves with flows unfinished this errs towards "in flight", never
+    /// towards "lost".
+    pub fn data_completed(&self, sent: u64) -> u64 {
+        self.completed
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.extras.load(Ordering::Relaxed))
+            .min(sent)
+    }
+
+    fn publish_extra(
+        &self,
+        client: &AsyncClient,
+        what: &'static str,
+        topic: &str,
+        qos: fleetbench_scenario::Qos,
+        retain: bool,
+        payload: Vec<u8>,
+        ctx: &DeviceCtx,
+    ) {
+        match client.try_publish(topic, mqtt::qos(qos), retain, payload) {
+            Ok(()) => {
+                self.extras.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                let _ = ctx.flush.send(Flush::Error {
+                    kind: what,
+                    detail: format!("on {topic}: {e}"),
+                });
+            }
+        }
+    }
+}
+
+pub async fn poll_device(
+    pos: u32,
+    spec: DeviceSpec,
+    client: AsyncClient,
+    mut eventloop: rumqttc::EventLoop,
+    ctx: Arc<DeviceCtx>,
+    connected_tx: oneshot::Sender<Instant>,
+    link: Arc<Link>,
+) {
+    let mut connected_tx = Some(connected_tx);
+    let mut pending: HashMap<u16, Instant> = HashMap::new();
+    let mut flush = DeviceFlush::new(pos);
+    let mut attempt_start = Instant::now();
+    let mut attempts = 0u32;
+    let mut last_flush = Instant::now();
+    let listening = &ctx.listening[pos as usize];
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                let now = Instant::now();
+                flush.connect_us = Some(now.duration_since(attempt_start).as_micros() as u64);
+                flush.connected = Some(true);
+                link.connected.store(true, Ordering::Relaxed);
+                attempts = 0;
+                if let Some(tx) = connected_tx.take() {
+                    let _ = tx.send(now);
+                }
+                if let Some(s) = &spec.status {
+                    let payload = s.payload.clone().into_bytes();
+                    link.publish_extra(&client, "status", &s.topic, s.qos, s.retain, payload, &ctx);
+                }
+                if let Some(c) = &spec.commands {
+                    // A clean session: the subscription is renewed on every connect.
+                    if let Err(e) = client.try_subscribe(c.topic.clone(), mqtt::qos(c.qos)) {
+                        let _ = ctx.flush.send(Flush::Error {
+                            kind: "subscribe",
+                            detail: format!("{}: {e}", spec.client_id),
+                        });
+                    }
+                }
+                // Report the connection at once: the monitor counts connected devices.
+                let _ = ctx.flush.send(Flush::Device(flush.take()));
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => listening.store(true, Ordering::Relaxed),
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if let Some(c) = spec.commands.as_ref().filter(|c| c.topic == p.topic) {
+                    // The answer carries the command's own bytes back: its header times the
+                    // round trip.
+                    let payload = p.payload.to_vec();
+                    link.publish_extra(&client, "reply", &c.reply, c.qos, false, payload, &ctx);
+                }
+            }
+            // QoS 0 publishes carry packet id 0 and complete when they leave.
+            Ok(Event::Outgoing(Outgoing::Publish(0))) => {
+                link.completed.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                pending.insert(pkid, Instant::now());
+            }
+            Ok(Event::Incoming(Packet::PubAck(rumqttc::PubAck { pkid })))
+            | Ok(Event::Incoming(Packet::PubComp(rumqttc::PubComp { pkid }))) => {
+                if let Some(t) = pending.remove(&pkid) {
+                    link.completed.fetch_add(1, Ordering::Relaxed);
+                    let us = t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                    flush.ack_us.push(us);
+                }
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
+            Ok(_) => {}
+            Err(rumqttc::ConnectionError::RequestsDone) => break,
+            Err(e) => {
+                listening.store(false, Ordering::Relaxed);
+                if *ctx.stop.borrow() || Instant::now() >= ctx.finish_deadline {
+                    break;
+                }
+                debug!(device = pos, error = %e, "device connection error");
+                let _ = ctx.flush.send(Flush::Error {
+                    kind: mqtt::error_kind(&e),
+                    detail: e.to_string(),
+                });
+                if link.connected.swap(false, Ordering::Relaxed) {
+                    flush.connected = Some(false);
+                }
+                pending.clear();
+                attempts += 1;
+                tokio::time::sleep(mqtt::backoff(&spec.reconnect, attempts)).await;
+                attempt_start = Instant::now();
+            }
+        }
+        if !flush.ack_us.is_empty() && last_flush.elapsed() >= ctx.opts.tick {
+            last_flush = Instant::now();
+            let _ = ctx.flush.send(Flush::Device(flush.take()));
+        }
+    }
+    if link.connected.swap(false, Ordering::Relaxed) {
+        flush.connected = Some(false);
+    }
+    let _ = ctx.flush.send(Flush::Device(flush));
+}

@@ -1,0 +1,144 @@
+//! What the device behaviours showed: statuses and retained statuses, last wills, persistent
+//! sessions and command round trips. Each part is present only when the scenario asks for it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::hist::{LatencyHistogram, LatencySummary};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Behaviour {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<StatusCheck>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wills: Option<WillCheck>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<SessionCheck>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commands: Option<CommandReport>,
+}
+
+impl Behaviour {
+    pub fn is_empty(&self) -> bool {
+        self == &Behaviour::default()
+    }
+
+    /// Add another run's (or shard's) figures to these.
+    pub fn absorb(&mut self, other: &Behaviour) -> Result<(), crate::hist::HistogramCodecError> {
+        fn add<T: Default + Clone>(mine: &mut Option<T>, theirs: &Option<T>, f: impl Fn(&mut T, &T)) {
+            if let Some(t) = theirs {
+                f(mine.get_or_insert_with(T::default), t);
+            }
+        }
+        add(&mut self.status, &other.status, |a, b| {
+            a.devices += b.devices;
+            a.expected += b.expected;
+            a.received += b.received;
+            a.missing += b.missing;
+            a.retained_expected += b.retained_expected;
+            a.not_retained += b.not_retained;
+        });
+        add(&mut self.wills, &other.wills, |a, b| {
+            a.dropped += b.dropped;
+            a.expected += b.expected;
+            a.received += b.received;
+            a.missing += b.missing;
+            a.unexpected += b.unexpected;
+        });
+        add(&mut self.sessions, &other.sessions, |a, b| {
+            a.returns += b.returns;
+            a.resumed += b.resumed;
+            a.lost += b.lost;
+        });
+        if let Some(theirs) = &other.commands {
+            match &mut self.commands {
+                None => self.commands = Some(theirs.clone()),
+                Some(mine) => mine.absorb(theirs)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Statuses devices published on connecting, as their observers heard them (each pair of a
+/// device that connected and an observer whose filters match its status topic).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct StatusCheck {
+    /// Devices with a status that connected.
+    pub devices: u64,
+    /// Device-observer pairs that should have heard a status.
+    pub expected: u64,
+    /// Of those, the pairs that did.
+    pub received: u64,
+    pub missing: u64,
+    /// Pairs whose observer joined late: the status can only have come as a retained message.
+    pub retained_expected: u64,
+    /// Of those, statuses that arrived without the retain flag.
+    pub not_retained: u64,
+}
+
+/// Last wills: owed for every device that dropped while connected, to every observer whose
+/// filters match its will topic; owed by no device that said goodbye.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct WillCheck {
+    /// Devices that dropped their connection while connected.
+    pub dropped: u64,
+    pub expected: u64,
+    pub received: u64,
+    pub missing: u64,
+    /// Wills of devices that disconnected properly (or never dropped).
+    pub unexpected: u64,
+}
+
+/// Persistent sessions of observers that went away and came back.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SessionCheck {
+    /// Reconnects after an offline period.
+    pub returns: u64,
+    /// Of those, the broker still had the session (CONNACK's session-present flag).
+    pub resumed: u64,
+    /// The broker had forgotten the session: subscriptions and queued messages gone.
+    pub lost: u64,
+}
+
+/// Commands sent by controllers and the devices' answers. The round trip runs from the
+/// command's intended send time (an open-loop schedule) to its answer's arrival.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CommandReport {
+    pub sent: u64,
+    pub answered: u64,
+    pub unanswered: u64,
+    pub duplicates: u64,
+    pub round_trip: LatencySummary,
+    /// The round-trip distribution, lossless (V2 compressed, base64).
+    pub histogram: String,
+}
+
+impl CommandReport {
+    pub fn new(
+        sent: u64,
+        answered: u64,
+        duplicates: u64,
+        round_trip: &LatencyHistogram,
+    ) -> Result<CommandReport, crate::hist::HistogramCodecError> {
+        Ok(CommandReport {
+            sent,
+            answered,
+            unanswered: sent.saturating_sub(answered),
+            duplicates,
+            round_trip: round_trip.summary(),
+            histogram: round_trip.to_base64()?,
+        })
+    }
+
+    fn absorb(&mut self, other: &CommandReport) -> Result<(), crate::hist::HistogramCodecError> {
+        let mut h = LatencyHistogram::from_base64(&self.histogram)?;
+        h.add(&LatencyHistogram::from_base64(&other.histogram)?);
+        *self = CommandReport::new(
+            self.sent + other.sent,
+            self.answered + other.answered,
+            self.duplicates + other.duplicates,
+            &h,
+        )?;
+        Ok(())
+    }
+}
