@@ -131,7 +131,8 @@ async fn command(
         .enumerate()
         .map(|(i, _)| {
             let seed = spec.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            let offset = Duration::from_secs_f64((i as f64 / spec.targets.len() as f64) / spec.rate);
+            let offset =
+                Duration::from_secs_f64((i as f64 / spec.targets.len() as f64) / spec.rate);
             Schedule::new(spec.rate, Arrivals::Fixed, seed, offset)
         })
         .collect();
@@ -281,8 +282,11 @@ async fn listen(
                     detail: format!("controller {}: {e}", spec.client_id),
                 });
                 attempts += 1;
-                tokio::time::sleep(mqtt::backoff(&fleetbench_scenario::Backoff::default(), attempts))
-                    .await;
+                tokio::time::sleep(mqtt::backoff(
+                    &fleetbench_scenario::Backoff::default(),
+                    attempts,
+                ))
+                .await;
             }
         }
     }
@@ -318,14 +322,24 @@ mod tests {
     #[test]
     fn subscribes_fit_the_smallest_packet_limit() {
         let filters: Vec<SubscribeFilter> = (0..500)
-            .map(|i| SubscribeFilter::new(format!("factory/valve/{i}/ack"), rumqttc::QoS::AtLeastOnce))
+            .map(|i| {
+                SubscribeFilter::new(format!("factory/valve/{i}/ack"), rumqttc::QoS::AtLeastOnce)
+            })
             .collect();
         let chunks = subscribe_chunks(filters);
-        assert_eq!(chunks.iter().map(Vec::len).sum::<usize>(), 500, "every filter once");
+        assert_eq!(
+            chunks.iter().map(Vec::len).sum::<usize>(),
+            500,
+            "every filter once"
+        );
         for c in &chunks {
             let bytes: usize = c.iter().map(|f| 3 + f.path.len()).sum();
             assert!(bytes <= SUBSCRIBE_BYTES, "{bytes} bytes in one SUBSCRIBE");
         }
-        assert!(chunks.len() < 30, "{} packets: too many for 500 filters", chunks.len());
+        assert!(
+            chunks.len() < 30,
+            "{} packets: too many for 500 filters",
+            chunks.len()
+        );
     }
 }

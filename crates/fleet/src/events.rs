@@ -125,7 +125,11 @@ pub fn judge(
             }
             let hears = |t: &str| spec.filters.iter().any(|f| topic::matches(f, t));
             let late = spec.join_at.is_some();
-            if let Some(s) = dev.status.as_ref().filter(|s| fate.connected && hears(&s.topic)) {
+            if let Some(s) = dev
+                .status
+                .as_ref()
+                .filter(|s| fate.connected && hears(&s.topic))
+            {
                 // A late observer can only have the status from the broker's store.
                 if !late || s.retain {
                     status.expected += 1;
@@ -155,4 +159,89 @@ pub fn judge(
         }
     }
     (any_status.then_some(status), any_will.then_some(wills))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> Plan {
+        let text = r#"
+            name = "wills"
+            duration = "6s"
+            [[group]]
+            name = "d"
+            count = 3
+            topic = "d/{index}/data"
+            rate = 1.0
+            drop_at = "3s"
+            will = { topic = "d/{index}/will", payload = "gone {index}" }
+            status = { topic = "d/{index}/status" }
+            [[observer]]
+            name = "all"
+            filters = ["d/#"]
+            [[observer]]
+            name = "late"
+            filters = ["d/+/status"]
+            join_at = "4s"
+        "#;
+        let scenario = fleetbench_scenario::parse("wills.toml", text).expect("valid");
+        Plan::build(&scenario, fleetbench_scenario::Shard::WHOLE)
+    }
+
+    #[test]
+    fn topics_and_payloads_tell_device_messages_apart() {
+        let events = Events::of(&plan());
+        assert_eq!(
+            events.classify("d/2/will", b"gone 2"),
+            Some((2, EventKind::Will))
+        );
+        assert_eq!(
+            events.classify("d/1/status", b"online"),
+            Some((1, EventKind::Status))
+        );
+        // Another payload on a will topic is not this device's will; data is not an event.
+        assert_eq!(events.classify("d/2/will", b"gone 1"), None);
+        assert_eq!(events.classify("d/0/data", b"online"), None);
+    }
+
+    #[test]
+    fn wills_are_owed_only_by_devices_that_dropped() {
+        let plan = plan();
+        let fates = [
+            DeviceFate {
+                connected: true,
+                dropped: true,
+            },
+            DeviceFate {
+                connected: true,
+                dropped: true,
+            },
+            DeviceFate {
+                connected: true,
+                dropped: false,
+            },
+        ];
+        let mut live = vec![Heard::default(); 3];
+        live[0].record(EventKind::Will, false);
+        // Device 1's will never came; device 2 said goodbye, yet its will came.
+        live[2].record(EventKind::Will, false);
+        for h in &mut live {
+            h.record(EventKind::Status, false);
+        }
+        let mut late = vec![Heard::default(); 3];
+        late[0].record(EventKind::Status, true);
+        late[1].record(EventKind::Status, false);
+        let (status, wills) = judge(&plan, &[live, late], &fates);
+        let wills = wills.expect("the scenario has wills");
+        assert_eq!((wills.dropped, wills.expected), (2, 2));
+        assert_eq!((wills.received, wills.missing, wills.unexpected), (1, 1, 1));
+        let status = status.expect("the scenario has statuses");
+        // Three from the live observer; the late one heard two, one not from the store.
+        assert_eq!(
+            (status.expected, status.received, status.missing),
+            (6, 5, 1)
+        );
+        assert_eq!((status.retained_expected, status.not_retained), (3, 1));
+    }
 }

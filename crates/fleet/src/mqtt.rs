@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use rand::Rng;
 use fleetbench_scenario::{Backoff, MessageSpec};
+use rand::Rng;
 use rumqttc::{AsyncClient, EventLoop, LastWill, MqttOptions, NetworkOptions, QoS};
 
 use crate::Target;

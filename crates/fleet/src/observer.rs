@@ -80,7 +80,11 @@ pub struct ObserverHandle {
 }
 
 /// Start an observer: it connects (at once, or at its join time) and subscribes on CONNACK.
-pub fn spawn_observer(index: usize, mut spec: ObserverSpec, ctx: Arc<ObserverCtx>) -> ObserverHandle {
+pub fn spawn_observer(
+    index: usize,
+    mut spec: ObserverSpec,
+    ctx: Arc<ObserverCtx>,
+) -> ObserverHandle {
     if !spec.clean_session {
         spec.client_id = format!("{}-{:08x}", spec.client_id, run_nonce());
     }
@@ -183,7 +187,14 @@ async fn observe(
     ready_tx: oneshot::Sender<Vec<Option<u8>>>,
 ) -> ObserverResult {
     let mut ready_tx = Some(ready_tx);
-    let mut heard = vec![Heard::default(); if ctx.events.is_empty() { 0 } else { spec.expects.len() }];
+    let mut heard = vec![
+        Heard::default();
+        if ctx.events.is_empty() {
+            0
+        } else {
+            spec.expects.len()
+        }
+    ];
     let (mut returns, mut resumed) = (0u64, 0u64);
     if let Some(at) = spec.join_at {
         if !wait_from_ramp(&ctx, at).await {

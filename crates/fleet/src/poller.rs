@@ -44,27 +44,18 @@ impl Link {
             .min(sent)
     }
 
+    /// Queue a status or a reply (never waits: the poller must keep polling).
     fn publish_extra(
         &self,
         client: &AsyncClient,
-        what: &'static str,
         topic: &str,
         qos: fleetbench_scenario::Qos,
         retain: bool,
         payload: Vec<u8>,
-        ctx: &DeviceCtx,
-    ) {
-        match client.try_publish(topic, mqtt::qos(qos), retain, payload) {
-            Ok(()) => {
-                self.extras.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                let _ = ctx.flush.send(Flush::Error {
-                    kind: what,
-                    detail: format!("on {topic}: {e}"),
-                });
-            }
-        }
+    ) -> Result<(), rumqttc::ClientError> {
+        client.try_publish(topic, mqtt::qos(qos), retain, payload)?;
+        self.extras.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -97,7 +88,10 @@ pub async fn poll_device(
                 }
                 if let Some(s) = &spec.status {
                     let payload = s.payload.clone().into_bytes();
-                    link.publish_extra(&client, "status", &s.topic, s.qos, s.retain, payload, &ctx);
+                    if let Err(e) = link.publish_extra(&client, &s.topic, s.qos, s.retain, payload)
+                    {
+                        report(&ctx, "status", &s.topic, e);
+                    }
                 }
                 if let Some(c) = &spec.commands {
                     // A clean session: the subscription is renewed on every connect.
@@ -116,8 +110,11 @@ pub async fn poll_device(
                 if let Some(c) = spec.commands.as_ref().filter(|c| c.topic == p.topic) {
                     // The answer carries the command's own bytes back: its header times the
                     // round trip.
-                    let payload = p.payload.to_vec();
-                    link.publish_extra(&client, "reply", &c.reply, c.qos, false, payload, &ctx);
+                    if let Err(e) =
+                        link.publish_extra(&client, &c.reply, c.qos, false, p.payload.to_vec())
+                    {
+                        report(&ctx, "reply", &c.reply, e);
+                    }
                 }
             }
             // QoS 0 publishes carry packet id 0 and complete when they leave.
@@ -166,4 +163,11 @@ pub async fn poll_device(
         flush.connected = Some(false);
     }
     let _ = ctx.flush.send(Flush::Device(flush));
+}
+
+fn report(ctx: &DeviceCtx, kind: &'static str, topic: &str, e: rumqttc::ClientError) {
+    let _ = ctx.flush.send(Flush::Error {
+        kind,
+        detail: format!("on {topic}: {e}"),
+    });
 }

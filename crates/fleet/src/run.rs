@@ -176,9 +176,14 @@ pub async fn run(
     let publish_end = ramp_start + timing.duration;
     ramp_start_ns.store(clock.ns_at(ramp_start.into_std()), Ordering::Relaxed);
     let _ = ramp_tx.send(Some(ramp_start));
-    let timer = PreciseTimer::start().map_err(|e| FleetError::Task(format!("timer thread: {e}")))?;
-    let listening: Arc<Vec<AtomicBool>> =
-        Arc::new(plan.devices.iter().map(|_| AtomicBool::new(false)).collect());
+    let timer =
+        PreciseTimer::start().map_err(|e| FleetError::Task(format!("timer thread: {e}")))?;
+    let listening: Arc<Vec<AtomicBool>> = Arc::new(
+        plan.devices
+            .iter()
+            .map(|_| AtomicBool::new(false))
+            .collect(),
+    );
     let (commands_done_tx, commands_done) = watch::channel(plan.controllers.is_empty());
     let dctx = Arc::new(DeviceCtx {
         clock,
@@ -222,7 +227,12 @@ pub async fn run(
         .enumerate()
         .map(|(i, spec)| {
             let index = plan.observers.len() + i;
-            tokio::spawn(run_controller(index, spec.clone(), device_specs.clone(), cctx.clone()))
+            tokio::spawn(run_controller(
+                index,
+                spec.clone(),
+                device_specs.clone(),
+                cctx.clone(),
+            ))
         })
         .collect();
     let mut commands: Option<ControllerResult> = None;

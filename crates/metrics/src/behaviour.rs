@@ -24,7 +24,11 @@ impl Behaviour {
 
     /// Add another run's (or shard's) figures to these.
     pub fn absorb(&mut self, other: &Behaviour) -> Result<(), crate::hist::HistogramCodecError> {
-        fn add<T: Default + Clone>(mine: &mut Option<T>, theirs: &Option<T>, f: impl Fn(&mut T, &T)) {
+        fn add<T: Default + Clone>(
+            mine: &mut Option<T>,
+            theirs: &Option<T>,
+            f: impl Fn(&mut T, &T),
+        ) {
             if let Some(t) = theirs {
                 f(mine.get_or_insert_with(T::default), t);
             }
@@ -140,5 +144,59 @@ impl CommandReport {
             &h,
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_add_their_checks_and_round_trips_exactly() {
+        let rtt = |values: &[u64]| {
+            let mut h = LatencyHistogram::new();
+            for v in values {
+                h.record_us(*v);
+            }
+            h
+        };
+        let a = Behaviour {
+            wills: Some(WillCheck {
+                dropped: 2,
+                expected: 2,
+                received: 1,
+                missing: 1,
+                unexpected: 0,
+            }),
+            commands: Some(CommandReport::new(3, 3, 0, &rtt(&[100, 200, 300])).expect("encode")),
+            ..Behaviour::default()
+        };
+        let b = Behaviour {
+            wills: Some(WillCheck {
+                dropped: 1,
+                expected: 1,
+                received: 1,
+                missing: 0,
+                unexpected: 2,
+            }),
+            commands: Some(CommandReport::new(2, 1, 1, &rtt(&[5_000])).expect("encode")),
+            ..Behaviour::default()
+        };
+        let mut merged = Behaviour::default();
+        merged.absorb(&a).expect("merge");
+        merged.absorb(&b).expect("merge");
+        let w = merged.wills.expect("wills");
+        assert_eq!(
+            (w.dropped, w.received, w.missing, w.unexpected),
+            (3, 2, 1, 2)
+        );
+        let c = merged.commands.expect("commands");
+        assert_eq!(
+            (c.sent, c.answered, c.unanswered, c.duplicates),
+            (5, 4, 1, 1)
+        );
+        assert_eq!(c.round_trip.count, 4);
+        assert!(c.round_trip.max_us >= 4_990, "{:?}", c.round_trip);
+        assert!(merged.status.is_none() && merged.sessions.is_none());
     }
 }

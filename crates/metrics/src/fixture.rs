@@ -76,6 +76,7 @@ pub fn report(p50: u64, p99: u64, lost: u64, deliver_per_s: f64) -> Report {
         samples: Vec::new(),
         merged: None,
         phases: Vec::new(),
+        behaviour: Default::default(),
     };
     r.samples = vec![r.own_sample()];
     r

@@ -152,6 +152,16 @@ pub fn merge(reports: &[Report], kind: MergeKind) -> Result<Report, MergeError> 
             .unwrap_or(0);
     }
     out.phases = merge_phases(reports, concurrent)?;
+    // Behaviour counts add up whether the reports are shards or repeats.
+    out.behaviour = crate::behaviour::Behaviour::default();
+    for (index, r) in reports.iter().enumerate() {
+        out.behaviour
+            .absorb(&r.behaviour)
+            .map_err(|e| MergeError::Histogram {
+                index,
+                detail: format!("command round trips: {e}"),
+            })?;
+    }
     out.resources.broker_process = merge_process(reports, concurrent);
     out.run.interrupted = reports.iter().any(|r| r.run.interrupted);
     out.run.started_unix_s = reports

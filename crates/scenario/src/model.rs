@@ -347,3 +347,28 @@ pub const REGRESSION_METRICS: [&str; 10] = [
     "p99_puback",
     "deliver_per_s",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_and_jitter_only_shortens() {
+        let b = Backoff {
+            min: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+            jitter: 0.5,
+        };
+        let ms = |attempt, unit| b.wait(attempt, unit).as_millis();
+        assert_eq!(
+            [ms(1, 0.0), ms(2, 0.0), ms(3, 0.0), ms(4, 0.0)],
+            [100, 200, 400, 800]
+        );
+        assert_eq!(ms(5, 0.0), 1_000, "capped at max");
+        assert_eq!(ms(60, 0.0), 1_000, "no overflow after many attempts");
+        // The random share takes away at most `jitter` of the wait.
+        assert_eq!(ms(2, 0.999_999), 100);
+        let fixed = Backoff { jitter: 0.0, ..b };
+        assert_eq!(fixed.wait(2, 0.7), Duration::from_millis(200));
+    }
+}
