@@ -117,3 +117,48 @@ fn mosquitto_shares_a_subscription_once_over_its_members() {
     let sent = r["totals"]["sent"].as_u64().expect("sent");
     assert_eq!(r["totals"]["expected"].as_u64(), Some(2 * sent));
 }
+
+fn behaviour<'a>(r: &'a serde_json::Value, part: &str) -> &'a serde_json::Value {
+    let b = &r["behaviour"][part];
+    assert!(b.is_object(), "no {part} in the report: {}", r["behaviour"]);
+    b
+}
+
+#[test]
+fn mosquitto_keeps_statuses_for_a_late_observer() {
+    let broker = Mosquitto::start();
+    let r = run_against("retained-status", &broker);
+    let s = behaviour(&r, "status");
+    assert_eq!(s["received"], s["expected"]);
+    assert_eq!(s["retained_expected"], 40);
+    assert_eq!(s["not_retained"], 0);
+}
+
+#[test]
+fn mosquitto_publishes_the_wills_of_dropped_devices_only() {
+    let broker = Mosquitto::start();
+    let r = run_against("last-will", &broker);
+    let w = behaviour(&r, "wills");
+    assert_eq!(w["dropped"], 20);
+    assert_eq!(w["received"], 20);
+    assert_eq!(w["unexpected"], 0);
+}
+
+#[test]
+fn mosquitto_queues_for_a_persistent_session() {
+    let broker = Mosquitto::start();
+    let r = run_against("persistent-session", &broker);
+    let s = behaviour(&r, "sessions");
+    assert_eq!(s["resumed"], 1);
+    assert_eq!(r["totals"]["lost"], 0);
+    assert_eq!(r["totals"]["delivered"], r["totals"]["expected"]);
+}
+
+#[test]
+fn mosquitto_carries_commands_and_answers() {
+    let broker = Mosquitto::start();
+    let r = run_against("commands", &broker);
+    let c = behaviour(&r, "commands");
+    assert!(c["sent"].as_u64().is_some_and(|s| s >= 500), "{c}");
+    assert_eq!(c["answered"], c["sent"]);
+}
