@@ -251,12 +251,7 @@ async fn listen(
                     });
                     continue;
                 };
-                let pos = ctx
-                    .positions
-                    .get(h.device as usize)
-                    .copied()
-                    .flatten()
-                    .map_or(usize::MAX, |p| p as usize);
+                let pos = crate::position(&ctx.positions, h.device);
                 match ledger.record(pos, h.seq) {
                     Delivery::InOrder | Delivery::Reordered => {
                         answered.fetch_add(1, Ordering::Relaxed);

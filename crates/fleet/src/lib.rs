@@ -22,6 +22,16 @@ use std::time::Duration;
 pub use fleetbench_scenario::Plan;
 pub use run::{run, FleetOutcome, Timing};
 
+/// The position in the plan of the device a message names (usize::MAX for a device this run
+/// does not have: the ledger counts it as unexpected).
+fn position(positions: &[Option<u32>], device: u32) -> usize {
+    positions
+        .get(device as usize)
+        .copied()
+        .flatten()
+        .map_or(usize::MAX, |p| p as usize)
+}
+
 /// Where the fleet connects, and as whom.
 #[derive(Debug, Clone)]
 pub struct Target {

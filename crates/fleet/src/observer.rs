@@ -90,17 +90,7 @@ pub fn spawn_observer(
     }
     let (client, eventloop) = mqtt::client(
         &ctx.target,
-        &ClientSettings {
-            client_id: &spec.client_id,
-            port_index: index,
-            keep_alive: std::time::Duration::from_secs(30),
-            max_packet: ctx.max_packet,
-            inflight: 1_000,
-            channel_capacity: 16,
-            connect_timeout: ctx.opts.connect_timeout,
-            clean_session: spec.clean_session,
-            will: None,
-        },
+        &settings(index, &spec, &ctx, spec.clean_session),
     );
     let delivered = Arc::new(AtomicU64::new(0));
     let (ready_tx, ready_rx) = oneshot::channel();
@@ -118,6 +108,25 @@ pub fn spawn_observer(
         delivered,
         ready: ready_rx,
         task,
+    }
+}
+
+fn settings<'a>(
+    index: usize,
+    spec: &'a ObserverSpec,
+    ctx: &ObserverCtx,
+    clean_session: bool,
+) -> ClientSettings<'a> {
+    ClientSettings {
+        client_id: &spec.client_id,
+        port_index: index,
+        keep_alive: std::time::Duration::from_secs(30),
+        max_packet: ctx.max_packet,
+        inflight: 1_000,
+        channel_capacity: 16,
+        connect_timeout: ctx.opts.connect_timeout,
+        clean_session,
+        will: None,
     }
 }
 
@@ -274,12 +283,7 @@ async fn observe(
                         if drop_every.is_some_and(|n| n > 0 && h.seq.is_multiple_of(n)) {
                             continue;
                         }
-                        let pos = ctx
-                            .positions
-                            .get(h.device as usize)
-                            .copied()
-                            .flatten()
-                            .map_or(usize::MAX, |p| p as usize);
+                        let pos = crate::position(&ctx.positions, h.device);
                         if let Some(due) = due_qos.get(pos) {
                             delivered_qos[usize::from(*due)][(p.qos as usize).min(2)] += 1;
                         }
@@ -399,20 +403,7 @@ fn run_nonce() -> u32 {
 
 /// End a persistent session: a clean connect discards it (MQTT 3.1.1, 3.1.2.4), then goodbye.
 async fn end_session(index: usize, spec: &ObserverSpec, ctx: &ObserverCtx) {
-    let (client, mut eventloop) = mqtt::client(
-        &ctx.target,
-        &ClientSettings {
-            client_id: &spec.client_id,
-            port_index: index,
-            keep_alive: std::time::Duration::from_secs(30),
-            max_packet: ctx.max_packet,
-            inflight: 10,
-            channel_capacity: 4,
-            connect_timeout: ctx.opts.connect_timeout,
-            clean_session: true,
-            will: None,
-        },
-    );
+    let (client, mut eventloop) = mqtt::client(&ctx.target, &settings(index, spec, ctx, true));
     let ended = async {
         loop {
             match eventloop.poll().await {
