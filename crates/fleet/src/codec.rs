@@ -6,7 +6,7 @@
 //! |--------|------|-----------------------------------------------|
 //! | 0      | 2    | magic `FB`                                     |
 //! | 2      | 1    | version (1)                                    |
-//! | 3      | 1    | flags (0)                                      |
+//! | 3      | 1    | flags: 0 data, 1 a controller's command        |
 //! | 4      | 4    | device id (dense over the scenario)            |
 //! | 8      | 8    | sequence number of the message of this device  |
 //! | 16     | 8    | intended send time, ns on the run clock        |
@@ -17,6 +17,8 @@
 pub const HEADER_LEN: usize = 32;
 const MAGIC: [u8; 2] = *b"FB";
 const VERSION: u8 = 1;
+/// Flags byte of a command (and of the reply that echoes it).
+const COMMAND: u8 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
@@ -36,6 +38,11 @@ pub enum DecodeError {
     Version(u8),
     #[error("JSON payload does not end with the fleetbench header field \"_fb\"")]
     Json,
+    #[error("unknown header flags {0}; expected a command (1)")]
+    Flags(u8),
+    /// Not data: a controller's command or a device's reply to one.
+    #[error("a command, not data")]
+    Command,
 }
 
 impl Header {
@@ -58,9 +65,20 @@ impl Header {
 
     /// Write the header into the first [`HEADER_LEN`] bytes of `buf`.
     pub fn write(&self, buf: &mut [u8]) {
+        self.write_flagged(buf, 0);
+    }
+
+    /// A command's payload: the header alone, flagged so that observers never take it for data.
+    pub fn encode_command(&self) -> Vec<u8> {
+        let mut buf = vec![0u8; HEADER_LEN];
+        self.write_flagged(&mut buf, COMMAND);
+        buf
+    }
+
+    fn write_flagged(&self, buf: &mut [u8], flags: u8) {
         buf[0..2].copy_from_slice(&MAGIC);
         buf[2] = VERSION;
-        buf[3] = 0;
+        buf[3] = flags;
         buf[4..8].copy_from_slice(&self.device.to_le_bytes());
         buf[8..16].copy_from_slice(&self.seq.to_le_bytes());
         buf[16..24].copy_from_slice(&self.intended_ns.to_le_bytes());
@@ -78,8 +96,25 @@ impl Header {
         Header::decode(buf)
     }
 
+    /// The header of a data message (a command is refused with [`DecodeError::Command`]).
     #[inline]
     pub fn decode(buf: &[u8]) -> Result<Header, DecodeError> {
+        match Self::decode_flagged(buf)? {
+            (h, 0) => Ok(h),
+            _ => Err(DecodeError::Command),
+        }
+    }
+
+    /// The header of a command or of the reply that echoes it.
+    pub fn decode_command(buf: &[u8]) -> Result<Header, DecodeError> {
+        match Self::decode_flagged(buf)? {
+            (h, COMMAND) => Ok(h),
+            (_, flags) => Err(DecodeError::Flags(flags)),
+        }
+    }
+
+    #[inline]
+    fn decode_flagged(buf: &[u8]) -> Result<(Header, u8), DecodeError> {
         let Some(h) = buf.get(..HEADER_LEN) else {
             return Err(DecodeError::Short(buf.len()));
         };
@@ -96,12 +131,13 @@ impl Header {
         };
         let mut d = [0u8; 4];
         d.copy_from_slice(&h[4..8]);
-        Ok(Header {
+        let header = Header {
             device: u32::from_le_bytes(d),
             seq: u64_at(8),
             intended_ns: u64_at(16),
             sent_ns: u64_at(24),
-        })
+        };
+        Ok((header, h[3]))
     }
 }
 
@@ -138,5 +174,23 @@ mod tests {
         .encode(32);
         buf[2] = 9;
         assert_eq!(Header::decode(&buf), Err(DecodeError::Version(9)));
+    }
+
+    #[test]
+    fn commands_are_never_taken_for_data() {
+        let h = Header {
+            device: 3,
+            seq: 41,
+            intended_ns: 5,
+            sent_ns: 6,
+        };
+        let command = h.encode_command();
+        assert_eq!(Header::decode(&command), Err(DecodeError::Command));
+        assert_eq!(Header::from_payload(&command), Err(DecodeError::Command));
+        assert_eq!(Header::decode_command(&command), Ok(h));
+        assert_eq!(
+            Header::decode_command(&h.encode(32)),
+            Err(DecodeError::Flags(0))
+        );
     }
 }

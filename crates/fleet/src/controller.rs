@@ -15,11 +15,10 @@ use std::time::Duration;
 
 use fleetbench_metrics::{Delivery, Flush, LatencyHistogram, Ledger};
 use fleetbench_scenario::load::{Arrivals, LoadShape, Schedule};
-use fleetbench_scenario::{ControllerSpec, DeviceSpec};
+use fleetbench_scenario::{Backoff, ControllerSpec, DeviceSpec};
 use rumqttc::{AsyncClient, Event, Packet, SubscribeFilter};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
-use tracing::debug;
 
 use crate::clock::RunClock;
 use crate::codec::{Header, HEADER_LEN};
@@ -173,17 +172,18 @@ async fn command(
             topics.topic.as_str(),
             mqtt::qos(topics.qos),
             false,
-            header.encode(HEADER_LEN),
+            header.encode_command(),
         );
         let result = tokio::select! {
             r = publish => r,
             _ = stop.wait_for(|s| *s) => break,
         };
         if let Err(e) = result {
-            let _ = ctx.flush.send(Flush::Error {
-                kind: "command",
-                detail: format!("{}: {e}", spec.client_id),
-            });
+            mqtt::report_error(
+                &ctx.flush,
+                "command",
+                format_args!("{}: {e}", spec.client_id),
+            );
             break;
         }
         seqs[i] += 1;
@@ -225,12 +225,11 @@ async fn listen(
                 for chunk in subscribe_chunks(filters) {
                     match client.try_subscribe_many(chunk) {
                         Ok(()) => pending_acks += 1,
-                        Err(e) => {
-                            let _ = ctx.flush.send(Flush::Error {
-                                kind: "subscribe",
-                                detail: format!("controller {}: {e}", spec.client_id),
-                            });
-                        }
+                        Err(e) => mqtt::report_error(
+                            &ctx.flush,
+                            "subscribe",
+                            format_args!("controller {}: {e}", spec.client_id),
+                        ),
                     }
                 }
             }
@@ -244,11 +243,8 @@ async fn listen(
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let now_ns = ctx.clock.ns_at(std::time::Instant::now());
-                let Ok(h) = Header::from_payload(&p.payload) else {
-                    let _ = ctx.flush.send(Flush::Error {
-                        kind: "decode",
-                        detail: format!("answer on {}", p.topic),
-                    });
+                let Ok(h) = Header::decode_command(&p.payload) else {
+                    mqtt::report_error(&ctx.flush, "decode", format_args!("answer on {}", p.topic));
                     continue;
                 };
                 let pos = crate::position(&ctx.positions, h.device);
@@ -271,17 +267,9 @@ async fn listen(
                 if *ctx.stop.borrow() || Instant::now() >= ctx.finish_deadline {
                     break;
                 }
-                debug!(controller = %spec.client_id, error = %e, "controller connection error");
-                let _ = ctx.flush.send(Flush::Error {
-                    kind: mqtt::error_kind(&e),
-                    detail: format!("controller {}: {e}", spec.client_id),
-                });
                 attempts += 1;
-                tokio::time::sleep(mqtt::backoff(
-                    &fleetbench_scenario::Backoff::default(),
-                    attempts,
-                ))
-                .await;
+                let who = format!("controller {}", spec.client_id);
+                mqtt::back_off(&ctx.flush, &who, &e, &Backoff::default(), attempts).await;
             }
         }
     }

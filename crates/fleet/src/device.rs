@@ -240,10 +240,11 @@ async fn publish(
             _ = stop.wait_for(|s| *s) => break,
         };
         if let Err(e) = result {
-            let _ = ctx.flush.send(Flush::Error {
-                kind: "publish",
-                detail: format!("{}: {e}", spec.client_id),
-            });
+            mqtt::report_error(
+                &ctx.flush,
+                "publish",
+                format_args!("{}: {e}", spec.client_id),
+            );
             break;
         }
         if ctx.shape.is_declared() {

@@ -1,6 +1,7 @@
-//! Messages devices publish about themselves (statuses, last wills) and the command traffic,
-//! told apart from data by topic: observers tally them per device, and at the end the tallies
-//! are judged against what MQTT promises.
+//! Messages devices publish about themselves (statuses, last wills), told apart from data by
+//! topic and payload: observers tally them per device, and at the end the tallies are judged
+//! against what MQTT promises. (Commands and replies carry a flagged header of their own, see
+//! [`crate::codec`].)
 
 use std::collections::HashMap;
 
@@ -11,14 +12,11 @@ use fleetbench_scenario::{topic, Plan};
 pub enum EventKind {
     Status,
     Will,
-    /// A command or a reply: not for observers to account.
-    Command,
 }
 
 struct Source {
     pos: u32,
     kind: EventKind,
-    /// The payload a status or will carries (a status and a will may share nothing else).
     payload: Vec<u8>,
 }
 
@@ -44,10 +42,6 @@ impl Events {
             if let Some(w) = &d.will {
                 add(&w.topic, EventKind::Will, &w.payload);
             }
-            if let Some(c) = &d.commands {
-                add(&c.topic, EventKind::Command, "");
-                add(&c.reply, EventKind::Command, "");
-            }
         }
         Events(map)
     }
@@ -58,10 +52,10 @@ impl Events {
 
     /// Which device message a publish is, if any.
     pub fn classify(&self, topic: &str, payload: &[u8]) -> Option<(usize, EventKind)> {
-        self.0.get(topic)?.iter().find_map(|s| {
-            (s.kind == EventKind::Command || s.payload == payload)
-                .then_some((s.pos as usize, s.kind))
-        })
+        self.0
+            .get(topic)?
+            .iter()
+            .find_map(|s| (s.payload == payload).then_some((s.pos as usize, s.kind)))
     }
 }
 
@@ -82,7 +76,6 @@ impl Heard {
                 self.status_retained += u32::from(retained);
             }
             EventKind::Will => self.will += 1,
-            EventKind::Command => {}
         }
     }
 
@@ -104,7 +97,7 @@ pub struct DeviceFate {
 /// Judge statuses and wills: `heard[o][d]` is what observer `o` heard from device `d`.
 pub fn judge(
     plan: &Plan,
-    heard: &[Vec<Heard>],
+    heard: &[&[Heard]],
     fates: &[DeviceFate],
 ) -> (Option<StatusCheck>, Option<WillCheck>) {
     let any_status = plan.devices.iter().any(|d| d.status.is_some());
@@ -232,7 +225,7 @@ mod tests {
         let mut late = vec![Heard::default(); 3];
         late[0].record(EventKind::Status, true);
         late[1].record(EventKind::Status, false);
-        let (status, wills) = judge(&plan, &[live, late], &fates);
+        let (status, wills) = judge(&plan, &[&live, &late], &fates);
         let wills = wills.expect("the scenario has wills");
         assert_eq!((wills.dropped, wills.expected), (2, 2));
         assert_eq!((wills.received, wills.missing, wills.unexpected), (1, 1, 1));

@@ -2,9 +2,13 @@
 
 use std::time::Duration;
 
+use std::sync::mpsc::Sender;
+
+use fleetbench_metrics::Flush;
 use fleetbench_scenario::{Backoff, MessageSpec};
 use rand::Rng;
 use rumqttc::{AsyncClient, EventLoop, LastWill, MqttOptions, NetworkOptions, QoS};
+use tracing::debug;
 
 use crate::Target;
 
@@ -59,9 +63,28 @@ pub fn client(target: &Target, s: &ClientSettings) -> (AsyncClient, EventLoop) {
     (client, eventloop)
 }
 
-/// The wait before reconnect attempt `attempt` (1 for the first), with a fresh random draw.
-pub fn backoff(policy: &Backoff, attempt: u32) -> Duration {
-    policy.wait(attempt, rand::rng().random::<f64>())
+/// Count an error of `kind` (the report groups errors by kind and keeps the latest detail).
+pub fn report_error(flush: &Sender<Flush>, kind: &'static str, detail: impl std::fmt::Display) {
+    let _ = flush.send(Flush::Error {
+        kind,
+        detail: detail.to_string(),
+    });
+}
+
+/// After `who` lost its connection: log and count the error, then wait as `policy` says before
+/// attempt `attempt` (1 for the first), with a fresh random draw.
+pub async fn back_off(
+    flush: &Sender<Flush>,
+    who: &str,
+    e: &rumqttc::ConnectionError,
+    policy: &Backoff,
+    attempt: u32,
+) {
+    debug!(client = who, error = %e, "connection error");
+    report_error(flush, error_kind(e), format_args!("{who}: {e}"));
+    // Drawn before the await: the thread's generator must not be held across it.
+    let wait = policy.wait(attempt, rand::rng().random::<f64>());
+    tokio::time::sleep(wait).await;
 }
 
 /// A short, stable name for a rumqttc connection error, to group errors by kind.

@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use tracing::debug;
 
 use crate::clock::RunClock;
-use crate::codec::Header;
+use crate::codec::{DecodeError, Header};
 use crate::events::{Events, Heard};
 use crate::mqtt::{self, ClientSettings};
 use crate::{FleetOptions, Target};
@@ -270,16 +270,9 @@ async fn observe(
         let now = Instant::now();
         match event {
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                if let Some((pos, kind)) = (!heard.is_empty())
-                    .then(|| ctx.events.classify(&p.topic, &p.payload))
-                    .flatten()
-                {
-                    heard[pos].record(kind, p.retain);
-                    continue;
-                }
-                let now_ns = ctx.clock.ns_at(now);
                 match Header::from_payload(&p.payload) {
                     Ok(h) => {
+                        let now_ns = ctx.clock.ns_at(now);
                         if drop_every.is_some_and(|n| n > 0 && h.seq.is_multiple_of(n)) {
                             continue;
                         }
@@ -301,12 +294,17 @@ async fn observe(
                             Delivery::Unexpected => flush.unexpected += 1,
                         }
                     }
-                    Err(e) => {
-                        let _ = ctx.flush.send(Flush::Error {
-                            kind: "decode",
-                            detail: format!("on {}: {e}", p.topic),
-                        });
-                    }
+                    // Commands and replies are for devices and controllers.
+                    Err(DecodeError::Command) => {}
+                    // Not data: a status or a will, found by topic off the data path.
+                    Err(e) => match ctx.events.classify(&p.topic, &p.payload) {
+                        Some((pos, kind)) => heard[pos].record(kind, p.retain),
+                        None => mqtt::report_error(
+                            &ctx.flush,
+                            "decode",
+                            format_args!("on {}: {e}", p.topic),
+                        ),
+                    },
                 }
             }
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
@@ -319,10 +317,12 @@ async fn observe(
                 // A new session has no subscriptions: (re)subscribe.
                 if !ack.session_present {
                     if let Err(e) = client.try_subscribe_many(filters(&spec)) {
-                        let _ = ctx.flush.send(Flush::Error {
-                            kind: "subscribe",
-                            detail: format!("observer {}: {e}", spec.client_id),
-                        });
+                        let who = &spec.client_id;
+                        mqtt::report_error(
+                            &ctx.flush,
+                            "subscribe",
+                            format_args!("observer {who}: {e}"),
+                        );
                     }
                 }
             }
@@ -359,14 +359,10 @@ async fn observe(
                 if stopping || *ctx.cutoff.borrow() {
                     break;
                 }
-                debug!(observer = %spec.client_id, error = %e, "observer connection error");
-                let _ = ctx.flush.send(Flush::Error {
-                    kind: mqtt::error_kind(&e),
-                    detail: format!("observer {}: {e}", spec.client_id),
-                });
                 flush.connected = Some(false);
                 attempts += 1;
-                tokio::time::sleep(mqtt::backoff(&Backoff::default(), attempts)).await;
+                let who = format!("observer {}", spec.client_id);
+                mqtt::back_off(&ctx.flush, &who, &e, &Backoff::default(), attempts).await;
             }
         }
         if stopping {

@@ -11,7 +11,6 @@ use fleetbench_scenario::DeviceSpec;
 use rumqttc::{AsyncClient, Event, Outgoing, Packet};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tracing::debug;
 
 use crate::device::DeviceCtx;
 use crate::mqtt;
@@ -96,10 +95,8 @@ pub async fn poll_device(
                 if let Some(c) = &spec.commands {
                     // A clean session: the subscription is renewed on every connect.
                     if let Err(e) = client.try_subscribe(c.topic.clone(), mqtt::qos(c.qos)) {
-                        let _ = ctx.flush.send(Flush::Error {
-                            kind: "subscribe",
-                            detail: format!("{}: {e}", spec.client_id),
-                        });
+                        let who = &spec.client_id;
+                        mqtt::report_error(&ctx.flush, "subscribe", format_args!("{who}: {e}"));
                     }
                 }
                 // Report the connection at once: the monitor counts connected devices.
@@ -140,17 +137,12 @@ pub async fn poll_device(
                 if *ctx.stop.borrow() || Instant::now() >= ctx.finish_deadline {
                     break;
                 }
-                debug!(device = pos, error = %e, "device connection error");
-                let _ = ctx.flush.send(Flush::Error {
-                    kind: mqtt::error_kind(&e),
-                    detail: e.to_string(),
-                });
                 if link.connected.swap(false, Ordering::Relaxed) {
                     flush.connected = Some(false);
                 }
                 pending.clear();
                 attempts += 1;
-                tokio::time::sleep(mqtt::backoff(&spec.reconnect, attempts)).await;
+                mqtt::back_off(&ctx.flush, &spec.client_id, &e, &spec.reconnect, attempts).await;
                 attempt_start = Instant::now();
             }
         }
@@ -166,8 +158,5 @@ pub async fn poll_device(
 }
 
 fn report(ctx: &DeviceCtx, kind: &'static str, topic: &str, e: rumqttc::ClientError) {
-    let _ = ctx.flush.send(Flush::Error {
-        kind,
-        detail: format!("on {topic}: {e}"),
-    });
+    mqtt::report_error(&ctx.flush, kind, format_args!("on {topic}: {e}"));
 }

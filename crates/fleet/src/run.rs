@@ -387,7 +387,7 @@ fn behaviour(
     fates: &[DeviceFate],
     commands: Option<ControllerResult>,
 ) -> Result<Behaviour, FleetError> {
-    let heard: Vec<Vec<Heard>> = results.iter().map(|r| r.heard.clone()).collect();
+    let heard: Vec<&[Heard]> = results.iter().map(|r| r.heard.as_slice()).collect();
     let (status, wills) = events::judge(plan, &heard, fates);
     let sessions = plan
         .observers

@@ -355,13 +355,21 @@ type Series<'a> = (&'a str, Color, &'a [(f64, f64)]);
 
 /// A line chart over elapsed time, with its series named (and coloured) in the title: the
 /// legend ratatui would draw does not fit small terminals.
+/// A chart of two series over time; the y axis runs to 15% above the highest point (at least
+/// `y_floor`), labelled by `y_label`.
 fn time_chart<'a>(
     title: &'a str,
     series: [Series<'a>; 2],
     x: [f64; 2],
-    y_max: f64,
-    y_label: String,
+    y_floor: f64,
+    y_label: fn(f64) -> String,
 ) -> Chart<'a> {
+    let y_max = series
+        .iter()
+        .flat_map(|(_, _, data)| data.iter())
+        .map(|p| p.1)
+        .fold(y_floor, f64::max)
+        * 1.15;
     let mut spans = vec![Span::styled(
         format!(" {title}: "),
         Style::default().fg(ACCENT).bold(),
@@ -394,7 +402,7 @@ fn time_chart<'a>(
             Axis::default()
                 .style(Style::default().fg(DIM))
                 .bounds([0.0, y_max])
-                .labels(["0".to_string(), y_label]),
+                .labels(["0".to_string(), y_label(y_max)]),
         )
 }
 
@@ -420,12 +428,6 @@ fn rates_chart(frame: &mut Frame, area: Rect, history: &History) {
     };
     let publish = points(|s| s.publish_rate);
     let deliver = points(|s| s.deliver_rate);
-    let y_max = publish
-        .iter()
-        .chain(&deliver)
-        .map(|p| p.1)
-        .fold(1.0f64, f64::max)
-        * 1.15;
     let chart = time_chart(
         "Rates",
         [
@@ -433,8 +435,8 @@ fn rates_chart(frame: &mut Frame, area: Rect, history: &History) {
             ("deliver/s", GOOD, &deliver),
         ],
         time_span(history),
-        y_max,
-        format!("{y_max:.0}"),
+        1.0,
+        |y| format!("{y:.0}"),
     );
     frame.render_widget(chart, area);
 }
@@ -450,12 +452,6 @@ fn latency_chart(frame: &mut Frame, area: Rect, history: &History) {
     };
     let intended = points(|s| &s.interval_from_intended);
     let send = points(|s| &s.interval_from_send);
-    let y_max = intended
-        .iter()
-        .chain(&send)
-        .map(|p| p.1)
-        .fold(0.1f64, f64::max)
-        * 1.15;
     let chart = time_chart(
         "p99 per tick",
         [
@@ -463,8 +459,8 @@ fn latency_chart(frame: &mut Frame, area: Rect, history: &History) {
             ("from send", GOOD, &send),
         ],
         time_span(history),
-        y_max,
-        format!("{y_max:.1}ms"),
+        0.1,
+        |y| format!("{y:.1}ms"),
     );
     frame.render_widget(chart, area);
 }
