@@ -1,16 +1,18 @@
 //! `fleetbench run`: scenario -> broker -> fleet -> report -> verdict.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use fleetbench_broker::{EmbeddedBroker, EmbeddedConfig};
 use fleetbench_fleet::calibrate::{calibrate, CalibrationWork, CALIBRATION_TIMEOUT};
+use fleetbench_fleet::transport::{tls_config, Transport};
 use fleetbench_fleet::{FleetOptions, Target, Timing};
 use fleetbench_metrics::report::Verdict;
 use fleetbench_metrics::{summary, Snapshot};
 use fleetbench_monitor::Meta;
-use fleetbench_scenario::{BrokerTarget, Plan, Shard};
+use fleetbench_scenario::{BrokerTarget, ExternalBroker, Plan, Scheme, Shard};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -72,6 +74,7 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
                 host: endpoints.host.clone(),
                 ports: endpoints.ports.clone(),
                 credentials: None,
+                transport: Transport::Tcp,
             };
             let desc = format!("{label} {}", endpoints.describe());
             (target, broker, desc, Some(e.tcp_nodelay))
@@ -93,11 +96,12 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
                 host: x.host.clone(),
                 ports: vec![x.port],
                 credentials,
+                transport: transport(x, &args.scenario)?,
             };
             (
                 target,
                 RunningBroker::External,
-                format!("mqtt://{}:{}", x.host, x.port),
+                x.url_without_credentials(),
                 None,
             )
         }
@@ -280,4 +284,35 @@ async fn watch_signals(stop: Arc<watch::Sender<bool>>, monitor: bool) {
             std::process::exit(130);
         }
     }
+}
+
+/// The transport an external broker's URL asks for; certificate paths are relative to the
+/// scenario file. Certificates are read and checked here, before any connection.
+fn transport(x: &ExternalBroker, scenario: &Path) -> anyhow::Result<Transport> {
+    let dir = scenario.parent().unwrap_or(Path::new("."));
+    let file = |f: &Option<String>| f.as_ref().map(|f| dir.join(f));
+    let tls = || -> anyhow::Result<_> {
+        let ca = file(&x.tls.ca_file);
+        let cert = file(&x.tls.client_cert);
+        let key = file(&x.tls.client_key);
+        let client = cert.as_deref().zip(key.as_deref());
+        tls_config(ca.as_deref(), client).map_err(|e| {
+            UsageError(format!(
+                "{}: broker: {e} (certificate paths are relative to the scenario file)",
+                scenario.display()
+            ))
+            .into()
+        })
+    };
+    Ok(match x.scheme {
+        Scheme::Mqtt => Transport::Tcp,
+        Scheme::Mqtts => Transport::Tls(tls()?),
+        Scheme::Ws => Transport::Ws {
+            path: x.path.clone(),
+        },
+        Scheme::Wss => Transport::Wss {
+            path: x.path.clone(),
+            tls: tls()?,
+        },
+    })
 }

@@ -1,79 +1,9 @@
 //! The same scenarios against Debian's mosquitto as an external broker: what rumqttd gets wrong
-//! does not happen there, and the run says nothing about it. `cargo xtask test` installs
-//! mosquitto when it is missing; these tests fail (never skip) without it.
+//! does not happen there, and the run says nothing about it.
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// mosquitto on a loopback port of its own, ended (by its PID) when dropped.
-struct Mosquitto {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-fn mosquitto_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("FLEETBENCH_MOSQUITTO") {
-        return p.into();
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
-        .map(|d| d.join("mosquitto"))
-        .find(|p| p.is_file())
-        .expect("mosquitto is not installed: `cargo xtask test` installs it (apt-get install mosquitto)")
-}
-
-impl Mosquitto {
-    fn start() -> Mosquitto {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 max_queued_messages 0\nlog_type error\n"
-            ),
-        )
-        .expect("write config");
-        let child = Command::new(mosquitto_binary())
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start mosquitto");
-        let m = Mosquitto {
-            child,
-            port,
-            _dir: dir,
-        };
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "mosquitto did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        m
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::mosquitto::Mosquitto;
 
 /// Run a shipped scenario against `broker`; returns the report.
 fn run_against(name: &str, broker: &Mosquitto) -> serde_json::Value {

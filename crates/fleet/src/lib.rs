@@ -16,6 +16,7 @@ pub mod payload;
 mod poller;
 mod run;
 pub mod timer;
+pub mod transport;
 
 use std::time::Duration;
 
@@ -38,6 +39,7 @@ pub struct Target {
     pub host: String,
     pub ports: Vec<u16>,
     pub credentials: Option<(String, String)>,
+    pub transport: transport::Transport,
 }
 
 impl Target {

@@ -35,11 +35,10 @@ pub struct ClientSettings<'a> {
 
 /// One client with TCP_NODELAY on (rumqttc leaves it off) and a generous connect timeout.
 pub fn client(target: &Target, s: &ClientSettings) -> (AsyncClient, EventLoop) {
-    let mut opts = MqttOptions::new(
-        s.client_id,
-        target.host.clone(),
-        target.port_for(s.port_index),
-    );
+    let port = target.port_for(s.port_index);
+    let (transport, address) = target.transport.rumqttc(&target.host, port);
+    let mut opts = MqttOptions::new(s.client_id, address, port);
+    opts.set_transport(transport);
     opts.set_keep_alive(s.keep_alive);
     opts.set_clean_session(s.clean_session);
     if let Some(w) = s.will {
@@ -87,6 +86,28 @@ pub async fn back_off(
     tokio::time::sleep(wait).await;
 }
 
+/// When `e` says that the broker (or its TLS handshake) refused this client for a reason that
+/// retrying will not change (credentials, authorisation, certificates), what it said.
+pub fn refusal(e: &rumqttc::ConnectionError) -> Option<String> {
+    use rumqttc::ConnectReturnCode as C;
+    use rumqttc::ConnectionError as E;
+    match e {
+        E::ConnectionRefused(
+            code @ (C::BadUserNamePassword
+            | C::NotAuthorized
+            | C::BadClientId
+            | C::RefusedProtocolVersion),
+        ) => Some(format!("the broker refused the connection: {code:?}")),
+        E::Tls(rumqttc::TlsError::TLS(t)) => Some(format!("TLS: {t}")),
+        // tokio-rustls hands handshake failures over as I/O errors that carry rustls' error.
+        E::Tls(rumqttc::TlsError::Io(io)) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .map(|t| format!("TLS: {t}")),
+        _ => None,
+    }
+}
+
 /// A short, stable name for a rumqttc connection error, to group errors by kind.
 pub fn error_kind(e: &rumqttc::ConnectionError) -> &'static str {
     use rumqttc::ConnectionError as E;
@@ -95,6 +116,8 @@ pub fn error_kind(e: &rumqttc::ConnectionError) -> &'static str {
         E::ConnectionRefused(_) => "connect refused",
         E::Io(_) => "io",
         E::MqttState(_) => "protocol",
+        E::Tls(_) => "tls",
+        E::Websocket(_) | E::WsConnect(_) | E::ResponseValidation(_) => "websocket",
         _ => "connection",
     }
 }

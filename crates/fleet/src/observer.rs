@@ -71,11 +71,15 @@ pub struct ObserverCtx {
     pub events: Arc<Events>,
 }
 
+/// The QoS granted to each filter once subscribed, or why the observer cannot subscribe: the
+/// broker refused it for good (credentials, certificates).
+pub type Readiness = Result<Vec<Option<u8>>, String>;
+
 pub struct ObserverHandle {
     pub client: AsyncClient,
     /// First arrivals so far, for the drain to know when everything expected has arrived.
     pub delivered: Arc<AtomicU64>,
-    pub ready: oneshot::Receiver<Vec<Option<u8>>>,
+    pub ready: oneshot::Receiver<Readiness>,
     pub task: tokio::task::JoinHandle<ObserverResult>,
 }
 
@@ -193,7 +197,7 @@ async fn observe(
     mut eventloop: rumqttc::EventLoop,
     ctx: Arc<ObserverCtx>,
     delivered: Arc<AtomicU64>,
-    ready_tx: oneshot::Sender<Vec<Option<u8>>>,
+    ready_tx: oneshot::Sender<Readiness>,
 ) -> ObserverResult {
     let mut ready_tx = Some(ready_tx);
     let mut heard = vec![
@@ -347,7 +351,7 @@ async fn observe(
                     })
                     .collect();
                 if let Some(tx) = ready_tx.take() {
-                    let _ = tx.send(granted.clone());
+                    let _ = tx.send(Ok(granted.clone()));
                 }
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => {
@@ -360,6 +364,12 @@ async fn observe(
                     break;
                 }
                 flush.connected = Some(false);
+                if let Some(reason) = mqtt::refusal(&e) {
+                    // Waiting out the readiness timeout would change nothing.
+                    if let Some(tx) = ready_tx.take() {
+                        let _ = tx.send(Err(reason));
+                    }
+                }
                 attempts += 1;
                 let who = format!("observer {}", spec.client_id);
                 mqtt::back_off(&ctx.flush, &who, &e, &Backoff::default(), attempts).await;

@@ -145,18 +145,17 @@ pub async fn run(
             continue;
         }
         let mut stop_rx = stop.clone();
-        let ready: Result<Vec<Option<u8>>, &str> = tokio::select! {
+        let ready: Result<Vec<Option<u8>>, String> = tokio::select! {
             r = tokio::time::timeout(opts.observer_ready_timeout, &mut handle.ready) => match r {
-                Ok(Ok(g)) => Ok(g),
-                Ok(Err(_)) => Err("its task ended before a SUBACK"),
-                Err(_) => Err("no SUBACK in time"),
+                Ok(Ok(readiness)) => readiness,
+                Ok(Err(_)) => Err("its task ended before a SUBACK".into()),
+                Err(_) => Err("no SUBACK in time".into()),
             },
-            _ = stop_rx.wait_for(|s| *s) => Err("stopped before it was ready"),
+            _ = stop_rx.wait_for(|s| *s) => Err("stopped before it was ready".into()),
         };
         match ready {
             Ok(_) => {}
             Err(reason) => {
-                let reason = reason.to_string();
                 let _ = cutoff_tx.send(true);
                 for h in &observers {
                     let _ = h.client.try_disconnect();

@@ -45,6 +45,7 @@ async fn run_with(text: &str, faults: Faults) -> FleetOutcome {
         host: "127.0.0.1".into(),
         ports: broker.endpoints().ports.clone(),
         credentials: None,
+        transport: Default::default(),
     };
     let (_stop_tx, stop_rx) = watch::channel(false);
     let (snap_tx, _snap_rx) = watch::channel(Snapshot::default());

@@ -21,7 +21,7 @@ pub use error::{Location, ScenarioError};
 pub use model::{
     Backoff, BrokerTarget, Commands, Controller, DeviceGroup, DeviceMessage, EmbeddedBroker,
     Expectations, ExternalBroker, GroupBehaviour, ObserverGroup, Offline, Qos, Regression,
-    Scenario, Scheme, REGRESSION_METRICS,
+    Scenario, Scheme, TlsFiles, REGRESSION_METRICS,
 };
 pub use plan::{CommandTopics, ControllerSpec, DeviceSpec, MessageSpec, ObserverSpec, Plan, Shard};
 

@@ -119,7 +119,55 @@ pub struct EmbeddedBroker {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scheme {
+    /// MQTT over TCP.
     Mqtt,
+    /// MQTT over TLS.
+    Mqtts,
+    /// MQTT over WebSocket.
+    Ws,
+    /// MQTT over WebSocket over TLS.
+    Wss,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Mqtt => "mqtt",
+            Scheme::Mqtts => "mqtts",
+            Scheme::Ws => "ws",
+            Scheme::Wss => "wss",
+        }
+    }
+
+    pub fn uses_tls(self) -> bool {
+        matches!(self, Scheme::Mqtts | Scheme::Wss)
+    }
+
+    pub fn is_websocket(self) -> bool {
+        matches!(self, Scheme::Ws | Scheme::Wss)
+    }
+
+    /// The port a URL without one means.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Mqtt => 1883,
+            Scheme::Mqtts => 8883,
+            Scheme::Ws => 80,
+            Scheme::Wss => 443,
+        }
+    }
+}
+
+/// Certificates for a TLS connection (`mqtts://`, `wss://`), as paths relative to the scenario
+/// file's directory (or absolute).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TlsFiles {
+    /// PEM file of the certificate authorities to trust; `None` trusts the system's.
+    pub ca_file: Option<String>,
+    /// PEM files of the client certificate (chain) and its private key, sent when the broker
+    /// asks for one.
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -127,10 +175,30 @@ pub struct ExternalBroker {
     pub scheme: Scheme,
     pub host: String,
     pub port: u16,
+    /// The HTTP path of a WebSocket URL ("/mqtt" when the URL has none); empty otherwise.
+    pub path: String,
+    pub tls: TlsFiles,
     pub username: Option<String>,
     /// Name of the environment variable holding the password; the password itself is never
     /// stored in the scenario model, so it cannot reach a report.
     pub password_env: Option<String>,
+}
+
+impl ExternalBroker {
+    /// The broker's URL as a report may show it (credentials are never part of it).
+    pub fn url_without_credentials(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!(
+            "{}://{host}:{}{}",
+            self.scheme.as_str(),
+            self.port,
+            self.path
+        )
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

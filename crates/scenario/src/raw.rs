@@ -99,7 +99,9 @@ pub struct RawScenario {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawBroker {
-    /// External broker: "mqtt://host:port". Leave out for the embedded broker.
+    /// External broker: "mqtt://host:port", "mqtts://host:port" (TLS), "ws://host:port/path"
+    /// or "wss://host:port/path" (WebSocket, path "/mqtt" by default). Leave out for the
+    /// embedded broker.
     #[serde(default)]
     pub url: Option<S<String>>,
     /// Embedded broker: number of listening ports (default: one per 1,000 clients, 2 to 16).
@@ -118,6 +120,17 @@ pub struct RawBroker {
     /// never appears in the scenario or the report).
     #[serde(default)]
     pub password_env: Option<S<String>>,
+    /// mqtts/wss: PEM file of the certificate authorities to trust (default: the system's),
+    /// relative to the scenario file.
+    #[serde(default)]
+    pub ca_file: Option<S<String>>,
+    /// mqtts/wss: PEM file of the client certificate, for brokers that ask for one (with
+    /// `client_key`).
+    #[serde(default)]
+    pub client_cert: Option<S<String>>,
+    /// mqtts/wss: PEM file of the client certificate's private key.
+    #[serde(default)]
+    pub client_key: Option<S<String>>,
 }
 
 /// One load phase.

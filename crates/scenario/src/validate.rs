@@ -472,11 +472,18 @@ fn broker(cx: &Ctx, b: Option<&S<RawBroker>>, clients: u64) -> R<BrokerTarget> {
     let b = b.get_ref();
     match &b.url {
         None => {
-            if let Some(u) = b.username.as_ref().or(b.password_env.as_ref()) {
+            let external_only = [
+                &b.username,
+                &b.password_env,
+                &b.ca_file,
+                &b.client_cert,
+                &b.client_key,
+            ];
+            if let Some(u) = external_only.into_iter().flatten().next() {
                 return Err(cx.err(
                     u.span(),
                     "broker",
-                    "credentials apply to an external broker; set broker.url as well",
+                    "credentials and certificates apply to an external broker; set broker.url as well",
                 ));
             }
             let listeners = match &b.listeners {
@@ -525,16 +532,39 @@ fn broker(cx: &Ctx, b: Option<&S<RawBroker>>, clients: u64) -> R<BrokerTarget> {
             })?;
             let scheme = match scheme {
                 "mqtt" | "tcp" => Scheme::Mqtt,
+                "mqtts" | "ssl" => Scheme::Mqtts,
+                "ws" => Scheme::Ws,
+                "wss" => Scheme::Wss,
                 other => {
                     return Err(cx.err(
                         url.span(),
                         "broker.url",
-                        format!("unsupported scheme {other:?}; expected \"mqtt\""),
+                        format!(
+                            "unsupported scheme {other:?}; expected \"mqtt\", \"mqtts\", \"ws\" or \"wss\""
+                        ),
                     ))
                 }
             };
-            let rest = rest.trim_end_matches('/');
-            let (host, port) = match rest.rsplit_once(':') {
+            let (authority, path) = match rest.find('/') {
+                Some(i) => rest.split_at(i),
+                None => (rest, ""),
+            };
+            let path = match (scheme.is_websocket(), path.trim_end_matches('/')) {
+                (true, "") => "/mqtt".to_string(),
+                (true, p) => p.to_string(),
+                (false, "") => String::new(),
+                (false, p) => {
+                    return Err(cx.err(
+                        url.span(),
+                        "broker.url",
+                        format!("{p:?}: only ws:// and wss:// URLs have a path"),
+                    ))
+                }
+            };
+            let (host, port) = match authority
+                .rsplit_once(':')
+                .filter(|(h, _)| !h.ends_with(':'))
+            {
                 Some((h, p)) => (
                     h,
                     p.parse::<u16>().map_err(|_| {
@@ -545,7 +575,7 @@ fn broker(cx: &Ctx, b: Option<&S<RawBroker>>, clients: u64) -> R<BrokerTarget> {
                         )
                     })?,
                 ),
-                None => (rest, 1883),
+                None => (authority, scheme.default_port()),
             };
             let host = host.trim_start_matches('[').trim_end_matches(']');
             if host.is_empty() || port == 0 {
@@ -555,10 +585,43 @@ fn broker(cx: &Ctx, b: Option<&S<RawBroker>>, clients: u64) -> R<BrokerTarget> {
                     "expected host and port, such as \"mqtt://127.0.0.1:1883\"",
                 ));
             }
+            let tls = TlsFiles {
+                ca_file: b.ca_file.as_ref().map(|v| v.get_ref().clone()),
+                client_cert: b.client_cert.as_ref().map(|v| v.get_ref().clone()),
+                client_key: b.client_key.as_ref().map(|v| v.get_ref().clone()),
+            };
+            if !scheme.uses_tls() {
+                if let Some(f) = [&b.ca_file, &b.client_cert, &b.client_key]
+                    .into_iter()
+                    .flatten()
+                    .next()
+                {
+                    return Err(cx.err(
+                        f.span(),
+                        "broker",
+                        format!(
+                            "certificates apply to TLS connections; use an mqtts:// or wss:// URL instead of {}://",
+                            scheme.as_str()
+                        ),
+                    ));
+                }
+            }
+            match (&b.client_cert, &b.client_key) {
+                (Some(v), None) | (None, Some(v)) => {
+                    return Err(cx.err(
+                        v.span(),
+                        "broker",
+                        "client_cert and client_key go together: set both or neither",
+                    ))
+                }
+                _ => {}
+            }
             Ok(BrokerTarget::External(ExternalBroker {
                 scheme,
                 host: host.to_string(),
                 port,
+                path,
+                tls,
                 username: b.username.as_ref().map(|u| u.get_ref().clone()),
                 password_env: b.password_env.as_ref().map(|u| u.get_ref().clone()),
             }))

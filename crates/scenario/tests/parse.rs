@@ -104,3 +104,52 @@ fn same_seed_same_plan_and_shards_partition_the_fleet() {
     ids.sort();
     assert_eq!(ids, (0..5).collect::<Vec<_>>());
 }
+
+#[test]
+fn broker_urls_name_their_transport_port_and_path() {
+    use fleetbench_scenario::Scheme;
+    let cases = [
+        ("mqtt://127.0.0.1", Scheme::Mqtt, "127.0.0.1", 1883, ""),
+        (
+            "mqtts://broker.example:9883",
+            Scheme::Mqtts,
+            "broker.example",
+            9883,
+            "",
+        ),
+        (
+            "ws://127.0.0.1:8080",
+            Scheme::Ws,
+            "127.0.0.1",
+            8080,
+            "/mqtt",
+        ),
+        ("wss://[::1]/ws/", Scheme::Wss, "::1", 443, "/ws"),
+        ("mqtt://[::1]", Scheme::Mqtt, "::1", 1883, ""),
+    ];
+    for (url, scheme, host, port, path) in cases {
+        let text = format!("{GOOD}\n[broker]\nurl = \"{url}\"\n");
+        let s = parse("demo.toml", &text).unwrap_or_else(|e| panic!("{url}: {e}"));
+        let BrokerTarget::External(x) = s.broker else {
+            panic!("{url}: not an external broker");
+        };
+        assert_eq!(
+            (x.scheme, x.host.as_str(), x.port, x.path.as_str()),
+            (scheme, host, port, path),
+            "{url}"
+        );
+        assert_eq!(
+            parse("demo.toml", &format!("{GOOD}\n[broker]\nurl = \"{}\"\n", x.url_without_credentials()))
+                .map(|s| matches!(s.broker, BrokerTarget::External(ref y) if y.url_without_credentials() == x.url_without_credentials()))
+                .ok(),
+            Some(true),
+            "{url}: the URL a report shows reads back the same"
+        );
+    }
+    let err = parse(
+        "demo.toml",
+        &format!("{GOOD}\n[broker]\nurl = \"http://x\"\n"),
+    )
+    .expect_err("http is not MQTT");
+    assert!(err.to_string().contains("\"mqtts\""), "{err}");
+}

@@ -1,6 +1,8 @@
 //! Helpers shared by the CLI's integration tests (each test binary uses a part of them).
 #![allow(dead_code)]
 
+pub mod mosquitto;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
