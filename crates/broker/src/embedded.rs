@@ -16,6 +16,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 use rumqttd::protocol::v4::V4;
+use rumqttd::protocol::v5::V5;
+use rumqttd::protocol::Protocol;
 use rumqttd::{ConnectionSettings, LinkType, Router, RouterConfig, Server, ServerSettings};
 use tokio::runtime::Runtime;
 use tracing::{debug, info, warn};
@@ -44,6 +46,9 @@ pub struct EmbeddedConfig {
     /// refused on a non-loopback address unless `allow_anonymous` is set.
     pub credentials: Option<(String, String)>,
     pub allow_anonymous: bool,
+    /// Listen for MQTT 5 clients instead of MQTT 3.1.1 ones (rumqttd serves one version per
+    /// listener).
+    pub mqtt5: bool,
 }
 
 impl Default for EmbeddedConfig {
@@ -60,6 +65,7 @@ impl Default for EmbeddedConfig {
             worker_threads: 2,
             credentials: None,
             allow_anonymous: false,
+            mqtt5: false,
         }
     }
 }
@@ -135,17 +141,11 @@ impl EmbeddedBroker {
                     next_connection_delay_ms: 0,
                     connections: connections.clone(),
                 };
-                let mut server = Server::new(settings, router_tx.clone(), V4);
-                let task = runtime.spawn(async move {
-                    let result = server
-                        .start(LinkType::Remote)
-                        .await
-                        .map_err(|e| e.to_string());
-                    if let Err(e) = &result {
-                        warn!(%addr, error = %e, "embedded broker listener stopped");
-                    }
-                    result
-                });
+                let task = if config.mqtt5 {
+                    runtime.spawn(serve(Server::new(settings, router_tx.clone(), V5), addr))
+                } else {
+                    runtime.spawn(serve(Server::new(settings, router_tx.clone(), V4), addr))
+                };
                 match wait_listening(addr, config.tcp_nodelay, &task) {
                     Ok(()) => break port,
                     Err(reason) if fixed.is_none() && attempt < ATTEMPTS => {
@@ -177,12 +177,11 @@ impl EmbeddedBroker {
                 .credentials
                 .as_ref()
                 .map(|(u, p)| (u.as_str(), p.as_str()));
-            ready::probe_connack(addr, &id, credentials, Duration::from_secs(5)).map_err(
-                |reason| BrokerError::NotReady {
-                    port: *port,
-                    reason,
-                },
-            )?;
+            ready::probe_connack_as(addr, &id, credentials, Duration::from_secs(5), config.mqtt5)
+                .map_err(|reason| BrokerError::NotReady {
+                port: *port,
+                reason,
+            })?;
         }
         let endpoints = Endpoints {
             host: config.bind.to_string(),
@@ -217,6 +216,21 @@ impl Drop for EmbeddedBroker {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Run one listener's accept loop until the runtime goes.
+async fn serve<P: Protocol + Clone + Send + 'static>(
+    mut server: Server<P>,
+    addr: SocketAddr,
+) -> Result<(), String> {
+    let result = server
+        .start(LinkType::Remote)
+        .await
+        .map_err(|e| e.to_string());
+    if let Err(e) = &result {
+        warn!(%addr, error = %e, "embedded broker listener stopped");
+    }
+    result
 }
 
 fn nanos() -> u128 {

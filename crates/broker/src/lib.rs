@@ -10,7 +10,7 @@ pub mod nodelay;
 mod ready;
 
 pub use embedded::{EmbeddedBroker, EmbeddedConfig};
-pub use ready::probe_connack;
+pub use ready::{probe_connack, probe_connack_as};
 
 use std::net::IpAddr;
 

@@ -19,6 +19,18 @@ pub fn probe_connack(
     credentials: Option<(&str, &str)>,
     timeout: Duration,
 ) -> Result<Duration, String> {
+    probe_connack_as(addr, client_id, credentials, timeout, false)
+}
+
+/// [`probe_connack`] speaking MQTT 5 when `mqtt5` is set (a CONNECT of protocol level 5 with no
+/// properties; the CONNACK's reason code must be success).
+pub fn probe_connack_as(
+    addr: SocketAddr,
+    client_id: &str,
+    credentials: Option<(&str, &str)>,
+    timeout: Duration,
+    mqtt5: bool,
+) -> Result<Duration, String> {
     let start = std::time::Instant::now();
     let mut stream =
         TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
@@ -31,7 +43,12 @@ pub fn probe_connack(
         .map_err(|e| e.to_string())?;
     // Flags: clean session, plus username and password when given.
     let flags = if credentials.is_some() { 0xC2 } else { 0x02 };
-    let mut variable = vec![0, 4, b'M', b'Q', b'T', b'T', 4, flags, 0, 30];
+    let level = if mqtt5 { 5 } else { 4 };
+    let mut variable = vec![0, 4, b'M', b'Q', b'T', b'T', level, flags, 0, 30];
+    if mqtt5 {
+        // No properties.
+        variable.push(0);
+    }
     let mut fields = vec![client_id];
     if let Some((user, password)) = credentials {
         fields.extend([user, password]);
@@ -52,7 +69,10 @@ pub fn probe_connack(
         .read_exact(&mut connack)
         .map_err(|e| format!("no CONNACK: {e}"))?;
     let elapsed = start.elapsed();
-    if connack[0] != 0x20 || connack[1] != 2 {
+    // MQTT 5's CONNACK carries properties after the reason code: remaining length 3 or more
+    // (read no further: the probe closes next).
+    let plain = connack[1] == 2 || (mqtt5 && connack[1] > 2 && connack[1] < 0x80);
+    if connack[0] != 0x20 || !plain {
         return Err(format!("expected CONNACK, got bytes {connack:02x?}"));
     }
     if connack[3] != 0 {

@@ -26,6 +26,7 @@ pub fn broker(args: BrokerArgs) -> anyhow::Result<Outcome> {
         max_connections: args.max_connections,
         credentials,
         allow_anonymous: args.allow_anonymous,
+        mqtt5: args.mqtt5,
         ..EmbeddedConfig::default()
     };
     // Each connection is a descriptor: take the whole allowance (the hard limit).

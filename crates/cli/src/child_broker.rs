@@ -27,10 +27,11 @@ impl ChildBroker {
         listeners: u16,
         tcp_nodelay: bool,
         max_connections: usize,
+        mqtt5: bool,
     ) -> anyhow::Result<ChildBroker> {
         let mut last_error = None;
         for _ in 0..ATTEMPTS {
-            match Self::try_start(listeners, tcp_nodelay, max_connections) {
+            match Self::try_start(listeners, tcp_nodelay, max_connections, mqtt5) {
                 Ok(b) => return Ok(b),
                 Err(e) => last_error = Some(e),
             }
@@ -42,6 +43,7 @@ impl ChildBroker {
         listeners: u16,
         tcp_nodelay: bool,
         max_connections: usize,
+        mqtt5: bool,
     ) -> anyhow::Result<ChildBroker> {
         // Ports that were free a moment ago; a clash makes the child exit and we try again.
         let held: Vec<TcpListener> = (0..listeners.max(1))
@@ -65,6 +67,9 @@ impl ChildBroker {
             .arg(max_connections.to_string());
         if !tcp_nodelay {
             command.arg("--no-tcp-nodelay");
+        }
+        if mqtt5 {
+            command.arg("--mqtt5");
         }
         let mut child = command
             .stdin(Stdio::null())

@@ -179,6 +179,10 @@ pub struct BrokerArgs {
     /// Connections the broker accepts in all.
     #[arg(long, default_value_t = 20_000)]
     pub max_connections: usize,
+    /// Serve MQTT 5 clients instead of MQTT 3.1.1 ones (rumqttd serves one version per
+    /// listener).
+    #[arg(long)]
+    pub mqtt5: bool,
 }
 
 fn parse_shard(s: &str) -> Result<fleetbench_scenario::Shard, String> {

@@ -331,5 +331,43 @@ fn behaviour_findings(b: &fleetbench_metrics::behaviour::Behaviour) -> Vec<Strin
             fmt_count(c.sent)
         ));
     }
+    if let Some(m) = &b.mqtt5 {
+        out.extend(mqtt5_findings(m));
+    }
+    out
+}
+
+fn mqtt5_findings(m: &fleetbench_metrics::behaviour::Mqtt5Check) -> Vec<String> {
+    let mut out = Vec::new();
+    if m.user_properties_missing > 0 {
+        out.push(format!(
+            "{} of {} messages arrived without the user properties their device sent: MQTT 5 \
+             has the broker forward them unchanged",
+            fmt_count(m.user_properties_missing),
+            fmt_count(m.user_properties_expected)
+        ));
+    }
+    if m.expiry_missing > 0 {
+        out.push(format!(
+            "{} of {} messages arrived without the time left of their message expiry interval \
+             (or with more than was set): MQTT 5 has the broker forward what is left",
+            fmt_count(m.expiry_missing),
+            fmt_count(m.expiry_expected)
+        ));
+    }
+    if m.delivered_after_expiry > 0 {
+        out.push(format!(
+            "{} messages were delivered after their expiry interval had run out since they left \
+             the device: the broker should have discarded them",
+            fmt_count(m.delivered_after_expiry)
+        ));
+    }
+    if m.aliases_refused > 0 {
+        out.push(format!(
+            "the broker allowed no topic aliases (CONNACK topic alias maximum 0) to {} devices \
+             that asked for them: they sent the whole topic every time",
+            fmt_count(m.aliases_refused)
+        ));
+    }
     out
 }

@@ -12,7 +12,7 @@ use fleetbench_fleet::{FleetOptions, Target, Timing};
 use fleetbench_metrics::report::Verdict;
 use fleetbench_metrics::{summary, Snapshot};
 use fleetbench_monitor::Meta;
-use fleetbench_scenario::{BrokerTarget, ExternalBroker, Plan, Scheme, Shard};
+use fleetbench_scenario::{BrokerTarget, ExternalBroker, Plan, Protocol, Scheme, Shard};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -47,11 +47,13 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
         .map(|d| d.largest_payload())
         .max()
         .unwrap_or(0);
+    let mqtt5 = plan.protocol == Protocol::V5;
     let (target, broker, ctx_broker, tcp_nodelay) = match &scenario.broker {
         BrokerTarget::Embedded(e) => {
             let (broker, endpoints, label) = if e.child_process {
-                let child = ChildBroker::start(e.listeners, e.tcp_nodelay, clients as usize + 64)
-                    .context("starting the broker process")?;
+                let child =
+                    ChildBroker::start(e.listeners, e.tcp_nodelay, clients as usize + 64, mqtt5)
+                        .context("starting the broker process")?;
                 let endpoints = child.endpoints.clone();
                 (
                     RunningBroker::Child(child),
@@ -64,6 +66,7 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
                     tcp_nodelay: e.tcp_nodelay,
                     max_connections: clients as usize + 64,
                     max_payload_size: max_payload + 1024,
+                    mqtt5,
                     ..EmbeddedConfig::default()
                 })
                 .context("starting the embedded broker")?;
@@ -75,6 +78,7 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
                 ports: endpoints.ports.clone(),
                 credentials: None,
                 transport: Transport::Tcp,
+                protocol: plan.protocol,
             };
             let desc = format!("{label} {}", endpoints.describe());
             (target, broker, desc, Some(e.tcp_nodelay))
@@ -97,6 +101,7 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
                 ports: vec![x.port],
                 credentials,
                 transport: transport(x, &args.scenario)?,
+                protocol: plan.protocol,
             };
             (
                 target,

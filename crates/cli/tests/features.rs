@@ -163,3 +163,36 @@ fn every_command_is_answered_and_timed() {
     assert_eq!(n(c, &["round_trip", "count"]), n(c, &["answered"]));
     assert!(n(c, &["round_trip", "p50_us"]) > 0.0);
 }
+
+/// The MQTT 5 figures every delivery was checked against.
+fn mqtt5_checked(r: &serde_json::Value) {
+    let m = &r["behaviour"]["mqtt5"];
+    let delivered = n(r, &["totals", "delivered"]);
+    // Every first arrival of a meter's message is checked: both observers, all of them.
+    assert_eq!(n(m, &["user_properties_expected"]), delivered, "{m}");
+    assert_eq!(n(m, &["expiry_expected"]), delivered, "{m}");
+    assert_eq!(n(m, &["user_properties_missing"]), 0.0, "{m}");
+    assert_eq!(n(m, &["expiry_missing"]), 0.0, "{m}");
+    assert_eq!(n(m, &["delivered_after_expiry"]), 0.0, "{m}");
+    // All but each connection's first message went by alias alone.
+    let sent = n(r, &["totals", "sent"]);
+    assert_eq!(n(m, &["aliases_refused"]), 0.0, "{m}");
+    assert!(
+        n(m, &["sent_alias_only"]) >= sent - 20.0 && n(m, &["sent_alias_only"]) < sent,
+        "{m} of {sent} sent"
+    );
+}
+
+#[test]
+fn mqtt5_properties_aliases_and_session_expiry_arrive() {
+    let r = run(&shipped("mqtt5"));
+    assert_eq!(n(&r, &["totals", "lost"]), 0.0);
+    assert_eq!(
+        n(&r, &["totals", "delivered"]),
+        n(&r, &["totals", "expected"])
+    );
+    mqtt5_checked(&r);
+    // Clean start off with a session expiry: the broker kept the session through the absence.
+    let s = &r["behaviour"]["sessions"];
+    assert_eq!(n(s, &["resumed"]), 1.0, "{s}");
+}

@@ -92,3 +92,26 @@ fn mosquitto_carries_commands_and_answers() {
     assert!(c["sent"].as_u64().is_some_and(|s| s >= 500), "{c}");
     assert_eq!(c["answered"], c["sent"]);
 }
+
+#[test]
+fn mosquitto_carries_mqtt5_properties_aliases_and_sessions() {
+    let broker = Mosquitto::start();
+    let r = run_against("mqtt5", &broker);
+    assert_eq!(r["totals"]["lost"], 0);
+    assert_eq!(r["totals"]["delivered"], r["totals"]["expected"]);
+    let m = behaviour(&r, "mqtt5");
+    assert_eq!(m["user_properties_missing"], 0, "{m}");
+    assert_eq!(m["expiry_missing"], 0, "{m}");
+    assert_eq!(m["delivered_after_expiry"], 0, "{m}");
+    assert_eq!(
+        m["user_properties_expected"], r["totals"]["delivered"],
+        "{m}"
+    );
+    // mosquitto allows 10 aliases by default.
+    assert_eq!(m["aliases_refused"], 0, "{m}");
+    assert!(
+        m["sent_alias_only"].as_u64().is_some_and(|a| a > 400),
+        "{m}"
+    );
+    assert_eq!(behaviour(&r, "sessions")["resumed"], 1);
+}

@@ -15,11 +15,11 @@ use std::time::Duration;
 
 use fleetbench_metrics::{Delivery, Flush, LatencyHistogram, Ledger};
 use fleetbench_scenario::load::{Arrivals, LoadShape, Schedule};
-use fleetbench_scenario::{Backoff, ControllerSpec, DeviceSpec};
-use rumqttc::{AsyncClient, Event, Packet, SubscribeFilter};
+use fleetbench_scenario::{Backoff, ControllerSpec, DeviceSpec, Qos};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
+use crate::client::{Client, Connection, Ev};
 use crate::clock::RunClock;
 use crate::codec::{Header, HEADER_LEN};
 use crate::mqtt::{self, ClientSettings};
@@ -120,7 +120,7 @@ pub async fn run_controller(
 async fn command(
     spec: &ControllerSpec,
     devices: &[DeviceSpec],
-    client: &AsyncClient,
+    client: &Client,
     ctx: &ControllerCtx,
 ) -> u64 {
     let shape = LoadShape::constant(ctx.publish_end.duration_since(ctx.ramp_start));
@@ -170,9 +170,10 @@ async fn command(
         };
         let publish = client.publish(
             topics.topic.as_str(),
-            mqtt::qos(topics.qos),
+            topics.qos,
             false,
             header.encode_command(),
+            None,
         );
         let result = tokio::select! {
             r = publish => r,
@@ -196,8 +197,8 @@ async fn command(
 async fn listen(
     spec: ControllerSpec,
     devices: Arc<Vec<DeviceSpec>>,
-    client: AsyncClient,
-    mut eventloop: rumqttc::EventLoop,
+    client: Client,
+    mut eventloop: Connection,
     ctx: Arc<ControllerCtx>,
     answered: Arc<AtomicU64>,
     ready_tx: oneshot::Sender<()>,
@@ -213,13 +214,13 @@ async fn listen(
     let mut attempts = 0u32;
     loop {
         match eventloop.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+            Ok(Ev::ConnAck { .. }) => {
                 attempts = 0;
-                let filters: Vec<SubscribeFilter> = spec
+                let filters: Vec<(String, Qos)> = spec
                     .targets
                     .iter()
                     .filter_map(|&p| devices[p].commands.as_ref())
-                    .map(|c| SubscribeFilter::new(c.reply.clone(), mqtt::qos(c.qos)))
+                    .map(|c| (c.reply.clone(), c.qos))
                     .collect();
                 pending_acks = 0;
                 for chunk in subscribe_chunks(filters) {
@@ -233,7 +234,7 @@ async fn listen(
                     }
                 }
             }
-            Ok(Event::Incoming(Packet::SubAck(_))) => {
+            Ok(Ev::SubAck(_)) => {
                 pending_acks = pending_acks.saturating_sub(1);
                 if pending_acks == 0 {
                     if let Some(tx) = ready_tx.take() {
@@ -241,10 +242,11 @@ async fn listen(
                     }
                 }
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
+            Ok(Ev::Publish(p)) => {
                 let now_ns = ctx.clock.ns_at(std::time::Instant::now());
                 let Ok(h) = Header::decode_command(&p.payload) else {
-                    mqtt::report_error(&ctx.flush, "decode", format_args!("answer on {}", p.topic));
+                    let topic = p.topic();
+                    mqtt::report_error(&ctx.flush, "decode", format_args!("answer on {topic}"));
                     continue;
                 };
                 let pos = crate::position(&ctx.positions, h.device);
@@ -260,9 +262,9 @@ async fn listen(
                     Delivery::Unexpected => {}
                 }
             }
-            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
+            Ok(Ev::SentDisconnect) => break,
             Ok(_) => {}
-            Err(rumqttc::ConnectionError::RequestsDone) => break,
+            Err(e) if e.is_requests_done() => break,
             Err(e) => {
                 if *ctx.stop.borrow() || Instant::now() >= ctx.finish_deadline {
                     break;
@@ -278,12 +280,12 @@ async fn listen(
 
 /// Split filters into SUBSCRIBE packets of at most [`SUBSCRIBE_BYTES`] (one filter each at
 /// least).
-fn subscribe_chunks(filters: Vec<SubscribeFilter>) -> Vec<Vec<SubscribeFilter>> {
-    let mut out: Vec<Vec<SubscribeFilter>> = Vec::new();
+fn subscribe_chunks(filters: Vec<(String, Qos)>) -> Vec<Vec<(String, Qos)>> {
+    let mut out: Vec<Vec<(String, Qos)>> = Vec::new();
     let mut bytes = 0;
     for f in filters {
         // Length prefix, topic, options byte.
-        let size = 2 + f.path.len() + 1;
+        let size = 2 + f.0.len() + 1;
         match out.last_mut() {
             Some(chunk) if bytes + size <= SUBSCRIBE_BYTES => {
                 bytes += size;
@@ -304,10 +306,8 @@ mod tests {
 
     #[test]
     fn subscribes_fit_the_smallest_packet_limit() {
-        let filters: Vec<SubscribeFilter> = (0..500)
-            .map(|i| {
-                SubscribeFilter::new(format!("factory/valve/{i}/ack"), rumqttc::QoS::AtLeastOnce)
-            })
+        let filters: Vec<(String, Qos)> = (0..500)
+            .map(|i| (format!("factory/valve/{i}/ack"), Qos::AtLeastOnce))
             .collect();
         let chunks = subscribe_chunks(filters);
         assert_eq!(
@@ -316,7 +316,7 @@ mod tests {
             "every filter once"
         );
         for c in &chunks {
-            let bytes: usize = c.iter().map(|f| 3 + f.path.len()).sum();
+            let bytes: usize = c.iter().map(|f| 3 + f.0.len()).sum();
             assert!(bytes <= SUBSCRIBE_BYTES, "{bytes} bytes in one SUBSCRIBE");
         }
         assert!(

@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use fleetbench_metrics::{DeviceFlush, Flush};
 use fleetbench_scenario::load::LoadShape;
-use fleetbench_scenario::DeviceSpec;
+use fleetbench_scenario::{DeviceSpec, Mqtt5Publish};
 use tokio::sync::{oneshot, watch};
 use tokio::time::{sleep_until, Instant};
 
+use crate::client::{Client, PublishProperties};
 use crate::clock::RunClock;
 use crate::codec::Header;
 use crate::mqtt::{self, ClientSettings};
@@ -62,6 +63,10 @@ pub struct DeviceResult {
     pub connected_at: Option<Instant>,
     /// It cut its connection at `drop_at` while connected: the broker owes its last will.
     pub dropped: bool,
+    /// MQTT 5: data messages sent with a topic alias alone.
+    pub aliased: u64,
+    /// MQTT 5: it asked for topic aliases and its (last) connection's broker allowed none.
+    pub alias_refused: bool,
 }
 
 pub async fn run_device(pos: u32, spec: DeviceSpec, ctx: Arc<DeviceCtx>) -> DeviceResult {
@@ -99,7 +104,16 @@ pub async fn run_device(pos: u32, spec: DeviceSpec, ctx: Arc<DeviceCtx>) -> Devi
     let mut connected_at = None;
     let drop_at = spec.drop_at.map(|d| ctx.ramp_start + d);
     // `publish` hands the aggregator its final count itself.
-    let sent = publish(pos, &spec, &client, &ctx, connected_rx, &mut connected_at).await;
+    let sent = publish(
+        pos,
+        &spec,
+        &client,
+        &ctx,
+        &link,
+        connected_rx,
+        &mut connected_at,
+    )
+    .await;
     if let Some(at) = drop_at {
         let mut stop = ctx.stop.clone();
         tokio::select! {
@@ -122,6 +136,7 @@ pub async fn run_device(pos: u32, spec: DeviceSpec, ctx: Arc<DeviceCtx>) -> Devi
                 completed: link.data_completed(sent),
                 connected_at,
                 dropped,
+                ..link.mqtt5_figures(&spec, connected_at.is_some())
             };
         }
     }
@@ -151,14 +166,16 @@ pub async fn run_device(pos: u32, spec: DeviceSpec, ctx: Arc<DeviceCtx>) -> Devi
         completed,
         connected_at,
         dropped: false,
+        ..link.mqtt5_figures(&spec, connected_at.is_some())
     }
 }
 
 async fn publish(
     pos: u32,
     spec: &DeviceSpec,
-    client: &rumqttc::AsyncClient,
+    client: &Client,
     ctx: &DeviceCtx,
+    link: &Link,
     connected: oneshot::Receiver<Instant>,
     connected_at: &mut Option<Instant>,
 ) -> u64 {
@@ -174,7 +191,6 @@ async fn publish(
     };
     *connected_at = Some(connected);
     let measure_from = ctx.ramp_start + ctx.warmup;
-    let qos = mqtt::qos(spec.qos);
     let late_threshold = ctx.opts.late_threshold;
     let stall = ctx.opts.faults.stall.map(|s| {
         let from = ctx.ramp_start + s.after;
@@ -236,7 +252,13 @@ async fn publish(
         };
         let payload = maker.make(&header, ctx.clock.unix_ns_at(intended_ns));
         let result = tokio::select! {
-            r = client.publish(spec.topic.as_str(), qos, false, payload) => r,
+            r = match spec.mqtt5.as_deref() {
+                None => client.publish(&spec.topic, spec.qos, false, payload, None),
+                Some(m) => {
+                    let (topic, properties) = with_properties(&spec.topic, m, link);
+                    client.publish(topic, spec.qos, false, payload, Some(properties))
+                }
+            } => r,
             _ = stop.wait_for(|s| *s) => break,
         };
         if let Err(e) = result {
@@ -260,6 +282,30 @@ async fn publish(
     flush.sent = seq;
     let _ = ctx.flush.send(Flush::Device(flush));
     seq
+}
+
+/// The topic and MQTT 5 properties of a data message. With topic aliases (when the broker
+/// allows them), the first message of each connection carries the topic and alias 1, later
+/// ones the alias alone (an empty topic).
+fn with_properties<'a>(
+    topic: &'a str,
+    m: &Mqtt5Publish,
+    link: &Link,
+) -> (&'a str, PublishProperties) {
+    let aliased = m.topic_alias && link.alias_max.load(Ordering::Relaxed) >= 1;
+    let alias_only = aliased && link.alias_set.swap(true, Ordering::Relaxed);
+    let properties = PublishProperties {
+        user_properties: m.user_properties.clone(),
+        message_expiry_interval: m.message_expiry_s,
+        topic_alias: aliased.then_some(1),
+        ..PublishProperties::default()
+    };
+    if alias_only {
+        link.aliased.fetch_add(1, Ordering::Relaxed);
+        ("", properties)
+    } else {
+        (topic, properties)
+    }
 }
 
 /// The shortest time between two wakes of one publisher. Messages due in between are sent

@@ -5,6 +5,7 @@
 //! aggregator once a tick. Observers own their histograms and delivery ledgers.
 
 pub mod calibrate;
+pub mod client;
 pub mod clock;
 pub mod codec;
 mod controller;
@@ -40,6 +41,8 @@ pub struct Target {
     pub ports: Vec<u16>,
     pub credentials: Option<(String, String)>,
     pub transport: transport::Transport,
+    /// The MQTT version every client speaks.
+    pub protocol: fleetbench_scenario::Protocol,
 }
 
 impl Target {

@@ -12,14 +12,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
+use fleetbench_metrics::behaviour::Mqtt5Check;
 use fleetbench_metrics::{Delivery, Flush, Ledger, ObserverFlush};
 use fleetbench_scenario::load::LoadShape;
-use fleetbench_scenario::{Backoff, ObserverSpec};
-use rumqttc::{AsyncClient, Event, Outgoing, Packet, SubscribeFilter, SubscribeReasonCode};
+use fleetbench_scenario::{Backoff, Mqtt5Publish, ObserverSpec};
 use std::time::Instant;
 use tokio::sync::oneshot;
 use tracing::debug;
 
+use crate::client::{Client, Connection, Ev, Received};
 use crate::clock::RunClock;
 use crate::codec::{DecodeError, Header};
 use crate::events::{Events, Heard};
@@ -43,6 +44,8 @@ pub struct ObserverResult {
     /// Reconnects after an offline period, and of those the ones whose session the broker kept.
     pub returns: u64,
     pub resumed: u64,
+    /// What MQTT 5 properties arrived with the data (first arrivals).
+    pub mqtt5: Mqtt5Check,
 }
 
 pub struct ObserverCtx {
@@ -69,6 +72,8 @@ pub struct ObserverCtx {
     pub ramp: tokio::sync::watch::Receiver<Option<tokio::time::Instant>>,
     /// Status, will and command topics, told apart from data.
     pub events: Arc<Events>,
+    /// The MQTT 5 properties each device of the plan (by position) sends with its data.
+    pub device_mqtt5: Arc<Vec<Option<Arc<Mqtt5Publish>>>>,
 }
 
 /// The QoS granted to each filter once subscribed, or why the observer cannot subscribe: the
@@ -76,7 +81,7 @@ pub struct ObserverCtx {
 pub type Readiness = Result<Vec<Option<u8>>, String>;
 
 pub struct ObserverHandle {
-    pub client: AsyncClient,
+    pub client: Client,
     /// First arrivals so far, for the drain to know when everything expected has arrived.
     pub delivered: Arc<AtomicU64>,
     pub ready: oneshot::Receiver<Readiness>,
@@ -183,18 +188,42 @@ fn measure(flush: &mut ObserverFlush, ctx: &ObserverCtx, h: &Header, now_ns: u64
     }
 }
 
-fn filters(spec: &ObserverSpec) -> Vec<SubscribeFilter> {
-    spec.filters
-        .iter()
-        .map(|f| SubscribeFilter::new(f.clone(), mqtt::qos(spec.qos)))
-        .collect()
+/// Check what MQTT 5 properties a first arrival carried against what its device sent
+/// (`sent_ns`: when it left the device, on the run clock).
+fn check_mqtt5(
+    tally: &mut Mqtt5Check,
+    sent: &Mqtt5Publish,
+    p: &Received,
+    sent_ns: u64,
+    now_ns: u64,
+) {
+    let props = p.properties.as_ref();
+    if !sent.user_properties.is_empty() {
+        tally.user_properties_expected += 1;
+        let carried = props.is_some_and(|props| {
+            sent.user_properties
+                .iter()
+                .all(|pair| props.user_properties.contains(pair))
+        });
+        tally.user_properties_missing += u64::from(!carried);
+    }
+    if let Some(expiry) = sent.message_expiry_s {
+        tally.expiry_expected += 1;
+        // The broker forwards the time left: present and no more than was set.
+        let forwarded = props
+            .and_then(|props| props.message_expiry_interval)
+            .is_some_and(|left| left <= expiry);
+        tally.expiry_missing += u64::from(!forwarded);
+        let age_ns = now_ns.saturating_sub(sent_ns);
+        tally.delivered_after_expiry += u64::from(age_ns > u64::from(expiry) * 1_000_000_000);
+    }
 }
 
 async fn observe(
     index: usize,
     spec: ObserverSpec,
-    client: AsyncClient,
-    mut eventloop: rumqttc::EventLoop,
+    client: Client,
+    mut eventloop: Connection,
     ctx: Arc<ObserverCtx>,
     delivered: Arc<AtomicU64>,
     ready_tx: oneshot::Sender<Readiness>,
@@ -219,6 +248,7 @@ async fn observe(
                 heard,
                 returns,
                 resumed,
+                mqtt5: Mqtt5Check::default(),
             };
         }
     }
@@ -241,6 +271,7 @@ async fn observe(
     let mut delivered_qos = [[0u64; 3]; 3];
     // Per device position, the QoS its messages are due at for this observer (after SUBACK).
     let mut due_qos: Vec<u8> = Vec::new();
+    let mut mqtt5 = Mqtt5Check::default();
     loop {
         let event = tokio::select! {
             length = &mut offline, if !went_offline => {
@@ -260,9 +291,7 @@ async fn observe(
             }
             e = eventloop.poll() => e,
         };
-        if let (Some(delay), Ok(Event::Incoming(Packet::Publish(_)))) =
-            (ctx.opts.faults.receive_delay, &event)
-        {
+        if let (Some(delay), Ok(Ev::Publish(_))) = (ctx.opts.faults.receive_delay, &event) {
             // Busy, not asleep: CPU spent on every delivery, like slower receive code (tokio's
             // timer would round every pause up to a millisecond).
             let until = std::time::Instant::now() + delay;
@@ -273,7 +302,7 @@ async fn observe(
         // One clock reading per event serves the latency and the flush interval.
         let now = Instant::now();
         match event {
-            Ok(Event::Incoming(Packet::Publish(p))) => {
+            Ok(Ev::Publish(p)) => {
                 match Header::from_payload(&p.payload) {
                     Ok(h) => {
                         let now_ns = ctx.clock.ns_at(now);
@@ -293,6 +322,9 @@ async fn observe(
                                 delivered.fetch_add(1, Ordering::Relaxed);
                                 flush.delivered += 1;
                                 measure(&mut flush, &ctx, &h, now_ns);
+                                if let Some(Some(sent)) = ctx.device_mqtt5.get(pos) {
+                                    check_mqtt5(&mut mqtt5, sent, &p, h.sent_ns, now_ns);
+                                }
                             }
                             Delivery::Duplicate => flush.duplicates += 1,
                             Delivery::Unexpected => flush.unexpected += 1,
@@ -301,26 +333,29 @@ async fn observe(
                     // Commands and replies are for devices and controllers.
                     Err(DecodeError::Command) => {}
                     // Not data: a status or a will, found by topic off the data path.
-                    Err(e) => match ctx.events.classify(&p.topic, &p.payload) {
+                    Err(e) => match ctx.events.classify(p.topic(), &p.payload) {
                         Some((pos, kind)) => heard[pos].record(kind, p.retain),
                         None => mqtt::report_error(
                             &ctx.flush,
                             "decode",
-                            format_args!("on {}: {e}", p.topic),
+                            format_args!("on {}: {e}", p.topic()),
                         ),
                     },
                 }
             }
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+            Ok(Ev::ConnAck {
+                session_present, ..
+            }) => {
                 attempts = 0;
                 flush.connected = Some(true);
                 if std::mem::take(&mut returning) {
                     returns += 1;
-                    resumed += u64::from(ack.session_present);
+                    resumed += u64::from(session_present);
                 }
                 // A new session has no subscriptions: (re)subscribe.
-                if !ack.session_present {
-                    if let Err(e) = client.try_subscribe_many(filters(&spec)) {
+                if !session_present {
+                    let filters = spec.filters.iter().map(|f| (f.clone(), spec.qos));
+                    if let Err(e) = client.try_subscribe_many(filters) {
                         let who = &spec.client_id;
                         mqtt::report_error(
                             &ctx.flush,
@@ -330,12 +365,9 @@ async fn observe(
                     }
                 }
             }
-            Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                for (slot, code) in granted.iter_mut().zip(&ack.return_codes) {
-                    *slot = match code {
-                        SubscribeReasonCode::Success(q) => Some(*q as u8),
-                        SubscribeReasonCode::Failure => None,
-                    };
+            Ok(Ev::SubAck(codes)) => {
+                for (slot, code) in granted.iter_mut().zip(codes) {
+                    *slot = code;
                 }
                 due_qos = ctx
                     .device_topics
@@ -354,17 +386,17 @@ async fn observe(
                     let _ = tx.send(Ok(granted.clone()));
                 }
             }
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+            Ok(Ev::SentDisconnect) => {
                 stopping = true;
             }
             Ok(_) => {}
-            Err(rumqttc::ConnectionError::RequestsDone) => break,
+            Err(e) if e.is_requests_done() => break,
             Err(e) => {
                 if stopping || *ctx.cutoff.borrow() {
                     break;
                 }
                 flush.connected = Some(false);
-                if let Some(reason) = mqtt::refusal(&e) {
+                if let Some(reason) = e.refusal() {
                     // Waiting out the readiness timeout would change nothing.
                     if let Some(tx) = ready_tx.take() {
                         let _ = tx.send(Err(reason));
@@ -396,6 +428,7 @@ async fn observe(
         heard,
         returns,
         resumed,
+        mqtt5,
     }
 }
 
@@ -413,10 +446,10 @@ async fn end_session(index: usize, spec: &ObserverSpec, ctx: &ObserverCtx) {
     let ended = async {
         loop {
             match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                Ok(Ev::ConnAck { .. }) => {
                     let _ = client.try_disconnect();
                 }
-                Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                Ok(Ev::SentDisconnect) | Err(_) => break,
                 Ok(_) => {}
             }
         }
@@ -426,5 +459,56 @@ async fn end_session(index: usize, spec: &ObserverSpec, ctx: &ObserverCtx) {
         .is_err()
     {
         debug!(observer = %spec.client_id, "could not end the persistent session");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::PublishProperties;
+    use bytes::Bytes;
+
+    fn received(properties: Option<PublishProperties>) -> Received {
+        Received {
+            topic: Bytes::from_static(b"grid/meter/0/power"),
+            payload: Bytes::new(),
+            qos: 1,
+            retain: false,
+            properties,
+        }
+    }
+
+    #[test]
+    fn mqtt5_properties_are_checked_against_what_the_device_sent() {
+        let sent = Mqtt5Publish {
+            user_properties: vec![
+                ("site".into(), "s7".into()),
+                ("device".into(), "m-0".into()),
+            ],
+            topic_alias: true,
+            message_expiry_s: Some(10),
+        };
+        let props = |users: Vec<(String, String)>, expiry| PublishProperties {
+            user_properties: users,
+            message_expiry_interval: expiry,
+            ..PublishProperties::default()
+        };
+        let s = 1_000_000_000u64;
+        let mut t = Mqtt5Check::default();
+        // Whole and in time (the broker may add properties of its own).
+        let mut all = sent.user_properties.clone();
+        all.push(("extra".into(), "x".into()));
+        check_mqtt5(&mut t, &sent, &received(Some(props(all, Some(9)))), 0, s);
+        // One user property dropped; expiry longer than was set.
+        let one = vec![("site".to_string(), "s7".to_string())];
+        check_mqtt5(&mut t, &sent, &received(Some(props(one, Some(11)))), 0, s);
+        // No properties at all, and delivered 11 s after it left.
+        check_mqtt5(&mut t, &sent, &received(None), 0, 11 * s);
+        assert_eq!(
+            (t.user_properties_expected, t.user_properties_missing),
+            (3, 2)
+        );
+        assert_eq!((t.expiry_expected, t.expiry_missing), (3, 2));
+        assert_eq!(t.delivered_after_expiry, 1);
     }
 }

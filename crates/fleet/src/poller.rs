@@ -3,15 +3,15 @@
 //! command topic and answers each command, and reconnects with the group's backoff.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use fleetbench_metrics::{DeviceFlush, Flush};
 use fleetbench_scenario::DeviceSpec;
-use rumqttc::{AsyncClient, Event, Outgoing, Packet};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use crate::client::{Client, ClientError, Connection, Ev};
 use crate::device::DeviceCtx;
 use crate::mqtt;
 
@@ -25,6 +25,13 @@ pub struct Link {
     completed: AtomicU64,
     /// Publishes queued that are not data: statuses and replies to commands.
     extras: AtomicU64,
+    /// MQTT 5: the broker's topic alias maximum on this connection (0: no aliases).
+    pub alias_max: AtomicU16,
+    /// MQTT 5: the data topic has been sent with its alias on this connection, so later
+    /// messages may carry the alias alone. Cleared on every CONNACK.
+    pub alias_set: AtomicBool,
+    /// Data messages sent with the topic alias alone.
+    pub aliased: AtomicU64,
 }
 
 impl Link {
@@ -43,16 +50,26 @@ impl Link {
             .min(sent)
     }
 
+    /// The MQTT 5 figures of a device's result.
+    pub fn mqtt5_figures(&self, spec: &DeviceSpec, connected: bool) -> crate::device::DeviceResult {
+        let wants_alias = spec.mqtt5.as_ref().is_some_and(|m| m.topic_alias);
+        crate::device::DeviceResult {
+            aliased: self.aliased.load(Ordering::Relaxed),
+            alias_refused: wants_alias && connected && self.alias_max.load(Ordering::Relaxed) == 0,
+            ..Default::default()
+        }
+    }
+
     /// Queue a status or a reply (never waits: the poller must keep polling).
     fn publish_extra(
         &self,
-        client: &AsyncClient,
+        client: &Client,
         topic: &str,
         qos: fleetbench_scenario::Qos,
         retain: bool,
         payload: Vec<u8>,
-    ) -> Result<(), rumqttc::ClientError> {
-        client.try_publish(topic, mqtt::qos(qos), retain, payload)?;
+    ) -> Result<(), ClientError> {
+        client.try_publish(topic, qos, retain, payload)?;
         self.extras.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -61,8 +78,8 @@ impl Link {
 pub async fn poll_device(
     pos: u32,
     spec: DeviceSpec,
-    client: AsyncClient,
-    mut eventloop: rumqttc::EventLoop,
+    client: Client,
+    mut eventloop: Connection,
     ctx: Arc<DeviceCtx>,
     connected_tx: oneshot::Sender<Instant>,
     link: Arc<Link>,
@@ -76,8 +93,11 @@ pub async fn poll_device(
     let listening = &ctx.listening[pos as usize];
     loop {
         match eventloop.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+            Ok(Ev::ConnAck { alias_max, .. }) => {
                 let now = Instant::now();
+                // Aliases last one connection.
+                link.alias_max.store(alias_max, Ordering::Relaxed);
+                link.alias_set.store(false, Ordering::Relaxed);
                 flush.connect_us = Some(now.duration_since(attempt_start).as_micros() as u64);
                 flush.connected = Some(true);
                 link.connected.store(true, Ordering::Relaxed);
@@ -94,7 +114,7 @@ pub async fn poll_device(
                 }
                 if let Some(c) = &spec.commands {
                     // A clean session: the subscription is renewed on every connect.
-                    if let Err(e) = client.try_subscribe(c.topic.clone(), mqtt::qos(c.qos)) {
+                    if let Err(e) = client.try_subscribe_many([(c.topic.clone(), c.qos)]) {
                         let who = &spec.client_id;
                         mqtt::report_error(&ctx.flush, "subscribe", format_args!("{who}: {e}"));
                     }
@@ -102,9 +122,9 @@ pub async fn poll_device(
                 // Report the connection at once: the monitor counts connected devices.
                 let _ = ctx.flush.send(Flush::Device(flush.take()));
             }
-            Ok(Event::Incoming(Packet::SubAck(_))) => listening.store(true, Ordering::Relaxed),
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                if let Some(c) = spec.commands.as_ref().filter(|c| c.topic == p.topic) {
+            Ok(Ev::SubAck(_)) => listening.store(true, Ordering::Relaxed),
+            Ok(Ev::Publish(p)) => {
+                if let Some(c) = spec.commands.as_ref().filter(|c| c.topic == p.topic()) {
                     // The answer carries the command's own bytes back: its header times the
                     // round trip.
                     if let Err(e) =
@@ -115,23 +135,22 @@ pub async fn poll_device(
                 }
             }
             // QoS 0 publishes carry packet id 0 and complete when they leave.
-            Ok(Event::Outgoing(Outgoing::Publish(0))) => {
+            Ok(Ev::Sent(0)) => {
                 link.completed.fetch_add(1, Ordering::Relaxed);
             }
-            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+            Ok(Ev::Sent(pkid)) => {
                 pending.insert(pkid, Instant::now());
             }
-            Ok(Event::Incoming(Packet::PubAck(rumqttc::PubAck { pkid })))
-            | Ok(Event::Incoming(Packet::PubComp(rumqttc::PubComp { pkid }))) => {
+            Ok(Ev::Acked(pkid)) => {
                 if let Some(t) = pending.remove(&pkid) {
                     link.completed.fetch_add(1, Ordering::Relaxed);
                     let us = t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
                     flush.ack_us.push(us);
                 }
             }
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
+            Ok(Ev::SentDisconnect) => break,
             Ok(_) => {}
-            Err(rumqttc::ConnectionError::RequestsDone) => break,
+            Err(e) if e.is_requests_done() => break,
             Err(e) => {
                 listening.store(false, Ordering::Relaxed);
                 if *ctx.stop.borrow() || Instant::now() >= ctx.finish_deadline {
@@ -157,6 +176,6 @@ pub async fn poll_device(
     let _ = ctx.flush.send(Flush::Device(flush));
 }
 
-fn report(ctx: &DeviceCtx, kind: &'static str, topic: &str, e: rumqttc::ClientError) {
+fn report(ctx: &DeviceCtx, kind: &'static str, topic: &str, e: ClientError) {
     mqtt::report_error(&ctx.flush, kind, format_args!("on {topic}: {e}"));
 }

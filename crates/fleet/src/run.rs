@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleetbench_metrics::aggregate::{Phase, Totals};
-use fleetbench_metrics::behaviour::{Behaviour, CommandReport, SessionCheck};
+use fleetbench_metrics::behaviour::{Behaviour, CommandReport, Mqtt5Check, SessionCheck};
 use fleetbench_metrics::ledger::{account, Accounting, Ledger};
 use fleetbench_metrics::{Aggregator, Snapshot};
 use fleetbench_scenario::load::LoadShape;
@@ -130,6 +130,7 @@ pub async fn run(
         ramp_start_ns: ramp_start_ns.clone(),
         ramp: ramp_rx.clone(),
         events: Arc::new(Events::of(plan)),
+        device_mqtt5: Arc::new(plan.devices.iter().map(|d| d.mqtt5.clone()).collect()),
     });
 
     // Observers first: nothing is published before every subscription is granted (late
@@ -249,8 +250,11 @@ pub async fn run(
     let mut completed = Vec::with_capacity(devices.len());
     let mut last_connect: Option<Instant> = None;
     let mut never_connected = 0u32;
+    let mut mqtt5_sent = Mqtt5Check::default();
     for d in devices {
         let r = d.await.map_err(|e| FleetError::Task(e.to_string()))?;
+        mqtt5_sent.sent_alias_only += r.aliased;
+        mqtt5_sent.aliases_refused += u64::from(r.alias_refused);
         sent.push(r.sent);
         completed.push(r.completed);
         fates.push(DeviceFate {
@@ -346,7 +350,7 @@ pub async fn run(
         })
         .collect();
     let accounting = account(ledgers.iter().map(|(l, q)| (l, *q)), &sent, &settled);
-    let behaviour = behaviour(plan, &results, &fates, commands)?;
+    let behaviour = behaviour(plan, &results, &fates, commands, mqtt5_sent)?;
     if accounting.total.beyond_sent > 0 {
         warn!(
             beyond = accounting.total.beyond_sent,
@@ -385,6 +389,7 @@ fn behaviour(
     results: &[ObserverResult],
     fates: &[DeviceFate],
     commands: Option<ControllerResult>,
+    mqtt5_sent: Mqtt5Check,
 ) -> Result<Behaviour, FleetError> {
     let heard: Vec<&[Heard]> = results.iter().map(|r| r.heard.as_slice()).collect();
     let (status, wills) = events::judge(plan, &heard, fates);
@@ -404,11 +409,20 @@ fn behaviour(
         ),
         None => None,
     };
+    // MQTT 5: what the devices sent, with what the observers received.
+    let mqtt5 = plan.devices.iter().any(|d| d.mqtt5.is_some()).then(|| {
+        let mut check = mqtt5_sent;
+        for r in results {
+            check.add(&r.mqtt5);
+        }
+        check
+    });
     Ok(Behaviour {
         status,
         wills,
         sessions,
         commands,
+        mqtt5,
     })
 }
 

@@ -46,6 +46,7 @@ async fn run_with(text: &str, faults: Faults) -> FleetOutcome {
         ports: broker.endpoints().ports.clone(),
         credentials: None,
         transport: Default::default(),
+        protocol: Default::default(),
     };
     let (_stop_tx, stop_rx) = watch::channel(false);
     let (snap_tx, _snap_rx) = watch::channel(Snapshot::default());

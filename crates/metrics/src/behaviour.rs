@@ -15,6 +15,8 @@ pub struct Behaviour {
     pub sessions: Option<SessionCheck>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commands: Option<CommandReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt5: Option<Mqtt5Check>,
 }
 
 impl Behaviour {
@@ -53,6 +55,7 @@ impl Behaviour {
             a.resumed += b.resumed;
             a.lost += b.lost;
         });
+        add(&mut self.mqtt5, &other.mqtt5, Mqtt5Check::add);
         if let Some(theirs) = &other.commands {
             match &mut self.commands {
                 None => self.commands = Some(theirs.clone()),
@@ -102,6 +105,39 @@ pub struct SessionCheck {
     pub resumed: u64,
     /// The broker had forgotten the session: subscriptions and queued messages gone.
     pub lost: u64,
+}
+
+/// MQTT 5 publish properties: what devices sent and what observers received with the data
+/// (first arrivals, each device-observer pair).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Mqtt5Check {
+    /// Arrivals whose device sent user properties.
+    pub user_properties_expected: u64,
+    /// Of those, arrivals without all of them.
+    pub user_properties_missing: u64,
+    /// Arrivals whose device set a message expiry interval.
+    pub expiry_expected: u64,
+    /// Of those, arrivals without the time left (or with more than was set).
+    pub expiry_missing: u64,
+    /// Arrivals later than their expiry after they left the device: the broker should have
+    /// discarded them.
+    pub delivered_after_expiry: u64,
+    /// Data messages sent with a topic alias alone (no topic).
+    pub sent_alias_only: u64,
+    /// Devices that asked for topic aliases on a connection whose broker allowed none.
+    pub aliases_refused: u64,
+}
+
+impl Mqtt5Check {
+    pub fn add(&mut self, o: &Mqtt5Check) {
+        self.user_properties_expected += o.user_properties_expected;
+        self.user_properties_missing += o.user_properties_missing;
+        self.expiry_expected += o.expiry_expected;
+        self.expiry_missing += o.expiry_missing;
+        self.delivered_after_expiry += o.delivered_after_expiry;
+        self.sent_alias_only += o.sent_alias_only;
+        self.aliases_refused += o.aliases_refused;
+    }
 }
 
 /// Commands sent by controllers and the devices' answers. The round trip runs from the

@@ -70,13 +70,16 @@ pub fn evaluate(e: &Expectations, r: &Report) -> Vec<ExpectationResult> {
     out.push(judge("duplicates_at_qos_2", r, 0.0, false));
     // So are the behaviours the scenario uses: what MQTT promises about them is all or nothing.
     let b = &r.behaviour;
-    let behaviour_checks: [(&str, bool); 6] = [
+    let behaviour_checks: [(&str, bool); 9] = [
         ("status_missing", b.status.is_some()),
         ("status_not_retained", b.status.is_some()),
         ("wills_missing", b.wills.is_some()),
         ("wills_unexpected", b.wills.is_some()),
         ("sessions_lost", b.sessions.is_some()),
         ("commands_unanswered", b.commands.is_some()),
+        ("mqtt5_user_properties_missing", b.mqtt5.is_some()),
+        ("mqtt5_expiry_missing", b.mqtt5.is_some()),
+        ("mqtt5_delivered_after_expiry", b.mqtt5.is_some()),
     ];
     for (name, used) in behaviour_checks {
         if used {
@@ -142,6 +145,11 @@ pub fn observe(name: &str, r: &Report) -> Option<f64> {
         "wills_unexpected" => r.behaviour.wills.as_ref()?.unexpected as f64,
         "sessions_lost" => r.behaviour.sessions.as_ref()?.lost as f64,
         "commands_unanswered" => r.behaviour.commands.as_ref()?.unanswered as f64,
+        "mqtt5_user_properties_missing" => {
+            r.behaviour.mqtt5.as_ref()?.user_properties_missing as f64
+        }
+        "mqtt5_expiry_missing" => r.behaviour.mqtt5.as_ref()?.expiry_missing as f64,
+        "mqtt5_delivered_after_expiry" => r.behaviour.mqtt5.as_ref()?.delivered_after_expiry as f64,
         _ => return None,
     })
 }

@@ -243,6 +243,20 @@ fn behaviour_lines(out: &mut String, b: &crate::behaviour::Behaviour) {
             n(c.duplicates),
         );
     }
+    if let Some(m) = &b.mqtt5 {
+        let _ = writeln!(
+            out,
+            "  mqtt5     user properties missing {} of {}  expiry missing {} of {}  delivered \
+             after expiry {}  sent by alias alone {}  aliases refused {}",
+            n(m.user_properties_missing),
+            n(m.user_properties_expected),
+            n(m.expiry_missing),
+            n(m.expiry_expected),
+            n(m.delivered_after_expiry),
+            n(m.sent_alias_only),
+            n(m.aliases_refused),
+        );
+    }
 }
 
 /// A number with as many decimals as it needs, up to six: 1, 0.5, 0.99995.

@@ -20,8 +20,8 @@ mod validate_load;
 pub use error::{Location, ScenarioError};
 pub use model::{
     Backoff, BrokerTarget, Commands, Controller, DeviceGroup, DeviceMessage, EmbeddedBroker,
-    Expectations, ExternalBroker, GroupBehaviour, ObserverGroup, Offline, Qos, Regression,
-    Scenario, Scheme, TlsFiles, REGRESSION_METRICS,
+    Expectations, ExternalBroker, GroupBehaviour, Mqtt5Publish, ObserverGroup, Offline, Protocol,
+    Qos, Regression, Scenario, Scheme, TlsFiles, REGRESSION_METRICS,
 };
 pub use plan::{CommandTopics, ControllerSpec, DeviceSpec, MessageSpec, ObserverSpec, Plan, Shard};
 

@@ -67,6 +67,7 @@ pub struct Scenario {
     #[serde(serialize_with = "ser_duration")]
     pub warmup: Duration,
     pub broker: BrokerTarget,
+    pub protocol: Protocol,
     /// Load phases in order (empty: one constant phase for the whole duration).
     pub phases: Vec<LoadPhase>,
     pub groups: Vec<DeviceGroup>,
@@ -236,6 +237,27 @@ pub struct GroupBehaviour {
     pub drop_at: Option<Duration>,
     pub commands: Option<Commands>,
     pub reconnect: Backoff,
+    pub mqtt5: Option<Mqtt5Publish>,
+}
+
+/// The MQTT version the clients speak.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub enum Protocol {
+    #[default]
+    #[serde(rename = "3.1.1")]
+    V311,
+    #[serde(rename = "5")]
+    V5,
+}
+
+/// MQTT 5 properties of a group's data messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Mqtt5Publish {
+    /// Name and value patterns (with `{group}` and `{index}`).
+    pub user_properties: Vec<(String, String)>,
+    pub topic_alias: bool,
+    /// Message expiry interval in seconds.
+    pub message_expiry_s: Option<u32>,
 }
 
 /// A message a device publishes about itself; topic and payload are patterns with `{group}`

@@ -5,7 +5,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use crate::load::{Arrivals, LoadShape, Schedule, SplitMix64};
-use crate::model::{Backoff, DeviceMessage, Offline, Qos, Scenario};
+use crate::model::{Backoff, DeviceMessage, Mqtt5Publish, Offline, Protocol, Qos, Scenario};
 use crate::payload::Payload;
 use crate::topic;
 
@@ -59,6 +59,8 @@ pub struct DeviceSpec {
     /// Command and reply topics, when the device takes commands.
     pub commands: Option<CommandTopics>,
     pub reconnect: Backoff,
+    /// MQTT 5 properties of its data messages, rendered for this device.
+    pub mqtt5: Option<Arc<Mqtt5Publish>>,
 }
 
 /// A device's status or will, rendered for that device.
@@ -151,6 +153,7 @@ pub struct Plan {
     pub total_devices: u32,
     /// The load over time that every device's schedule follows.
     pub shape: LoadShape,
+    pub protocol: Protocol,
 }
 
 impl Plan {
@@ -211,6 +214,17 @@ impl Plan {
                         qos: c.qos,
                     }),
                     reconnect: g.behaviour.reconnect,
+                    mqtt5: g.behaviour.mqtt5.as_ref().map(|m| {
+                        let render = |s: &str| topic::render(s, &g.name, index);
+                        Arc::new(Mqtt5Publish {
+                            user_properties: m
+                                .user_properties
+                                .iter()
+                                .map(|(k, v)| (render(k), render(v)))
+                                .collect(),
+                            ..m.clone()
+                        })
+                    }),
                 });
             }
             first_id += g.count;
@@ -260,6 +274,7 @@ impl Plan {
             controllers,
             total_devices: first_id,
             shape,
+            protocol: scenario.protocol,
         }
     }
 

@@ -76,6 +76,10 @@ pub struct RawScenario {
     /// The broker: embedded (default) or external (`url`).
     #[serde(default)]
     pub broker: Option<S<RawBroker>>,
+    /// The MQTT version every client speaks: "3.1.1" (default) or "5". The embedded broker
+    /// then listens for that version.
+    #[serde(default)]
+    pub protocol: Option<S<String>>,
     /// Load phases in order (ramp-up, steady, spike, ramp-down): each scales every group's rate.
     #[serde(default)]
     pub phase: Vec<S<RawPhase>>,
@@ -209,6 +213,28 @@ pub struct RawGroup {
     /// How a device waits between attempts after losing its connection.
     #[serde(default)]
     pub reconnect: Option<S<RawReconnect>>,
+    /// MQTT 5 publish properties of the group's data messages (needs protocol = "5").
+    #[serde(default)]
+    pub mqtt5: Option<S<RawMqtt5>>,
+}
+
+/// MQTT 5 properties a device group sends with every data message; observers check that each
+/// arrives with them.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawMqtt5 {
+    /// User properties (name = value) sent with every message; "{group}" and "{index}" are
+    /// replaced.
+    #[serde(default)]
+    pub user_properties: Option<S<std::collections::BTreeMap<String, String>>>,
+    /// Send the topic once per connection, then only a topic alias (default false). Used only
+    /// when the broker allows aliases (CONNACK's topic alias maximum).
+    #[serde(default)]
+    pub topic_alias: Option<bool>,
+    /// Message expiry interval ("30s", whole seconds): the broker must not deliver a message
+    /// after it, and forwards the time left.
+    #[serde(default)]
+    pub message_expiry: Option<S<String>>,
 }
 
 /// A message a device publishes about itself.

@@ -232,6 +232,8 @@ pub fn parse(file: &str, text: &str) -> R<Scenario> {
     let clients = groups.iter().map(|g| u64::from(g.count)).sum::<u64>()
         + observers.iter().map(|o| u64::from(o.count)).sum::<u64>();
     let broker = broker(&cx, raw.broker.as_ref(), clients)?;
+    let protocol = crate::validate_behaviour::protocol(&cx, &raw)?;
+    crate::validate_behaviour::expiry_outlasts_absences(&cx, &raw, &groups, &observers)?;
     let expect = match &raw.expect {
         Some(e) => expectations(&cx, e.get_ref())?,
         None => Expectations::default(),
@@ -249,6 +251,7 @@ pub fn parse(file: &str, text: &str) -> R<Scenario> {
         drain_timeout,
         warmup,
         broker,
+        protocol,
         phases,
         groups,
         observers,

@@ -5,9 +5,12 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use crate::model::{
-    Backoff, Commands, Controller, DeviceGroup, DeviceMessage, GroupBehaviour, Offline, Qos,
+    Backoff, Commands, Controller, DeviceGroup, DeviceMessage, GroupBehaviour, Mqtt5Publish,
+    Offline, Protocol, Qos,
 };
-use crate::raw::{RawController, RawDeviceMessage, RawGroup, RawObserver, RawReconnect, S};
+use crate::raw::{
+    RawController, RawDeviceMessage, RawGroup, RawMqtt5, RawObserver, RawReconnect, RawScenario, S,
+};
 use crate::topic;
 use crate::validate::{pattern, Ctx, R};
 
@@ -97,12 +100,52 @@ pub(crate) fn group_behaviour(
         Some(r) => reconnect(cx, r.get_ref(), &f("reconnect"))?,
         None => Backoff::default(),
     };
+    let mqtt5 = match &g.mqtt5 {
+        Some(m) => Some(mqtt5(cx, m.get_ref(), &f("mqtt5"))?),
+        None => None,
+    };
     Ok(GroupBehaviour {
         status,
         will,
         drop_at,
         commands,
         reconnect,
+        mqtt5,
+    })
+}
+
+fn mqtt5(cx: &Ctx, m: &RawMqtt5, field: &str) -> R<Mqtt5Publish> {
+    let mut user_properties = Vec::new();
+    if let Some(props) = &m.user_properties {
+        for (name, value) in props.get_ref() {
+            if name.is_empty() {
+                return Err(cx.err(
+                    props.span(),
+                    format!("{field}.user_properties"),
+                    "a user property needs a name",
+                ));
+            }
+            user_properties.push((name.clone(), value.clone()));
+        }
+    }
+    let message_expiry_s = match &m.message_expiry {
+        Some(v) => {
+            let d = cx.positive_duration(v, &format!("{field}.message_expiry"))?;
+            if d.subsec_nanos() != 0 || d.as_secs() > u64::from(u32::MAX) {
+                return Err(cx.err(
+                    v.span(),
+                    format!("{field}.message_expiry"),
+                    "MQTT states message expiry in whole seconds (1s to 136 years)",
+                ));
+            }
+            Some(d.as_secs() as u32)
+        }
+        None => None,
+    };
+    Ok(Mqtt5Publish {
+        user_properties,
+        topic_alias: m.topic_alias.unwrap_or(false),
+        message_expiry_s,
     })
 }
 
@@ -383,4 +426,78 @@ pub(crate) fn controllers(
         });
     }
     Ok(out)
+}
+
+/// The MQTT version the clients speak; MQTT 5 properties need MQTT 5.
+pub(crate) fn protocol(cx: &Ctx, raw: &RawScenario) -> R<Protocol> {
+    let protocol = match &raw.protocol {
+        None => Protocol::V311,
+        Some(p) => match p.get_ref().as_str() {
+            "3.1.1" | "4" => Protocol::V311,
+            "5" | "5.0" => Protocol::V5,
+            other => {
+                return Err(cx.err(
+                    p.span(),
+                    "protocol",
+                    format!("{other:?}: expected \"3.1.1\" (default) or \"5\""),
+                ))
+            }
+        },
+    };
+    if protocol != Protocol::V5 {
+        for (i, g) in raw.group.iter().enumerate() {
+            if let Some(m) = &g.get_ref().mqtt5 {
+                return Err(cx.err(
+                    m.span(),
+                    format!("group[{i}].mqtt5"),
+                    "MQTT 5 properties need MQTT 5 clients; set protocol = \"5\" at the top of \
+                     the scenario",
+                ));
+            }
+        }
+    }
+    Ok(protocol)
+}
+
+/// Messages that expire while an observer is away are not delivered to it, and the ledger does
+/// not tell them from lost ones: a message expiry must outlast every absence (plus a second to
+/// reconnect).
+pub(crate) fn expiry_outlasts_absences(
+    cx: &Ctx,
+    raw: &RawScenario,
+    groups: &[DeviceGroup],
+    observers: &[crate::model::ObserverGroup],
+) -> R<()> {
+    let longest = observers
+        .iter()
+        .filter_map(|o| o.offline.map(|off| (o, off.length)))
+        .max_by_key(|(_, l)| *l);
+    let Some((o, away)) = longest else {
+        return Ok(());
+    };
+    for (i, g) in groups.iter().enumerate() {
+        let Some(expiry) = g.behaviour.mqtt5.as_ref().and_then(|m| m.message_expiry_s) else {
+            continue;
+        };
+        if Duration::from_secs(u64::from(expiry)) < away + Duration::from_secs(1) {
+            let span = raw.group[i]
+                .get_ref()
+                .mqtt5
+                .as_ref()
+                .and_then(|m| m.get_ref().message_expiry.as_ref())
+                .map_or(0..0, |v| v.span());
+            return Err(cx.err(
+                span,
+                format!("group[{i}].mqtt5.message_expiry"),
+                format!(
+                    "messages expire after {expiry}s but observer {:?} is away for {}: what \
+                     expires meanwhile would count as lost; make the expiry at least 1s longer \
+                     than the absence",
+                    o.name,
+                    humantime::format_duration(away)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
