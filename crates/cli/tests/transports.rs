@@ -13,6 +13,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::mosquitto::{free_port, mosquitto_program, Mosquitto};
+use common::{run_with_env, Run};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 
 const USER: &str = "fleet";
@@ -132,47 +133,23 @@ password_env = "{PASSWORD_VAR}"
     file
 }
 
-struct Run {
-    code: Option<i32>,
-    output: String,
-    report: Option<serde_json::Value>,
-    report_text: String,
-}
-
 fn run(file: &Path) -> Run {
-    run_with_password(file, PASSWORD)
+    run_with_env(file, &[(PASSWORD_VAR, PASSWORD)])
 }
 
-fn run_with_password(file: &Path, password: &str) -> Run {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let report = dir.path().join("report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-        .arg("run")
-        .arg(file)
-        .arg("--report")
-        .arg(&report)
-        .arg("--quiet")
-        .env(PASSWORD_VAR, password)
-        .output()
-        .expect("run fleetbench");
-    let report_text = std::fs::read_to_string(&report).unwrap_or_default();
-    Run {
-        code: out.status.code(),
-        output: format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        report: serde_json::from_str(&report_text).ok(),
-        report_text,
-    }
+/// The `[broker]` lines of a TLS URL with the test's CA and client certificate.
+fn with_certificates(url: &str) -> String {
+    format!(
+        "url = \"{url}\"\nca_file = \"ca.pem\"\n\
+         client_cert = \"client.pem\"\nclient_key = \"client.key\""
+    )
 }
 
 /// The run passed, delivered every message, names the broker by its URL and never wrote the
 /// password.
 fn assert_delivered(r: &Run, url: &str) {
     assert_eq!(r.code, Some(0), "{}", r.output);
-    let report = r.report.as_ref().expect("report");
+    let report = r.report().expect("report");
     let totals = &report["totals"];
     assert!(
         totals["sent"].as_u64().is_some_and(|s| s >= 200),
@@ -195,14 +172,7 @@ fn mqtts_with_a_client_certificate_and_a_password() {
     let (broker, ports) = secured_mosquitto();
     let dir = broker.dir.path();
     let url = format!("mqtts://127.0.0.1:{}", ports.tls);
-    let file = scenario(
-        dir,
-        "tls",
-        &format!(
-            "url = \"{url}\"\nca_file = \"ca.pem\"\n\
-             client_cert = \"client.pem\"\nclient_key = \"client.key\""
-        ),
-    );
+    let file = scenario(dir, "tls", &with_certificates(&url));
     assert_delivered(&run(&file), &url);
 }
 
@@ -215,14 +185,7 @@ fn websocket_and_secure_websocket() {
     assert_delivered(&run(&file), &url);
 
     let url = format!("wss://127.0.0.1:{}/mqtt", ports.wss);
-    let file = scenario(
-        dir,
-        "wss",
-        &format!(
-            "url = \"{url}\"\nca_file = \"ca.pem\"\n\
-             client_cert = \"client.pem\"\nclient_key = \"client.key\""
-        ),
-    );
+    let file = scenario(dir, "wss", &with_certificates(&url));
     assert_delivered(&run(&file), &url);
 }
 
@@ -279,7 +242,7 @@ fn a_missing_certificate_file_is_named_before_any_connection() {
         r.output
     );
     assert!(
-        r.report.is_none(),
+        r.report_text.is_empty(),
         "a report was written for a run that never started"
     );
 }
@@ -293,7 +256,7 @@ fn a_wrong_password_is_refused_at_once_and_never_shown() {
         "wrong-password",
         &format!("url = \"ws://127.0.0.1:{}\"", ports.ws),
     );
-    let r = run_with_password(&file, wrong);
+    let r = run_with_env(&file, &[(PASSWORD_VAR, wrong)]);
     assert_ne!(r.code, Some(0), "a run that was refused passed");
     assert!(
         r.output.contains("refused the connection"),

@@ -59,8 +59,23 @@ pub fn toml_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// `fleetbench run FILE --report ... --quiet`, which must pass (exit 0); returns the report.
-pub fn run_passing(file: &Path) -> serde_json::Value {
+/// What `fleetbench run FILE --report ... --quiet` did.
+pub struct Run {
+    pub code: Option<i32>,
+    /// Standard output then standard error.
+    pub output: String,
+    /// The report as written (empty when none was).
+    pub report_text: String,
+}
+
+impl Run {
+    pub fn report(&self) -> Option<serde_json::Value> {
+        serde_json::from_str(&self.report_text).ok()
+    }
+}
+
+/// `fleetbench run FILE --report ... --quiet` with `env` added to its environment.
+pub fn run_with_env(file: &Path, env: &[(&str, &str)]) -> Run {
     let dir = tempfile::tempdir().expect("tempdir");
     let report = dir.path().join("report.json");
     let out = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
@@ -69,17 +84,25 @@ pub fn run_passing(file: &Path) -> serde_json::Value {
         .arg("--report")
         .arg(&report)
         .arg("--quiet")
+        .envs(env.iter().copied())
         .output()
         .expect("run fleetbench");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&std::fs::read_to_string(&report).expect("report written"))
-        .expect("report JSON")
+    Run {
+        code: out.status.code(),
+        output: format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        report_text: std::fs::read_to_string(&report).unwrap_or_default(),
+    }
+}
+
+/// `fleetbench run FILE --report ... --quiet`, which must pass (exit 0); returns the report.
+pub fn run_passing(file: &Path) -> serde_json::Value {
+    let r = run_with_env(file, &[]);
+    assert_eq!(r.code, Some(0), "{}", r.output);
+    r.report().expect("report JSON")
 }
 
 /// A file of `scenarios/`.
