@@ -77,9 +77,9 @@ pub fn evaluate(e: &Expectations, r: &Report) -> Vec<ExpectationResult> {
         ("wills_unexpected", b.wills.is_some()),
         ("sessions_lost", b.sessions.is_some()),
         ("commands_unanswered", b.commands.is_some()),
-        ("mqtt5_user_properties_missing", b.mqtt5.is_some()),
-        ("mqtt5_expiry_missing", b.mqtt5.is_some()),
-        ("mqtt5_delivered_after_expiry", b.mqtt5.is_some()),
+        ("user_props_missing", b.mqtt5.is_some()),
+        ("expiry_missing", b.mqtt5.is_some()),
+        ("delivered_after_expiry", b.mqtt5.is_some()),
     ];
     for (name, used) in behaviour_checks {
         if used {
@@ -145,11 +145,9 @@ pub fn observe(name: &str, r: &Report) -> Option<f64> {
         "wills_unexpected" => r.behaviour.wills.as_ref()?.unexpected as f64,
         "sessions_lost" => r.behaviour.sessions.as_ref()?.lost as f64,
         "commands_unanswered" => r.behaviour.commands.as_ref()?.unanswered as f64,
-        "mqtt5_user_properties_missing" => {
-            r.behaviour.mqtt5.as_ref()?.user_properties_missing as f64
-        }
-        "mqtt5_expiry_missing" => r.behaviour.mqtt5.as_ref()?.expiry_missing as f64,
-        "mqtt5_delivered_after_expiry" => r.behaviour.mqtt5.as_ref()?.delivered_after_expiry as f64,
+        "user_props_missing" => r.behaviour.mqtt5.as_ref()?.user_properties_missing as f64,
+        "expiry_missing" => r.behaviour.mqtt5.as_ref()?.expiry_missing as f64,
+        "delivered_after_expiry" => r.behaviour.mqtt5.as_ref()?.delivered_after_expiry as f64,
         _ => return None,
     })
 }
