@@ -294,47 +294,40 @@ impl ConnError {
     /// When the broker (or its TLS handshake) refused this client for a reason that retrying
     /// will not change (credentials, authorisation, certificates), what it said.
     pub fn refusal(&self) -> Option<String> {
-        let (refused, tls) = match self {
-            ConnError::V4(rumqttc::ConnectionError::ConnectionRefused(code)) => {
-                use rumqttc::ConnectReturnCode as C;
-                let lasting = matches!(
-                    code,
-                    C::BadUserNamePassword
-                        | C::NotAuthorized
-                        | C::BadClientId
-                        | C::RefusedProtocolVersion
-                );
-                (lasting.then(|| format!("{code:?}")), None)
-            }
-            ConnError::V5(v5::ConnectionError::ConnectionRefused(code)) => {
-                use p5::ConnectReturnCode as C;
-                let lasting = matches!(
-                    code,
-                    C::BadUserNamePassword
-                        | C::NotAuthorized
-                        | C::Banned
-                        | C::BadAuthenticationMethod
-                        | C::ClientIdentifierNotValid
-                        | C::UnsupportedProtocolVersion
-                        | C::RefusedProtocolVersion
-                );
-                (lasting.then(|| format!("{code:?}")), None)
-            }
-            ConnError::V4(rumqttc::ConnectionError::Tls(t))
-            | ConnError::V5(v5::ConnectionError::Tls(t)) => (None, Some(t)),
-            _ => (None, None),
+        use p5::ConnectReturnCode as C5;
+        use rumqttc::ConnectReturnCode as C4;
+        use rumqttc::ConnectionError as E4;
+        use v5::ConnectionError as E5;
+        let code = match self {
+            ConnError::V4(E4::ConnectionRefused(
+                c @ (C4::BadUserNamePassword
+                | C4::NotAuthorized
+                | C4::BadClientId
+                | C4::RefusedProtocolVersion),
+            )) => format!("{c:?}"),
+            ConnError::V5(E5::ConnectionRefused(
+                c @ (C5::BadUserNamePassword
+                | C5::NotAuthorized
+                | C5::Banned
+                | C5::BadAuthenticationMethod
+                | C5::ClientIdentifierNotValid
+                | C5::UnsupportedProtocolVersion
+                | C5::RefusedProtocolVersion),
+            )) => format!("{c:?}"),
+            ConnError::V4(E4::Tls(t)) | ConnError::V5(E5::Tls(t)) => return tls_refusal(t),
+            _ => return None,
         };
-        if let Some(code) = refused {
-            return Some(format!("the broker refused the connection: {code}"));
-        }
-        match tls? {
-            rumqttc::TlsError::TLS(t) => Some(format!("TLS: {t}")),
-            // tokio-rustls hands handshake failures over as I/O errors carrying rustls' error.
-            rumqttc::TlsError::Io(io) => io
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-                .map(|t| format!("TLS: {t}")),
-            _ => None,
-        }
+        Some(format!("the broker refused the connection: {code}"))
     }
+}
+
+/// A TLS failure that retrying will not change: rustls refused (a certificate, a protocol).
+fn tls_refusal(e: &rumqttc::TlsError) -> Option<String> {
+    let t = match e {
+        rumqttc::TlsError::TLS(t) => t,
+        // tokio-rustls hands handshake failures over as I/O errors carrying rustls' error.
+        rumqttc::TlsError::Io(io) => io.get_ref()?.downcast_ref::<rustls::Error>()?,
+        _ => return None,
+    };
+    Some(format!("TLS: {t}"))
 }

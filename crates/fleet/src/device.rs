@@ -131,13 +131,7 @@ pub async fn run_device(pos: u32, spec: DeviceSpec, ctx: Arc<DeviceCtx>) -> Devi
                 gone.connected = Some(false);
                 let _ = ctx.flush.send(Flush::Device(gone));
             }
-            return DeviceResult {
-                sent,
-                completed: link.data_completed(sent),
-                connected_at,
-                dropped,
-                ..link.mqtt5_figures(&spec, connected_at.is_some())
-            };
+            return link.result(&spec, sent, connected_at, dropped);
         }
     }
     // Disconnecting with a flow unfinished would discard its message (at QoS 2 the broker
@@ -159,15 +153,9 @@ pub async fn run_device(pos: u32, spec: DeviceSpec, ctx: Arc<DeviceCtx>) -> Devi
     ctx.listening[pos as usize].store(false, Ordering::Relaxed);
     let _ = client.try_disconnect();
     drop(client);
-    let completed = link.data_completed(sent);
+    let result = link.result(&spec, sent, connected_at, false);
     let _ = tokio::time::timeout(Duration::from_secs(5), poller).await;
-    DeviceResult {
-        sent,
-        completed,
-        connected_at,
-        dropped: false,
-        ..link.mqtt5_figures(&spec, connected_at.is_some())
-    }
+    result
 }
 
 async fn publish(

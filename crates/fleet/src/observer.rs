@@ -15,7 +15,7 @@ use std::sync::Arc;
 use fleetbench_metrics::behaviour::Mqtt5Check;
 use fleetbench_metrics::{Delivery, Flush, Ledger, ObserverFlush};
 use fleetbench_scenario::load::LoadShape;
-use fleetbench_scenario::{Backoff, Mqtt5Publish, ObserverSpec};
+use fleetbench_scenario::{Backoff, DeviceSpec, Mqtt5Publish, ObserverSpec, Protocol};
 use std::time::Instant;
 use tokio::sync::oneshot;
 use tracing::debug;
@@ -55,8 +55,8 @@ pub struct ObserverCtx {
     pub flush: Sender<Flush>,
     /// Device id (as carried in messages) to position in the plan.
     pub positions: Arc<Vec<Option<u32>>>,
-    /// Topic and publish QoS of each device of the plan (by position).
-    pub device_topics: Arc<Vec<(String, u8)>>,
+    /// The plan's devices (by position): topics, publish QoS, MQTT 5 properties.
+    pub devices: Arc<Vec<DeviceSpec>>,
     pub max_packet: usize,
     /// Messages intended within this of the ramp start are accounted for but their latency is
     /// not recorded: the warm-up.
@@ -72,8 +72,6 @@ pub struct ObserverCtx {
     pub ramp: tokio::sync::watch::Receiver<Option<tokio::time::Instant>>,
     /// Status, will and command topics, told apart from data.
     pub events: Arc<Events>,
-    /// The MQTT 5 properties each device of the plan (by position) sends with its data.
-    pub device_mqtt5: Arc<Vec<Option<Arc<Mqtt5Publish>>>>,
 }
 
 /// The QoS granted to each filter once subscribed, or why the observer cannot subscribe: the
@@ -322,8 +320,13 @@ async fn observe(
                                 delivered.fetch_add(1, Ordering::Relaxed);
                                 flush.delivered += 1;
                                 measure(&mut flush, &ctx, &h, now_ns);
-                                if let Some(Some(sent)) = ctx.device_mqtt5.get(pos) {
-                                    check_mqtt5(&mut mqtt5, sent, &p, h.sent_ns, now_ns);
+                                // MQTT 3.1.1 runs skip the lookup.
+                                if ctx.target.protocol == Protocol::V5 {
+                                    if let Some(sent) =
+                                        ctx.devices.get(pos).and_then(|d| d.mqtt5.as_deref())
+                                    {
+                                        check_mqtt5(&mut mqtt5, sent, &p, h.sent_ns, now_ns);
+                                    }
                                 }
                             }
                             Delivery::Duplicate => flush.duplicates += 1,
@@ -370,16 +373,16 @@ async fn observe(
                     *slot = code;
                 }
                 due_qos = ctx
-                    .device_topics
+                    .devices
                     .iter()
-                    .map(|(topic, qos)| {
+                    .map(|d| {
                         spec.filters
                             .iter()
                             .zip(&granted)
-                            .filter(|(f, _)| fleetbench_scenario::topic::matches(f, topic))
+                            .filter(|(f, _)| fleetbench_scenario::topic::matches(f, &d.topic))
                             .filter_map(|(_, g)| *g)
                             .max()
-                            .map_or(0, |g| g.min(*qos))
+                            .map_or(0, |g| g.min(d.qos.level()))
                     })
                     .collect();
                 if let Some(tx) = ready_tx.take() {

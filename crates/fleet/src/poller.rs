@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use fleetbench_metrics::{DeviceFlush, Flush};
-use fleetbench_scenario::DeviceSpec;
+use fleetbench_scenario::{CommandTopics, DeviceSpec};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::client::{Client, ClientError, Connection, Ev};
-use crate::device::DeviceCtx;
+use crate::device::{DeviceCtx, DeviceResult};
 use crate::mqtt;
 
 /// What the publisher and the poller of one device share.
@@ -50,13 +50,24 @@ impl Link {
             .min(sent)
     }
 
-    /// The MQTT 5 figures of a device's result.
-    pub fn mqtt5_figures(&self, spec: &DeviceSpec, connected: bool) -> crate::device::DeviceResult {
+    /// What the device did, as it leaves having sent `sent` data messages.
+    pub fn result(
+        &self,
+        spec: &DeviceSpec,
+        sent: u64,
+        connected_at: Option<Instant>,
+        dropped: bool,
+    ) -> DeviceResult {
         let wants_alias = spec.mqtt5.as_ref().is_some_and(|m| m.topic_alias);
-        crate::device::DeviceResult {
+        DeviceResult {
+            sent,
+            completed: self.data_completed(sent),
+            connected_at,
+            dropped,
             aliased: self.aliased.load(Ordering::Relaxed),
-            alias_refused: wants_alias && connected && self.alias_max.load(Ordering::Relaxed) == 0,
-            ..Default::default()
+            alias_refused: wants_alias
+                && connected_at.is_some()
+                && self.alias_max.load(Ordering::Relaxed) == 0,
         }
     }
 
@@ -124,7 +135,8 @@ pub async fn poll_device(
             }
             Ok(Ev::SubAck(_)) => listening.store(true, Ordering::Relaxed),
             Ok(Ev::Publish(p)) => {
-                if let Some(c) = spec.commands.as_ref().filter(|c| c.topic == p.topic()) {
+                let command = |c: &&CommandTopics| p.topic == c.topic.as_bytes();
+                if let Some(c) = spec.commands.as_ref().filter(command) {
                     // The answer carries the command's own bytes back: its header times the
                     // round trip.
                     if let Err(e) =

@@ -111,18 +111,15 @@ pub async fn run(
     let (cutoff_tx, cutoff_rx) = watch::channel(false);
     // Nothing is measured until the ramp starts.
     let ramp_start_ns = Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+    // Observers and controllers read the plan's devices from one copy.
+    let device_specs = Arc::new(plan.devices.clone());
     let octx = Arc::new(ObserverCtx {
         clock,
         target: target.clone(),
         opts: opts.clone(),
         flush: flush_tx.clone(),
         positions: Arc::new(positions),
-        device_topics: Arc::new(
-            plan.devices
-                .iter()
-                .map(|d| (d.topic.clone(), d.qos.level()))
-                .collect(),
-        ),
+        devices: device_specs.clone(),
         max_packet,
         warmup_ns: timing.warmup.as_nanos() as u64,
         cutoff: cutoff_rx,
@@ -130,7 +127,6 @@ pub async fn run(
         ramp_start_ns: ramp_start_ns.clone(),
         ramp: ramp_rx.clone(),
         events: Arc::new(Events::of(plan)),
-        device_mqtt5: Arc::new(plan.devices.iter().map(|d| d.mqtt5.clone()).collect()),
     });
 
     // Observers first: nothing is published before every subscription is granted (late
@@ -220,7 +216,6 @@ pub async fn run(
         listening,
         positions: octx.positions.clone(),
     });
-    let device_specs = Arc::new(plan.devices.clone());
     let controllers: Vec<_> = plan
         .controllers
         .iter()

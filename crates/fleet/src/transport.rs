@@ -30,12 +30,7 @@ impl Transport {
     /// transports take a whole URL).
     pub(crate) fn rumqttc(&self, host: &str, port: u16) -> (rumqttc::Transport, String) {
         use rumqttc::TlsConfiguration::Rustls;
-        // rumqttc wants an IPv6 literal in brackets inside a URL.
-        let url_host = if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host.to_string()
-        };
+        let url_host = fleetbench_scenario::url_host(host);
         match self {
             Transport::Tcp => (rumqttc::Transport::Tcp, host.to_string()),
             Transport::Tls(c) => (
@@ -72,6 +67,8 @@ pub enum TlsError {
     NoSystemRoots,
     #[error("client certificate and key: {0}")]
     ClientAuth(rustls::Error),
+    #[error("TLS set-up: {0}")]
+    Setup(rustls::Error),
 }
 
 /// A TLS client configuration: trust the CAs in `ca_file` (the system's when `None`), and
@@ -102,7 +99,7 @@ pub fn tls_config(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(TlsError::ClientAuth)?
+        .map_err(TlsError::Setup)?
         .with_root_certificates(roots);
     let config = match client {
         None => builder.with_no_client_auth(),

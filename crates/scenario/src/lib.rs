@@ -19,9 +19,9 @@ mod validate_load;
 
 pub use error::{Location, ScenarioError};
 pub use model::{
-    Backoff, BrokerTarget, Commands, Controller, DeviceGroup, DeviceMessage, EmbeddedBroker,
-    Expectations, ExternalBroker, GroupBehaviour, Mqtt5Publish, ObserverGroup, Offline, Protocol,
-    Qos, Regression, Scenario, Scheme, TlsFiles, REGRESSION_METRICS,
+    url_host, Backoff, BrokerTarget, Commands, Controller, DeviceGroup, DeviceMessage,
+    EmbeddedBroker, Expectations, ExternalBroker, GroupBehaviour, Mqtt5Publish, ObserverGroup,
+    Offline, Protocol, Qos, Regression, Scenario, Scheme, TlsFiles, REGRESSION_METRICS,
 };
 pub use plan::{CommandTopics, ControllerSpec, DeviceSpec, MessageSpec, ObserverSpec, Plan, Shard};
 

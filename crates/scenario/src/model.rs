@@ -188,17 +188,18 @@ pub struct ExternalBroker {
 impl ExternalBroker {
     /// The broker's URL as a report may show it (credentials are never part of it).
     pub fn url_without_credentials(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        format!(
-            "{}://{host}:{}{}",
-            self.scheme.as_str(),
-            self.port,
-            self.path
-        )
+        let host = url_host(&self.host);
+        let (scheme, port, path) = (self.scheme.as_str(), self.port, &self.path);
+        format!("{scheme}://{host}:{port}{path}")
+    }
+}
+
+/// A host as a URL writes it: an IPv6 address in brackets.
+pub fn url_host(host: &str) -> std::borrow::Cow<'_, str> {
+    if host.contains(':') {
+        format!("[{host}]").into()
+    } else {
+        host.into()
     }
 }
 

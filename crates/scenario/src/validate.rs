@@ -513,123 +513,126 @@ fn broker(cx: &Ctx, b: Option<&S<RawBroker>>, clients: u64) -> R<BrokerTarget> {
                 child_process,
             }))
         }
-        Some(url) => {
-            for (field, v) in [
-                ("broker.listeners", b.listeners.as_ref().map(|v| v.span())),
-                ("broker.process", b.process.as_ref().map(|v| v.span())),
-            ] {
-                if let Some(span) = v {
-                    return Err(cx.err(
-                        span,
-                        field,
-                        "applies to the embedded broker only; remove it or remove broker.url",
-                    ));
-                }
-            }
-            let (scheme, rest) = url.get_ref().split_once("://").ok_or_else(|| {
+        Some(url) => external_broker(cx, b, url),
+    }
+}
+
+/// An external broker from its URL, credentials and certificates.
+fn external_broker(cx: &Ctx, b: &RawBroker, url: &S<String>) -> R<BrokerTarget> {
+    for (field, v) in [
+        ("broker.listeners", b.listeners.as_ref().map(|v| v.span())),
+        ("broker.process", b.process.as_ref().map(|v| v.span())),
+    ] {
+        if let Some(span) = v {
+            return Err(cx.err(
+                span,
+                field,
+                "applies to the embedded broker only; remove it or remove broker.url",
+            ));
+        }
+    }
+    let (scheme, rest) = url.get_ref().split_once("://").ok_or_else(|| {
+        cx.err(
+            url.span(),
+            "broker.url",
+            "expected a URL such as \"mqtt://127.0.0.1:1883\"",
+        )
+    })?;
+    let scheme = match scheme {
+        "mqtt" | "tcp" => Scheme::Mqtt,
+        "mqtts" | "ssl" => Scheme::Mqtts,
+        "ws" => Scheme::Ws,
+        "wss" => Scheme::Wss,
+        other => {
+            return Err(cx.err(
+                url.span(),
+                "broker.url",
+                format!(
+                    "unsupported scheme {other:?}; expected \"mqtt\", \"mqtts\", \"ws\" or \"wss\""
+                ),
+            ))
+        }
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let path = match (scheme.is_websocket(), path.trim_end_matches('/')) {
+        (true, "") => "/mqtt".to_string(),
+        (true, p) => p.to_string(),
+        (false, "") => String::new(),
+        (false, p) => {
+            return Err(cx.err(
+                url.span(),
+                "broker.url",
+                format!("{p:?}: only ws:// and wss:// URLs have a path"),
+            ))
+        }
+    };
+    let (host, port) = match authority
+        .rsplit_once(':')
+        .filter(|(h, _)| !h.ends_with(':'))
+    {
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>().map_err(|_| {
                 cx.err(
                     url.span(),
                     "broker.url",
-                    "expected a URL such as \"mqtt://127.0.0.1:1883\"",
+                    format!("{p:?} is not a port number (1-65535)"),
                 )
-            })?;
-            let scheme = match scheme {
-                "mqtt" | "tcp" => Scheme::Mqtt,
-                "mqtts" | "ssl" => Scheme::Mqtts,
-                "ws" => Scheme::Ws,
-                "wss" => Scheme::Wss,
-                other => {
-                    return Err(cx.err(
-                        url.span(),
-                        "broker.url",
-                        format!(
-                            "unsupported scheme {other:?}; expected \"mqtt\", \"mqtts\", \"ws\" or \"wss\""
-                        ),
-                    ))
-                }
-            };
-            let (authority, path) = match rest.find('/') {
-                Some(i) => rest.split_at(i),
-                None => (rest, ""),
-            };
-            let path = match (scheme.is_websocket(), path.trim_end_matches('/')) {
-                (true, "") => "/mqtt".to_string(),
-                (true, p) => p.to_string(),
-                (false, "") => String::new(),
-                (false, p) => {
-                    return Err(cx.err(
-                        url.span(),
-                        "broker.url",
-                        format!("{p:?}: only ws:// and wss:// URLs have a path"),
-                    ))
-                }
-            };
-            let (host, port) = match authority
-                .rsplit_once(':')
-                .filter(|(h, _)| !h.ends_with(':'))
-            {
-                Some((h, p)) => (
-                    h,
-                    p.parse::<u16>().map_err(|_| {
-                        cx.err(
-                            url.span(),
-                            "broker.url",
-                            format!("{p:?} is not a port number (1-65535)"),
-                        )
-                    })?,
+            })?,
+        ),
+        None => (authority, scheme.default_port()),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || port == 0 {
+        return Err(cx.err(
+            url.span(),
+            "broker.url",
+            "expected host and port, such as \"mqtt://127.0.0.1:1883\"",
+        ));
+    }
+    let tls = TlsFiles {
+        ca_file: b.ca_file.as_ref().map(|v| v.get_ref().clone()),
+        client_cert: b.client_cert.as_ref().map(|v| v.get_ref().clone()),
+        client_key: b.client_key.as_ref().map(|v| v.get_ref().clone()),
+    };
+    if !scheme.uses_tls() {
+        if let Some(f) = [&b.ca_file, &b.client_cert, &b.client_key]
+            .into_iter()
+            .flatten()
+            .next()
+        {
+            return Err(cx.err(
+                f.span(),
+                "broker",
+                format!(
+                    "certificates apply to TLS connections; use an mqtts:// or wss:// URL instead of {}://",
+                    scheme.as_str()
                 ),
-                None => (authority, scheme.default_port()),
-            };
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            if host.is_empty() || port == 0 {
-                return Err(cx.err(
-                    url.span(),
-                    "broker.url",
-                    "expected host and port, such as \"mqtt://127.0.0.1:1883\"",
-                ));
-            }
-            let tls = TlsFiles {
-                ca_file: b.ca_file.as_ref().map(|v| v.get_ref().clone()),
-                client_cert: b.client_cert.as_ref().map(|v| v.get_ref().clone()),
-                client_key: b.client_key.as_ref().map(|v| v.get_ref().clone()),
-            };
-            if !scheme.uses_tls() {
-                if let Some(f) = [&b.ca_file, &b.client_cert, &b.client_key]
-                    .into_iter()
-                    .flatten()
-                    .next()
-                {
-                    return Err(cx.err(
-                        f.span(),
-                        "broker",
-                        format!(
-                            "certificates apply to TLS connections; use an mqtts:// or wss:// URL instead of {}://",
-                            scheme.as_str()
-                        ),
-                    ));
-                }
-            }
-            match (&b.client_cert, &b.client_key) {
-                (Some(v), None) | (None, Some(v)) => {
-                    return Err(cx.err(
-                        v.span(),
-                        "broker",
-                        "client_cert and client_key go together: set both or neither",
-                    ))
-                }
-                _ => {}
-            }
-            Ok(BrokerTarget::External(ExternalBroker {
-                scheme,
-                host: host.to_string(),
-                port,
-                path,
-                tls,
-                username: b.username.as_ref().map(|u| u.get_ref().clone()),
-                password_env: b.password_env.as_ref().map(|u| u.get_ref().clone()),
-            }))
+            ));
         }
     }
+    match (&b.client_cert, &b.client_key) {
+        (Some(v), None) | (None, Some(v)) => {
+            return Err(cx.err(
+                v.span(),
+                "broker",
+                "client_cert and client_key go together: set both or neither",
+            ))
+        }
+        _ => {}
+    }
+    Ok(BrokerTarget::External(ExternalBroker {
+        scheme,
+        host: host.to_string(),
+        port,
+        path,
+        tls,
+        username: b.username.as_ref().map(|u| u.get_ref().clone()),
+        password_env: b.password_env.as_ref().map(|u| u.get_ref().clone()),
+    }))
 }
 
 fn expectations(cx: &Ctx, e: &RawExpect) -> R<Expectations> {
