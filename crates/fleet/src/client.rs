@@ -263,31 +263,18 @@ impl ConnError {
 
     /// A short, stable name for the error, to group errors by kind.
     pub fn kind(&self) -> &'static str {
+        use rumqttc::ConnectionError as E4;
+        use v5::ConnectionError as E5;
+        use ConnError::{V4, V5};
         match self {
-            ConnError::V4(e) => {
-                use rumqttc::ConnectionError as E;
-                match e {
-                    E::NetworkTimeout | E::FlushTimeout => "timeout",
-                    E::ConnectionRefused(_) => "connect refused",
-                    E::Io(_) => "io",
-                    E::MqttState(_) => "protocol",
-                    E::Tls(_) => "tls",
-                    E::Websocket(_) | E::WsConnect(_) | E::ResponseValidation(_) => "websocket",
-                    _ => "connection",
-                }
-            }
-            ConnError::V5(e) => {
-                use v5::ConnectionError as E;
-                match e {
-                    E::Timeout(_) => "timeout",
-                    E::ConnectionRefused(_) => "connect refused",
-                    E::Io(_) => "io",
-                    E::MqttState(_) => "protocol",
-                    E::Tls(_) => "tls",
-                    E::Websocket(_) | E::WsConnect(_) | E::ResponseValidation(_) => "websocket",
-                    _ => "connection",
-                }
-            }
+            V4(E4::NetworkTimeout | E4::FlushTimeout) | V5(E5::Timeout(_)) => "timeout",
+            V4(E4::ConnectionRefused(_)) | V5(E5::ConnectionRefused(_)) => "connect refused",
+            V4(E4::Io(_)) | V5(E5::Io(_)) => "io",
+            V4(E4::MqttState(_)) | V5(E5::MqttState(_)) => "protocol",
+            V4(E4::Tls(_)) | V5(E5::Tls(_)) => "tls",
+            V4(E4::Websocket(_) | E4::WsConnect(_) | E4::ResponseValidation(_))
+            | V5(E5::Websocket(_) | E5::WsConnect(_) | E5::ResponseValidation(_)) => "websocket",
+            _ => "connection",
         }
     }
 
