@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rumqttd::protocol::v4::V4;
@@ -22,6 +23,7 @@ use rumqttd::{ConnectionSettings, LinkType, Router, RouterConfig, Server, Server
 use tokio::runtime::Runtime;
 use tracing::{debug, info, warn};
 
+use crate::supervise::{BrokerHealth, Listeners, Spawn, Supervisor};
 use crate::{nodelay, ready, BrokerError, Endpoints};
 
 /// How to run the embedded broker. Every rumqttd setting is chosen here deliberately:
@@ -74,6 +76,7 @@ impl Default for EmbeddedConfig {
 pub struct EmbeddedBroker {
     runtime: Option<Runtime>,
     endpoints: Endpoints,
+    supervisor: Supervisor,
 }
 
 const ATTEMPTS: u32 = 5;
@@ -118,22 +121,12 @@ impl EmbeddedBroker {
             dynamic_filters: true,
         };
 
-        let wanted = if config.ports.is_empty() {
-            usize::from(config.listeners.max(1))
-        } else {
-            config.ports.len()
-        };
-        let mut ports = Vec::with_capacity(wanted);
-        for i in 0..wanted {
-            let fixed = config.ports.get(i).copied();
-            let mut attempt = 0;
-            let port = loop {
-                attempt += 1;
-                let port = match fixed {
-                    Some(p) => p,
-                    None => free_port(config.bind)?,
-                };
-                let addr = SocketAddr::new(config.bind, port);
+        // What starts listener `i` on an address: a rumqttd `Server` on the broker's runtime,
+        // sharing its router. The watch uses it again to restart a wedged listener.
+        let spawn: Spawn = {
+            let handle = runtime.handle().clone();
+            let mqtt5 = config.mqtt5;
+            Arc::new(move |i: usize, addr: SocketAddr| {
                 let settings = ServerSettings {
                     name: format!("fleetbench-{i}"),
                     listen: addr,
@@ -141,19 +134,35 @@ impl EmbeddedBroker {
                     next_connection_delay_ms: 0,
                     connections: connections.clone(),
                 };
-                let task = if config.mqtt5 {
-                    runtime.spawn(serve(Server::new(settings, router_tx.clone(), V5), addr))
+                if mqtt5 {
+                    handle.spawn(serve(Server::new(settings, router_tx.clone(), V5), addr))
                 } else {
-                    runtime.spawn(serve(Server::new(settings, router_tx.clone(), V4), addr))
+                    handle.spawn(serve(Server::new(settings, router_tx.clone(), V4), addr))
+                }
+            })
+        };
+        let wanted = if config.ports.is_empty() {
+            usize::from(config.listeners.max(1))
+        } else {
+            config.ports.len()
+        };
+        let mut ports = Vec::with_capacity(wanted);
+        let mut tasks = Vec::with_capacity(wanted);
+        for i in 0..wanted {
+            let fixed = config.ports.get(i).copied();
+            let mut attempt = 0;
+            let (port, task) = loop {
+                attempt += 1;
+                let port = match fixed {
+                    Some(p) => p,
+                    None => free_port(config.bind)?,
                 };
-                match wait_listening(addr, config.tcp_nodelay, &task) {
-                    Ok(()) => break port,
+                match start_listener(&spawn, i, port, config) {
+                    Ok(task) => break (port, task),
                     Err(reason) if fixed.is_none() && attempt < ATTEMPTS => {
                         debug!(port, %reason, "listener did not start; trying another port");
-                        task.abort();
                     }
                     Err(reason) => {
-                        task.abort();
                         return Err(BrokerError::ListenerFailed {
                             port,
                             attempts: attempt,
@@ -163,24 +172,15 @@ impl EmbeddedBroker {
                 }
             };
             ports.push(port);
+            tasks.push(task);
         }
 
-        for (i, port) in ports.iter().enumerate() {
-            let probe_host = if config.bind.is_unspecified() {
-                IpAddr::V4(Ipv4Addr::LOCALHOST)
-            } else {
-                config.bind
-            };
-            let addr = SocketAddr::new(probe_host, *port);
-            let id = format!("fleetbench-ready-{}-{i}-{}", std::process::id(), nanos());
-            let credentials = config
-                .credentials
-                .as_ref()
-                .map(|(u, p)| (u.as_str(), p.as_str()));
-            ready::probe_connack_as(addr, &id, credentials, Duration::from_secs(5), config.mqtt5)
-                .map_err(|reason| BrokerError::NotReady {
-                port: *port,
-                reason,
+        for port in &ports {
+            probe_listener(config, *port, Duration::from_secs(5)).map_err(|reason| {
+                BrokerError::NotReady {
+                    port: *port,
+                    reason,
+                }
             })?;
         }
         let endpoints = Endpoints {
@@ -188,10 +188,23 @@ impl EmbeddedBroker {
             ports,
         };
         info!(endpoints = %endpoints.describe(), nodelay = config.tcp_nodelay, "embedded broker ready");
+        let supervisor = Supervisor::start(Listeners {
+            spawn,
+            config: config.clone(),
+            ports: endpoints.ports.clone(),
+            tasks,
+        });
         Ok(EmbeddedBroker {
             runtime: Some(runtime),
             endpoints,
+            supervisor,
         })
+    }
+
+    /// What the broker's watch has seen so far: rumqttd's panics and the listeners it found
+    /// wedged and restarted.
+    pub fn health(&self) -> BrokerHealth {
+        self.supervisor.health()
     }
 
     pub fn endpoints(&self) -> &Endpoints {
@@ -205,6 +218,7 @@ impl EmbeddedBroker {
     }
 
     fn shutdown(&mut self) {
+        self.supervisor.stop();
         if let Some(rt) = self.runtime.take() {
             // Does not wait, so it is safe inside an async context too.
             rt.shutdown_background();
@@ -215,6 +229,51 @@ impl EmbeddedBroker {
 impl Drop for EmbeddedBroker {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// A real CONNECT to the listener on `port`, answered by a CONNACK within `timeout`, with a
+/// client id never used before and the broker's credentials.
+pub(crate) fn probe_listener(
+    config: &EmbeddedConfig,
+    port: u16,
+    timeout: Duration,
+) -> Result<Duration, String> {
+    let host = if config.bind.is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        config.bind
+    };
+    let id = format!("fleetbench-ready-{}-{port}-{}", std::process::id(), nanos());
+    let credentials = config
+        .credentials
+        .as_ref()
+        .map(|(u, p)| (u.as_str(), p.as_str()));
+    ready::probe_connack_as(
+        SocketAddr::new(host, port),
+        &id,
+        credentials,
+        timeout,
+        config.mqtt5,
+    )
+}
+
+/// Start listener `i` on `port` and wait until its socket exists (TCP_NODELAY set on it when
+/// asked); the task, or why it did not start.
+pub(crate) fn start_listener(
+    spawn: &Spawn,
+    i: usize,
+    port: u16,
+    config: &EmbeddedConfig,
+) -> Result<tokio::task::JoinHandle<Result<(), String>>, String> {
+    let addr = SocketAddr::new(config.bind, port);
+    let task = spawn(i, addr);
+    match wait_listening(addr, config.tcp_nodelay, &task) {
+        Ok(()) => Ok(task),
+        Err(reason) => {
+            task.abort();
+            Err(reason)
+        }
     }
 }
 

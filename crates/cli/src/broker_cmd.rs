@@ -1,22 +1,28 @@
-//! `fleetbench broker`: the embedded broker, standalone, in the foreground until Ctrl-C.
+//! `fleetbench broker`: the embedded broker, standalone, in the foreground until Ctrl-C or
+//! SIGTERM. Its watch restarts a listener that stops completing CONNECTs; each such event is
+//! printed on stdout as a line `event: {json}` (a run with `process = "child"` reads them into
+//! its report). A listener that cannot be brought back ends the process (exit 1): it never
+//! lives on accepting sockets and serving no one.
+
+use std::io::Write;
+use std::time::Duration;
 
 use anyhow::Context;
 use fleetbench_broker::{BrokerError, EmbeddedBroker, EmbeddedConfig};
 
+use crate::child_broker::{WatchEvent, EVENT_PREFIX};
+use crate::running_broker::watch_report;
+use crate::stop::Stop;
 use crate::{BrokerArgs, Outcome, UsageError};
 
-pub fn broker(args: BrokerArgs) -> anyhow::Result<Outcome> {
+pub fn broker(args: BrokerArgs, stop: Stop) -> anyhow::Result<Outcome> {
     let ips: Vec<_> = args.listen.iter().map(|a| a.ip()).collect();
     let bind = ips[0];
     if ips.iter().any(|ip| *ip != bind) {
         return Err(UsageError("all --listen addresses must share one IP address".into()).into());
     }
     let credentials = match (&args.username, &args.password_env) {
-        (Some(u), Some(var)) => Some((
-            u.clone(),
-            std::env::var(var)
-                .map_err(|_| UsageError(format!("--password-env names {var}, which is not set")))?,
-        )),
+        (Some(u), Some(var)) => Some((u.clone(), password(var)?)),
         _ => None,
     };
     let config = EmbeddedConfig {
@@ -45,14 +51,65 @@ pub fn broker(args: BrokerArgs) -> anyhow::Result<Outcome> {
         "fleetbench broker listening on {} (Ctrl-C to stop)",
         broker.endpoints().describe()
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the signal runtime")?;
-    runtime
-        .block_on(tokio::signal::ctrl_c())
-        .context("waiting for Ctrl-C")?;
+    let _ = std::io::stdout().flush();
+    let result = serve(&broker, &stop);
     broker.stop();
+    result?;
     println!("fleetbench broker stopped");
     Ok(Outcome::Pass)
+}
+
+/// The password `--password-env` names: set, and not empty (an empty password would let in
+/// anyone who knows the user name).
+fn password(var: &str) -> anyhow::Result<String> {
+    match std::env::var(var) {
+        Ok(p) if !p.is_empty() => Ok(p),
+        Ok(_) => Err(UsageError(format!(
+            "--password-env names {var}, which is empty; an empty password is refused"
+        ))
+        .into()),
+        Err(_) => Err(UsageError(format!(
+            "--password-env names {var}, which is not set (or not UTF-8)"
+        ))
+        .into()),
+    }
+}
+
+/// Until stopped: report what the broker's watch sees, and end when a listener is lost.
+fn serve(broker: &EmbeddedBroker, stop: &Stop) -> anyhow::Result<()> {
+    let (mut panics, mut restarts) = (0, 0);
+    while !stop.is_stopped() {
+        std::thread::sleep(Duration::from_millis(200));
+        let health = watch_report(&broker.health());
+        let mut news: Vec<WatchEvent> = health.restarts[restarts..]
+            .iter()
+            .map(|r| WatchEvent {
+                restart: Some(r.clone()),
+                panics: health.panics,
+            })
+            .collect();
+        if news.is_empty() && health.panics != panics {
+            news.push(WatchEvent {
+                restart: None,
+                panics: health.panics,
+            });
+        }
+        panics = health.panics;
+        restarts = health.restarts.len();
+        for event in &news {
+            println!(
+                "{EVENT_PREFIX}{}",
+                serde_json::to_string(event).context("encoding a watch event")?
+            );
+        }
+        let _ = std::io::stdout().flush();
+        if let Some(lost) = health.restarts.iter().find(|r| !r.recovered) {
+            anyhow::bail!(
+                "listener {} stopped completing CONNECTs ({}) and could not be restarted",
+                lost.port,
+                lost.reason
+            );
+        }
+    }
+    Ok(())
 }

@@ -1,33 +1,190 @@
-//! `fleetbench check`: validate scenario files, connect to nothing.
+//! `fleetbench check`, and the loading every command shares: read a scenario file, validate it,
+//! and resolve what only this machine can tell (certificate files, the password's environment
+//! variable), so that `check` refuses everything `run` would.
 
-use std::path::Path;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use fleetbench_fleet::transport::{tls_config, TlsConfig, TlsError, Transport};
+use fleetbench_scenario::{
+    BrokerTarget, ExternalBroker, Located, Location, Scenario, ScenarioError, Scheme,
+};
 
 use crate::{Outcome, UsageError};
 
-/// Read and validate one scenario file.
-pub fn load(path: &Path) -> anyhow::Result<fleetbench_scenario::Scenario> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading scenario {}", path.display()))
-        .map_err(|e| UsageError(format!("{e:#}")))?;
-    fleetbench_scenario::parse(&path.display().to_string(), &text)
-        .map_err(|e| UsageError(e.to_string()).into())
+/// A scenario file is text of a few kilobytes; anything past this is not one.
+const MAX_SCENARIO_BYTES: u64 = 1 << 20;
+
+/// A validated scenario with what an external broker needs, read from this machine.
+pub struct Prepared {
+    pub scenario: Scenario,
+    /// How clients reach an external broker (certificates read and checked); `Tcp` for the
+    /// embedded one.
+    pub transport: Transport,
+    /// User name and password for an external broker.
+    pub credentials: Option<(String, String)>,
 }
 
-pub fn check(files: &[std::path::PathBuf]) -> anyhow::Result<Outcome> {
+/// Read and validate one scenario file, and resolve its external broker's files and secrets.
+/// Every problem is a usage error naming file, line and field.
+pub fn load(path: &Path) -> anyhow::Result<Prepared> {
+    let shown = path.display().to_string();
+    let text = read_text(path)?;
+    let scenario =
+        fleetbench_scenario::parse(&shown, &text).map_err(|e| UsageError(e.to_string()))?;
+    let (transport, credentials) = match &scenario.broker {
+        BrokerTarget::Embedded(_) => (Transport::Tcp, None),
+        BrokerTarget::External(x) => resolve(x, path).map_err(|e| UsageError(e.to_string()))?,
+    };
+    Ok(Prepared {
+        scenario,
+        transport,
+        credentials,
+    })
+}
+
+/// The file's text: a regular file of at most [`MAX_SCENARIO_BYTES`], in UTF-8.
+fn read_text(path: &Path) -> anyhow::Result<String> {
+    let shown = path.display();
+    let usage = |msg: String| anyhow::Error::from(UsageError(msg));
+    let meta =
+        std::fs::metadata(path).map_err(|e| usage(format!("reading scenario {shown}: {e}")))?;
+    if !meta.is_file() {
+        let kind = if meta.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file (a pipe, socket or device)"
+        };
+        return Err(usage(format!(
+            "{shown}: is {kind}; expected a scenario file (TOML)"
+        )));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SCENARIO_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| usage(format!("reading scenario {shown}: {e}")))?;
+    if bytes.len() as u64 > MAX_SCENARIO_BYTES {
+        return Err(usage(format!(
+            "{shown}: is larger than {} KiB; a scenario file is a few kilobytes of TOML",
+            MAX_SCENARIO_BYTES >> 10
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let location = Location::in_bytes(&shown.to_string(), bytes, at);
+        usage(format!(
+            "{location}: (file): not UTF-8 text (byte 0x{:02x}); save the scenario as UTF-8",
+            bytes.get(at).copied().unwrap_or(0)
+        ))
+    })
+}
+
+/// The transport and credentials of an external broker: certificate files read (paths relative
+/// to the scenario file) and the password read from its environment variable.
+#[allow(clippy::type_complexity)]
+fn resolve(
+    x: &ExternalBroker,
+    scenario: &Path,
+) -> Result<(Transport, Option<(String, String)>), ScenarioError> {
+    let credentials = match (&x.username, &x.password_env) {
+        (Some(user), Some(var)) => Some((user.clone(), password(var)?)),
+        (Some(user), None) => Some((user.clone(), String::new())),
+        _ => None,
+    };
+    let transport = match x.scheme {
+        Scheme::Mqtt => Transport::Tcp,
+        Scheme::Ws => Transport::Ws {
+            path: x.path.clone(),
+        },
+        Scheme::Mqtts => Transport::Tls(tls(x, scenario)?),
+        Scheme::Wss => Transport::Wss {
+            path: x.path.clone(),
+            tls: tls(x, scenario)?,
+        },
+    };
+    Ok((transport, credentials))
+}
+
+/// The password in the variable `var` names: set and not empty.
+fn password(var: &Located<String>) -> Result<String, ScenarioError> {
+    match std::env::var(&var.value) {
+        Ok(p) if p.is_empty() => Err(var.error(format!(
+            "{} is set but empty; an empty password is refused",
+            var.value
+        ))),
+        Ok(p) => Ok(p),
+        Err(std::env::VarError::NotPresent) => Err(var.error(format!(
+            "{} is not set in the environment; export the broker's password in it",
+            var.value
+        ))),
+        Err(std::env::VarError::NotUnicode(_)) => Err(var.error(format!(
+            "{} does not hold UTF-8 text; MQTT passwords here are text",
+            var.value
+        ))),
+    }
+}
+
+/// The TLS configuration of the scenario's certificates; a problem points at the field that
+/// names the file at fault.
+fn tls(x: &ExternalBroker, scenario: &Path) -> Result<TlsConfig, ScenarioError> {
+    let dir = scenario.parent().unwrap_or(Path::new("."));
+    let file = |f: &Option<Located<String>>| f.as_ref().map(|f| dir.join(&f.value));
+    let (ca, cert, key) = (
+        file(&x.tls.ca_file),
+        file(&x.tls.client_cert),
+        file(&x.tls.client_key),
+    );
+    let client = cert.as_deref().zip(key.as_deref());
+    tls_config(ca.as_deref(), client).map_err(|e| {
+        let path: Option<&PathBuf> = match &e {
+            TlsError::Read { path, .. }
+            | TlsError::Empty { path, .. }
+            | TlsError::Invalid { path, .. } => Some(path),
+            _ => None,
+        };
+        let field = [
+            (&ca, &x.tls.ca_file),
+            (&cert, &x.tls.client_cert),
+            (&key, &x.tls.client_key),
+        ]
+        .into_iter()
+        .find(|(p, _)| p.is_some() && p.as_ref() == path)
+        .and_then(|(_, f)| f.as_ref())
+        .or(x.tls.client_cert.as_ref())
+        .or(x.tls.ca_file.as_ref());
+        let message = format!("{e} (certificate paths are relative to the scenario file)");
+        match field {
+            Some(f) => f.error(message),
+            None => ScenarioError::new(
+                Location {
+                    file: scenario.display().to_string(),
+                    line: 1,
+                    column: 1,
+                },
+                "broker",
+                message,
+            ),
+        }
+    })
+}
+
+pub fn check(files: &[PathBuf]) -> anyhow::Result<Outcome> {
     let mut failed = 0;
     for f in files {
         match load(f) {
-            Ok(s) => println!(
-                "ok   {}: {} ({} devices in {} groups, {} observers, {})",
-                f.display(),
-                s.name,
-                s.device_count(),
-                s.groups.len(),
-                s.observer_count(),
-                humantime_like(s.duration)
-            ),
+            Ok(p) => {
+                let s = &p.scenario;
+                println!(
+                    "ok   {}: {} ({} devices in {} groups, {} observers, {:.1}s)",
+                    f.display(),
+                    s.name,
+                    s.device_count(),
+                    s.groups.len(),
+                    s.observer_count(),
+                    s.duration.as_secs_f64()
+                )
+            }
             Err(e) => {
                 failed += 1;
                 eprintln!("{e:#}");
@@ -42,8 +199,4 @@ pub fn check(files: &[std::path::PathBuf]) -> anyhow::Result<Outcome> {
         .into());
     }
     Ok(Outcome::Pass)
-}
-
-fn humantime_like(d: std::time::Duration) -> String {
-    format!("{:.1}s", d.as_secs_f64())
 }

@@ -5,19 +5,34 @@
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use fleetbench_broker::Endpoints;
 use fleetbench_metrics::env::{proc_kb, stat_cpu_seconds};
-use fleetbench_metrics::report::ProcessUsage;
+use fleetbench_metrics::report::{ListenerRestartReport, ProcessUsage};
 
 pub struct ChildBroker {
     child: Child,
     pub endpoints: Endpoints,
     started: Instant,
+    /// What the child's broker watch reported on its standard output.
+    events: Arc<Mutex<Vec<WatchEvent>>>,
 }
+
+/// A line `fleetbench broker` prints when its watch saw something (a rumqttd panic, a wedged
+/// listener restarted): `event: ` and this as JSON. The parent reads them into the run's report.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct WatchEvent {
+    /// The listener restarted, if that is the news.
+    pub restart: Option<ListenerRestartReport>,
+    /// rumqttd panics in the broker process so far.
+    pub panics: u64,
+}
+
+/// The prefix of a watch event line.
+pub const EVENT_PREFIX: &str = "event: ";
 
 const ATTEMPTS: u32 = 3;
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -80,15 +95,24 @@ impl ChildBroker {
         let stdout = child.stdout.take().context("the broker process's output")?;
         // Its banner comes once every listener has answered a CONNECT with a CONNACK.
         let (tx, rx) = mpsc::channel();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let seen = events.clone();
         std::thread::spawn(move || {
             let mut line = String::new();
             let mut reader = BufReader::new(stdout);
             let _ = reader.read_line(&mut line);
             let _ = tx.send(line);
-            // Keep draining so that the child never blocks on a full pipe.
-            let mut sink = String::new();
-            while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
-                sink.clear();
+            // Keep reading so that the child never blocks on a full pipe; keep its events.
+            let mut next = String::new();
+            while reader.read_line(&mut next).map(|n| n > 0).unwrap_or(false) {
+                let event = next
+                    .trim()
+                    .strip_prefix(EVENT_PREFIX)
+                    .and_then(|json| serde_json::from_str::<WatchEvent>(json).ok());
+                if let (Some(e), Ok(mut all)) = (event, seen.lock()) {
+                    all.push(e);
+                }
+                next.clear();
             }
         });
         let mut broker = ChildBroker {
@@ -98,6 +122,7 @@ impl ChildBroker {
                 ports,
             },
             started: Instant::now(),
+            events,
         };
         match rx.recv_timeout(READY_TIMEOUT) {
             Ok(line) if line.contains("listening") => Ok(broker),
@@ -127,11 +152,12 @@ impl ChildBroker {
     }
 
     /// Stop the broker process (the one this process started, by its PID) and report what it
-    /// used.
-    pub fn stop(mut self) -> ProcessUsage {
+    /// used and what its watch saw.
+    pub fn stop(mut self) -> (ProcessUsage, Vec<WatchEvent>) {
         let usage = self.usage();
         self.end();
-        usage
+        let events = self.events.lock().map(|e| e.clone()).unwrap_or_default();
+        (usage, events)
     }
 
     fn end(&mut self) {

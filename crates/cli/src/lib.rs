@@ -7,11 +7,15 @@ mod broker_cmd;
 mod check;
 mod child_broker;
 mod compare_cmd;
+mod findings;
 mod limits;
 mod logging;
+mod outputs;
 mod progress;
 mod report;
 mod run;
+mod running_broker;
+mod stop;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,6 +74,13 @@ pub enum Command {
     /// Scenario authoring help.
     #[command(subcommand)]
     Scenario(ScenarioCommand),
+    /// Print a shell completion script: `fleetbench completions bash > ~/.local/share/bash-completion/completions/fleetbench`
+    /// (zsh: into a directory of your $fpath as `_fleetbench`; fish:
+    /// `~/.config/fish/completions/fleetbench.fish`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,8 +161,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub quiet: bool,
     /// Seconds between progress lines on stderr.
-    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS", value_parser = parse_seconds)]
     pub progress_every: f64,
+    /// How long the first connection to the broker may take (TCP, TLS and CONNACK) before the
+    /// run ends with the cause, exit code 1: a broker that refuses, does not answer or does not
+    /// exist is named within this time.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_timeout)]
+    pub connect_timeout: std::time::Duration,
     /// Test only: observers spend this many microseconds (busy) on each delivery (a slower
     /// receive path, to show that the regression gate catches it).
     #[arg(long, hide = true, value_name = "US")]
@@ -183,6 +199,26 @@ pub struct BrokerArgs {
     /// listener).
     #[arg(long)]
     pub mqtt5: bool,
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(0.1..=86_400.0).contains(&v) {
+        return Err(format!("{v}: expected between 0.1 and 86400 seconds"));
+    }
+    Ok(v)
+}
+
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{s:?} is not a duration ({e}); expected such as \"10s\""))?;
+    if d < std::time::Duration::from_millis(100) || d > std::time::Duration::from_secs(600) {
+        return Err(format!("{s:?}: expected between 100ms and 10m"));
+    }
+    Ok(d)
 }
 
 fn parse_shard(s: &str) -> Result<fleetbench_scenario::Shard, String> {
@@ -220,11 +256,8 @@ pub struct UsageError(pub String);
 
 /// Run a parsed command line and turn its result into an exit code.
 pub fn main_with(opts: Opts) -> ExitCode {
-    let log_file = match &opts.command {
-        Command::Run(args) if run::wants_monitor(args) => Some(logging::file_path()),
-        _ => None,
-    };
-    let _log_guard = logging::init(opts.verbose, log_file.as_deref());
+    let to_file = matches!(&opts.command, Command::Run(args) if run::wants_monitor(args));
+    let log_file = logging::init(opts.verbose, to_file);
     let outcome = match execute(opts, log_file) {
         Ok(o) => o,
         Err(e) => {
@@ -240,11 +273,23 @@ pub fn main_with(opts: Opts) -> ExitCode {
     ExitCode::from(outcome as u8)
 }
 
-fn execute(opts: Opts, log_file: Option<PathBuf>) -> anyhow::Result<Outcome> {
+fn execute(opts: Opts, log_file: Option<logging::LogFile>) -> anyhow::Result<Outcome> {
     match opts.command {
-        Command::Run(args) => run::run(args, log_file),
+        Command::Run(args) => {
+            // First of all, so that a signal at any instant ends the run with its report.
+            let stop = stop::Stop::install("stopping the fleet and writing the report")?;
+            run::run(args, stop, log_file)
+        }
         Command::Check { files } => check::check(&files),
-        Command::Broker(args) => broker_cmd::broker(args),
+        Command::Broker(args) => {
+            let stop = stop::Stop::install("stopping the broker")?;
+            broker_cmd::broker(args, stop)
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Opts as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "fleetbench", &mut std::io::stdout());
+            Ok(Outcome::Pass)
+        }
         Command::Compare(args) => compare_cmd::run(args),
         Command::Merge(args) => compare_cmd::run_merge(args),
         Command::Schema { of } => print_schema(of),

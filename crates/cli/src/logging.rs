@@ -1,20 +1,41 @@
 //! Logs go to stderr (stdout is for results). rumqttd logs every connection at info and every
 //! ordinary disconnect at error, so it is silent unless asked (-vv, or RUST_LOG=rumqttd=warn).
+//!
+//! While the monitor owns the terminal, logs go to a file of their own instead: created with an
+//! unpredictable name, owner-only, never through a link (tempfile's `O_EXCL`), and removed at
+//! the end when nothing was logged. Colour codes go only to a terminal.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use tracing_subscriber::EnvFilter;
 
-pub struct LogGuard;
-
-/// Where logs go while the monitor owns the terminal.
-pub fn file_path() -> PathBuf {
-    std::env::temp_dir().join(format!("fleetbench-{}.log", std::process::id()))
+/// Where logs went, when not to stderr.
+pub struct LogFile {
+    path: PathBuf,
 }
 
-/// Log to stderr, or to `file` (while the monitor owns the terminal).
-pub fn init(verbose: u8, file: Option<&Path>) -> LogGuard {
+impl LogFile {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Remove the file if nothing was logged; returns whether it is still there.
+    pub fn finish(&self) -> bool {
+        match std::fs::metadata(&self.path) {
+            Ok(m) if m.len() == 0 => {
+                let _ = std::fs::remove_file(&self.path);
+                false
+            }
+            Ok(_) => true,
+            Err(_) => false,
+        }
+    }
+}
+
+/// Log to stderr, or, when `to_file`, to a new private file in the temporary directory.
+pub fn init(verbose: u8, to_file: bool) -> Option<LogFile> {
     let default = match verbose {
         0 => "warn,rumqttd=off,rumqttc=warn",
         1 => "info,rumqttd=off,rumqttc=warn",
@@ -24,22 +45,36 @@ pub fn init(verbose: u8, file: Option<&Path>) -> LogGuard {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(true);
-    let file = file.and_then(|path| match std::fs::File::create(path) {
-        Ok(f) => Some(f),
-        Err(e) => {
-            eprintln!(
-                "warning: cannot write logs to {}: {e}; logging to stderr",
-                path.display()
-            );
+    let file = to_file.then(create).flatten();
+    match file {
+        Some((f, path)) => {
+            let _ = builder
+                .with_ansi(false)
+                .with_writer(Mutex::new(f))
+                .try_init();
+            Some(LogFile { path })
+        }
+        None => {
+            let _ = builder
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr)
+                .try_init();
             None
         }
-    });
-    let _ = match file {
-        Some(f) => builder
-            .with_ansi(false)
-            .with_writer(Mutex::new(f))
-            .try_init(),
-        None => builder.with_writer(std::io::stderr).try_init(),
-    };
-    LogGuard
+    }
+}
+
+fn create() -> Option<(std::fs::File, PathBuf)> {
+    match tempfile::Builder::new()
+        .prefix("fleetbench-")
+        .suffix(".log")
+        .tempfile()
+        .and_then(|f| f.keep().map_err(|e| e.error))
+    {
+        Ok(kept) => Some(kept),
+        Err(e) => {
+            eprintln!("warning: cannot create a log file ({e}); logging to stderr");
+            None
+        }
+    }
 }

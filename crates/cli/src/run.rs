@@ -1,24 +1,27 @@
-//! `fleetbench run`: scenario -> broker -> fleet -> report -> verdict.
+//! `fleetbench run`: scenario -> outputs reserved -> broker -> calibration -> the broker
+//! answers -> fleet -> report -> verdict. A stop (Ctrl-C, SIGTERM, the monitor's `q`) at any of
+//! these steps still ends with the partial report and exit code 130.
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use fleetbench_broker::{EmbeddedBroker, EmbeddedConfig};
 use fleetbench_fleet::calibrate::{calibrate, CalibrationWork, CALIBRATION_TIMEOUT};
-use fleetbench_fleet::transport::{tls_config, Transport};
-use fleetbench_fleet::{FleetOptions, Target, Timing};
-use fleetbench_metrics::report::Verdict;
+use fleetbench_fleet::{FleetOptions, FleetOutcome, Target, Timing};
+use fleetbench_metrics::report::{Calibration, Verdict};
 use fleetbench_metrics::{summary, Snapshot};
 use fleetbench_monitor::Meta;
-use fleetbench_scenario::{BrokerTarget, ExternalBroker, Plan, Protocol, Scheme, Shard};
+use fleetbench_scenario::{Plan, Shard};
+use tokio::runtime::Runtime;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::child_broker::ChildBroker;
+use crate::check::Prepared;
+use crate::logging::LogFile;
+use crate::outputs::Outputs;
 use crate::report::{build_report, RunContext};
-use crate::{check, limits, progress, Outcome, RunArgs, UsageError};
+use crate::running_broker::RunningBroker;
+use crate::stop::Stop;
+use crate::{check, limits, progress, Outcome, RunArgs};
 
 /// The monitor opens when asked for (not `--no-tui`) and both stdout and stdin are terminals.
 pub fn wants_monitor(args: &RunArgs) -> bool {
@@ -26,103 +29,78 @@ pub fn wants_monitor(args: &RunArgs) -> bool {
     !args.no_tui && std::io::stdout().is_terminal() && std::io::stdin().is_terminal()
 }
 
-pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Result<Outcome> {
-    let monitor = wants_monitor(&args);
-    let scenario = check::load(&args.scenario)?;
+pub fn run(args: RunArgs, stop: Stop, log_file: Option<LogFile>) -> anyhow::Result<Outcome> {
+    let prepared = check::load(&args.scenario)?;
+    // Where the results go is settled before anything connects.
+    let outputs = Outputs::reserve(args.report.as_deref(), args.hlog.as_deref())?;
     let shard = args.shard.unwrap_or(Shard::WHOLE);
-    let plan = Plan::build(&scenario, shard);
+    let plan = Plan::build(&prepared.scenario, shard);
     let clients = (plan.devices.len() + plan.observers.len()) as u64;
-    let embedded = matches!(scenario.broker, BrokerTarget::Embedded(_));
-    // Both ends of every connection live in this process only when the broker does.
-    let in_process = matches!(&scenario.broker, BrokerTarget::Embedded(e) if !e.child_process);
-    let listeners = match &scenario.broker {
-        BrokerTarget::Embedded(e) => u64::from(e.listeners),
-        BrokerTarget::External(_) => 0,
-    };
-    limits::ensure_open_files(clients, if in_process { 2 } else { 1 }, listeners)?;
+    let broker = RunningBroker::plan(&prepared, &plan);
+    limits::ensure_open_files(clients, broker.descriptors_per_client(), broker.listeners())?;
+    let started_unix_s = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
 
-    let max_payload = plan
-        .devices
-        .iter()
-        .map(|d| d.largest_payload())
-        .max()
-        .unwrap_or(0);
-    let mqtt5 = plan.protocol == Protocol::V5;
-    let (target, broker, ctx_broker, tcp_nodelay) = match &scenario.broker {
-        BrokerTarget::Embedded(e) => {
-            let (broker, endpoints, label) = if e.child_process {
-                let child =
-                    ChildBroker::start(e.listeners, e.tcp_nodelay, clients as usize + 64, mqtt5)
-                        .context("starting the broker process")?;
-                let endpoints = child.endpoints.clone();
-                (
-                    RunningBroker::Child(child),
-                    endpoints,
-                    "embedded (child process)",
-                )
-            } else {
-                let broker = EmbeddedBroker::start(&EmbeddedConfig {
-                    listeners: e.listeners,
-                    tcp_nodelay: e.tcp_nodelay,
-                    max_connections: clients as usize + 64,
-                    max_payload_size: max_payload + 1024,
-                    mqtt5,
-                    ..EmbeddedConfig::default()
-                })
-                .context("starting the embedded broker")?;
-                let endpoints = broker.endpoints().clone();
-                (RunningBroker::InProcess(broker), endpoints, "embedded")
-            };
-            let target = Target {
-                host: endpoints.host.clone(),
-                ports: endpoints.ports.clone(),
-                credentials: None,
-                transport: Transport::Tcp,
-                protocol: plan.protocol,
-            };
-            let desc = format!("{label} {}", endpoints.describe());
-            (target, broker, desc, Some(e.tcp_nodelay))
-        }
-        BrokerTarget::External(x) => {
-            let password = match &x.password_env {
-                Some(var) => Some(std::env::var(var).map_err(|_| {
-                    UsageError(format!(
-                        "broker.password_env names {var}, which is not set in the environment"
-                    ))
-                })?),
-                None => None,
-            };
-            let credentials = x
-                .username
-                .clone()
-                .map(|u| (u, password.unwrap_or_default()));
-            let target = Target {
-                host: x.host.clone(),
-                ports: vec![x.port],
-                credentials,
-                transport: transport(x, &args.scenario)?,
-                protocol: plan.protocol,
-            };
-            (
-                target,
-                RunningBroker::External,
-                x.url_without_credentials(),
-                None,
-            )
-        }
-    };
-    info!(broker = %ctx_broker, devices = plan.devices.len(), observers = plan.observers.len(), "starting run");
-
+    let broker = broker.start(&prepared, &plan, clients)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_name("fleet-worker")
         .enable_all()
         .build()
         .context("starting the fleet's runtime")?;
-    // The unit the regression gate states timing in: measured on this machine, now, while the
-    // broker is still idle.
-    let calibration = match runtime.block_on(async {
-        tokio::time::timeout(CALIBRATION_TIMEOUT, calibrate(CalibrationWork::default())).await
-    }) {
+    let calibration = calibrate_now(&runtime, &stop);
+    let target = broker.target().clone();
+    let machine = fleetbench_metrics::cpu::MachineLoad::start();
+    if !stop.is_stopped() {
+        preflight(&runtime, &target, &stop, args.connect_timeout)?;
+    }
+    let fleet = if stop.is_stopped() {
+        FleetOutcome::not_started(&plan, true)
+    } else {
+        drive(
+            &runtime,
+            &args,
+            &prepared,
+            &plan,
+            target,
+            &stop,
+            log_file.as_ref(),
+        )?
+    };
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    let ended = broker.stop();
+    let report = build_report(
+        &prepared.scenario,
+        &plan,
+        &fleet,
+        &RunContext {
+            started_unix_s,
+            shard,
+            broker: ended.label,
+            tcp_nodelay: ended.tcp_nodelay,
+            embedded: ended.embedded,
+            broker_process: ended.process,
+            broker_health: ended.health,
+            calibration,
+            machine_busy_cores: machine.busy_cores(),
+        },
+    );
+    finish(&report, &fleet, outputs, log_file.as_ref(), started_unix_s)
+}
+
+/// The unit the regression gate states timing in: measured on this machine, now, while the
+/// broker is still idle. None when it fails, times out or the run is stopped meanwhile.
+fn calibrate_now(runtime: &Runtime, stop: &Stop) -> Option<Calibration> {
+    if stop.is_stopped() {
+        return None;
+    }
+    let measured = runtime.block_on(async {
+        tokio::select! {
+            r = tokio::time::timeout(CALIBRATION_TIMEOUT, calibrate(CalibrationWork::default())) => Some(r),
+            () = stop.token.cancelled() => None,
+        }
+    })?;
+    match measured {
         Ok(Ok(c)) => {
             info!(
                 core_round_trip_us = c.core_round_trip_us,
@@ -139,50 +117,84 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
             warn!("calibration did not finish within {CALIBRATION_TIMEOUT:?}; the report carries no calibration");
             None
         }
-    };
-    let started_unix_s = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    }
+}
+
+/// One client connects as the fleet will: a broker that refuses, does not answer or does not
+/// exist ends the run here (exit 1), with the cause, within the connect timeout.
+fn preflight(
+    runtime: &Runtime,
+    target: &Target,
+    stop: &Stop,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let probed = runtime.block_on(async {
+        tokio::select! {
+            r = fleetbench_fleet::probe::probe(target, timeout) => Some(r),
+            () = stop.token.cancelled() => None,
+        }
+    });
+    match probed {
+        Some(Ok(took)) => {
+            info!(connack_us = took.as_micros() as u64, "the broker answers");
+            Ok(())
+        }
+        Some(Err(e)) => Err(anyhow::Error::new(e).context("the broker cannot be used")),
+        // Stopped: the fleet run sees the stop at once and ends with an interrupted report.
+        None => Ok(()),
+    }
+}
+
+/// Run the fleet, with the live monitor or the progress line beside it.
+fn drive(
+    runtime: &Runtime,
+    args: &RunArgs,
+    prepared: &Prepared,
+    plan: &Plan,
+    target: Target,
+    stop: &Stop,
+    log_file: Option<&LogFile>,
+) -> anyhow::Result<FleetOutcome> {
+    let scenario = &prepared.scenario;
     let timing = Timing {
         duration: scenario.duration,
         drain_timeout: scenario.drain_timeout,
         warmup: scenario.warmup,
     };
-    let progress_every = Duration::from_secs_f64(args.progress_every.max(0.1));
     let mut fleet_options = FleetOptions::default();
     fleet_options.faults.receive_delay = args.fault_receive_delay_us.map(Duration::from_micros);
-    let quiet = args.quiet;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stop_tx = Arc::new(stop_tx);
     let (snap_tx, snap_rx) = watch::channel(Snapshot::default());
     let meta = Meta {
         scenario: scenario.name.clone(),
         description: scenario.description.clone(),
-        broker: ctx_broker.clone(),
+        broker: target_label(&target),
         duration: scenario.duration,
         drain_timeout: scenario.drain_timeout,
         groups: scenario.groups.iter().map(|g| g.name.clone()).collect(),
         phases: scenario.phases.iter().map(|p| p.name.clone()).collect(),
-        log_path: log_file.as_ref().map(|p| p.display().to_string()),
+        log_path: log_file.map(|l| l.path().display().to_string()),
     };
     // The monitor runs on a thread of its own and only reads snapshots: it never holds up
     // the fleet.
-    let monitor_thread = if monitor {
-        let (rx, stop) = (snap_rx.clone(), stop_tx.clone());
+    let monitor_thread = if wants_monitor(args) {
+        let (rx, token) = (snap_rx.clone(), stop.token.clone());
+        stop.monitor_up
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         Some(
             std::thread::Builder::new()
                 .name("monitor".into())
-                .spawn(move || fleetbench_monitor::run(meta, rx, stop))
+                .spawn(move || fleetbench_monitor::run(meta, rx, token))
                 .context("starting the monitor")?,
         )
     } else {
         None
     };
+    let every = Duration::from_secs_f64(args.progress_every.max(0.1));
+    let show_progress = !args.quiet && monitor_thread.is_none();
     let result = runtime.block_on(async {
-        tokio::spawn(watch_signals(stop_tx.clone(), monitor));
-        let progress =
-            (!quiet && !monitor).then(|| tokio::spawn(progress::run(snap_rx, progress_every)));
-        let r = fleetbench_fleet::run(&plan, target, timing, fleet_options, stop_rx, snap_tx).await;
+        let progress = show_progress.then(|| tokio::spawn(progress::run(snap_rx, every)));
+        let token = stop.token.clone();
+        let r = fleetbench_fleet::run(plan, target, timing, fleet_options, token, snap_tx).await;
         if let Some(p) = progress {
             p.abort();
         }
@@ -195,129 +207,68 @@ pub fn run(args: RunArgs, log_file: Option<std::path::PathBuf>) -> anyhow::Resul
             Ok(Err(e)) => eprintln!("warning: the monitor failed: {e}"),
             Err(_) => eprintln!("warning: the monitor panicked (the terminal was restored)"),
         }
+        stop.monitor_up
+            .store(false, std::sync::atomic::Ordering::Relaxed);
     }
-    runtime.shutdown_timeout(Duration::from_secs(2));
-    let broker_process = match broker {
-        RunningBroker::InProcess(b) => {
-            b.stop();
-            None
-        }
-        RunningBroker::Child(b) => Some(b.stop()),
-        RunningBroker::External => None,
-    };
-    let fleet = result.context("running the fleet")?;
+    result.context("running the fleet")
+}
 
-    let report = build_report(
-        &scenario,
-        &plan,
-        &fleet,
-        &RunContext {
-            started_unix_s,
-            shard,
-            broker: ctx_broker,
-            tcp_nodelay,
-            embedded,
-            broker_process,
-            calibration,
-        },
-    );
-    if let Some(path) = &args.report {
-        let json = report.to_json().context("encoding the report")?;
-        crate::write_file(path, json.as_bytes(), "report")?;
+fn target_label(t: &Target) -> String {
+    fleetbench_broker::Endpoints {
+        host: t.host.clone(),
+        ports: t.ports.clone(),
     }
-    if let Some(path) = args
-        .hlog
-        .clone()
-        .or_else(|| args.report.as_ref().map(|r| r.with_extension("hlog")))
-    {
+    .describe()
+}
+
+/// Write the report and the interval log, print the summary, and turn the verdict into the
+/// exit code. The summary is printed even when writing fails.
+fn finish(
+    report: &fleetbench_metrics::Report,
+    fleet: &FleetOutcome,
+    outputs: Outputs,
+    log_file: Option<&LogFile>,
+    started_unix_s: u64,
+) -> anyhow::Result<Outcome> {
+    let name = report.scenario_name().to_string();
+    let mut failed: Vec<anyhow::Error> = Vec::new();
+    if let Some(out) = outputs.report {
+        match report.to_json() {
+            Ok(json) => {
+                if let Err(e) = out.write(json.as_bytes(), &format!("{name}.json")) {
+                    failed.push(e);
+                }
+            }
+            Err(e) => failed.push(anyhow::Error::new(e).context("encoding the report")),
+        }
+    }
+    if let Some(out) = outputs.hlog {
         let mut log = Vec::new();
-        fleet
-            .interval_log
-            .write_to(
-                &mut log,
-                UNIX_EPOCH + Duration::from_secs(started_unix_s),
-                &scenario.name,
-            )
-            .context("encoding the interval log")?;
-        crate::write_file(&path, &log, "interval log")?;
-    }
-    print!("{}", summary::render(&report));
-    if let Some(path) = &log_file {
-        println!("  logs: {}", path.display());
-    }
-    Ok(if fleet.interrupted {
-        Outcome::Interrupted
-    } else if report.verdict == Verdict::Pass {
-        Outcome::Pass
-    } else {
-        Outcome::ExpectationsFailed
-    })
-}
-
-/// The broker a run talks to, and how it ends.
-enum RunningBroker {
-    InProcess(EmbeddedBroker),
-    Child(ChildBroker),
-    External,
-}
-
-/// First Ctrl-C (or SIGTERM): stop publishing, drain briefly, write the report. Third: leave at
-/// once.
-async fn watch_signals(stop: Arc<watch::Sender<bool>>, monitor: bool) {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let mut count = 0;
-    loop {
-        let term_recv = async {
-            match term.as_mut() {
-                Some(t) => t.recv().await,
-                None => std::future::pending().await,
+        let start = UNIX_EPOCH + Duration::from_secs(started_unix_s);
+        match fleet.interval_log.write_to(&mut log, start, &name) {
+            Ok(()) => {
+                if let Err(e) = out.write(&log, &format!("{name}.hlog")) {
+                    failed.push(e);
+                }
             }
-        };
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => if r.is_err() { return },
-            _ = term_recv => {}
-        }
-        count += 1;
-        if count == 1 {
-            eprintln!("interrupted: stopping the fleet, draining and writing the report (twice more to abort)");
-            let _ = stop.send(true);
-        } else if count >= 3 {
-            if monitor {
-                fleetbench_monitor::app::restore_terminal();
-            }
-            eprintln!("aborted");
-            std::process::exit(130);
+            Err(e) => failed.push(anyhow::Error::new(e).context("encoding the interval log")),
         }
     }
-}
-
-/// The transport an external broker's URL asks for; certificate paths are relative to the
-/// scenario file. Certificates are read and checked here, before any connection.
-fn transport(x: &ExternalBroker, scenario: &Path) -> anyhow::Result<Transport> {
-    let dir = scenario.parent().unwrap_or(Path::new("."));
-    let file = |f: &Option<String>| f.as_ref().map(|f| dir.join(f));
-    let tls = || -> anyhow::Result<_> {
-        let ca = file(&x.tls.ca_file);
-        let cert = file(&x.tls.client_cert);
-        let key = file(&x.tls.client_key);
-        let client = cert.as_deref().zip(key.as_deref());
-        tls_config(ca.as_deref(), client).map_err(|e| {
-            UsageError(format!(
-                "{}: broker: {e} (certificate paths are relative to the scenario file)",
-                scenario.display()
-            ))
-            .into()
-        })
-    };
-    Ok(match x.scheme {
-        Scheme::Mqtt => Transport::Tcp,
-        Scheme::Mqtts => Transport::Tls(tls()?),
-        Scheme::Ws => Transport::Ws {
-            path: x.path.clone(),
-        },
-        Scheme::Wss => Transport::Wss {
-            path: x.path.clone(),
-            tls: tls()?,
-        },
+    print!("{}", summary::render(report));
+    if let Some(l) = log_file {
+        if l.finish() {
+            println!("  logs: {}", l.path().display());
+        }
+    }
+    if let Some(e) = failed.pop() {
+        for other in failed {
+            eprintln!("error: {other:#}");
+        }
+        return Err(e);
+    }
+    Ok(match report.verdict {
+        Verdict::Interrupted => Outcome::Interrupted,
+        Verdict::Pass => Outcome::Pass,
+        Verdict::Fail => Outcome::ExpectationsFailed,
     })
 }

@@ -16,8 +16,9 @@ use std::time::Duration;
 use fleetbench_metrics::{Delivery, Flush, LatencyHistogram, Ledger};
 use fleetbench_scenario::load::{Arrivals, LoadShape, Schedule};
 use fleetbench_scenario::{Backoff, ControllerSpec, DeviceSpec, Qos};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::client::{Client, Connection, Ev};
 use crate::clock::RunClock;
@@ -39,7 +40,7 @@ pub struct ControllerCtx {
     pub publish_end: Instant,
     /// How long answers may still come after the last command.
     pub finish_deadline: Instant,
-    pub stop: watch::Receiver<bool>,
+    pub stop: CancellationToken,
     pub timer: PreciseTimer,
     /// Per device position: connected and subscribed to its command topic.
     pub listening: Arc<Vec<AtomicBool>>,
@@ -87,18 +88,17 @@ pub async fn run_controller(
         answered.clone(),
         ready_tx,
     ));
-    let mut stop = ctx.stop.clone();
     let ready = tokio::select! {
         r = ready_rx => r.is_ok(),
         _ = tokio::time::sleep_until(ctx.publish_end) => false,
-        _ = stop.wait_for(|s| *s) => false,
+        _ = ctx.stop.cancelled() => false,
     };
     let sent = if ready {
         command(&spec, &devices, &client, &ctx).await
     } else {
         0
     };
-    let deadline = if *ctx.stop.borrow() {
+    let deadline = if ctx.stop.is_cancelled() {
         Instant::now() + ctx.opts.interrupt_grace
     } else {
         ctx.finish_deadline
@@ -141,7 +141,6 @@ async fn command(
         .filter_map(|(i, s)| s.next_due(&shape).map(|d| Reverse((d, i))))
         .collect();
     let mut seqs = vec![0u64; spec.targets.len()];
-    let mut stop = ctx.stop.clone();
     let mut sent = 0u64;
     while let Some(Reverse((offset, i))) = due.pop() {
         let at = ctx.ramp_start + offset;
@@ -150,7 +149,7 @@ async fn command(
         }
         tokio::select! {
             _ = ctx.timer.sleep_until(at.into_std()) => {}
-            _ = stop.wait_for(|s| *s) => break,
+            _ = ctx.stop.cancelled() => break,
         }
         if let Some(next) = schedules[i].next_due(&shape) {
             due.push(Reverse((next, i)));
@@ -177,7 +176,7 @@ async fn command(
         );
         let result = tokio::select! {
             r = publish => r,
-            _ = stop.wait_for(|s| *s) => break,
+            _ = ctx.stop.cancelled() => break,
         };
         if let Err(e) = result {
             mqtt::report_error(
@@ -266,12 +265,16 @@ async fn listen(
             Ok(_) => {}
             Err(e) if e.is_requests_done() => break,
             Err(e) => {
-                if *ctx.stop.borrow() || Instant::now() >= ctx.finish_deadline {
+                if ctx.stop.is_cancelled() || Instant::now() >= ctx.finish_deadline {
                     break;
                 }
                 attempts += 1;
                 let who = format!("controller {}", spec.client_id);
-                mqtt::back_off(&ctx.flush, &who, &e, &Backoff::default(), attempts).await;
+                let policy = Backoff::default();
+                tokio::select! {
+                    () = mqtt::back_off(&ctx.flush, &who, &e, &policy, attempts) => {}
+                    () = ctx.stop.cancelled() => break,
+                }
             }
         }
     }

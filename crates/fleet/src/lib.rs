@@ -15,6 +15,7 @@ mod mqtt;
 mod observer;
 pub mod payload;
 mod poller;
+pub mod probe;
 mod run;
 pub mod timer;
 pub mod transport;
@@ -22,7 +23,7 @@ pub mod transport;
 use std::time::Duration;
 
 pub use fleetbench_scenario::Plan;
-pub use run::{run, FleetOutcome, Timing};
+pub use run::{run, BrokerGone, FleetOutcome, Timing};
 
 /// The position in the plan of the device a message names (usize::MAX for a device this run
 /// does not have: the ledger counts it as unexpected).
@@ -65,6 +66,9 @@ pub struct FleetOptions {
     pub observer_ready_timeout: Duration,
     /// After an interrupt, how long in-flight messages still get to arrive.
     pub interrupt_grace: Duration,
+    /// When every device and observer has been disconnected this long (and some had been
+    /// connected), the broker is taken to be gone and the run ends early.
+    pub broker_gone_after: Duration,
     pub faults: Faults,
 }
 
@@ -76,6 +80,7 @@ impl Default for FleetOptions {
             connect_timeout: Duration::from_secs(30),
             observer_ready_timeout: Duration::from_secs(30),
             interrupt_grace: Duration::from_secs(1),
+            broker_gone_after: Duration::from_secs(10),
             faults: Faults::default(),
         }
     }

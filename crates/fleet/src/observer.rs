@@ -80,10 +80,18 @@ pub type Readiness = Result<Vec<Option<u8>>, String>;
 
 pub struct ObserverHandle {
     pub client: Client,
+    /// Why its latest connection attempt failed, if one did: what a readiness timeout reports.
+    pub last_error: Arc<std::sync::Mutex<Option<String>>>,
     /// First arrivals so far, for the drain to know when everything expected has arrived.
     pub delivered: Arc<AtomicU64>,
     pub ready: oneshot::Receiver<Readiness>,
     pub task: tokio::task::JoinHandle<ObserverResult>,
+}
+
+/// What an observer's task shares with the run while it lasts.
+struct Shared {
+    delivered: Arc<AtomicU64>,
+    last_error: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// Start an observer: it connects (at once, or at its join time) and subscribes on CONNACK.
@@ -100,6 +108,7 @@ pub fn spawn_observer(
         &settings(index, &spec, &ctx, spec.clean_session),
     );
     let delivered = Arc::new(AtomicU64::new(0));
+    let last_error = Arc::new(std::sync::Mutex::new(None));
     let (ready_tx, ready_rx) = oneshot::channel();
     let task = tokio::spawn(observe(
         index,
@@ -107,11 +116,15 @@ pub fn spawn_observer(
         client.clone(),
         eventloop,
         ctx,
-        delivered.clone(),
+        Shared {
+            delivered: delivered.clone(),
+            last_error: last_error.clone(),
+        },
         ready_tx,
     ));
     ObserverHandle {
         client,
+        last_error,
         delivered,
         ready: ready_rx,
         task,
@@ -223,9 +236,13 @@ async fn observe(
     client: Client,
     mut eventloop: Connection,
     ctx: Arc<ObserverCtx>,
-    delivered: Arc<AtomicU64>,
+    shared: Shared,
     ready_tx: oneshot::Sender<Readiness>,
 ) -> ObserverResult {
+    let Shared {
+        delivered,
+        last_error,
+    } = shared;
     let mut ready_tx = Some(ready_tx);
     let mut heard = vec![
         Heard::default();
@@ -259,6 +276,8 @@ async fn observe(
     };
     tokio::pin!(offline);
     let mut went_offline = false;
+    // The connection is up (CONNACK seen, no error since): each change is reported at once.
+    let mut up = false;
     let mut ledger = Ledger::new(&spec.expects);
     let mut granted = vec![None; spec.filters.len()];
     let mut flush = ObserverFlush::new(spec.id);
@@ -270,19 +289,21 @@ async fn observe(
     // Per device position, the QoS its messages are due at for this observer (after SUBACK).
     let mut due_qos: Vec<u8> = Vec::new();
     let mut mqtt5 = Mqtt5Check::default();
+    let mut cutoff = ctx.cutoff.clone();
     loop {
         let event = tokio::select! {
+            // At the cutoff an observer that is not connected (still trying) gives up at once.
+            () = cut(&mut cutoff), if !up => break,
             length = &mut offline, if !went_offline => {
                 went_offline = true;
                 // Away without a word, as a device losing its network would be; the broker
                 // keeps the session and queues what arrives for it.
                 eventloop.clean();
-                flush.connected = Some(false);
-                let _ = ctx.flush.send(Flush::Observer(flush.take()));
+                set_up(&mut up, false, &mut flush, &ctx);
                 let mut cutoff = ctx.cutoff.clone();
                 tokio::select! {
                     _ = tokio::time::sleep(length) => {}
-                    _ = cutoff.wait_for(|c| *c) => break,
+                    () = cut(&mut cutoff) => break,
                 }
                 returning = true;
                 continue;
@@ -350,7 +371,7 @@ async fn observe(
                 session_present, ..
             }) => {
                 attempts = 0;
-                flush.connected = Some(true);
+                set_up(&mut up, true, &mut flush, &ctx);
                 if std::mem::take(&mut returning) {
                     returns += 1;
                     resumed += u64::from(session_present);
@@ -398,7 +419,10 @@ async fn observe(
                 if stopping || *ctx.cutoff.borrow() {
                     break;
                 }
-                flush.connected = Some(false);
+                set_up(&mut up, false, &mut flush, &ctx);
+                if let Ok(mut last) = last_error.lock() {
+                    *last = Some(e.to_string());
+                }
                 if let Some(reason) = e.refusal() {
                     // Waiting out the readiness timeout would change nothing.
                     if let Some(tx) = ready_tx.take() {
@@ -407,7 +431,11 @@ async fn observe(
                 }
                 attempts += 1;
                 let who = format!("observer {}", spec.client_id);
-                mqtt::back_off(&ctx.flush, &who, &e, &Backoff::default(), attempts).await;
+                let policy = Backoff::default();
+                tokio::select! {
+                    _ = mqtt::back_off(&ctx.flush, &who, &e, &policy, attempts) => {}
+                    () = cut(&mut cutoff) => break,
+                }
             }
         }
         if stopping {
@@ -418,7 +446,9 @@ async fn observe(
             let _ = ctx.flush.send(Flush::Observer(flush.take()));
         }
     }
-    flush.connected = Some(false);
+    if up {
+        flush.connected = Some(false);
+    }
     let _ = ctx.flush.send(Flush::Observer(flush));
     if !spec.clean_session {
         end_session(index, &spec, &ctx).await;
@@ -432,6 +462,21 @@ async fn observe(
         returns,
         resumed,
         mqtt5,
+    }
+}
+
+/// Until the cutoff.
+async fn cut(cutoff: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = cutoff.wait_for(|c| *c).await;
+}
+
+/// Report a change of the connection's state at once (the live view and the broker watch count
+/// connected observers).
+fn set_up(up: &mut bool, now: bool, flush: &mut ObserverFlush, ctx: &ObserverCtx) {
+    if *up != now {
+        *up = now;
+        flush.connected = Some(now);
+        let _ = ctx.flush.send(Flush::Observer(flush.take()));
     }
 }
 

@@ -68,6 +68,8 @@ impl Link {
             alias_refused: wants_alias
                 && connected_at.is_some()
                 && self.alias_max.load(Ordering::Relaxed) == 0,
+            skipped: 0,
+            down_at_end: false,
         }
     }
 
@@ -165,15 +167,20 @@ pub async fn poll_device(
             Err(e) if e.is_requests_done() => break,
             Err(e) => {
                 listening.store(false, Ordering::Relaxed);
-                if *ctx.stop.borrow() || Instant::now() >= ctx.finish_deadline {
+                if ctx.stop.is_cancelled() || Instant::now() >= ctx.finish_deadline {
                     break;
                 }
                 if link.connected.swap(false, Ordering::Relaxed) {
+                    // At once: the live view and the broker watch count connected devices.
                     flush.connected = Some(false);
+                    let _ = ctx.flush.send(Flush::Device(flush.take()));
                 }
                 pending.clear();
                 attempts += 1;
-                mqtt::back_off(&ctx.flush, &spec.client_id, &e, &spec.reconnect, attempts).await;
+                tokio::select! {
+                    () = mqtt::back_off(&ctx.flush, &spec.client_id, &e, &spec.reconnect, attempts) => {}
+                    () = ctx.stop.cancelled() => break,
+                }
                 attempt_start = Instant::now();
             }
         }

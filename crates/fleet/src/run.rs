@@ -14,6 +14,7 @@ use fleetbench_scenario::load::LoadShape;
 use fleetbench_scenario::Plan;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::clock::RunClock;
@@ -42,16 +43,24 @@ pub struct FleetOutcome {
     pub sent: u64,
     /// Messages each device of the plan sent (by position in the plan).
     pub sent_per_device: Vec<u64>,
+    /// Messages that fell due before their device connected, and were not sent.
+    pub skipped: u64,
     pub publish_window: Duration,
     pub drain: Duration,
     pub elapsed: Duration,
+    /// Stopped by the user (Ctrl-C, SIGTERM, the monitor's `q`), at any point of the run.
     pub interrupted: bool,
+    /// Every client lost its connection and none came back: the run was cut short.
+    pub broker_gone: Option<BrokerGone>,
     /// Per observer, the QoS granted to each of its filters (None: refused).
     pub granted: Vec<Vec<Option<u8>>>,
     /// From the start of the ramp until the last device connected (None: some never did).
     pub connect_all: Option<Duration>,
     /// Devices that never connected.
     pub never_connected: u32,
+    /// Devices that had connected and were disconnected, not by design, when their publish
+    /// window ended.
+    pub disconnected: u32,
     /// Every tick's latency distributions, for the HdrHistogram interval log.
     pub interval_log: fleetbench_metrics::hlog::IntervalLog,
     /// Deliveries by the QoS MQTT calls for and the QoS the broker used:
@@ -61,14 +70,58 @@ pub struct FleetOutcome {
     pub behaviour: Behaviour,
 }
 
-/// Run `plan` against `target` until its duration is over (or `stop` turns true), publishing a
-/// snapshot on `snapshots` every tick.
+impl FleetOutcome {
+    /// The outcome of a run that ended before any client connected (stopped while the broker
+    /// started or the machine was calibrated): nothing sent, every device never connected.
+    pub fn not_started(plan: &Plan, interrupted: bool) -> FleetOutcome {
+        let sent = vec![0; plan.devices.len()];
+        let ledgers: Vec<Ledger> = plan
+            .observers
+            .iter()
+            .map(|o| Ledger::new(&o.expects))
+            .collect();
+        FleetOutcome {
+            accounting: account(ledgers.iter().map(|l| (l, &[][..])), &sent, &sent),
+            totals: Totals::default(),
+            sent: 0,
+            sent_per_device: sent,
+            skipped: 0,
+            publish_window: Duration::ZERO,
+            drain: Duration::ZERO,
+            elapsed: Duration::ZERO,
+            interrupted,
+            broker_gone: None,
+            // Nothing was asked for, so nothing was refused.
+            granted: vec![Vec::new(); plan.observers.len()],
+            connect_all: None,
+            never_connected: plan.devices.len() as u32,
+            disconnected: 0,
+            interval_log: Default::default(),
+            delivered_qos: [[0; 3]; 3],
+            behaviour: Behaviour::default(),
+        }
+    }
+}
+
+/// The broker went away during the run: every device and observer had lost its connection,
+/// none came back within [`FleetOptions::broker_gone_after`], and the run ended early.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BrokerGone {
+    /// When the last client lost its connection, on the run clock.
+    pub since: Duration,
+    /// How long the run waited for any of them to come back.
+    pub waited: Duration,
+}
+
+/// Run `plan` against `target` until its duration is over (or `stop` is cancelled), publishing
+/// a snapshot on `snapshots` every tick. A stop at any point, even before every observer is
+/// ready, still ends in an outcome (marked interrupted).
 pub async fn run(
     plan: &Plan,
     target: Target,
     timing: Timing,
     opts: FleetOptions,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
     snapshots: watch::Sender<Snapshot>,
 ) -> Result<FleetOutcome, FleetError> {
     let clock = RunClock::start();
@@ -85,6 +138,7 @@ pub async fn run(
     let (phase_tx, phase_rx) = watch::channel(Phase::Connecting);
     let (ticker_done_tx, ticker_done_rx) = watch::channel(false);
     let (ramp_tx, ramp_rx) = watch::channel(None);
+    let live = snapshots.subscribe();
     let ticker = tokio::spawn(tick_loop(
         aggregator,
         clock,
@@ -137,148 +191,67 @@ pub async fn run(
         .enumerate()
         .map(|(i, spec)| spawn_observer(i, spec.clone(), octx.clone()))
         .collect();
-    for (handle, spec) in observers.iter_mut().zip(&plan.observers) {
-        if spec.join_at.is_some() {
-            continue;
+    let ready = observers_ready(plan, &mut observers, &opts, &stop).await;
+    if let Err(e) = ready {
+        let _ = cutoff_tx.send(true);
+        for h in &observers {
+            let _ = h.client.try_disconnect();
         }
-        let mut stop_rx = stop.clone();
-        let ready: Result<Vec<Option<u8>>, String> = tokio::select! {
-            r = tokio::time::timeout(opts.observer_ready_timeout, &mut handle.ready) => match r {
-                Ok(Ok(readiness)) => readiness,
-                Ok(Err(_)) => Err("its task ended before a SUBACK".into()),
-                Err(_) => Err("no SUBACK in time".into()),
-            },
-            _ = stop_rx.wait_for(|s| *s) => Err("stopped before it was ready".into()),
-        };
-        match ready {
-            Ok(_) => {}
-            Err(reason) => {
-                let _ = cutoff_tx.send(true);
-                for h in &observers {
-                    let _ = h.client.try_disconnect();
-                }
-                return Err(FleetError::ObserverNotReady {
-                    client_id: spec.client_id.clone(),
-                    timeout: opts.observer_ready_timeout,
-                    reason,
-                });
-            }
-        }
+        return Err(e);
     }
     info!(observers = observers.len(), "observers subscribed");
 
-    // Devices: connect on the ramp, publish until the window closes.
+    // Devices: connect on the ramp, publish until the window closes, or until the broker is
+    // found gone (`end`, which a user's stop ends too).
     let ramp_start = Instant::now();
-    let publish_end = ramp_start + timing.duration;
-    ramp_start_ns.store(clock.ns_at(ramp_start.into_std()), Ordering::Relaxed);
-    let _ = ramp_tx.send(Some(ramp_start));
-    let timer =
-        PreciseTimer::start().map_err(|e| FleetError::Task(format!("timer thread: {e}")))?;
-    let listening: Arc<Vec<AtomicBool>> = Arc::new(
-        plan.devices
-            .iter()
-            .map(|_| AtomicBool::new(false))
-            .collect(),
-    );
-    let (commands_done_tx, commands_done) = watch::channel(plan.controllers.is_empty());
-    let dctx = Arc::new(DeviceCtx {
-        clock,
-        target,
-        opts: opts.clone(),
-        flush: flush_tx.clone(),
-        ramp_start,
-        publish_end,
-        finish_deadline: publish_end + timing.drain_timeout,
-        stop: stop.clone(),
-        timer: timer.clone(),
-        warmup: timing.warmup,
-        shape: plan.shape.clone(),
-        listening: listening.clone(),
-        commands_done,
-    });
-    let _ = phase_tx.send(Phase::Running);
-    let devices: Vec<_> = plan
-        .devices
-        .iter()
-        .enumerate()
-        .map(|(pos, spec)| tokio::spawn(run_device(pos as u32, spec.clone(), dctx.clone())))
-        .collect();
-    let cctx = Arc::new(ControllerCtx {
-        clock,
-        target: dctx.target.clone(),
-        opts: opts.clone(),
-        flush: flush_tx.clone(),
-        ramp_start,
-        publish_end,
-        finish_deadline: dctx.finish_deadline,
-        stop: stop.clone(),
-        timer,
-        listening,
-        positions: octx.positions.clone(),
-    });
-    let controllers: Vec<_> = plan
-        .controllers
-        .iter()
-        .enumerate()
-        .map(|(i, spec)| {
-            let index = plan.observers.len() + i;
-            tokio::spawn(run_controller(
-                index,
-                spec.clone(),
-                device_specs.clone(),
-                cctx.clone(),
-            ))
-        })
-        .collect();
-    let mut commands: Option<ControllerResult> = None;
-    for c in controllers {
-        let r = c.await.map_err(|e| FleetError::Task(e.to_string()))?;
-        let total = commands.get_or_insert_with(ControllerResult::default);
-        total.sent += r.sent;
-        total.answered += r.answered;
-        total.duplicates += r.duplicates;
-        total.round_trip.add(&r.round_trip);
-    }
-    let _ = commands_done_tx.send(true);
-    let mut sent = Vec::with_capacity(devices.len());
-    let mut fates = Vec::with_capacity(devices.len());
-    let mut completed = Vec::with_capacity(devices.len());
-    let mut last_connect: Option<Instant> = None;
-    let mut never_connected = 0u32;
-    let mut mqtt5_sent = Mqtt5Check::default();
-    for d in devices {
-        let r = d.await.map_err(|e| FleetError::Task(e.to_string()))?;
-        mqtt5_sent.sent_alias_only += r.aliased;
-        mqtt5_sent.aliases_refused += u64::from(r.alias_refused);
-        sent.push(r.sent);
-        completed.push(r.completed);
-        fates.push(DeviceFate {
-            connected: r.connected_at.is_some(),
-            dropped: r.dropped,
-        });
-        match r.connected_at {
-            Some(t) => last_connect = Some(last_connect.map_or(t, |l| l.max(t))),
-            None => never_connected += 1,
-        }
-    }
-    // How long the whole fleet took to connect; None when some device never did.
-    let connect_all = match (never_connected, last_connect) {
-        (0, Some(t)) => Some(t.saturating_duration_since(ramp_start)),
-        (0, None) => Some(Duration::ZERO),
-        _ => None,
+    let end = stop.child_token();
+    let gone = Arc::new(std::sync::Mutex::new(None));
+    let watch_task = tokio::spawn(watch_broker(
+        live,
+        opts.broker_gone_after,
+        end.clone(),
+        gone.clone(),
+    ));
+    let tally = if stop.is_cancelled() {
+        DeviceTally::none(plan)
+    } else {
+        ramp_start_ns.store(clock.ns_at(ramp_start.into_std()), Ordering::Relaxed);
+        let _ = ramp_tx.send(Some(ramp_start));
+        let _ = phase_tx.send(Phase::Running);
+        let fleet = Fleet {
+            plan,
+            target,
+            timing,
+            opts: &opts,
+            clock,
+            flush: &flush_tx,
+            ramp_start,
+            end: &end,
+            octx: &octx,
+            devices: &device_specs,
+        };
+        fleet.publish().await?
     };
-    let publish_window = ramp_start.elapsed().min(timing.duration);
-    let interrupted = *stop.borrow();
+    watch_task.abort();
+    let broker_gone = gone.lock().ok().and_then(|g| *g);
+    // Publishing ended with the duration, or earlier when the run was stopped or cut short.
+    let publish_window = tally
+        .ended
+        .unwrap_or_else(Instant::now)
+        .saturating_duration_since(ramp_start)
+        .min(timing.duration);
+    let interrupted = stop.is_cancelled();
 
     // Drain: wait until every expected delivery arrived, or the drain timeout passed.
     let _ = phase_tx.send(Phase::Draining);
-    let expected: u64 = sent
+    let expected: u64 = tally
+        .sent
         .iter()
         .zip(&watchers)
         .map(|(s, w)| s * u64::from(*w))
         .sum();
     let drain_start = Instant::now();
-    let drain_limit = if interrupted {
+    let drain_limit = if interrupted || broker_gone.is_some() {
         opts.interrupt_grace.min(timing.drain_timeout)
     } else {
         timing.drain_timeout
@@ -296,13 +269,13 @@ pub async fn run(
             drain_full = !interrupted;
             break;
         }
-        if !interrupted && *stop.borrow() {
+        if !interrupted && stop.is_cancelled() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let drain = drain_start.elapsed();
-    let interrupted = interrupted || *stop.borrow();
+    let interrupted = interrupted || stop.is_cancelled();
 
     // Cutoff: observers leave, hand over their ledgers.
     let cutoff = clock.elapsed();
@@ -320,7 +293,7 @@ pub async fn run(
     let mut aggregator = ticker.await.map_err(|e| FleetError::Task(e.to_string()))?;
 
     let settled = if drain_full || !interrupted {
-        sent.clone()
+        tally.sent.clone()
     } else {
         aggregator.sent_at(cutoff.saturating_sub(timing.drain_timeout))
     };
@@ -328,7 +301,7 @@ pub async fn run(
     // disconnected did not have its chance: unless a later one arrived, it is in flight.
     let settled: Vec<u64> = settled
         .iter()
-        .zip(&completed)
+        .zip(&tally.completed)
         .map(|(s, c)| (*s).min(*c))
         .collect();
     // The members of a shared subscription account as one receiver: between them, each
@@ -344,23 +317,37 @@ pub async fn run(
             (ledger, results[members[0]].due_qos.as_slice())
         })
         .collect();
-    let accounting = account(ledgers.iter().map(|(l, q)| (l, *q)), &sent, &settled);
-    let behaviour = behaviour(plan, &results, &fates, commands, mqtt5_sent)?;
+    let accounting = account(ledgers.iter().map(|(l, q)| (l, *q)), &tally.sent, &settled);
+    let behaviour = behaviour(
+        plan,
+        &results,
+        &tally.fates,
+        tally.commands,
+        tally.mqtt5_sent,
+    )?;
     if accounting.total.beyond_sent > 0 {
         warn!(
             beyond = accounting.total.beyond_sent,
             "arrivals beyond what devices reported as sent"
         );
     }
+    // How long the whole fleet took to connect; None when some device never did.
+    let connect_all = match (tally.never_connected, tally.last_connect) {
+        (0, Some(t)) => Some(t.saturating_duration_since(ramp_start)),
+        (0, None) => Some(Duration::ZERO),
+        _ => None,
+    };
     Ok(FleetOutcome {
         accounting,
         totals: aggregator.totals().clone(),
-        sent: sent.iter().sum(),
-        sent_per_device: sent,
+        sent: tally.sent.iter().sum(),
+        skipped: tally.skipped,
+        sent_per_device: tally.sent,
         publish_window,
         drain,
         elapsed: clock.elapsed(),
         interrupted,
+        broker_gone,
         delivered_qos: results.iter().fold([[0; 3]; 3], |mut sum, r| {
             for (due, row) in r.delivered_qos.iter().enumerate() {
                 for (used, n) in row.iter().enumerate() {
@@ -372,9 +359,244 @@ pub async fn run(
         granted: results.into_iter().map(|r| r.granted).collect(),
         behaviour,
         connect_all,
-        never_connected,
+        never_connected: tally.never_connected,
+        disconnected: tally.disconnected,
         interval_log: aggregator.take_interval_log(),
     })
+}
+
+/// Wait until every observer that starts with the run has its subscriptions granted. `Ok`
+/// also when the user stopped the run meanwhile (the caller sees `stop`).
+async fn observers_ready(
+    plan: &Plan,
+    observers: &mut [crate::observer::ObserverHandle],
+    opts: &FleetOptions,
+    stop: &CancellationToken,
+) -> Result<(), FleetError> {
+    let deadline = Instant::now() + opts.observer_ready_timeout;
+    for (handle, spec) in observers.iter_mut().zip(&plan.observers) {
+        if spec.join_at.is_some() {
+            continue;
+        }
+        let reason = tokio::select! {
+            r = tokio::time::timeout_at(deadline, &mut handle.ready) => match r {
+                Ok(Ok(Ok(_))) => continue,
+                Ok(Ok(Err(refused))) => refused,
+                Ok(Err(_)) => "its task ended before a SUBACK".to_string(),
+                Err(_) => match handle.last_error.lock().ok().and_then(|e| e.clone()) {
+                    Some(e) => format!("no SUBACK in time; its latest connection attempt failed: {e}"),
+                    None => "connected, but the broker granted no subscription in time".to_string(),
+                },
+            },
+            _ = stop.cancelled() => return Ok(()),
+        };
+        return Err(FleetError::ObserverNotReady {
+            client_id: spec.client_id.clone(),
+            timeout: opts.observer_ready_timeout,
+            reason,
+        });
+    }
+    Ok(())
+}
+
+/// End the run early (`end`) when every device and observer has been disconnected for
+/// `after`, once some client had connected: the broker went away. Records when.
+async fn watch_broker(
+    mut live: watch::Receiver<Snapshot>,
+    after: Duration,
+    end: CancellationToken,
+    gone: Arc<std::sync::Mutex<Option<BrokerGone>>>,
+) {
+    let mut seen_up = false;
+    let mut down_since: Option<Duration> = None;
+    while live.changed().await.is_ok() {
+        let (elapsed, up, running) = {
+            let s = live.borrow_and_update();
+            (
+                s.elapsed,
+                s.devices_connected + s.observers_connected,
+                s.phase == Phase::Running,
+            )
+        };
+        seen_up |= up > 0;
+        if !running || !seen_up || up > 0 {
+            down_since = None;
+            continue;
+        }
+        let since = *down_since.get_or_insert(elapsed);
+        if elapsed.saturating_sub(since) >= after {
+            warn!(since = ?since, "every client lost its connection and none came back: ending the run");
+            if let Ok(mut g) = gone.lock() {
+                *g = Some(BrokerGone {
+                    since,
+                    waited: elapsed.saturating_sub(since),
+                });
+            }
+            end.cancel();
+            return;
+        }
+    }
+}
+
+/// What the devices (and controllers) did, gathered as they finish.
+struct DeviceTally {
+    sent: Vec<u64>,
+    completed: Vec<u64>,
+    fates: Vec<DeviceFate>,
+    last_connect: Option<Instant>,
+    never_connected: u32,
+    disconnected: u32,
+    skipped: u64,
+    mqtt5_sent: Mqtt5Check,
+    commands: Option<ControllerResult>,
+    /// When publishing was stopped early (a stop, or the broker gone), if it was.
+    ended: Option<Instant>,
+}
+
+impl DeviceTally {
+    /// Nothing started (the run was stopped before the devices were).
+    fn none(plan: &Plan) -> DeviceTally {
+        let n = plan.devices.len();
+        DeviceTally {
+            sent: vec![0; n],
+            completed: vec![0; n],
+            fates: vec![DeviceFate::default(); n],
+            last_connect: None,
+            never_connected: n as u32,
+            disconnected: 0,
+            skipped: 0,
+            mqtt5_sent: Mqtt5Check::default(),
+            commands: None,
+            ended: None,
+        }
+    }
+
+    fn add(&mut self, r: crate::device::DeviceResult) {
+        self.mqtt5_sent.sent_alias_only += r.aliased;
+        self.mqtt5_sent.aliases_refused += u64::from(r.alias_refused);
+        self.sent.push(r.sent);
+        self.completed.push(r.completed);
+        self.skipped += r.skipped;
+        self.disconnected += u32::from(r.down_at_end);
+        self.fates.push(DeviceFate {
+            connected: r.connected_at.is_some(),
+            dropped: r.dropped,
+        });
+        match r.connected_at {
+            Some(t) => self.last_connect = Some(self.last_connect.map_or(t, |l| l.max(t))),
+            None => self.never_connected += 1,
+        }
+    }
+}
+
+/// The publishing part of a run: devices and controllers, from the ramp start until each ends.
+struct Fleet<'a> {
+    plan: &'a Plan,
+    target: Target,
+    timing: Timing,
+    opts: &'a FleetOptions,
+    clock: RunClock,
+    flush: &'a std::sync::mpsc::Sender<fleetbench_metrics::Flush>,
+    ramp_start: Instant,
+    end: &'a CancellationToken,
+    octx: &'a Arc<ObserverCtx>,
+    devices: &'a Arc<Vec<fleetbench_scenario::DeviceSpec>>,
+}
+
+impl Fleet<'_> {
+    async fn publish(self) -> Result<DeviceTally, FleetError> {
+        let plan = self.plan;
+        let publish_end = self.ramp_start + self.timing.duration;
+        let timer =
+            PreciseTimer::start().map_err(|e| FleetError::Task(format!("timer thread: {e}")))?;
+        let listening: Arc<Vec<AtomicBool>> = Arc::new(
+            plan.devices
+                .iter()
+                .map(|_| AtomicBool::new(false))
+                .collect(),
+        );
+        let (commands_done_tx, commands_done) = watch::channel(plan.controllers.is_empty());
+        let dctx = Arc::new(DeviceCtx {
+            clock: self.clock,
+            target: self.target,
+            opts: self.opts.clone(),
+            flush: self.flush.clone(),
+            ramp_start: self.ramp_start,
+            publish_end,
+            finish_deadline: publish_end + self.timing.drain_timeout,
+            stop: self.end.clone(),
+            timer: timer.clone(),
+            warmup: self.timing.warmup,
+            shape: plan.shape.clone(),
+            listening: listening.clone(),
+            commands_done,
+        });
+        let devices: Vec<_> = plan
+            .devices
+            .iter()
+            .enumerate()
+            .map(|(pos, spec)| tokio::spawn(run_device(pos as u32, spec.clone(), dctx.clone())))
+            .collect();
+        let ended = tokio::spawn({
+            let end = self.end.clone();
+            async move {
+                end.cancelled().await;
+                Instant::now()
+            }
+        });
+        let cctx = Arc::new(ControllerCtx {
+            clock: self.clock,
+            target: dctx.target.clone(),
+            opts: self.opts.clone(),
+            flush: self.flush.clone(),
+            ramp_start: self.ramp_start,
+            publish_end,
+            finish_deadline: dctx.finish_deadline,
+            stop: self.end.clone(),
+            timer,
+            listening,
+            positions: self.octx.positions.clone(),
+        });
+        let controllers: Vec<_> = plan
+            .controllers
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let index = plan.observers.len() + i;
+                tokio::spawn(run_controller(
+                    index,
+                    spec.clone(),
+                    self.devices.clone(),
+                    cctx.clone(),
+                ))
+            })
+            .collect();
+        let mut tally = DeviceTally {
+            sent: Vec::with_capacity(devices.len()),
+            completed: Vec::with_capacity(devices.len()),
+            fates: Vec::with_capacity(devices.len()),
+            never_connected: 0,
+            ..DeviceTally::none(plan)
+        };
+        for c in controllers {
+            let r = c.await.map_err(|e| FleetError::Task(e.to_string()))?;
+            let total = tally.commands.get_or_insert_with(ControllerResult::default);
+            total.sent += r.sent;
+            total.answered += r.answered;
+            total.duplicates += r.duplicates;
+            total.round_trip.add(&r.round_trip);
+        }
+        let _ = commands_done_tx.send(true);
+        for d in devices {
+            tally.add(d.await.map_err(|e| FleetError::Task(e.to_string()))?);
+        }
+        if ended.is_finished() {
+            tally.ended = ended.await.ok();
+        } else {
+            ended.abort();
+        }
+        Ok(tally)
+    }
 }
 
 /// What the behaviours showed: statuses and wills judged from what observers heard, sessions

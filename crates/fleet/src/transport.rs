@@ -9,6 +9,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
 
+/// One TLS client configuration, shared by every client of a run.
+pub type TlsConfig = Arc<ClientConfig>;
+
 /// The transport every client of a run uses.
 #[derive(Debug, Clone, Default)]
 pub enum Transport {

@@ -48,7 +48,6 @@ async fn run_with(text: &str, faults: Faults) -> FleetOutcome {
         transport: Default::default(),
         protocol: Default::default(),
     };
-    let (_stop_tx, stop_rx) = watch::channel(false);
     let (snap_tx, _snap_rx) = watch::channel(Snapshot::default());
     let opts = FleetOptions {
         faults,
@@ -59,9 +58,16 @@ async fn run_with(text: &str, faults: Faults) -> FleetOutcome {
         drain_timeout: s.drain_timeout,
         warmup: s.warmup,
     };
-    let outcome = run(&plan, target, timing, opts, stop_rx, snap_tx)
-        .await
-        .expect("run");
+    let outcome = run(
+        &plan,
+        target,
+        timing,
+        opts,
+        tokio_util::sync::CancellationToken::new(),
+        snap_tx,
+    )
+    .await
+    .expect("run");
     broker.stop();
     outcome
 }

@@ -148,3 +148,48 @@ mod tests {
         assert!(usage.generator > usage.other, "{usage:?}");
     }
 }
+
+/// The whole machine's busy and total CPU time so far, in the kernel's ticks (the first line of
+/// `/proc/stat`): over an interval their ratio is the share of the machine that was busy, with
+/// every process counted.
+fn machine_ticks() -> Option<(u64, u64, usize)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpus = stat
+        .lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .count();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user already)
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+    Some((total.saturating_sub(idle), total, cpus))
+}
+
+/// Measures how busy the whole machine is between its start and a reading.
+#[derive(Debug, Clone, Copy)]
+pub struct MachineLoad {
+    start: Option<(u64, u64, usize)>,
+}
+
+impl MachineLoad {
+    pub fn start() -> MachineLoad {
+        MachineLoad {
+            start: machine_ticks(),
+        }
+    }
+
+    /// Cores of the machine busy on average since the start; None where /proc/stat is
+    /// missing.
+    pub fn busy_cores(&self) -> Option<f64> {
+        let (busy0, total0, _) = self.start?;
+        let (busy1, total1, cpus) = machine_ticks()?;
+        let total = total1.checked_sub(total0).filter(|t| *t > 0)?;
+        Some(busy1.saturating_sub(busy0) as f64 / total as f64 * cpus as f64)
+    }
+}

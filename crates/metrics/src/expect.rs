@@ -4,11 +4,51 @@ use std::time::Duration;
 
 use fleetbench_scenario::Expectations;
 
-use crate::report::{ExpectationResult, Report};
+use crate::report::{ExpectationResult, Report, Verdict};
 
 /// The default share of sends (after the warm-up) that may leave more than 1 ms late before the
 /// run is judged to have measured its own generator rather than the broker.
 pub const MAX_LATE_SHARE: f64 = 0.01;
+
+/// Fewer late sends than this are never evidence that the generator fell behind: three sends a
+/// few milliseconds late out of eighty say nothing about a run.
+pub const MIN_LATE_EVIDENCE: u64 = 20;
+
+/// The one-sided 99% normal quantile: the late share is judged at the lower end of its
+/// confidence interval.
+const Z_99: f64 = 2.326;
+
+/// Defaults of the checks every run gets unless its `[expect]` table says otherwise: what a
+/// broken run looks like.
+pub const DEFAULT_DELIVERED_RATIO: f64 = 0.99;
+pub const DEFAULT_MAX_ERRORS: u64 = 100;
+pub const DEFAULT_MAX_IN_FLIGHT_SHARE: f64 = 0.001;
+
+/// The late share as the verdict judges it: 0 with fewer than [`MIN_LATE_EVIDENCE`] late sends,
+/// otherwise the lower bound of the share's 99% (one-sided) Wilson score interval. A small run
+/// needs a large share to fail, a large run only a share that is clearly above the limit.
+pub fn judged_late_share(late: u64, sent: u64) -> f64 {
+    if late < MIN_LATE_EVIDENCE || sent == 0 {
+        return 0.0;
+    }
+    let n = sent as f64;
+    let p = (late as f64 / n).min(1.0);
+    let z2 = Z_99 * Z_99;
+    let centre = p + z2 / (2.0 * n);
+    let spread = Z_99 * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    ((centre - spread) / (1.0 + z2 / n)).max(0.0)
+}
+
+/// The verdict of judged expectations: an interrupted run judges nothing.
+pub fn verdict(expectations: &[ExpectationResult], interrupted: bool) -> Verdict {
+    if interrupted {
+        Verdict::Interrupted
+    } else if expectations.iter().all(|e| e.ok) {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    }
+}
 
 fn at_most(name: &str, observed: f64, limit: f64) -> ExpectationResult {
     ExpectationResult {
@@ -35,14 +75,20 @@ fn us(d: Duration) -> f64 {
 }
 
 /// Every expectation the scenario sets, then the checks that always hold: no loss on a stream
-/// delivered at QoS 1 or 2, no duplicate at QoS 2, every status, will, session and command
-/// answer the scenario's behaviours call for, and a generator that kept its schedule (at most 1%
-/// of sends more than 1 ms late).
+/// delivered at QoS 1 or 2, no duplicate at QoS 2, what a broken run looks like (devices that
+/// never connected or lost their connection, a broker gone or wedged, deliveries left in
+/// flight, errors by the hundred; each with a default the scenario may change), every status,
+/// will, session and command answer the scenario's behaviours call for, and a generator that
+/// kept its schedule (judged on evidence: [`judged_late_share`]).
 pub fn evaluate(e: &Expectations, r: &Report) -> Vec<ExpectationResult> {
     let count = |v: Option<u64>| v.map(|v| v as f64);
     let latency = |v: Option<Duration>| v.map(us);
     let limits: [(&str, Option<f64>, bool); 12] = [
-        ("delivered_ratio", e.delivered_ratio, true),
+        (
+            "delivered_ratio",
+            Some(e.delivered_ratio.unwrap_or(DEFAULT_DELIVERED_RATIO)),
+            true,
+        ),
         ("lost", count(e.max_lost), false),
         ("duplicates", count(e.max_duplicates), false),
         ("reordered", count(e.max_reordered), false),
@@ -68,6 +114,34 @@ pub fn evaluate(e: &Expectations, r: &Report) -> Vec<ExpectationResult> {
     let generator = out.pop();
     out.push(judge("lost_at_qos_1_or_2", r, 0.0, false));
     out.push(judge("duplicates_at_qos_2", r, 0.0, false));
+    // So is what a broken run looks like: clients that never connected or lost their
+    // connection, a broker that went away or stopped answering, deliveries left in flight,
+    // errors by the hundred.
+    let count = |v: Option<u64>, default: u64| v.unwrap_or(default) as f64;
+    out.push(judge(
+        "never_connected",
+        r,
+        count(e.max_never_connected, 0),
+        false,
+    ));
+    out.push(judge(
+        "disconnected",
+        r,
+        count(e.max_disconnected, 0),
+        false,
+    ));
+    out.push(judge("broker_gone", r, 0.0, false));
+    if r.broker_watch.is_some() {
+        out.push(judge("broker_restarts", r, 0.0, false));
+    }
+    let in_flight = e.max_in_flight_share.unwrap_or(DEFAULT_MAX_IN_FLIGHT_SHARE);
+    out.push(judge("in_flight_share", r, in_flight, false));
+    out.push(judge(
+        "errors",
+        r,
+        count(e.max_errors, DEFAULT_MAX_ERRORS),
+        false,
+    ));
     // So are the behaviours the scenario uses: what MQTT promises about them is all or nothing.
     let b = &r.behaviour;
     let behaviour_checks: [(&str, bool); 9] = [
@@ -138,7 +212,19 @@ pub fn observe(name: &str, r: &Report) -> Option<f64> {
             .filter(|q| q.qos == 2)
             .map(|q| q.outcome.duplicates)
             .sum::<u64>() as f64,
-        "generator_late_share" => r.late_share(),
+        "generator_late_share" => judged_late_share(r.generator.late_sends, r.totals.sent),
+        "never_connected" => f64::from(r.timing.never_connected),
+        "disconnected" => f64::from(r.timing.disconnected),
+        "broker_gone" => f64::from(u8::from(r.run.broker_gone.is_some())),
+        "broker_restarts" => r.broker_watch.as_ref()?.restarts.len() as f64,
+        "in_flight_share" => {
+            if t.expected == 0 {
+                0.0
+            } else {
+                t.in_flight as f64 / t.expected as f64
+            }
+        }
+        "errors" => r.errors.values().map(|g| g.count).sum::<u64>() as f64,
         "status_missing" => r.behaviour.status.as_ref()?.missing as f64,
         "status_not_retained" => r.behaviour.status.as_ref()?.not_retained as f64,
         "wills_missing" => r.behaviour.wills.as_ref()?.missing as f64,

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use crate::hist::LatencyHistogram;
 use crate::hlog::Metric;
 use crate::report::{
-    Calibration, Histograms, Latency, MergeKind, Merged, PhaseReport, ProcessUsage, QosTotals,
-    Report, Verdict,
+    BrokerWatch, Calibration, Histograms, Latency, MergeKind, Merged, PhaseReport, ProcessUsage,
+    QosTotals, Report,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +93,12 @@ pub fn merge(reports: &[Report], kind: MergeKind) -> Result<Report, MergeError> 
         .max()
         .unwrap_or(0);
     out.timing.never_connected = reports.iter().map(|r| r.timing.never_connected).sum();
+    out.timing.disconnected = reports.iter().map(|r| r.timing.disconnected).sum();
+    out.run.broker_gone = reports
+        .iter()
+        .filter_map(|r| r.run.broker_gone)
+        .min_by(|a, b| a.since_s.total_cmp(&b.since_s));
+    out.broker_watch = merge_watch(reports);
     out.timing.connect_all_s = reports
         .iter()
         .map(|r| r.timing.connect_all_s)
@@ -192,11 +198,7 @@ pub fn merge(reports: &[Report], kind: MergeKind) -> Result<Report, MergeError> 
     }
     out.findings = findings;
     out.expectations = crate::expect::reevaluate(&first.expectations, &out);
-    out.verdict = if out.expectations.iter().all(|e| e.ok) {
-        Verdict::Pass
-    } else {
-        Verdict::Fail
-    };
+    out.verdict = crate::expect::verdict(&out.expectations, out.run.interrupted);
     Ok(out)
 }
 
@@ -425,4 +427,15 @@ mod tests {
             Err(MergeError::Empty)
         ));
     }
+}
+
+/// The embedded brokers' watches, together: panics add up, restarts are listed in order.
+fn merge_watch(reports: &[Report]) -> Option<BrokerWatch> {
+    let mut out: Option<BrokerWatch> = None;
+    for w in reports.iter().filter_map(|r| r.broker_watch.as_ref()) {
+        let all = out.get_or_insert_with(BrokerWatch::default);
+        all.panics += w.panics;
+        all.restarts.extend(w.restarts.iter().cloned());
+    }
+    out
 }

@@ -13,7 +13,7 @@ use crate::hist::{HistogramCodecError, LatencyHistogram, LatencySummary};
 use crate::hlog::Metric;
 use crate::ledger::StreamOutcome;
 
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// A fleetbench run report (`fleetbench run --report`), or a merge of several
 /// (`fleetbench merge`).
@@ -60,6 +60,31 @@ pub struct Report {
     /// none of them).
     #[serde(default, skip_serializing_if = "crate::behaviour::Behaviour::is_empty")]
     pub behaviour: crate::behaviour::Behaviour,
+    /// What fleetbench's watch saw of the embedded broker: rumqttd's panics and listeners it
+    /// found wedged and restarted (absent for an external broker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_watch: Option<BrokerWatch>,
+}
+
+/// The embedded broker's health over the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct BrokerWatch {
+    /// Times rumqttd panicked (in a connection's task; the broker lives on).
+    pub panics: u64,
+    /// Listeners that stopped completing CONNECTs and were restarted, in order.
+    pub restarts: Vec<ListenerRestartReport>,
+}
+
+/// A listener found wedged: it accepted connections and answered none.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ListenerRestartReport {
+    pub port: u16,
+    /// When it was found, in seconds from the broker's start.
+    pub at_s: f64,
+    /// What the probe saw.
+    pub reason: String,
+    /// The new listener on the port answered a CONNECT.
+    pub recovered: bool,
 }
 
 /// One load phase of the run. Messages belong to the phase they were due in.
@@ -178,8 +203,12 @@ pub struct RunInfo {
     pub drain_s: f64,
     /// The start of the publish window whose latency and lateness were not measured.
     pub warmup_s: f64,
-    /// True when the run was stopped (Ctrl-C) before it finished.
+    /// True when the run was stopped (Ctrl-C, SIGTERM) before it finished.
     pub interrupted: bool,
+    /// Set when every client lost its connection and none came back: the broker went away
+    /// and the run ended early.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_gone: Option<BrokerGoneReport>,
     /// `index/count` of the shard this report covers.
     pub shard: String,
     /// Which broker the run targeted (embedded: its ports; external: host and port; never
@@ -187,6 +216,15 @@ pub struct RunInfo {
     pub broker: String,
     /// Whether the embedded broker's accepted sockets had TCP_NODELAY (null for external).
     pub tcp_nodelay: Option<bool>,
+}
+
+/// The broker went away during the run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct BrokerGoneReport {
+    /// When the last client lost its connection, in seconds from the start of the run.
+    pub since_s: f64,
+    /// How long the run waited for any client to come back before ending.
+    pub waited_s: f64,
 }
 
 /// Every message accounted for: `delivered + lost + in_flight == expected`, per stream and in
@@ -209,6 +247,10 @@ pub struct Totals {
     pub in_flight: u64,
     /// Arrivals from devices no observer expected (other shards, stray publishers).
     pub unexpected: u64,
+    /// Messages that fell due before their device had connected (all of a device's that never
+    /// connected) and were not sent: not part of `sent` or `expected`.
+    #[serde(default)]
+    pub skipped: u64,
 }
 
 impl Totals {
@@ -223,6 +265,7 @@ impl Totals {
             reordered,
             in_flight,
             unexpected,
+            skipped,
         } = *o;
         self.sent += sent;
         self.expected += expected;
@@ -232,6 +275,7 @@ impl Totals {
         self.reordered += reordered;
         self.in_flight += in_flight;
         self.unexpected += unexpected;
+        self.skipped += skipped;
     }
 }
 
@@ -285,6 +329,10 @@ pub struct RunTiming {
     pub connect_all_s: Option<f64>,
     /// Devices that never connected.
     pub never_connected: u32,
+    /// Devices that had connected and had lost their connection (not by design) when their
+    /// publish window ended.
+    #[serde(default)]
+    pub disconnected: u32,
 }
 
 /// What the run cost the machine.
@@ -297,6 +345,10 @@ pub struct Resources {
     pub peak_rss_bytes: u64,
     /// The broker's own process, when it runs as a child of fleetbench.
     pub broker_process: Option<ProcessUsage>,
+    /// Average cores the whole machine had busy over the run (all processes; from /proc/stat),
+    /// to tell a busy machine from a saturated generator.
+    #[serde(default)]
+    pub machine_busy_cores: Option<f64>,
 }
 
 /// What one process used.
@@ -327,6 +379,8 @@ pub struct ExpectationResult {
 pub enum Verdict {
     Pass,
     Fail,
+    /// Stopped before it finished (Ctrl-C, SIGTERM): the figures are partial and judge nothing.
+    Interrupted,
 }
 
 impl Report {

@@ -49,10 +49,10 @@ fn latency_row(out: &mut String, name: &str, l: &LatencySummary) {
 pub fn render(r: &Report) -> String {
     let mut out = String::new();
     let name = r.scenario_name();
-    let verdict = match (r.verdict, r.run.interrupted) {
-        (_, true) => "INTERRUPTED",
-        (Verdict::Pass, false) => "PASS",
-        (Verdict::Fail, false) => "FAIL",
+    let verdict = match r.verdict {
+        Verdict::Interrupted => "INTERRUPTED",
+        Verdict::Pass => "PASS",
+        Verdict::Fail => "FAIL",
     };
     let _ = writeln!(out, "fleetbench {name}: {verdict}");
     let shard = if r.run.shard == "0/1" {
@@ -78,6 +78,13 @@ pub fn render(r: &Report) -> String {
         fmt_count(t.expected),
         fmt_count(t.delivered)
     );
+    if t.skipped > 0 {
+        let _ = writeln!(
+            out,
+            "  skipped {}: due before their device connected (not sent, not expected)",
+            fmt_count(t.skipped)
+        );
+    }
     let _ = writeln!(
         out,
         "  lost {}  in flight {}  duplicates {}  reordered {}  unexpected {}",
@@ -106,7 +113,33 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(
             out,
             "  {} devices never connected",
-            r.timing.never_connected
+            fmt_count(u64::from(r.timing.never_connected))
+        );
+    }
+    if r.timing.disconnected > 0 {
+        let _ = writeln!(
+            out,
+            "  {} devices had lost their connection when publishing ended",
+            fmt_count(u64::from(r.timing.disconnected))
+        );
+    }
+    if let Some(g) = &r.run.broker_gone {
+        let _ = writeln!(
+            out,
+            "  the broker went away at {:.1}s: no client connected for {:.1}s; the run ended early",
+            g.since_s, g.waited_s
+        );
+    }
+    if let Some(w) = r
+        .broker_watch
+        .as_ref()
+        .filter(|w| w.panics > 0 || !w.restarts.is_empty())
+    {
+        let _ = writeln!(
+            out,
+            "  broker watch: rumqttd panicked {} times, {} wedged listeners restarted",
+            fmt_count(w.panics),
+            w.restarts.len()
         );
     }
     let c = &r.resources.cpu;
@@ -168,11 +201,16 @@ pub fn render(r: &Report) -> String {
             );
         }
     }
+    let judged = r.verdict != Verdict::Interrupted;
     for e in &r.expectations {
         let _ = writeln!(
             out,
             "  {} {:<22} {:>14} {} {}",
-            if e.ok { "ok  " } else { "FAIL" },
+            match (judged, e.ok) {
+                (false, _) => "--  ",
+                (true, true) => "ok  ",
+                (true, false) => "FAIL",
+            },
             e.name,
             trim_number(e.observed),
             e.comparison,
@@ -180,13 +218,10 @@ pub fn render(r: &Report) -> String {
         );
     }
     for (kind, g) in &r.errors {
-        let mut latest = g.latest.clone();
-        latest.truncate(60);
-        let _ = writeln!(
-            out,
-            "  error {kind}: {} (latest: {latest})",
-            fmt_count(g.count)
-        );
+        let head = format!("  error {kind}: {} (latest: ", fmt_count(g.count));
+        let room = 99usize.saturating_sub(head.chars().count()).max(20);
+        let latest: String = g.latest.chars().take(room).collect();
+        let _ = writeln!(out, "{head}{latest})");
     }
     for f in &r.findings {
         for (i, line) in wrap(f, 94).iter().enumerate() {

@@ -1,13 +1,13 @@
 //! The monitor's input loop: owns the terminal while a run lasts.
 
 use std::io;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fleetbench_metrics::Snapshot;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use ratatui::DefaultTerminal;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::view::{render, History, Meta, ViewState};
 
@@ -20,7 +20,7 @@ pub const MAX_FPS: u32 = 10;
 pub fn run(
     meta: Meta,
     snapshots: watch::Receiver<Snapshot>,
-    stop: Arc<watch::Sender<bool>>,
+    stop: CancellationToken,
 ) -> io::Result<()> {
     let mut terminal = ratatui::try_init()?;
     let result = event_loop(&mut terminal, &meta, snapshots, &stop);
@@ -32,7 +32,7 @@ fn event_loop(
     terminal: &mut DefaultTerminal,
     meta: &Meta,
     mut snapshots: watch::Receiver<Snapshot>,
-    stop: &watch::Sender<bool>,
+    stop: &CancellationToken,
 ) -> io::Result<()> {
     let frame = Duration::from_secs(1) / MAX_FPS;
     let mut history = History::new(1_200);
@@ -73,8 +73,8 @@ pub fn restore_terminal() {
     ratatui::restore();
 }
 
-fn request_stop(stop: &watch::Sender<bool>, state: &mut ViewState) {
+fn request_stop(stop: &CancellationToken, state: &mut ViewState) {
     state.stopping = true;
     state.help = false;
-    let _ = stop.send(true);
+    stop.cancel();
 }

@@ -15,15 +15,18 @@ mod raw;
 pub mod topic;
 mod validate;
 mod validate_behaviour;
+mod validate_broker;
+mod validate_expect;
 mod validate_load;
 
-pub use error::{Location, ScenarioError};
+pub use error::{Located, Location, ScenarioError, ScenarioErrors};
 pub use model::{
     url_host, Backoff, BrokerTarget, Commands, Controller, DeviceGroup, DeviceMessage,
     EmbeddedBroker, Expectations, ExternalBroker, GroupBehaviour, Mqtt5Publish, ObserverGroup,
     Offline, Protocol, Qos, Regression, Scenario, Scheme, TlsFiles, REGRESSION_METRICS,
 };
 pub use plan::{CommandTopics, ControllerSpec, DeviceSpec, MessageSpec, ObserverSpec, Plan, Shard};
+pub use validate::MAX_MQTT_STRING;
 
 /// The JSON Schema of scenario files, generated from the types that read them.
 pub fn json_schema() -> schemars::Schema {
@@ -31,6 +34,6 @@ pub fn json_schema() -> schemars::Schema {
 }
 
 /// Parse and validate a scenario from its text. `file` names the source in error messages.
-pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
+pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioErrors> {
     validate::parse(file, text)
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::error::Located;
 use crate::load::{Arrivals, LoadPhase, LoadShape};
 use crate::payload::Payload;
 
@@ -164,11 +165,11 @@ impl Scheme {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TlsFiles {
     /// PEM file of the certificate authorities to trust; `None` trusts the system's.
-    pub ca_file: Option<String>,
+    pub ca_file: Option<Located<String>>,
     /// PEM files of the client certificate (chain) and its private key, sent when the broker
     /// asks for one.
-    pub client_cert: Option<String>,
-    pub client_key: Option<String>,
+    pub client_cert: Option<Located<String>>,
+    pub client_key: Option<Located<String>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -181,8 +182,8 @@ pub struct ExternalBroker {
     pub tls: TlsFiles,
     pub username: Option<String>,
     /// Name of the environment variable holding the password; the password itself is never
-    /// stored in the scenario model, so it cannot reach a report.
-    pub password_env: Option<String>,
+    /// stored in the scenario model, so it cannot reach a report. Only with `username`.
+    pub password_env: Option<Located<String>>,
 }
 
 impl ExternalBroker {
@@ -378,8 +379,18 @@ pub struct Expectations {
     pub min_deliver_per_s: Option<f64>,
     pub min_publish_per_s: Option<f64>,
     /// The share of sends that may leave more than 1 ms late before the generator is judged to
-    /// have fallen behind (default 1%).
+    /// have fallen behind (default 1%, judged on evidence: see the metrics' `expect` module).
     pub max_late_share: Option<f64>,
+    /// Devices that may never connect (default 0).
+    pub max_never_connected: Option<u64>,
+    /// Devices that may have lost their connection, not by design, and not have it back when
+    /// publishing ends (default 0).
+    pub max_disconnected: Option<u64>,
+    /// Errors of every kind that the run may log (default 100).
+    pub max_errors: Option<u64>,
+    /// The share of expected deliveries that may still be in flight at the cutoff of a run that
+    /// was not interrupted (default 0.001).
+    pub max_in_flight_share: Option<f64>,
 }
 
 /// How the regression gate judges this scenario (the `[regression]` table). The report carries

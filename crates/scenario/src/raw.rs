@@ -443,9 +443,24 @@ pub struct RawExpect {
     /// Least publishes per second over the publish window.
     #[serde(default)]
     pub min_publish_per_s: Option<S<f64>>,
-    /// Share of sends that may leave more than 1 ms late (default 0.01).
+    /// Share of sends that may leave more than 1 ms late (default 0.01). Judged on evidence:
+    /// fewer than 20 late sends never fail a run.
     #[serde(default)]
     pub max_late_share: Option<S<f64>>,
+    /// Devices that may never connect (default 0).
+    #[serde(default)]
+    pub max_never_connected: Option<S<i64>>,
+    /// Devices that may have lost their connection (not by design) and not have it back when
+    /// publishing ends (default 0).
+    #[serde(default)]
+    pub max_disconnected: Option<S<i64>>,
+    /// Errors of every kind the run may log (default 100).
+    #[serde(default)]
+    pub max_errors: Option<S<i64>>,
+    /// Share of expected deliveries that may still be in flight at the cutoff of a run that was
+    /// not interrupted (default 0.001).
+    #[serde(default)]
+    pub max_in_flight_share: Option<S<f64>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

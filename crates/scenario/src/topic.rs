@@ -66,6 +66,11 @@ pub fn topic_name_problem(topic: &str) -> Option<&'static str> {
         Some("a topic name must not be empty")
     } else if topic.contains(['+', '#']) {
         Some("a topic name must not contain the wildcards '+' or '#'")
+    } else if topic.starts_with('$') {
+        Some(
+            "topics starting with '$' belong to the broker ($SYS/...): devices cannot publish \
+             there, and an observer would receive the broker's own messages",
+        )
     } else if topic.contains('\0') {
         Some("a topic name must not contain NUL")
     } else if topic.len() > 65_535 {
@@ -99,6 +104,15 @@ pub fn filter_problem(filter: &str) -> Option<&'static str> {
     };
     if filter.is_empty() {
         return Some("a topic filter must not be empty");
+    }
+    if filter.len() > 65_535 {
+        return Some("a topic filter must be at most 65535 bytes");
+    }
+    if filter.starts_with('$') {
+        return Some(
+            "filters starting with '$' match the broker's own topics ($SYS/...), never a \
+             device's",
+        );
     }
     if filter.contains('\0') {
         return Some("a topic filter must not contain NUL");

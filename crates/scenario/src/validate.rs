@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::ops::Range;
 use std::time::Duration;
 
-use crate::error::{Location, ScenarioError};
+use crate::error::{Location, ScenarioError, ScenarioErrors};
 use crate::model::*;
 use crate::raw::*;
 use crate::topic;
@@ -16,6 +16,22 @@ pub const MIN_PAYLOAD: i64 = 32;
 pub const MAX_PAYLOAD: i64 = 1 << 20;
 const MAX_RATE: f64 = 100_000.0;
 const MAX_COUNT: i64 = 1_000_000;
+/// The longest any duration in a scenario may be, and the longest run: a week. Beyond that a
+/// value is a typo, and deadlines computed from it would leave the clock's range.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// MQTT's strings (client ids, topics, user names) are at most this many bytes.
+pub const MAX_MQTT_STRING: usize = 65_535;
+/// Names of groups, observers, controllers and the scenario: they go into client ids and file
+/// names.
+const MAX_NAME: usize = 100;
+
+/// A value as an error message may quote it: at most 60 characters.
+pub(crate) fn shown(s: &str) -> String {
+    match s.char_indices().nth(60) {
+        Some((cut, _)) => format!("{:?}... ({} bytes)", &s[..cut], s.len()),
+        None => format!("{s:?}"),
+    }
+}
 
 pub(crate) struct Ctx<'a> {
     file: &'a str,
@@ -34,17 +50,34 @@ impl Ctx<'_> {
         ScenarioError::new(Location::at(self.file, self.text, span.start), field, msg)
     }
 
+    pub(crate) fn location(&self, span: Range<usize>) -> Location {
+        Location::at(self.file, self.text, span.start)
+    }
+
+    /// A duration of at most [`MAX_DURATION`].
     pub(crate) fn duration(&self, v: &S<String>, field: &str) -> R<Duration> {
-        humantime::parse_duration(v.get_ref().trim()).map_err(|e| {
+        let d = humantime::parse_duration(v.get_ref().trim()).map_err(|e| {
             self.err(
                 v.span(),
                 field,
                 format!(
-                    "{:?} is not a duration ({e}); expected a number with a unit, such as \"30s\", \"500ms\" or \"2m\"",
-                    v.get_ref()
+                    "{} is not a duration ({e}); expected a number with a unit, such as \"30s\", \"500ms\" or \"2m\"",
+                    shown(v.get_ref())
                 ),
             )
-        })
+        })?;
+        if d > MAX_DURATION {
+            return Err(self.err(
+                v.span(),
+                field,
+                format!(
+                    "{} is longer than {}, the longest duration a scenario may give",
+                    shown(v.get_ref()),
+                    humantime::format_duration(MAX_DURATION)
+                ),
+            ));
+        }
+        Ok(d)
     }
 
     pub(crate) fn positive_duration(&self, v: &S<String>, field: &str) -> R<Duration> {
@@ -114,19 +147,147 @@ impl Ctx<'_> {
             return Err(self.err(
                 v.span(),
                 field,
-                format!("{s:?} is not a valid name; expected letters, digits, '-', '_' or '.'"),
+                format!(
+                    "{} is not a valid name; expected letters, digits, '-', '_' or '.'",
+                    shown(s)
+                ),
+            ));
+        }
+        if s.len() > MAX_NAME {
+            return Err(self.err(
+                v.span(),
+                field,
+                format!(
+                    "is {} characters long; a name has at most {MAX_NAME}",
+                    s.len()
+                ),
             ));
         }
         Ok(s.clone())
     }
 }
 
-pub fn parse(file: &str, text: &str) -> R<Scenario> {
-    let raw: RawScenario = toml::from_str(text).map_err(|e| serde_error(file, text, &e))?;
+/// A mistake per part that was checked; the parts that did not fail.
+#[derive(Default)]
+struct Found(Vec<ScenarioError>);
+
+impl Found {
+    fn keep<T>(&mut self, r: R<T>) -> Option<T> {
+        r.map_err(|e| self.0.push(e)).ok()
+    }
+}
+
+pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioErrors> {
+    let raw = deserialize(file, text)?;
     let cx = Ctx { file, text };
-    let name = cx.name(&raw.name, "name")?;
-    let phases = crate::validate_load::phases(&cx, &raw.phase)?;
-    let duration = match (&raw.duration, phases.last()) {
+    let mut found = Found::default();
+    let name = found.keep(cx.name(&raw.name, "name"));
+    let phases = found
+        .keep(crate::validate_load::phases(&cx, &raw.phase))
+        .unwrap_or_default();
+    let duration = found.keep(run_duration(&cx, &raw, &phases));
+    let drain_timeout = found.keep(match &raw.drain_timeout {
+        Some(d) => cx.positive_duration(d, "drain_timeout"),
+        None => Ok(Duration::from_secs(5)),
+    });
+    // Later checks compare with the duration; when it is wrong they compare with the longest.
+    let known = duration.unwrap_or(MAX_DURATION);
+    let warmup = found.keep(warmup(&cx, &raw, known));
+    let groups = groups(&cx, &raw, &phases, known, &mut found);
+    let observers = match &groups {
+        Some(groups) => observers(&cx, &raw, groups, known, &mut found),
+        None => None,
+    };
+    let mut names: HashSet<String> = groups.iter().flatten().map(|g| g.name.clone()).collect();
+    names.extend(observers.iter().flatten().map(|o| o.name.clone()));
+    let controllers = match &groups {
+        Some(g) => found.keep(crate::validate_behaviour::controllers(
+            &cx,
+            &raw.controller,
+            g,
+            &mut names,
+        )),
+        None => None,
+    };
+    let clients = groups
+        .iter()
+        .flatten()
+        .map(|g| u64::from(g.count))
+        .sum::<u64>()
+        + observers
+            .iter()
+            .flatten()
+            .map(|o| u64::from(o.count))
+            .sum::<u64>();
+    let broker = found.keep(crate::validate_broker::broker(
+        &cx,
+        raw.broker.as_ref(),
+        clients,
+    ));
+    let protocol = found.keep(crate::validate_behaviour::protocol(&cx, &raw));
+    if let (Some(g), Some(o)) = (&groups, &observers) {
+        found.keep(crate::validate_behaviour::expiry_outlasts_absences(
+            &cx, &raw, g, o,
+        ));
+    }
+    let expect = found.keep(match &raw.expect {
+        Some(e) => crate::validate_expect::expectations(&cx, e.get_ref()),
+        None => Ok(Expectations::default()),
+    });
+    let regression = found.keep(match &raw.regression {
+        Some(r) => crate::validate_expect::regression(&cx, r.get_ref()),
+        None => Ok(Regression::default()),
+    });
+    if !found.0.is_empty() {
+        return Err(ScenarioErrors::new(found.0));
+    }
+    let parts = (
+        name,
+        duration,
+        drain_timeout,
+        warmup,
+        groups,
+        observers,
+        controllers,
+    );
+    let (
+        Some(name),
+        Some(duration),
+        Some(drain_timeout),
+        Some(warmup),
+        Some(groups),
+        Some(observers),
+        Some(controllers),
+    ) = parts
+    else {
+        return Err(cx.err(0..0, "(file)", "could not be validated").into());
+    };
+    let (Some(broker), Some(protocol), Some(expect), Some(regression)) =
+        (broker, protocol, expect, regression)
+    else {
+        return Err(cx.err(0..0, "(file)", "could not be validated").into());
+    };
+    Ok(Scenario {
+        name,
+        description: raw.description.map(|d| d.into_inner()).unwrap_or_default(),
+        seed: raw.seed.map_or(1, |s| s.into_inner()),
+        duration,
+        drain_timeout,
+        warmup,
+        broker,
+        protocol,
+        phases,
+        groups,
+        observers,
+        controllers,
+        expect,
+        regression,
+    })
+}
+
+/// How long devices publish: `duration`, or the phases' total (both only when they agree).
+fn run_duration(cx: &Ctx, raw: &RawScenario, phases: &[crate::load::LoadPhase]) -> R<Duration> {
+    let total = match (&raw.duration, phases.last()) {
         (Some(d), None) => cx.positive_duration(d, "duration")?,
         (None, Some(last)) => last.end(),
         (Some(d), Some(last)) => {
@@ -153,112 +314,130 @@ pub fn parse(file: &str, text: &str) -> R<Scenario> {
             ))
         }
     };
-    let drain_timeout = match &raw.drain_timeout {
-        Some(d) => cx.positive_duration(d, "drain_timeout")?,
-        None => Duration::from_secs(5),
-    };
-    let warmup = match &raw.warmup {
-        Some(w) => {
-            let d = cx.duration(w, "warmup")?;
-            if d >= duration {
-                return Err(cx.err(
-                    w.span(),
-                    "warmup",
-                    format!(
-                        "must be shorter than the duration ({}), or nothing would be measured",
-                        humantime::format_duration(duration)
-                    ),
-                ));
-            }
-            d
-        }
-        None => Duration::ZERO,
-    };
-
-    if raw.group.is_empty() {
+    if total > MAX_DURATION {
+        let span = raw.duration.as_ref().map_or_else(
+            || raw.phase.first().map_or(0..0, |p| p.span()),
+            |d| d.span(),
+        );
         return Err(cx.err(
+            span,
+            "duration",
+            format!(
+                "the phases add up to {}; a run lasts at most {}",
+                humantime::format_duration(total),
+                humantime::format_duration(MAX_DURATION)
+            ),
+        ));
+    }
+    Ok(total)
+}
+
+fn warmup(cx: &Ctx, raw: &RawScenario, duration: Duration) -> R<Duration> {
+    let Some(w) = &raw.warmup else {
+        return Ok(Duration::ZERO);
+    };
+    let d = cx.duration(w, "warmup")?;
+    if d >= duration {
+        return Err(cx.err(
+            w.span(),
+            "warmup",
+            format!(
+                "must be shorter than the duration ({}), or nothing would be measured",
+                humantime::format_duration(duration)
+            ),
+        ));
+    }
+    Ok(d)
+}
+
+/// Every device group, or None when any is wrong (each mistake is in `found`).
+fn groups(
+    cx: &Ctx,
+    raw: &RawScenario,
+    phases: &[crate::load::LoadPhase],
+    duration: Duration,
+    found: &mut Found,
+) -> Option<Vec<DeviceGroup>> {
+    if raw.group.is_empty() {
+        found.keep::<()>(Err(cx.err(
             0..0,
             "group",
             "no device group; add at least one [[group]] table",
-        ));
+        )));
+        return None;
     }
     let mut groups = Vec::with_capacity(raw.group.len());
     let mut names = HashSet::new();
+    let mut all = true;
     for (i, g) in raw.group.iter().enumerate() {
-        let group = group(&cx, i, g.get_ref(), &phases, duration)?;
+        let Some(group) = found.keep(group(cx, i, g.get_ref(), phases, duration)) else {
+            all = false;
+            continue;
+        };
         if !names.insert(group.name.clone()) {
-            return Err(cx.err(
+            found.keep::<()>(Err(cx.err(
                 g.get_ref().name.span(),
                 format!("group[{i}].name"),
                 format!(
                     "group name {:?} is used twice; group names must be unique",
                     group.name
                 ),
-            ));
+            )));
+            all = false;
         }
         groups.push(group);
     }
+    all &= found
+        .keep(crate::validate_behaviour::check_device_topics(
+            cx, &raw.group, &groups,
+        ))
+        .is_some();
+    all &= found.keep(check_client_ids(cx, raw, &groups)).is_some();
+    all.then_some(groups)
+}
 
+/// Every observer (their filters are checked against the groups' topics), or None when any is
+/// wrong.
+fn observers(
+    cx: &Ctx,
+    raw: &RawScenario,
+    groups: &[DeviceGroup],
+    duration: Duration,
+    found: &mut Found,
+) -> Option<Vec<ObserverGroup>> {
     if raw.observer.is_empty() {
-        let end = text.trim_end().len();
-        return Err(cx.err(
+        let end = cx.text.trim_end().len();
+        found.keep::<()>(Err(cx.err(
             end..end,
             "observer",
             "no observer; add at least one [[observer]] table with the filters it subscribes to, \
              so that deliveries can be measured",
-        ));
+        )));
+        return None;
     }
-    crate::validate_behaviour::check_device_topics(&cx, &raw.group, &groups)?;
+    let mut names: HashSet<String> = groups.iter().map(|g| g.name.clone()).collect();
+    let topics = Topics::of(groups);
     let mut observers = Vec::with_capacity(raw.observer.len());
-    let topics = Topics::of(&groups);
+    let mut all = true;
     for (i, o) in raw.observer.iter().enumerate() {
-        let observer = observer(&cx, i, o.get_ref(), &topics, duration)?;
+        let Some(observer) = found.keep(observer(cx, i, o.get_ref(), &topics, duration)) else {
+            all = false;
+            continue;
+        };
         if !names.insert(observer.name.clone()) {
-            return Err(cx.err(
+            found.keep::<()>(Err(cx.err(
                 o.get_ref().name.span(),
                 format!("observer[{i}].name"),
                 format!(
                     "name {:?} is already used by a group or observer",
                     observer.name
                 ),
-            ));
+            )));
+            all = false;
         }
         observers.push(observer);
     }
-    let controllers =
-        crate::validate_behaviour::controllers(&cx, &raw.controller, &groups, &mut names)?;
-    check_client_ids(&cx, &raw, &groups)?;
-
-    let clients = groups.iter().map(|g| u64::from(g.count)).sum::<u64>()
-        + observers.iter().map(|o| u64::from(o.count)).sum::<u64>();
-    let broker = broker(&cx, raw.broker.as_ref(), clients)?;
-    let protocol = crate::validate_behaviour::protocol(&cx, &raw)?;
-    crate::validate_behaviour::expiry_outlasts_absences(&cx, &raw, &groups, &observers)?;
-    let expect = match &raw.expect {
-        Some(e) => expectations(&cx, e.get_ref())?,
-        None => Expectations::default(),
-    };
-    let regression = match &raw.regression {
-        Some(r) => regression(&cx, r.get_ref())?,
-        None => Regression::default(),
-    };
-
-    Ok(Scenario {
-        name,
-        description: raw.description.map(|d| d.into_inner()).unwrap_or_default(),
-        seed: raw.seed.map_or(1, |s| s.into_inner()),
-        duration,
-        drain_timeout,
-        warmup,
-        broker,
-        protocol,
-        phases,
-        groups,
-        observers,
-        controllers,
-        expect,
-        regression,
-    })
+    all.then_some(observers)
 }
 
 fn group(
@@ -279,8 +458,19 @@ fn group(
                     p.span(),
                     f("client_id"),
                     format!(
-                        "{count} devices would share the client id {:?}; include \"{{index}}\" in the pattern",
-                        p.get_ref()
+                        "{count} devices would share the client id {}; include \"{{index}}\" in the pattern",
+                        shown(p.get_ref())
+                    ),
+                ));
+            }
+            let longest = topic::render(p.get_ref(), &name, count - 1);
+            if longest.len() > MAX_MQTT_STRING {
+                return Err(cx.err(
+                    p.span(),
+                    f("client_id"),
+                    format!(
+                        "renders to {} bytes; MQTT allows client ids of at most {MAX_MQTT_STRING}",
+                        longest.len()
                     ),
                 ));
             }
@@ -288,15 +478,7 @@ fn group(
         }
         None => "{group}-{index}".to_string(),
     };
-    pattern(cx, &g.topic, &f("topic"))?;
-    let sample = topic::render(g.topic.get_ref(), &name, 0);
-    if let Some(problem) = topic::topic_name_problem(&sample) {
-        return Err(cx.err(
-            g.topic.span(),
-            f("topic"),
-            format!("{problem} (rendered {sample:?})"),
-        ));
-    }
+    rendered_topic(cx, &g.topic, &f("topic"), &name, count)?;
     let rate = *g.rate.get_ref();
     if !(rate > 0.0 && rate <= MAX_RATE) {
         return Err(cx.err(
@@ -347,6 +529,30 @@ fn group(
         behaviour: crate::validate_behaviour::group_behaviour(cx, i, g, &name, count, duration)?,
         name,
     })
+}
+
+/// A topic pattern of a group: valid placeholders, and every device's rendering a topic name a
+/// device may publish to (the longest index checked for length). Returns device 0's topic.
+pub(crate) fn rendered_topic(
+    cx: &Ctx,
+    p: &S<String>,
+    field: &str,
+    group: &str,
+    count: u32,
+) -> R<String> {
+    pattern(cx, p, field)?;
+    let sample = topic::render(p.get_ref(), group, 0);
+    let longest = topic::render(p.get_ref(), group, count.saturating_sub(1));
+    for t in [&sample, &longest] {
+        if let Some(problem) = topic::topic_name_problem(t) {
+            return Err(cx.err(
+                p.span(),
+                field,
+                format!("{problem} (rendered {})", shown(t)),
+            ));
+        }
+    }
+    Ok(sample)
 }
 
 pub(crate) fn pattern(cx: &Ctx, p: &S<String>, field: &str) -> R<()> {
@@ -463,343 +669,50 @@ fn check_client_ids(cx: &Ctx, raw: &RawScenario, groups: &[DeviceGroup]) -> R<()
     Ok(())
 }
 
-fn broker(cx: &Ctx, b: Option<&S<RawBroker>>, clients: u64) -> R<BrokerTarget> {
-    let default_listeners = clients.div_ceil(1_000).clamp(2, 16) as u16;
-    let Some(b) = b else {
-        return Ok(BrokerTarget::Embedded(EmbeddedBroker {
-            listeners: default_listeners,
-            tcp_nodelay: true,
-            child_process: false,
-        }));
-    };
-    let b = b.get_ref();
-    match &b.url {
-        None => {
-            let external_only = [
-                &b.username,
-                &b.password_env,
-                &b.ca_file,
-                &b.client_cert,
-                &b.client_key,
-            ];
-            if let Some(u) = external_only.into_iter().flatten().next() {
-                return Err(cx.err(
-                    u.span(),
-                    "broker",
-                    "credentials and certificates apply to an external broker; set broker.url as well",
-                ));
-            }
-            let listeners = match &b.listeners {
-                Some(l) => cx.count(l, "broker.listeners", 1, 64)? as u16,
-                None => default_listeners,
-            };
-            let child_process = match &b.process {
-                None => false,
-                Some(p) => match p.get_ref().as_str() {
-                    "in-process" => false,
-                    "child" => true,
-                    other => {
-                        return Err(cx.err(
-                            p.span(),
-                            "broker.process",
-                            format!("{other:?}: expected \"in-process\" (default) or \"child\""),
-                        ))
-                    }
-                },
-            };
-            Ok(BrokerTarget::Embedded(EmbeddedBroker {
-                listeners,
-                tcp_nodelay: b.tcp_nodelay.as_ref().is_none_or(|v| *v.get_ref()),
-                child_process,
-            }))
-        }
-        Some(url) => external_broker(cx, b, url),
-    }
-}
-
-/// An external broker from its URL, credentials and certificates.
-fn external_broker(cx: &Ctx, b: &RawBroker, url: &S<String>) -> R<BrokerTarget> {
-    for (field, v) in [
-        ("broker.listeners", b.listeners.as_ref().map(|v| v.span())),
-        ("broker.process", b.process.as_ref().map(|v| v.span())),
-    ] {
-        if let Some(span) = v {
-            return Err(cx.err(
-                span,
-                field,
-                "applies to the embedded broker only; remove it or remove broker.url",
-            ));
-        }
-    }
-    let (scheme, rest) = url.get_ref().split_once("://").ok_or_else(|| {
-        cx.err(
-            url.span(),
-            "broker.url",
-            "expected a URL such as \"mqtt://127.0.0.1:1883\"",
-        )
-    })?;
-    let scheme = match scheme {
-        "mqtt" | "tcp" => Scheme::Mqtt,
-        "mqtts" | "ssl" => Scheme::Mqtts,
-        "ws" => Scheme::Ws,
-        "wss" => Scheme::Wss,
-        other => {
-            return Err(cx.err(
-                url.span(),
-                "broker.url",
-                format!(
-                    "unsupported scheme {other:?}; expected \"mqtt\", \"mqtts\", \"ws\" or \"wss\""
-                ),
-            ))
-        }
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let path = match (scheme.is_websocket(), path.trim_end_matches('/')) {
-        (true, "") => "/mqtt".to_string(),
-        (true, p) => p.to_string(),
-        (false, "") => String::new(),
-        (false, p) => {
-            return Err(cx.err(
-                url.span(),
-                "broker.url",
-                format!("{p:?}: only ws:// and wss:// URLs have a path"),
-            ))
-        }
-    };
-    let (host, port) = match authority
-        .rsplit_once(':')
-        .filter(|(h, _)| !h.ends_with(':'))
-    {
-        Some((h, p)) => (
-            h,
-            p.parse::<u16>().map_err(|_| {
-                cx.err(
-                    url.span(),
-                    "broker.url",
-                    format!("{p:?} is not a port number (1-65535)"),
-                )
-            })?,
-        ),
-        None => (authority, scheme.default_port()),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() || port == 0 {
-        return Err(cx.err(
-            url.span(),
-            "broker.url",
-            "expected host and port, such as \"mqtt://127.0.0.1:1883\"",
-        ));
-    }
-    let tls = TlsFiles {
-        ca_file: b.ca_file.as_ref().map(|v| v.get_ref().clone()),
-        client_cert: b.client_cert.as_ref().map(|v| v.get_ref().clone()),
-        client_key: b.client_key.as_ref().map(|v| v.get_ref().clone()),
-    };
-    if !scheme.uses_tls() {
-        if let Some(f) = [&b.ca_file, &b.client_cert, &b.client_key]
-            .into_iter()
-            .flatten()
-            .next()
-        {
-            return Err(cx.err(
-                f.span(),
-                "broker",
-                format!(
-                    "certificates apply to TLS connections; use an mqtts:// or wss:// URL instead of {}://",
-                    scheme.as_str()
-                ),
-            ));
-        }
-    }
-    match (&b.client_cert, &b.client_key) {
-        (Some(v), None) | (None, Some(v)) => {
-            return Err(cx.err(
-                v.span(),
-                "broker",
-                "client_cert and client_key go together: set both or neither",
-            ))
-        }
-        _ => {}
-    }
-    Ok(BrokerTarget::External(ExternalBroker {
-        scheme,
-        host: host.to_string(),
-        port,
-        path,
-        tls,
-        username: b.username.as_ref().map(|u| u.get_ref().clone()),
-        password_env: b.password_env.as_ref().map(|u| u.get_ref().clone()),
-    }))
-}
-
-fn expectations(cx: &Ctx, e: &RawExpect) -> R<Expectations> {
-    let limit = |v: &Option<S<i64>>, field: &str| -> R<Option<u64>> {
-        match v {
-            None => Ok(None),
-            Some(v) if *v.get_ref() < 0 => Err(cx.err(
-                v.span(),
-                format!("expect.{field}"),
-                format!("must be 0 or more, got {}", v.get_ref()),
-            )),
-            Some(v) => Ok(Some(*v.get_ref() as u64)),
-        }
-    };
-    let latency = |v: &Option<S<String>>, field: &str| -> R<Option<Duration>> {
-        v.as_ref()
-            .map(|v| cx.duration(v, &format!("expect.{field}")))
-            .transpose()
-    };
-    let rate = |v: &Option<S<f64>>, field: &str| -> R<Option<f64>> {
-        match v {
-            Some(v) if v.get_ref().is_nan() || *v.get_ref() < 0.0 => Err(cx.err(
-                v.span(),
-                format!("expect.{field}"),
-                format!("messages per second must be 0 or more, got {}", v.get_ref()),
-            )),
-            v => Ok(v.as_ref().map(|v| *v.get_ref())),
-        }
-    };
-    let delivered_ratio = match &e.delivered_ratio {
-        Some(r) if !(0.0..=1.0).contains(r.get_ref()) => {
-            return Err(cx.err(
-                r.span(),
-                "expect.delivered_ratio",
-                format!(
-                    "a ratio between 0.0 and 1.0 (1.0 = everything delivered), got {}",
-                    r.get_ref()
-                ),
-            ))
-        }
-        r => r.as_ref().map(|r| *r.get_ref()),
-    };
-    Ok(Expectations {
-        delivered_ratio,
-        max_lost: limit(&e.max_lost, "max_lost")?,
-        max_duplicates: limit(&e.max_duplicates, "max_duplicates")?,
-        max_reordered: limit(&e.max_reordered, "max_reordered")?,
-        p50: latency(&e.p50, "p50")?,
-        p90: latency(&e.p90, "p90")?,
-        p99: latency(&e.p99, "p99")?,
-        p999: latency(&e.p999, "p999")?,
-        max_latency: latency(&e.max_latency, "max_latency")?,
-        min_deliver_per_s: rate(&e.min_deliver_per_s, "min_deliver_per_s")?,
-        min_publish_per_s: rate(&e.min_publish_per_s, "min_publish_per_s")?,
-        max_late_share: match &e.max_late_share {
-            Some(r) if !(0.0..=1.0).contains(r.get_ref()) => {
-                return Err(cx.err(
-                    r.span(),
-                    "expect.max_late_share",
-                    format!("a share between 0.0 and 1.0, got {}", r.get_ref()),
-                ))
-            }
-            r => r.as_ref().map(|r| *r.get_ref()),
-        },
+/// Deserialise the file into its wire types; a syntax or type error names its line and the
+/// field path the deserializer was at (`observer[0].filters[2]`), taken from the deserializer
+/// itself rather than guessed from the text.
+fn deserialize(file: &str, text: &str) -> R<RawScenario> {
+    let de = toml::Deserializer::parse(text).map_err(|e| toml_error(file, text, &e, ""))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = field_path(e.path());
+        toml_error(file, text, e.inner(), &path)
     })
 }
 
-/// Turn a TOML syntax or type error into a [`ScenarioError`] naming line and field.
-fn serde_error(file: &str, text: &str, e: &toml::de::Error) -> ScenarioError {
-    let offset = e.span().map_or(0, |s| s.start);
-    let location = Location::at(file, text, offset);
-    let mut message = e.message().trim().to_string();
-    if let Some(rest) = message.strip_prefix("unknown field") {
-        message = format!("unknown field{rest}");
-    }
-    ScenarioError::new(location, field_at(text, offset), message)
-}
-
-/// The dotted field a byte offset stands in: its table header (with the array index for
-/// `[[array]]` tables) and the key on its line.
-fn field_at(text: &str, offset: usize) -> String {
-    let offset = offset.min(text.len());
-    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
-    let line = text[line_start..line_end].trim();
-    let mut table = String::new();
-    let mut counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    for l in text[..line_start].lines().chain(std::iter::once(line)) {
-        let l = l.trim();
-        if let Some(name) = l.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
-            let name = name.trim().to_string();
-            let n = counts.entry(name.clone()).or_insert(0);
-            table = format!("{name}[{n}]");
-            *n += 1;
-        } else if let Some(name) = l.strip_prefix('[').and_then(|r| r.split(']').next()) {
-            let name = name.trim();
-            // A sub-table of the latest entry of an array of tables: `[group.json]`.
-            table = match name.split_once('.') {
-                Some((array, rest)) if counts.get(array).is_some_and(|n| *n > 0) => {
-                    format!("{array}[{}].{rest}", counts[array] - 1)
+/// A path as a scenario error names fields: `group[0].json.temperature`. toml's own spans
+/// travel through the path as private keys; they are left out.
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } if key.starts_with("$__serde_spanned") => {}
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
                 }
-                _ => name.to_string(),
-            };
+                out.push_str(key);
+            }
+            Segment::Unknown => {}
         }
     }
-    if line.starts_with('[') {
-        return table;
-    }
-    let key = line
-        .split('=')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .trim_matches('"');
-    match (table.is_empty(), key.is_empty()) {
-        (true, _) => key.to_string(),
-        (false, true) => table,
-        (false, false) => format!("{table}.{key}"),
-    }
+    out
 }
 
-fn regression(cx: &Ctx, r: &RawRegression) -> R<Regression> {
-    let d = Regression::default();
-    let share = |v: &Option<S<f64>>, field: &str, default: f64| -> R<f64> {
-        match v {
-            None => Ok(default),
-            Some(v) if !(0.0..=10.0).contains(v.get_ref()) => Err(cx.err(
-                v.span(),
-                format!("regression.{field}"),
-                format!(
-                    "a relative change between 0.0 and 10.0 (0.25 = 25%), got {}",
-                    v.get_ref()
-                ),
-            )),
-            Some(v) => Ok(*v.get_ref()),
-        }
+fn toml_error(file: &str, text: &str, e: &toml::de::Error, path: &str) -> ScenarioError {
+    let offset = e.span().map_or(0, |s| s.start);
+    let message = e.message().trim().to_string();
+    // A missing field has no position of its own: name it after the table it is missing from.
+    let field = match message
+        .strip_prefix("missing field `")
+        .and_then(|m| m.split('`').next())
+    {
+        Some(missing) if path.is_empty() => missing.to_string(),
+        Some(missing) => format!("{path}.{missing}"),
+        None if path.is_empty() => "(file)".to_string(),
+        None => path.to_string(),
     };
-    let repeat = match &r.repeat {
-        Some(n) => cx.count(n, "regression.repeat", 1, 100)?,
-        None => d.repeat,
-    };
-    let mut skip = Vec::new();
-    for s in &r.skip {
-        if !REGRESSION_METRICS.contains(&s.get_ref().as_str()) {
-            return Err(cx.err(
-                s.span(),
-                "regression.skip",
-                format!(
-                    "{:?} is not a compared metric; expected one of {}",
-                    s.get_ref(),
-                    REGRESSION_METRICS.join(", ")
-                ),
-            ));
-        }
-        skip.push(s.get_ref().clone());
-    }
-    Ok(Regression {
-        latency: share(&r.latency, "latency", d.latency)?,
-        latency_floor: match &r.latency_floor {
-            Some(v) => cx.duration(v, "regression.latency_floor")?,
-            None => d.latency_floor,
-        },
-        throughput: share(&r.throughput, "throughput", d.throughput)?,
-        calibrate_latency: r.calibrate_latency.unwrap_or(d.calibrate_latency),
-        calibrate_throughput: r.calibrate_throughput.unwrap_or(d.calibrate_throughput),
-        repeat,
-        gate: r.gate.unwrap_or(d.gate),
-        skip,
-    })
+    ScenarioError::new(Location::at(file, text, offset), field, message)
 }

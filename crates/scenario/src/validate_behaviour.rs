@@ -12,7 +12,7 @@ use crate::raw::{
     RawController, RawDeviceMessage, RawGroup, RawMqtt5, RawObserver, RawReconnect, RawScenario, S,
 };
 use crate::topic;
-use crate::validate::{pattern, Ctx, R};
+use crate::validate::{rendered_topic, Ctx, R};
 
 const MAX_COMMAND_RATE: f64 = 1_000.0;
 
@@ -183,11 +183,7 @@ fn device_message(
 /// A topic that names one device: a valid topic name, with `{index}` when the group has more
 /// than one device (each message must tell which device it is about).
 fn per_device_topic(cx: &Ctx, p: &S<String>, field: &str, group: &str, count: u32) -> R<()> {
-    pattern(cx, p, field)?;
-    let sample = topic::render(p.get_ref(), group, 0);
-    if let Some(problem) = topic::topic_name_problem(&sample) {
-        return Err(cx.err(p.span(), field, format!("{problem} (rendered {sample:?})")));
-    }
+    let sample = rendered_topic(cx, p, field, group, count)?;
     if count > 1 && !p.get_ref().contains("{index}") {
         return Err(cx.err(
             p.span(),

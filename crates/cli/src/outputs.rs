@@ -1,0 +1,164 @@
+//! Where a run's results go, made sure of before anything connects: each output path gets a
+//! temporary file in its own directory at once (proving the directory exists, or can be made,
+//! and takes files), and at the end the result is written there and renamed over the path, so
+//! that a reader never sees half a report. Should writing still fail at the end, the result
+//! goes to a fallback file that is named, never nowhere.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::UsageError;
+
+/// An output path with its temporary file, ready to take the result.
+pub struct Reserved {
+    path: PathBuf,
+    what: &'static str,
+    temp: tempfile::NamedTempFile,
+}
+
+impl Reserved {
+    /// Check that `path` can be written and reserve it; a problem is a usage error naming the
+    /// path and the cause.
+    pub fn new(path: &Path, what: &'static str) -> anyhow::Result<Reserved> {
+        let usage = |why: String| {
+            anyhow::Error::from(UsageError(format!("{what} {}: {why}", path.display())))
+        };
+        if path.is_dir() {
+            return Err(usage("is a directory; give a file path".into()));
+        }
+        if path.file_name().is_none() {
+            return Err(usage("names no file".into()));
+        }
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| usage(format!("cannot create its directory: {e}")))?;
+        let temp = tempfile::Builder::new()
+            .prefix(".fleetbench-")
+            .suffix(".partial")
+            .tempfile_in(&dir)
+            .map_err(|e| usage(format!("cannot write in {}: {e}", dir.display())))?;
+        Ok(Reserved {
+            path: path.to_path_buf(),
+            what,
+            temp,
+        })
+    }
+
+    /// Write `bytes` and put them at the path. On failure, the bytes go to a fallback file in
+    /// the temporary directory; the error names both.
+    pub fn write(self, bytes: &[u8], fallback_name: &str) -> anyhow::Result<PathBuf> {
+        let Reserved { path, what, temp } = self;
+        let written = write_into(temp, bytes, &path);
+        match written {
+            Ok(()) => Ok(path),
+            Err(e) => match fallback(bytes, fallback_name) {
+                Ok(saved) => Err(e.context(format!(
+                    "writing the {what} {} failed; it was saved to {} instead",
+                    path.display(),
+                    saved.display()
+                ))),
+                Err(f) => Err(e.context(format!(
+                    "writing the {what} {} failed, and so did saving it elsewhere ({f:#})",
+                    path.display()
+                ))),
+            },
+        }
+    }
+}
+
+fn write_into(mut temp: tempfile::NamedTempFile, bytes: &[u8], path: &Path) -> anyhow::Result<()> {
+    temp.write_all(bytes)
+        .and_then(|()| temp.as_file().sync_all())
+        .context("writing")?;
+    temp.persist(path)
+        .map_err(|e| e.error)
+        .context("renaming into place")?;
+    Ok(())
+}
+
+/// A new file in the temporary directory (unpredictable name, owner-only, never following a
+/// link) holding `bytes`; kept.
+fn fallback(bytes: &[u8], name: &str) -> anyhow::Result<PathBuf> {
+    let mut f = tempfile::Builder::new()
+        .prefix(&format!("fleetbench-{name}-"))
+        .tempfile()
+        .context("creating a file in the temporary directory")?;
+    f.write_all(bytes).context("writing it")?;
+    let (_, path) = f.keep().context("keeping it")?;
+    Ok(path)
+}
+
+/// Every output of one run: the JSON report and the interval log beside it.
+pub struct Outputs {
+    pub report: Option<Reserved>,
+    pub hlog: Option<Reserved>,
+}
+
+impl Outputs {
+    /// Reserve the paths `run` was given (the interval log defaults to the report's path with
+    /// `.hlog`), before anything connects.
+    pub fn reserve(report: Option<&Path>, hlog: Option<&Path>) -> anyhow::Result<Outputs> {
+        let hlog_path = hlog
+            .map(Path::to_path_buf)
+            .or_else(|| report.map(|r| r.with_extension("hlog")));
+        if let (Some(r), Some(h)) = (report, &hlog_path) {
+            if r == h.as_path() {
+                return Err(UsageError(format!(
+                    "--report and --hlog both name {}; give them different paths",
+                    r.display()
+                ))
+                .into());
+            }
+        }
+        Ok(Outputs {
+            report: report.map(|p| Reserved::new(p, "report")).transpose()?,
+            hlog: hlog_path
+                .as_deref()
+                .map(|p| Reserved::new(p, "interval log"))
+                .transpose()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_or_an_unwritable_place_is_refused_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e = Reserved::new(dir.path(), "report")
+            .err()
+            .expect("a directory");
+        assert!(e.to_string().contains("is a directory"), "{e}");
+        let e = Reserved::new(Path::new("/proc/fleetbench/report.json"), "report")
+            .err()
+            .expect("/proc takes no files");
+        assert!(e.downcast_ref::<UsageError>().is_some(), "{e}");
+    }
+
+    #[test]
+    fn the_result_lands_whole_at_its_path_and_nothing_else_stays() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sub/report.json");
+        let r = Reserved::new(&path, "report").expect("reserve");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("sub"))
+                .expect("dir")
+                .count(),
+            1
+        );
+        r.write(b"{}", "t").expect("write");
+        assert_eq!(std::fs::read(&path).expect("read"), b"{}");
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("sub"))
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("report.json")]);
+    }
+}

@@ -1,0 +1,200 @@
+//! The broker a run talks to: the embedded one in this process, the same in a child process,
+//! or an external one; how the fleet reaches it, and what is left to report when it ends.
+
+use anyhow::Context;
+use fleetbench_broker::{BrokerHealth, EmbeddedBroker, EmbeddedConfig};
+use fleetbench_fleet::transport::Transport;
+use fleetbench_fleet::Target;
+use fleetbench_metrics::report::{BrokerWatch, ListenerRestartReport, ProcessUsage};
+use fleetbench_scenario::{BrokerTarget, Plan, Protocol};
+
+use crate::check::Prepared;
+use crate::child_broker::ChildBroker;
+
+/// Which broker a scenario asks for, before it starts.
+pub enum BrokerPlan {
+    InProcess { listeners: u16, tcp_nodelay: bool },
+    Child { listeners: u16, tcp_nodelay: bool },
+    External,
+}
+
+/// A started broker, and the target the fleet connects to.
+pub struct RunningBroker {
+    kind: Running,
+    target: Target,
+    label: String,
+    tcp_nodelay: Option<bool>,
+}
+
+enum Running {
+    InProcess(EmbeddedBroker),
+    Child(ChildBroker),
+    External,
+}
+
+/// What a report says of the broker once it is stopped.
+pub struct Ended {
+    /// As it may be printed: no credentials.
+    pub label: String,
+    pub tcp_nodelay: Option<bool>,
+    pub embedded: bool,
+    pub process: Option<ProcessUsage>,
+    pub health: Option<BrokerWatch>,
+}
+
+impl RunningBroker {
+    pub fn plan(prepared: &Prepared, _plan: &Plan) -> BrokerPlan {
+        match &prepared.scenario.broker {
+            BrokerTarget::Embedded(e) if e.child_process => BrokerPlan::Child {
+                listeners: e.listeners,
+                tcp_nodelay: e.tcp_nodelay,
+            },
+            BrokerTarget::Embedded(e) => BrokerPlan::InProcess {
+                listeners: e.listeners,
+                tcp_nodelay: e.tcp_nodelay,
+            },
+            BrokerTarget::External(_) => BrokerPlan::External,
+        }
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Stop the broker (the external one is left alone) and say what it was and did.
+    pub fn stop(self) -> Ended {
+        let (embedded, process, health) = match self.kind {
+            Running::InProcess(b) => {
+                let health = b.health();
+                b.stop();
+                (true, None, Some(watch_report(&health)))
+            }
+            Running::Child(b) => {
+                let (usage, events) = b.stop();
+                let health = BrokerWatch {
+                    panics: events.iter().map(|e| e.panics).max().unwrap_or(0),
+                    restarts: events.into_iter().filter_map(|e| e.restart).collect(),
+                };
+                (true, Some(usage), Some(health))
+            }
+            Running::External => (false, None, None),
+        };
+        Ended {
+            label: self.label,
+            tcp_nodelay: self.tcp_nodelay,
+            embedded,
+            process,
+            health,
+        }
+    }
+}
+
+/// The broker watch's findings as the report carries them.
+pub fn watch_report(h: &BrokerHealth) -> BrokerWatch {
+    BrokerWatch {
+        panics: h.panics,
+        restarts: h
+            .restarts
+            .iter()
+            .map(|r| ListenerRestartReport {
+                port: r.port,
+                at_s: r.at.as_secs_f64(),
+                reason: r.reason.clone(),
+                recovered: r.recovered,
+            })
+            .collect(),
+    }
+}
+
+impl BrokerPlan {
+    /// Descriptors each client costs this process: both ends of its connection when the
+    /// broker is in this process, one end otherwise.
+    pub fn descriptors_per_client(&self) -> u64 {
+        match self {
+            BrokerPlan::InProcess { .. } => 2,
+            _ => 1,
+        }
+    }
+
+    /// Listening sockets in this process.
+    pub fn listeners(&self) -> u64 {
+        match self {
+            BrokerPlan::InProcess { listeners, .. } => u64::from(*listeners),
+            _ => 0,
+        }
+    }
+
+    pub fn start(
+        self,
+        prepared: &Prepared,
+        plan: &Plan,
+        clients: u64,
+    ) -> anyhow::Result<RunningBroker> {
+        let mqtt5 = plan.protocol == Protocol::V5;
+        let max_payload = plan
+            .devices
+            .iter()
+            .map(|d| d.largest_payload())
+            .max()
+            .unwrap_or(0);
+        let embedded = |host: String, ports: Vec<u16>| Target {
+            host,
+            ports,
+            credentials: None,
+            transport: Transport::Tcp,
+            protocol: plan.protocol,
+        };
+        let (kind, target, label, tcp_nodelay) = match self {
+            BrokerPlan::InProcess {
+                listeners,
+                tcp_nodelay,
+            } => {
+                let broker = EmbeddedBroker::start(&EmbeddedConfig {
+                    listeners,
+                    tcp_nodelay,
+                    max_connections: clients as usize + 64,
+                    max_payload_size: max_payload + 1024,
+                    mqtt5,
+                    ..EmbeddedConfig::default()
+                })
+                .context("starting the embedded broker")?;
+                let e = broker.endpoints().clone();
+                let label = format!("embedded {}", e.describe());
+                let target = embedded(e.host, e.ports);
+                (Running::InProcess(broker), target, label, Some(tcp_nodelay))
+            }
+            BrokerPlan::Child {
+                listeners,
+                tcp_nodelay,
+            } => {
+                let child =
+                    ChildBroker::start(listeners, tcp_nodelay, clients as usize + 64, mqtt5)
+                        .context("starting the broker process")?;
+                let e = child.endpoints.clone();
+                let label = format!("embedded (child process) {}", e.describe());
+                let target = embedded(e.host, e.ports);
+                (Running::Child(child), target, label, Some(tcp_nodelay))
+            }
+            BrokerPlan::External => {
+                let BrokerTarget::External(x) = &prepared.scenario.broker else {
+                    anyhow::bail!("the scenario names no external broker");
+                };
+                let target = Target {
+                    host: x.host.clone(),
+                    ports: vec![x.port],
+                    credentials: prepared.credentials.clone(),
+                    transport: prepared.transport.clone(),
+                    protocol: plan.protocol,
+                };
+                (Running::External, target, x.url_without_credentials(), None)
+            }
+        };
+        tracing::info!(broker = %label, devices = plan.devices.len(), observers = plan.observers.len(), "starting run");
+        Ok(RunningBroker {
+            kind,
+            target,
+            label,
+            tcp_nodelay,
+        })
+    }
+}

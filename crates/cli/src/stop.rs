@@ -1,0 +1,52 @@
+//! Ctrl-C and SIGTERM, from the first instant of a command to its last. The handlers are
+//! installed before anything else happens, on a thread of their own, so that no signal is lost
+//! or left to the default action (which would end the process without a report).
+//!
+//! The first signal cancels the token: whatever the run is doing (starting the broker,
+//! calibrating, connecting, publishing, draining) stops, and the partial report is written. The
+//! third leaves at once with exit code 130.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+use tokio_util::sync::CancellationToken;
+
+/// The command's stop: cancelled by the first Ctrl-C or SIGTERM, or by the monitor's `q`.
+#[derive(Clone)]
+pub struct Stop {
+    pub token: CancellationToken,
+    /// Set while the monitor owns the terminal: a forced exit gives it back first.
+    pub monitor_up: Arc<AtomicBool>,
+}
+
+impl Stop {
+    /// Install the handlers and start the thread that turns signals into the stop.
+    pub fn install(what: &'static str) -> anyhow::Result<Stop> {
+        let token = CancellationToken::new();
+        let monitor_up = Arc::new(AtomicBool::new(false));
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+        let (t, m) = (token.clone(), monitor_up.clone());
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                for (count, _) in signals.forever().enumerate() {
+                    if count == 0 {
+                        eprintln!("interrupted: {what} (twice more to abort)");
+                        t.cancel();
+                    } else if count >= 2 {
+                        if m.load(Ordering::Relaxed) {
+                            fleetbench_monitor::app::restore_terminal();
+                        }
+                        eprintln!("aborted");
+                        std::process::exit(130);
+                    }
+                }
+            })?;
+        Ok(Stop { token, monitor_up })
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.token.is_cancelled()
+    }
+}
