@@ -7,9 +7,10 @@
 //!
 //! The map belongs to one `Server`, so a new `Server` on the same port recovers. A thread
 //! probes every listener with a real CONNECT every few seconds, at once after any rumqttd
-//! panic; a listener that closes on a probe, or lets three probes in a row time out, is
-//! restarted, and the restart is recorded so that the run's verdict can say so. rumqttd's
-//! panics are counted here instead of printing thousands of lines.
+//! panic. A listener is restarted, and the restart recorded so that the run's verdict can say
+//! so, when it closes a probe's connection after rumqttd panicked (a full broker closes new
+//! connections too, without panicking: that is not a wedge), or lets three probes in a row
+//! time out. rumqttd's panics are counted here instead of printing thousands of lines.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,6 +33,11 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Probes in a row that time out before a listener counts as wedged (a busy broker answers
 /// late; a wedged one closes the connection at once).
 const TIMEOUTS_TO_RESTART: u32 = 3;
+/// A client that keeps poisoning a listener gets it restarted at most this often.
+const MIN_RESTART_GAP: Duration = Duration::from_secs(1);
+/// Restarts kept in the record (a long attack would otherwise grow it without bound); the
+/// count of later ones is still kept.
+const MAX_RECORDED: usize = 100;
 
 /// rumqttd panics in this process, since it started.
 static RUMQTTD_PANICS: AtomicU64 = AtomicU64::new(0);
@@ -62,8 +68,10 @@ fn install_panic_hook() {
 pub struct BrokerHealth {
     /// rumqttd panics since the broker started.
     pub panics: u64,
-    /// Listeners found wedged, in order.
+    /// Listeners found wedged, in order (the first [`MAX_RECORDED`]).
     pub restarts: Vec<ListenerRestart>,
+    /// Restarts beyond those recorded.
+    pub unrecorded_restarts: u64,
 }
 
 /// One wedged listener.
@@ -74,7 +82,10 @@ pub struct ListenerRestart {
     pub at: Duration,
     /// What the probe saw.
     pub reason: String,
-    /// A new listener on the port answered a probe.
+    /// A new listener took the port.
+    pub relistened: bool,
+    /// The new listener answered a probe at once (a client still poisoning it makes the watch
+    /// restart it again).
     pub recovered: bool,
 }
 
@@ -134,14 +145,16 @@ fn watch(mut l: Listeners, stop: &AtomicBool, health: &Mutex<BrokerHealth>, pani
     let started = Instant::now();
     let mut last_panics = panics_at_start;
     let mut last_probe = Instant::now();
+    // Per listener: probes in a row that timed out, and the panic count at its last good probe.
     let mut timeouts = vec![0u32; l.ports.len()];
+    let mut panics_when_good = vec![panics_at_start; l.ports.len()];
+    let mut restarted_at: Vec<Option<Instant>> = vec![None; l.ports.len()];
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         let panics = RUMQTTD_PANICS.load(Ordering::Relaxed);
         if panics == last_panics && last_probe.elapsed() < PROBE_EVERY {
             continue;
         }
-        let panicked = panics != last_panics;
         last_panics = panics;
         last_probe = Instant::now();
         for i in 0..l.ports.len() {
@@ -152,22 +165,36 @@ fn watch(mut l: Listeners, stop: &AtomicBool, health: &Mutex<BrokerHealth>, pani
             let reason = match probe_listener(&l.config, port, PROBE_TIMEOUT) {
                 Ok(_) => {
                     timeouts[i] = 0;
+                    panics_when_good[i] = panics;
                     continue;
                 }
                 Err(reason) => reason,
             };
             let timed_out = reason.contains("timed out") || reason.contains("WouldBlock");
             timeouts[i] = if timed_out { timeouts[i] + 1 } else { 0 };
-            if timed_out && !panicked && timeouts[i] < TIMEOUTS_TO_RESTART {
-                info!(port, %reason, "the embedded broker answered a probe late");
+            let wedged = if timed_out {
+                timeouts[i] >= TIMEOUTS_TO_RESTART
+            } else {
+                panics > panics_when_good[i]
+            };
+            if !wedged {
+                info!(port, %reason, "the embedded broker did not answer a probe");
                 continue;
             }
+            if restarted_at[i].is_some_and(|t| t.elapsed() < MIN_RESTART_GAP) {
+                continue;
+            }
+            restarted_at[i] = Some(Instant::now());
             timeouts[i] = 0;
-            let recovered = restart(&mut l, i);
+            let (relistened, recovered) = restart(&mut l, i);
+            if recovered {
+                panics_when_good[i] = RUMQTTD_PANICS.load(Ordering::Relaxed);
+            }
             let event = ListenerRestart {
                 port,
                 at: started.elapsed(),
                 reason,
+                relistened,
                 recovered,
             };
             warn!(
@@ -177,14 +204,19 @@ fn watch(mut l: Listeners, stop: &AtomicBool, health: &Mutex<BrokerHealth>, pani
                 "a listener of the embedded broker stopped completing CONNECTs; restarted it"
             );
             if let Ok(mut h) = health.lock() {
-                h.restarts.push(event);
+                if h.restarts.len() < MAX_RECORDED {
+                    h.restarts.push(event);
+                } else {
+                    h.unrecorded_restarts += 1;
+                }
             }
         }
     }
 }
 
-/// Replace listener `i` by a new rumqttd server on the same port; true when it answers.
-fn restart(l: &mut Listeners, i: usize) -> bool {
+/// Replace listener `i` by a new rumqttd server on the same port: whether it took the port, and
+/// whether it answers.
+fn restart(l: &mut Listeners, i: usize) -> (bool, bool) {
     l.tasks[i].abort();
     let port = l.ports[i];
     // The old socket closes when the runtime drops the aborted task: wait for it to go, then
@@ -200,10 +232,10 @@ fn restart(l: &mut Listeners, i: usize) -> bool {
         match start_listener(&l.spawn, i, port, &l.config) {
             Ok(task) => {
                 l.tasks[i] = task;
-                return probe_listener(&l.config, port, PROBE_TIMEOUT).is_ok();
+                return (true, probe_listener(&l.config, port, PROBE_TIMEOUT).is_ok());
             }
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
     }
-    false
+    (false, false)
 }

@@ -47,15 +47,16 @@ pub fn broker(args: BrokerArgs, stop: Stop) -> anyhow::Result<Outcome> {
         }
         Err(e) => return Err(e).context("starting the broker"),
     };
-    println!(
+    let banner = format!(
         "fleetbench broker listening on {} (Ctrl-C to stop)",
         broker.endpoints().describe()
     );
-    let _ = std::io::stdout().flush();
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "{banner}").and_then(|()| out.flush());
     let result = serve(&broker, &stop);
     broker.stop();
     result?;
-    println!("fleetbench broker stopped");
+    let _ = writeln!(std::io::stdout(), "fleetbench broker stopped");
     Ok(Outcome::Pass)
 }
 
@@ -96,16 +97,17 @@ fn serve(broker: &EmbeddedBroker, stop: &Stop) -> anyhow::Result<()> {
         }
         panics = health.panics;
         restarts = health.restarts.len();
+        // Whoever reads the events may have gone: the broker serves on regardless.
+        let mut out = std::io::stdout().lock();
         for event in &news {
-            println!(
-                "{EVENT_PREFIX}{}",
-                serde_json::to_string(event).context("encoding a watch event")?
-            );
+            let json = serde_json::to_string(event).context("encoding a watch event")?;
+            let _ = writeln!(out, "{EVENT_PREFIX}{json}");
         }
-        let _ = std::io::stdout().flush();
-        if let Some(lost) = health.restarts.iter().find(|r| !r.recovered) {
+        let _ = out.flush();
+        if let Some(lost) = health.restarts.iter().find(|r| !r.relistened) {
             anyhow::bail!(
-                "listener {} stopped completing CONNECTs ({}) and could not be restarted",
+                "listener {} stopped completing CONNECTs ({}) and could not listen on its port \
+                 again",
                 lost.port,
                 lost.reason
             );

@@ -175,15 +175,15 @@ pub fn check(files: &[PathBuf]) -> anyhow::Result<Outcome> {
         match load(f) {
             Ok(p) => {
                 let s = &p.scenario;
-                println!(
-                    "ok   {}: {} ({} devices in {} groups, {} observers, {:.1}s)",
+                crate::say(format_args!(
+                    "ok   {}: {} ({} devices in {} groups, {} observers, {:.1}s)\n",
                     f.display(),
                     s.name,
                     s.device_count(),
                     s.groups.len(),
                     s.observer_count(),
                     s.duration.as_secs_f64()
-                )
+                ))
             }
             Err(e) => {
                 failed += 1;

@@ -22,6 +22,18 @@ fn load(path: &Path) -> anyhow::Result<Report> {
 pub fn run(args: CompareArgs) -> anyhow::Result<Outcome> {
     let old = load(&args.baseline)?;
     let new = load(&args.now)?;
+    // Figures of two different scenarios compare nothing: refuse, as merge does.
+    if old.scenario_name() != new.scenario_name() {
+        return Err(UsageError(format!(
+            "{} is of scenario {:?}, the baseline {} of scenario {:?}; only reports of one \
+             scenario compare",
+            args.now.display(),
+            new.scenario_name(),
+            args.baseline.display(),
+            old.scenario_name()
+        ))
+        .into());
+    }
     let mut tol = tolerances_of(&new);
     if let Some(t) = args.latency_tolerance {
         tol.latency = t;
@@ -31,12 +43,12 @@ pub fn run(args: CompareArgs) -> anyhow::Result<Outcome> {
     }
     let c = compare(&old, &new, &tol);
     match args.format {
-        Format::Text => print!("{}", render_text(&c)),
-        Format::Markdown => print!("{}", render_markdown(&c)),
-        Format::Json => println!(
-            "{}",
+        Format::Text => crate::say(render_text(&c)),
+        Format::Markdown => crate::say(render_markdown(&c)),
+        Format::Json => crate::say(format_args!(
+            "{}\n",
             serde_json::to_string_pretty(&c).context("encoding the comparison")?
-        ),
+        )),
     }
     Ok(if c.regressed {
         Outcome::ExpectationsFailed
@@ -59,7 +71,7 @@ pub fn run_merge(args: MergeArgs) -> anyhow::Result<Outcome> {
     let merged = merge(&reports, kind).map_err(|e| UsageError(e.to_string()))?;
     let json = merged.to_json().context("encoding the merged report")?;
     crate::write_file(&args.output, json.as_bytes(), "merged report")?;
-    print!("{}", fleetbench_metrics::summary::render(&merged));
+    crate::say(fleetbench_metrics::summary::render(&merged));
     Ok(
         if merged.verdict == fleetbench_metrics::report::Verdict::Pass {
             Outcome::Pass

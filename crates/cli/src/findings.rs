@@ -221,22 +221,7 @@ fn run_health(r: &Report, ctx: &RunContext) -> Vec<String> {
         ));
     }
     if let Some(w) = &r.broker_watch {
-        out.extend(w.restarts.iter().map(|x| {
-            format!(
-                "the embedded broker's listener on port {} stopped completing CONNECTs at {:.1}s \
-                 ({}; rumqttd panicked {} times: a CONNECT reset before its CONNACK poisons the \
-                 listener's will-handler lock for every later client); fleetbench restarted it{}",
-                x.port,
-                x.at_s,
-                x.reason,
-                fmt_count(w.panics),
-                if x.recovered {
-                    ""
-                } else {
-                    ", and it did not recover"
-                }
-            )
-        }));
+        out.extend(wedged_listeners(w));
     }
     if r.totals.in_flight > 0 {
         out.push(format!(
@@ -298,4 +283,35 @@ fn late_finding(r: &Report, ctx: &RunContext) -> String {
         ),
     };
     head + &cause
+}
+
+/// One finding per listener the broker's watch restarted.
+fn wedged_listeners(w: &fleetbench_metrics::report::BrokerWatch) -> Vec<String> {
+    let mut ports: Vec<u16> = w.restarts.iter().map(|x| x.port).collect();
+    ports.dedup();
+    ports
+        .into_iter()
+        .filter_map(|port| {
+            let of_port: Vec<_> = w.restarts.iter().filter(|x| x.port == port).collect();
+            let (first, last) = (of_port.first()?, of_port.last()?);
+            Some(format!(
+                "the embedded broker's listener on port {port} stopped completing CONNECTs at \
+                 {:.1}s ({}); rumqttd panicked {} times in all (a CONNECT reset before its \
+                 CONNACK poisons a listener's will-handler lock for every later client); \
+                 fleetbench restarted it {} and it {}",
+                first.at_s,
+                first.reason,
+                fmt_count(w.panics),
+                match of_port.len() {
+                    1 => "once".to_string(),
+                    n => format!("{n} times"),
+                },
+                if last.recovered {
+                    "served again"
+                } else {
+                    "did not answer after its last restart"
+                }
+            ))
+        })
+        .collect()
 }

@@ -287,7 +287,9 @@ fn execute(opts: Opts, log_file: Option<logging::LogFile>) -> anyhow::Result<Out
         }
         Command::Completions { shell } => {
             let mut cmd = <Opts as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "fleetbench", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "fleetbench", &mut script);
+            say(String::from_utf8_lossy(&script));
             Ok(Outcome::Pass)
         }
         Command::Compare(args) => compare_cmd::run(args),
@@ -302,8 +304,16 @@ fn print_schema(of: SchemaOf) -> anyhow::Result<Outcome> {
         SchemaOf::Report => fleetbench_metrics::Report::json_schema(),
         SchemaOf::Scenario => serde_json::to_value(fleetbench_scenario::json_schema())?,
     };
-    println!("{}", serde_json::to_string_pretty(&schema)?);
+    say(format_args!("{}\n", serde_json::to_string_pretty(&schema)?));
     Ok(Outcome::Pass)
+}
+
+/// Print results on stdout. A reader that went away (`fleetbench run ... | head`) is no reason
+/// to fail or panic: what cannot be written is dropped.
+pub(crate) fn say(text: impl std::fmt::Display) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = write!(out, "{text}").and_then(|()| out.flush());
 }
 
 /// Write `bytes` to `path`, creating its folder first.

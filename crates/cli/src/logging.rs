@@ -78,3 +78,28 @@ fn create() -> Option<(std::fs::File, PathBuf)> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn log_files_are_private_and_unpredictable() {
+        let (_a, first) = super::create().expect("a log file");
+        let (_b, second) = super::create().expect("another");
+        assert_ne!(first, second);
+        let mode = std::fs::metadata(&first)
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        let name = first
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        assert!(!name.contains(&std::process::id().to_string()), "{name}");
+        for p in [first, second] {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}

@@ -254,10 +254,10 @@ fn finish(
             Err(e) => failed.push(anyhow::Error::new(e).context("encoding the interval log")),
         }
     }
-    print!("{}", summary::render(report));
+    crate::say(summary::render(report));
     if let Some(l) = log_file {
         if l.finish() {
-            println!("  logs: {}", l.path().display());
+            crate::say(format_args!("  logs: {}\n", l.path().display()));
         }
     }
     if let Some(e) = failed.pop() {

@@ -74,6 +74,7 @@ impl RunningBroker {
                 let health = BrokerWatch {
                     panics: events.iter().map(|e| e.panics).max().unwrap_or(0),
                     restarts: events.into_iter().filter_map(|e| e.restart).collect(),
+                    unrecorded_restarts: 0,
                 };
                 (true, Some(usage), Some(health))
             }
@@ -100,9 +101,11 @@ pub fn watch_report(h: &BrokerHealth) -> BrokerWatch {
                 port: r.port,
                 at_s: r.at.as_secs_f64(),
                 reason: r.reason.clone(),
+                relistened: r.relistened,
                 recovered: r.recovered,
             })
             .collect(),
+        unrecorded_restarts: h.unrecorded_restarts,
     }
 }
 

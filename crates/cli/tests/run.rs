@@ -93,7 +93,7 @@ fn a_passing_run_writes_the_documented_report_and_a_narrow_summary() {
     let stdout = assert_exit(&out, 0);
     assert!(stdout.lines().all(|l| l.chars().count() <= 100), "{stdout}");
     let r = report(&out_path);
-    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["schema_version"], 2);
     assert_eq!(r["scenario"]["name"], "e2e");
     assert_eq!(
         r["scenario"]["groups"][0]["payload"],

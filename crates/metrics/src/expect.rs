@@ -216,7 +216,10 @@ pub fn observe(name: &str, r: &Report) -> Option<f64> {
         "never_connected" => f64::from(r.timing.never_connected),
         "disconnected" => f64::from(r.timing.disconnected),
         "broker_gone" => f64::from(u8::from(r.run.broker_gone.is_some())),
-        "broker_restarts" => r.broker_watch.as_ref()?.restarts.len() as f64,
+        "broker_restarts" => {
+            let w = r.broker_watch.as_ref()?;
+            (w.restarts.len() as u64 + w.unrecorded_restarts) as f64
+        }
         "in_flight_share" => {
             if t.expected == 0 {
                 0.0
@@ -236,4 +239,80 @@ pub fn observe(name: &str, r: &Report) -> Option<f64> {
         "delivered_after_expiry" => r.behaviour.mqtt5.as_ref()?.delivered_after_expiry as f64,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_few_late_sends_are_no_evidence_and_many_are() {
+        // Three sends a few milliseconds late out of eighty: nothing to judge.
+        assert_eq!(judged_late_share(3, 80), 0.0);
+        assert_eq!(judged_late_share(MIN_LATE_EVIDENCE - 1, 100), 0.0);
+        // A quarter of a small run late: clearly above 1%.
+        assert!(judged_late_share(20, 80) > 0.1);
+        // A large run barely above the limit is not judged above it...
+        let barely = judged_late_share(1_030, 100_000);
+        assert!(barely > 0.0 && barely < MAX_LATE_SHARE, "{barely}");
+        // ... one well above it is.
+        assert!(judged_late_share(3_000, 100_000) > MAX_LATE_SHARE);
+        // The bound never exceeds the share itself.
+        for (late, sent) in [(20, 20), (50, 1_000), (10_000, 10_000)] {
+            let share = late as f64 / sent as f64;
+            assert!(judged_late_share(late, sent) <= share, "{late}/{sent}");
+        }
+    }
+
+    #[test]
+    fn default_checks_fail_a_broken_run() {
+        let mut r = crate::fixture::report(400, 900, 0, 1_000.0);
+        let ok = |r: &Report, name: &str| {
+            evaluate(&Expectations::default(), r)
+                .into_iter()
+                .find(|e| e.name == name)
+                .unwrap_or_else(|| panic!("no {name}"))
+                .ok
+        };
+        for name in [
+            "never_connected",
+            "disconnected",
+            "broker_gone",
+            "in_flight_share",
+            "errors",
+        ] {
+            assert!(ok(&r, name), "{name} passes a healthy run");
+        }
+        r.timing.never_connected = 1;
+        r.timing.disconnected = 2;
+        r.totals.in_flight = 100;
+        r.run.broker_gone = Some(crate::report::BrokerGoneReport::default());
+        r.errors.insert(
+            "io".into(),
+            crate::aggregate::ErrorGroup {
+                count: 101,
+                latest: String::new(),
+            },
+        );
+        for name in [
+            "never_connected",
+            "disconnected",
+            "broker_gone",
+            "in_flight_share",
+            "errors",
+        ] {
+            assert!(!ok(&r, name), "{name} fails a broken run");
+        }
+        // The scenario may allow what it expects.
+        let allowing = Expectations {
+            max_never_connected: Some(1),
+            max_errors: Some(1_000),
+            ..Expectations::default()
+        };
+        let judged = evaluate(&allowing, &r);
+        assert!(judged.iter().any(|e| e.name == "never_connected" && e.ok));
+        assert!(judged.iter().any(|e| e.name == "errors" && e.ok));
+        assert_eq!(verdict(&judged, true), Verdict::Interrupted);
+        assert_eq!(verdict(&judged, false), Verdict::Fail);
+    }
 }

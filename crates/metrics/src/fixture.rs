@@ -38,6 +38,7 @@ pub fn report(p50: u64, p99: u64, lost: u64, deliver_per_s: f64) -> Report {
             drain_s: 0.0,
             warmup_s: 0.0,
             interrupted: false,
+            broker_gone: None,
             shard: "0/1".into(),
             broker: "embedded".into(),
             tcp_nodelay: Some(true),
@@ -77,6 +78,7 @@ pub fn report(p50: u64, p99: u64, lost: u64, deliver_per_s: f64) -> Report {
         merged: None,
         phases: Vec::new(),
         behaviour: Default::default(),
+        broker_watch: None,
     };
     r.samples = vec![r.own_sample()];
     r

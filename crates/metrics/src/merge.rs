@@ -326,6 +326,18 @@ fn check_shards(reports: &[Report]) -> Result<(), MergeError> {
     Ok(())
 }
 
+/// The embedded brokers' watches, together: panics add up, restarts are listed in order.
+fn merge_watch(reports: &[Report]) -> Option<BrokerWatch> {
+    let mut out: Option<BrokerWatch> = None;
+    for w in reports.iter().filter_map(|r| r.broker_watch.as_ref()) {
+        let all = out.get_or_insert_with(BrokerWatch::default);
+        all.panics += w.panics;
+        all.unrecorded_restarts += w.unrecorded_restarts;
+        all.restarts.extend(w.restarts.iter().cloned());
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,15 +439,4 @@ mod tests {
             Err(MergeError::Empty)
         ));
     }
-}
-
-/// The embedded brokers' watches, together: panics add up, restarts are listed in order.
-fn merge_watch(reports: &[Report]) -> Option<BrokerWatch> {
-    let mut out: Option<BrokerWatch> = None;
-    for w in reports.iter().filter_map(|r| r.broker_watch.as_ref()) {
-        let all = out.get_or_insert_with(BrokerWatch::default);
-        all.panics += w.panics;
-        all.restarts.extend(w.restarts.iter().cloned());
-    }
-    out
 }

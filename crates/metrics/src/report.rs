@@ -71,8 +71,11 @@ pub struct Report {
 pub struct BrokerWatch {
     /// Times rumqttd panicked (in a connection's task; the broker lives on).
     pub panics: u64,
-    /// Listeners that stopped completing CONNECTs and were restarted, in order.
+    /// Listeners that stopped completing CONNECTs and were restarted, in order (the first 100).
     pub restarts: Vec<ListenerRestartReport>,
+    /// Restarts beyond those listed.
+    #[serde(default)]
+    pub unrecorded_restarts: u64,
 }
 
 /// A listener found wedged: it accepted connections and answered none.
@@ -83,7 +86,10 @@ pub struct ListenerRestartReport {
     pub at_s: f64,
     /// What the probe saw.
     pub reason: String,
-    /// The new listener on the port answered a CONNECT.
+    /// A new listener took the port.
+    #[serde(default)]
+    pub relistened: bool,
+    /// The new listener answered a CONNECT at once.
     pub recovered: bool,
 }
 

@@ -104,7 +104,7 @@ impl Scenario {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum BrokerTarget {
     Embedded(EmbeddedBroker),
-    External(ExternalBroker),
+    External(Box<ExternalBroker>),
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -117,12 +117,12 @@ fn external(cx: &Ctx, b: &RawBroker, url: &S<String>) -> R<BrokerTarget> {
         _ => {}
     }
     credentials(cx, b)?;
-    Ok(BrokerTarget::External(ExternalBroker {
+    Ok(BrokerTarget::External(Box::new(ExternalBroker {
         tls,
         username: b.username.as_ref().map(|u| u.get_ref().clone()),
         password_env: located(&b.password_env, "password_env"),
         ..target
-    }))
+    })))
 }
 
 /// A user name needs no password, but a password needs a user name (MQTT 3.1.1 has no password

@@ -17,12 +17,25 @@ pub struct BrokerProcess {
 impl BrokerProcess {
     /// Start it and wait for its banner, which it prints once it has answered a CONNECT itself.
     pub fn start() -> BrokerProcess {
+        Self::start_with(&[])
+    }
+
+    /// End it at once (SIGKILL), as a crash would.
+    pub fn kill(&self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.child.id().to_string()])
+            .status();
+    }
+
+    /// [`BrokerProcess::start`] with more arguments for `fleetbench broker`.
+    pub fn start_with(extra: &[&str]) -> BrokerProcess {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
             .args(["broker", "--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
