@@ -261,9 +261,38 @@ fn late_finding(r: &Report, ctx: &RunContext) -> String {
         r.late_share() * 100.0,
         fmt_us(r.generator.max_lag_us),
     );
-    let cores = f64::from(r.environment.cores.max(1));
-    let ours = r.resources.cpu.total() + r.resources.broker_process.map_or(0.0, |p| p.cpu_cores);
-    let cause = match ctx.machine_busy_cores {
+    let cpu = Cpu {
+        cores: f64::from(r.environment.cores.max(1)),
+        machine: ctx.machine_busy_cores,
+        ours: r.resources.cpu.total() + r.resources.broker_process.map_or(0.0, |p| p.cpu_cores),
+        generator: r.generator.cpu_cores,
+        broker: r.resources.cpu.broker,
+    };
+    head + &late_cause(&cpu)
+}
+
+/// Where the run's CPU went, in cores.
+struct Cpu {
+    cores: f64,
+    /// The whole machine, every process (None where unknown).
+    machine: Option<f64>,
+    /// fleetbench's process, and its broker's when that ran as a child.
+    ours: f64,
+    generator: f64,
+    broker: f64,
+}
+
+/// Why a generator falls behind: other work on the machine, saturated cores, or threads woken
+/// late on a machine with room to spare. The advice follows the cause.
+fn late_cause(c: &Cpu) -> String {
+    let Cpu {
+        cores,
+        ours,
+        generator,
+        broker,
+        ..
+    } = *c;
+    match c.machine {
         Some(machine) if machine - ours >= 0.5 && machine - ours >= ours => format!(
             " The machine was busy: other processes kept {:.2} of its {cores:.0} cores busy \
              while fleetbench used {ours:.2}; the generator was starved, not overloaded. Run it \
@@ -272,17 +301,15 @@ fn late_finding(r: &Report, ctx: &RunContext) -> String {
         ),
         Some(machine) if machine >= 0.85 * cores => format!(
             " The machine's cores were saturated ({machine:.2} of {cores:.0} busy; generator \
-             {:.2}, broker {:.2}): fewer devices per process, the broker in a process of its own \
-             ([broker] process = \"child\") or shards on more machines help.",
-            r.generator.cpu_cores, r.resources.cpu.broker
+             {generator:.2}, broker {broker:.2}): fewer devices per process, the broker in a \
+             process of its own ([broker] process = \"child\") or shards on more machines help."
         ),
         _ => format!(
             " fleetbench used {ours:.2} of {cores:.0} cores, so the machine was not saturated: \
              its threads were woken late (scheduler or timer latency, a virtual machine's \
              stolen time)."
         ),
-    };
-    head + &cause
+    }
 }
 
 /// One finding per listener the broker's watch restarted.
@@ -314,4 +341,36 @@ fn wedged_listeners(w: &fleetbench_metrics::report::BrokerWatch) -> Vec<String> 
             ))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cpu(machine: f64, ours: f64) -> Cpu {
+        Cpu {
+            cores: 2.0,
+            machine: Some(machine),
+            ours,
+            generator: ours * 0.8,
+            broker: ours * 0.2,
+        }
+    }
+
+    #[test]
+    fn the_advice_follows_the_cause_of_lateness() {
+        // Others kept the machine busy while fleetbench used a sliver: starved, not overloaded.
+        let starved = late_cause(&cpu(1.9, 0.01));
+        assert!(starved.contains("other processes kept 1.89"), "{starved}");
+        assert!(!starved.contains("fewer devices"), "{starved}");
+        // fleetbench itself filled the cores.
+        let saturated = late_cause(&cpu(1.95, 1.9));
+        assert!(saturated.contains("saturated") && saturated.contains("fewer devices"), "{saturated}");
+        // Room to spare, and still late.
+        let woken_late = late_cause(&cpu(0.4, 0.3));
+        assert!(woken_late.contains("not saturated"), "{woken_late}");
+        // Without /proc/stat, nothing is claimed about other processes.
+        let unknown = late_cause(&Cpu { machine: None, ..cpu(0.0, 0.3) });
+        assert!(!unknown.contains("other processes"), "{unknown}");
+    }
 }

@@ -683,3 +683,66 @@ fn logs_written_to_a_pipe_carry_no_colour_codes() {
         "colour codes in a pipe: {stderr:?}"
     );
 }
+
+#[test]
+fn an_empty_password_variable_is_refused_by_check_and_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = scenario(
+        dir.path(),
+        "2s",
+        2,
+        1.0,
+        "[broker]\nurl = \"mqtt://127.0.0.1:1\"\nusername = \"fleet\"\npassword_env = \"FLEETBENCH_TRUST_PW\"\n",
+    );
+    for command in ["check", "run"] {
+        let o = Command::new(BIN)
+            .args([command, file.to_str().expect("utf-8")])
+            .env("FLEETBENCH_TRUST_PW", "")
+            .output()
+            .expect("fleetbench");
+        assert_eq!(o.status.code(), Some(2), "{command}: {}", text(&o));
+        assert!(
+            text(&o).contains("trust.toml:16:16: broker.password_env: FLEETBENCH_TRUST_PW is set but empty"),
+            "{command}: {}",
+            text(&o)
+        );
+    }
+}
+
+#[test]
+fn a_password_never_reaches_the_output_even_with_debug_logs() {
+    let secret = "supersecret123";
+    let port = common::mosquitto::free_port();
+    let mut broker = Command::new(BIN)
+        .args(["broker", "--listen", &format!("127.0.0.1:{port}"), "--username", "fleet", "--password-env", "FLEETBENCH_TRUST_SECRET"])
+        .env("FLEETBENCH_TRUST_SECRET", secret)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("broker");
+    let mut banner = String::new();
+    BufReader::new(broker.stdout.take().expect("stdout"))
+        .read_line(&mut banner)
+        .expect("banner");
+    assert!(banner.contains("listening"), "{banner}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = scenario(
+        dir.path(),
+        "2s",
+        2,
+        2.0,
+        &format!("[broker]\nurl = \"mqtt://127.0.0.1:{port}\"\nusername = \"fleet\"\npassword_env = \"FLEETBENCH_TRUST_SECRET\"\n[expect]\nmax_late_share = 1.0\n"),
+    );
+    let out = dir.path().join("report.json");
+    let o = Command::new(BIN)
+        .args(["-vv", "run", file.to_str().expect("utf-8"), "--report", out.to_str().expect("utf-8"), "--quiet"])
+        .env("FLEETBENCH_TRUST_SECRET", secret)
+        .output()
+        .expect("run");
+    let _ = broker.kill();
+    let _ = broker.wait();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("INFO"), "verbose logs were on");
+    assert!(!text(&o).contains(secret), "the output holds the password");
+    assert!(!std::fs::read_to_string(&out).expect("report").contains(secret), "the report holds the password");
+}
