@@ -365,12 +365,18 @@ mod tests {
         assert!(!starved.contains("fewer devices"), "{starved}");
         // fleetbench itself filled the cores.
         let saturated = late_cause(&cpu(1.95, 1.9));
-        assert!(saturated.contains("saturated") && saturated.contains("fewer devices"), "{saturated}");
+        assert!(
+            saturated.contains("saturated") && saturated.contains("fewer devices"),
+            "{saturated}"
+        );
         // Room to spare, and still late.
         let woken_late = late_cause(&cpu(0.4, 0.3));
         assert!(woken_late.contains("not saturated"), "{woken_late}");
         // Without /proc/stat, nothing is claimed about other processes.
-        let unknown = late_cause(&Cpu { machine: None, ..cpu(0.0, 0.3) });
+        let unknown = late_cause(&Cpu {
+            machine: None,
+            ..cpu(0.0, 0.3)
+        });
         assert!(!unknown.contains("other processes"), "{unknown}");
     }
 }

@@ -702,7 +702,9 @@ fn an_empty_password_variable_is_refused_by_check_and_run() {
             .expect("fleetbench");
         assert_eq!(o.status.code(), Some(2), "{command}: {}", text(&o));
         assert!(
-            text(&o).contains("trust.toml:16:16: broker.password_env: FLEETBENCH_TRUST_PW is set but empty"),
+            text(&o).contains(
+                "trust.toml:16:16: broker.password_env: FLEETBENCH_TRUST_PW is set but empty"
+            ),
             "{command}: {}",
             text(&o)
         );
@@ -714,7 +716,15 @@ fn a_password_never_reaches_the_output_even_with_debug_logs() {
     let secret = "supersecret123";
     let port = common::mosquitto::free_port();
     let mut broker = Command::new(BIN)
-        .args(["broker", "--listen", &format!("127.0.0.1:{port}"), "--username", "fleet", "--password-env", "FLEETBENCH_TRUST_SECRET"])
+        .args([
+            "broker",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--username",
+            "fleet",
+            "--password-env",
+            "FLEETBENCH_TRUST_SECRET",
+        ])
         .env("FLEETBENCH_TRUST_SECRET", secret)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -735,7 +745,14 @@ fn a_password_never_reaches_the_output_even_with_debug_logs() {
     );
     let out = dir.path().join("report.json");
     let o = Command::new(BIN)
-        .args(["-vv", "run", file.to_str().expect("utf-8"), "--report", out.to_str().expect("utf-8"), "--quiet"])
+        .args([
+            "-vv",
+            "run",
+            file.to_str().expect("utf-8"),
+            "--report",
+            out.to_str().expect("utf-8"),
+            "--quiet",
+        ])
         .env("FLEETBENCH_TRUST_SECRET", secret)
         .output()
         .expect("run");
@@ -744,5 +761,10 @@ fn a_password_never_reaches_the_output_even_with_debug_logs() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("INFO"), "verbose logs were on");
     assert!(!text(&o).contains(secret), "the output holds the password");
-    assert!(!std::fs::read_to_string(&out).expect("report").contains(secret), "the report holds the password");
+    assert!(
+        !std::fs::read_to_string(&out)
+            .expect("report")
+            .contains(secret),
+        "the report holds the password"
+    );
 }
