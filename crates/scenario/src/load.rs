@@ -107,7 +107,7 @@ impl LoadShape {
                 Some(r) => {
                     let here = r * p.duration.as_secs_f64();
                     if left < here {
-                        return p.start + Duration::from_secs_f64(left / r);
+                        return p.start + seconds(left / r);
                     }
                     left -= here;
                 }
@@ -195,7 +195,7 @@ impl LoadShape {
                 } else {
                     (-a + (a * a + 2.0 * k * c).max(0.0).sqrt()) / k
                 };
-                let due = p.start + Duration::from_secs_f64(x_new.clamp(x, d));
+                let due = p.start + seconds(x_new.clamp(x, d));
                 if due < p.end() {
                     return Some(due);
                 }
@@ -235,6 +235,12 @@ impl SplitMix64 {
         let u2 = self.unit();
         (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
     }
+}
+
+/// Seconds as a duration, saturating: validation keeps every figure in range, and no value
+/// that slips past it may panic.
+pub(crate) fn seconds(x: f64) -> Duration {
+    Duration::try_from_secs_f64(x.max(0.0)).unwrap_or(Duration::MAX)
 }
 
 #[cfg(test)]

@@ -327,7 +327,7 @@ pub struct Controller {
 impl DeviceGroup {
     /// Time between two messages of one device.
     pub fn period(&self) -> Duration {
-        Duration::from_secs_f64(1.0 / self.rate)
+        crate::load::seconds(1.0 / self.rate)
     }
 }
 

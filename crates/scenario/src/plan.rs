@@ -179,7 +179,7 @@ impl Plan {
                 // within this shard's slice of it.
                 let connect_at = match g.connect_rate {
                     _ if shape.paces_connections() => shape.connect_at(id),
-                    Some(r) => Duration::from_secs_f64(f64::from(index - slice.start) / r),
+                    Some(r) => crate::load::seconds(f64::from(index - slice.start) / r),
                     None => Duration::ZERO,
                 };
                 devices.push(DeviceSpec {

@@ -15,10 +15,15 @@ use crate::validate_behaviour::Topics;
 pub const MIN_PAYLOAD: i64 = 32;
 pub const MAX_PAYLOAD: i64 = 1 << 20;
 const MAX_RATE: f64 = 100_000.0;
+/// The slowest rate: a message a day, about.
+pub(crate) const MIN_RATE: f64 = 0.00001;
 const MAX_COUNT: i64 = 1_000_000;
 /// The longest any duration in a scenario may be, and the longest run: a week. Beyond that a
 /// value is a typo, and deadlines computed from it would leave the clock's range.
 pub(crate) const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Connections per second a connect rate may ask for.
+const MIN_CONNECT_RATE: f64 = 0.001;
+const MAX_CONNECT_RATE: f64 = 1_000_000.0;
 /// MQTT's strings (client ids, topics, user names) are at most this many bytes.
 pub const MAX_MQTT_STRING: usize = 65_535;
 /// Names of groups, observers, controllers and the scenario: they go into client ids and file
@@ -125,14 +130,16 @@ impl Ctx<'_> {
         otherwise: &str,
     ) -> R<Option<f64>> {
         match v {
-            Some(r) if r.get_ref().is_nan() || *r.get_ref() <= 0.0 => Err(self.err(
-                r.span(),
-                field,
-                format!(
-                    "connections per second must be above 0, got {}; leave it out to {otherwise}",
-                    r.get_ref()
-                ),
-            )),
+            Some(r) if !(MIN_CONNECT_RATE..=MAX_CONNECT_RATE).contains(r.get_ref()) => Err(self
+                .err(
+                    r.span(),
+                    field,
+                    format!(
+                        "connections per second must be between {MIN_CONNECT_RATE} and \
+                         {MAX_CONNECT_RATE}, got {}; leave it out to {otherwise}",
+                        r.get_ref()
+                    ),
+                )),
             r => Ok(r.map(|r| *r.get_ref())),
         }
     }
@@ -480,12 +487,12 @@ fn group(
     };
     rendered_topic(cx, &g.topic, &f("topic"), &name, count)?;
     let rate = *g.rate.get_ref();
-    if !(rate > 0.0 && rate <= MAX_RATE) {
+    if !(MIN_RATE..=MAX_RATE).contains(&rate) {
         return Err(cx.err(
             g.rate.span(),
             f("rate"),
             format!(
-                "messages per second per device must be above 0 and at most {MAX_RATE}, got {rate}"
+                "messages per second per device must be between {MIN_RATE} and {MAX_RATE}, got {rate}"
             ),
         ));
     }
@@ -502,6 +509,20 @@ fn group(
         }
         r => cx.connect_rate(r.as_ref(), &f("connect_rate"), "connect all at once")?,
     };
+    if let (Some(rate), Some(raw)) = (connect_rate, &g.connect_rate) {
+        let last = f64::from(count - 1) / rate;
+        if last >= duration.as_secs_f64() {
+            return Err(cx.err(
+                raw.span(),
+                f("connect_rate"),
+                format!(
+                    "the last of {count} devices would connect {last:.1}s into a run of {}: \
+                     after it ended; raise connect_rate or lengthen the run",
+                    humantime::format_duration(duration)
+                ),
+            ));
+        }
+    }
     let keep_alive = match &g.keep_alive {
         Some(k) => {
             let d = cx.duration(k, &f("keep_alive"))?;

@@ -404,13 +404,14 @@ pub(crate) fn controllers(
             ));
         }
         let rate = *c.rate.get_ref();
-        if !(rate > 0.0 && rate <= MAX_COMMAND_RATE) {
+        if !(crate::validate::MIN_RATE..=MAX_COMMAND_RATE).contains(&rate) {
             return Err(cx.err(
                 c.rate.span(),
                 f("rate"),
                 format!(
-                    "commands per second to each device must be above 0 and at most \
-                     {MAX_COMMAND_RATE}, got {rate}"
+                    "commands per second to each device must be between {} and \
+                     {MAX_COMMAND_RATE}, got {rate}",
+                    crate::validate::MIN_RATE
                 ),
             ));
         }

@@ -25,6 +25,46 @@ filters = ["a/#"]
 p99 = "10ms"
 "#;
 
+/// A second valid file with what the first lacks: phases, commands, a controller, MQTT 5, JSON
+/// payloads, an external broker.
+const VALID_MORE: &str = r#"name = "q"
+protocol = "5"
+[broker]
+url = "ws://127.0.0.1:8080/mqtt"
+[[phase]]
+name = "up"
+duration = "2s"
+rate = 0.0
+rate_end = 1.0
+connect_rate = 5
+[[phase]]
+name = "on"
+duration = "2s"
+[[group]]
+name = "v"
+count = 4
+topic = "f/{group}/{index}"
+rate = 1.0
+arrivals = "poisson"
+commands = { topic = "f/{index}/cmd", reply = "f/{index}/ack" }
+reconnect = { min = "100ms", max = "1s", jitter = 0.5 }
+[group.json]
+t = { kind = "sine", period = "60s", amplitude = 3.0 }
+[group.mqtt5]
+message_expiry = "60s"
+[[controller]]
+name = "c"
+group = "v"
+rate = 1.0
+[[observer]]
+name = "o"
+filters = ["f/#"]
+clean_session = false
+offline = { at = "1s", for = "1s" }
+[regression]
+skip = ["p99_puback"]
+"#;
+
 /// Keys of every table a scenario has, so that random documents reach validation.
 const KEYS: &[&str] = &[
     "name",
@@ -160,7 +200,12 @@ fn must_not_panic(text: &str) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 2_000,
+        // A failure is reported with its minimal input; nothing is written into the source tree.
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn documents_of_scenario_keys_never_panic(lines in prop::collection::vec(line(), 0..30)) {
@@ -168,10 +213,16 @@ proptest! {
     }
 
     #[test]
-    fn a_valid_file_with_one_line_replaced_never_panics(at in 0usize..16, with in line()) {
-        let mut lines: Vec<String> = VALID.lines().map(str::to_string).collect();
-        let at = at % lines.len();
-        lines[at] = with;
+    fn a_valid_file_with_lines_replaced_never_panics(
+        more in any::<bool>(),
+        changes in prop::collection::vec((0usize..40, line()), 1..3),
+    ) {
+        let base = if more { VALID_MORE } else { VALID };
+        let mut lines: Vec<String> = base.lines().map(str::to_string).collect();
+        for (at, with) in changes {
+            let at = at % lines.len();
+            lines[at] = with;
+        }
         must_not_panic(&lines.join("\n"));
     }
 
@@ -185,7 +236,26 @@ proptest! {
     }
 }
 
+/// Inputs the properties once found panicking, kept as plain tests.
 #[test]
-fn the_base_document_is_valid() {
+fn inputs_that_once_panicked() {
+    // A connect rate so small that the plan's connect times left Duration's range.
+    let tiny = VALID.replace(
+        "qos = 1\n",
+        "qos = 1\nconnect_rate = 3.7257771729756475e-175\n",
+    );
+    must_not_panic(&tiny);
+    let err = parse("tiny.toml", &tiny).expect_err("refused");
+    assert_eq!(err.first().field, "group[0].connect_rate");
+    // A rate so small that one message period left Duration's range.
+    let slow = VALID.replace("rate = 2.0", "rate = 1.7723754662829888e-162");
+    must_not_panic(&slow);
+    let err = parse("slow.toml", &slow).expect_err("refused");
+    assert_eq!(err.first().field, "group[0].rate");
+}
+
+#[test]
+fn the_base_documents_are_valid() {
     parse("valid.toml", VALID).expect("valid");
+    parse("more.toml", VALID_MORE).expect("valid");
 }
