@@ -269,6 +269,7 @@ fn a_broker_that_refuses_or_stays_silent_is_named_within_the_connect_timeout() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cases = vec![
         (format!("mqtt://127.0.0.1:{refused}"), "Connection refused"),
+        (format!("mqtt://localhost:{refused}"), "Connection refused"),
         (
             format!("mqtt://127.0.0.1:{silent}"),
             "sent no CONNACK within 2s",
@@ -486,14 +487,18 @@ fn a_wedged_standalone_broker_restarts_its_listener_and_says_so() {
 
 #[test]
 fn a_run_whose_embedded_broker_wedged_is_never_pass() {
+    // In this process, and in a child process whose watch reports through its output.
+    for process in ["in-process", "child"] {
+        wedged_run(process);
+    }
+}
+
+fn wedged_run(process: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = scenario(
-        dir.path(),
-        "12s",
-        4,
-        2.0,
-        "[broker]\nlisteners = 2\n[expect]\nmax_late_share = 1.0\n",
+    let broker = format!(
+        "[broker]\nlisteners = 2\nprocess = \"{process}\"\n[expect]\nmax_late_share = 1.0\n"
     );
+    let file = scenario(dir.path(), "12s", 4, 2.0, &broker);
     let out = dir.path().join("report.json");
     let mut child = Command::new(BIN)
         .args([
@@ -534,14 +539,18 @@ fn a_run_whose_embedded_broker_wedged_is_never_pass() {
     assert_eq!(
         o.status.code(),
         Some(3),
-        "{}",
+        "{process}: {}",
         String::from_utf8_lossy(&o.stdout)
     );
     let r = report(&out);
     assert_eq!(r["verdict"], "fail");
     let restarts = r["broker_watch"]["restarts"].as_array().expect("restarts");
-    assert!(!restarts.is_empty(), "{}", r["broker_watch"]);
+    assert!(!restarts.is_empty(), "{process}: {}", r["broker_watch"]);
     assert_eq!(restarts[0]["port"], ports[0]);
+    assert!(
+        r["broker_watch"]["panics"].as_u64().expect("panics") > 0,
+        "{process}"
+    );
     assert_eq!(expectation(&r, "broker_restarts")["ok"], false);
     assert!(String::from_utf8_lossy(&o.stdout).contains("stopped completing CONNECTs"));
 }
