@@ -14,7 +14,7 @@
 //!
 //! The rest of the payload, up to the scenario's size, is filler.
 
-pub const HEADER_LEN: usize = 32;
+pub use fleetbench_scenario::payload::HEADER_LEN;
 const MAGIC: [u8; 2] = *b"FB";
 const VERSION: u8 = 1;
 /// Flags byte of a command (and of the reply that echoes it).

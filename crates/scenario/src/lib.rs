@@ -14,10 +14,6 @@ mod plan;
 mod raw;
 pub mod topic;
 mod validate;
-mod validate_behaviour;
-mod validate_broker;
-mod validate_expect;
-mod validate_load;
 
 pub use error::{Located, Location, ScenarioError, ScenarioErrors};
 pub use model::{

@@ -7,6 +7,10 @@ use serde::Serialize;
 use crate::model::ser_duration;
 pub use crate::raw::RawConstant as Constant;
 
+/// Bytes of the delivery header every message carries (device, sequence number, intended and
+/// actual send time; laid out by the fleet's codec): the smallest payload. Defined once, here.
+pub const HEADER_LEN: usize = 32;
+
 /// What a group's messages carry besides the delivery header.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "format", rename_all = "snake_case")]

@@ -5,7 +5,9 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use crate::load::{Arrivals, LoadShape, Schedule, SplitMix64};
-use crate::model::{Backoff, DeviceMessage, Mqtt5Publish, Offline, Protocol, Qos, Scenario};
+use crate::model::{
+    Backoff, DeviceGroup, DeviceMessage, Mqtt5Publish, Offline, Protocol, Qos, Scenario,
+};
 use crate::payload::Payload;
 use crate::topic;
 
@@ -124,6 +126,82 @@ impl DeviceSpec {
     }
 }
 
+impl DeviceSpec {
+    /// Device `index` of group `g` (number `group` in the scenario), id `id`, its patterns
+    /// rendered; schedule figures (connect time, offset, seed) are left at zero.
+    fn render(g: &DeviceGroup, index: u32, id: u32, group: usize, payload: Arc<Payload>) -> Self {
+        let render = |s: &str| topic::render(s, &g.name, index);
+        let b = &g.behaviour;
+        DeviceSpec {
+            id,
+            group,
+            group_name: g.name.clone(),
+            index,
+            client_id: render(&g.client_id),
+            topic: render(&g.topic),
+            rate: g.rate,
+            arrivals: g.arrivals,
+            qos: g.qos,
+            payload,
+            keep_alive: g.keep_alive,
+            connect_at: Duration::ZERO,
+            offset: Duration::ZERO,
+            seed: 0,
+            status: b
+                .status
+                .as_ref()
+                .map(|m| MessageSpec::render(m, &g.name, index)),
+            will: b
+                .will
+                .as_ref()
+                .map(|m| MessageSpec::render(m, &g.name, index)),
+            drop_at: b.drop_at,
+            commands: b.commands.as_ref().map(|c| CommandTopics {
+                topic: render(&c.topic),
+                reply: render(&c.reply),
+                qos: c.qos,
+            }),
+            reconnect: b.reconnect,
+            mqtt5: b.mqtt5.as_ref().map(|m| {
+                Arc::new(Mqtt5Publish {
+                    user_properties: m
+                        .user_properties
+                        .iter()
+                        .map(|(k, v)| (render(k), render(v)))
+                        .collect(),
+                    ..m.clone()
+                })
+            }),
+        }
+    }
+}
+
+/// Every observer client of the scenario, with the devices (of this shard) each expects.
+fn observers(scenario: &Scenario, devices: &[DeviceSpec], suffix: &str) -> Vec<ObserverSpec> {
+    let mut observers = Vec::new();
+    for (gi, o) in scenario.observers.iter().enumerate() {
+        let expects: Vec<bool> = devices
+            .iter()
+            .map(|d| o.filters.iter().any(|f| topic::matches(f, &d.topic)))
+            .collect();
+        for i in 0..o.count {
+            observers.push(ObserverSpec {
+                id: observers.len() as u32,
+                group: gi,
+                client_id: format!("fleetbench-{}-{}-{i}{suffix}", scenario.name, o.name),
+                filters: o.filters.clone(),
+                qos: o.qos,
+                expects: expects.clone(),
+                share: o.share.as_ref().map(|_| o.filters.join(" ")),
+                clean_session: o.clean_session,
+                offline: o.offline,
+                join_at: o.join_at,
+            });
+        }
+    }
+    observers
+}
+
 /// One observer client.
 #[derive(Debug, Clone)]
 pub struct ObserverSpec {
@@ -182,50 +260,11 @@ impl Plan {
                     Some(r) => crate::load::seconds(f64::from(index - slice.start) / r),
                     None => Duration::ZERO,
                 };
-                devices.push(DeviceSpec {
-                    id,
-                    group: gi,
-                    group_name: g.name.clone(),
-                    index,
-                    client_id: topic::render(&g.client_id, &g.name, index),
-                    topic: topic::render(&g.topic, &g.name, index),
-                    rate: g.rate,
-                    arrivals: g.arrivals,
-                    qos: g.qos,
-                    payload: payload.clone(),
-                    keep_alive: g.keep_alive,
-                    connect_at,
-                    offset,
-                    seed,
-                    status: g
-                        .behaviour
-                        .status
-                        .as_ref()
-                        .map(|m| MessageSpec::render(m, &g.name, index)),
-                    will: g
-                        .behaviour
-                        .will
-                        .as_ref()
-                        .map(|m| MessageSpec::render(m, &g.name, index)),
-                    drop_at: g.behaviour.drop_at,
-                    commands: g.behaviour.commands.as_ref().map(|c| CommandTopics {
-                        topic: topic::render(&c.topic, &g.name, index),
-                        reply: topic::render(&c.reply, &g.name, index),
-                        qos: c.qos,
-                    }),
-                    reconnect: g.behaviour.reconnect,
-                    mqtt5: g.behaviour.mqtt5.as_ref().map(|m| {
-                        let render = |s: &str| topic::render(s, &g.name, index);
-                        Arc::new(Mqtt5Publish {
-                            user_properties: m
-                                .user_properties
-                                .iter()
-                                .map(|(k, v)| (render(k), render(v)))
-                                .collect(),
-                            ..m.clone()
-                        })
-                    }),
-                });
+                let mut d = DeviceSpec::render(g, index, id, gi, payload.clone());
+                d.connect_at = connect_at;
+                d.offset = offset;
+                d.seed = seed;
+                devices.push(d);
             }
             first_id += g.count;
         }
@@ -234,27 +273,7 @@ impl Plan {
         } else {
             String::new()
         };
-        let mut observers = Vec::new();
-        for (gi, o) in scenario.observers.iter().enumerate() {
-            let expects: Vec<bool> = devices
-                .iter()
-                .map(|d| o.filters.iter().any(|f| topic::matches(f, &d.topic)))
-                .collect();
-            for i in 0..o.count {
-                observers.push(ObserverSpec {
-                    id: observers.len() as u32,
-                    group: gi,
-                    client_id: format!("fleetbench-{}-{}-{i}{suffix}", scenario.name, o.name),
-                    filters: o.filters.clone(),
-                    qos: o.qos,
-                    expects: expects.clone(),
-                    share: o.share.as_ref().map(|_| o.filters.join(" ")),
-                    clean_session: o.clean_session,
-                    offline: o.offline,
-                    join_at: o.join_at,
-                });
-            }
-        }
+        let observers = observers(scenario, &devices, &suffix);
         let controllers = scenario
             .controllers
             .iter()

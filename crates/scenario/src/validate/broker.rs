@@ -2,10 +2,10 @@
 //! URL (parsed with the `url` crate), credentials and certificates. A URL is never echoed in an
 //! error: it may carry a password.
 
+use super::ctx::{Ctx, MAX_MQTT_STRING, R};
 use crate::error::{Located, ScenarioError};
 use crate::model::{BrokerTarget, EmbeddedBroker, ExternalBroker, Scheme, TlsFiles};
 use crate::raw::{RawBroker, S};
-use crate::validate::{Ctx, MAX_MQTT_STRING, R};
 
 pub(crate) fn broker(cx: &Ctx, b: Option<&S<RawBroker>>, clients: u64) -> R<BrokerTarget> {
     let default_listeners = clients.div_ceil(1_000).clamp(2, 16) as u16;
@@ -23,7 +23,7 @@ pub(crate) fn broker(cx: &Ctx, b: Option<&S<RawBroker>>, clients: u64) -> R<Brok
     external(cx, b, url)
 }
 
-fn embedded(cx: &Ctx, b: &RawBroker, default_listeners: u16) -> R<BrokerTarget> {
+pub(crate) fn embedded(cx: &Ctx, b: &RawBroker, default_listeners: u16) -> R<BrokerTarget> {
     let external_only = [
         &b.username,
         &b.password_env,
@@ -64,7 +64,7 @@ fn embedded(cx: &Ctx, b: &RawBroker, default_listeners: u16) -> R<BrokerTarget> 
 }
 
 /// An external broker from its URL, credentials and certificates.
-fn external(cx: &Ctx, b: &RawBroker, url: &S<String>) -> R<BrokerTarget> {
+pub(crate) fn external(cx: &Ctx, b: &RawBroker, url: &S<String>) -> R<BrokerTarget> {
     for (field, v) in [
         ("broker.listeners", b.listeners.as_ref().map(|v| v.span())),
         ("broker.process", b.process.as_ref().map(|v| v.span())),
@@ -127,7 +127,7 @@ fn external(cx: &Ctx, b: &RawBroker, url: &S<String>) -> R<BrokerTarget> {
 
 /// A user name needs no password, but a password needs a user name (MQTT 3.1.1 has no password
 /// without one); both fit MQTT's strings, and the variable's name is one a shell can set.
-fn credentials(cx: &Ctx, b: &RawBroker) -> R<()> {
+pub(crate) fn credentials(cx: &Ctx, b: &RawBroker) -> R<()> {
     if let Some(u) = &b.username {
         if u.get_ref().len() > MAX_MQTT_STRING {
             return Err(cx.err(
@@ -169,7 +169,7 @@ fn credentials(cx: &Ctx, b: &RawBroker) -> R<()> {
 }
 
 /// Scheme, host, port and WebSocket path of a broker URL (the rest of [`ExternalBroker`] empty).
-fn parse_url(cx: &Ctx, url: &S<String>) -> R<ExternalBroker> {
+pub(crate) fn parse_url(cx: &Ctx, url: &S<String>) -> R<ExternalBroker> {
     let fail = |why: String| -> ScenarioError {
         cx.err(
             url.span(),

@@ -1,20 +1,20 @@
-//! Validation of device behaviours (status, last will, dropping, commands, reconnecting), of the
-//! observers' sessions and of controllers.
+//! What devices do besides publishing data: statuses, last wills, dropping, commands and their
+//! controllers, reconnect backoff, MQTT 5 properties and the protocol they need.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::model::{
     Backoff, Commands, Controller, DeviceGroup, DeviceMessage, GroupBehaviour, Mqtt5Publish,
-    Offline, Protocol, Qos,
+    Protocol, Qos,
 };
 use crate::raw::{
-    RawController, RawDeviceMessage, RawGroup, RawMqtt5, RawObserver, RawReconnect, RawScenario, S,
+    RawCommands, RawController, RawDeviceMessage, RawGroup, RawMqtt5, RawReconnect, RawScenario, S,
 };
-use crate::topic;
-use crate::validate::{rendered_topic, Ctx, R};
 
-const MAX_COMMAND_RATE: f64 = 1_000.0;
+use super::ctx::{rendered_topic, Ctx, MIN_RATE, R};
+
+pub(crate) const MAX_COMMAND_RATE: f64 = 1_000.0;
 
 pub(crate) fn group_behaviour(
     cx: &Ctx,
@@ -25,30 +25,13 @@ pub(crate) fn group_behaviour(
     duration: Duration,
 ) -> R<GroupBehaviour> {
     let f = |field: &str| format!("group[{i}].{field}");
-    let status = match &g.status {
-        Some(m) => Some(device_message(
-            cx,
-            m,
-            &f("status"),
-            name,
-            count,
-            "online",
-            true,
-        )?),
-        None => None,
+    let message = |m: &Option<S<RawDeviceMessage>>, field: &str, payload, retain| {
+        m.as_ref()
+            .map(|m| device_message(cx, m, &f(field), name, count, payload, retain))
+            .transpose()
     };
-    let will = match &g.will {
-        Some(m) => Some(device_message(
-            cx,
-            m,
-            &f("will"),
-            name,
-            count,
-            "offline",
-            false,
-        )?),
-        None => None,
-    };
+    let status = message(&g.status, "status", "online", true)?;
+    let will = message(&g.will, "will", "offline", false)?;
     if let (Some(s), Some(w), Some(raw)) = (&status, &will, &g.will) {
         if s.topic == w.topic {
             return Err(cx.err(
@@ -59,62 +42,70 @@ pub(crate) fn group_behaviour(
             ));
         }
     }
-    let drop_at = match &g.drop_at {
-        Some(d) => {
-            let at = cx.positive_duration(d, &f("drop_at"))?;
-            if at >= duration {
-                return Err(cx.err(
-                    d.span(),
-                    f("drop_at"),
-                    format!(
-                        "must be shorter than the duration ({}), or the devices would never drop",
-                        humantime::format_duration(duration)
-                    ),
-                ));
-            }
-            Some(at)
-        }
-        None => None,
-    };
-    let commands = match &g.commands {
-        Some(c) => {
-            let c = c.get_ref();
-            per_device_topic(cx, &c.topic, &f("commands.topic"), name, count)?;
-            per_device_topic(cx, &c.reply, &f("commands.reply"), name, count)?;
-            if c.topic.get_ref() == c.reply.get_ref() {
-                return Err(cx.err(
-                    c.reply.span(),
-                    f("commands.reply"),
-                    "the reply topic must differ from the command topic",
-                ));
-            }
-            Some(Commands {
-                topic: c.topic.get_ref().clone(),
-                reply: c.reply.get_ref().clone(),
-                qos: cx.qos(c.qos.as_ref(), &f("commands.qos"), Qos::AtLeastOnce)?,
-            })
-        }
-        None => None,
-    };
-    let reconnect = match &g.reconnect {
-        Some(r) => reconnect(cx, r.get_ref(), &f("reconnect"))?,
-        None => Backoff::default(),
-    };
-    let mqtt5 = match &g.mqtt5 {
-        Some(m) => Some(mqtt5(cx, m.get_ref(), &f("mqtt5"))?),
-        None => None,
-    };
     Ok(GroupBehaviour {
         status,
         will,
-        drop_at,
-        commands,
-        reconnect,
-        mqtt5,
+        drop_at: drop_at(cx, g.drop_at.as_ref(), &f("drop_at"), duration)?,
+        commands: g
+            .commands
+            .as_ref()
+            .map(|c| commands(cx, c.get_ref(), &f("commands"), name, count))
+            .transpose()?,
+        reconnect: match &g.reconnect {
+            Some(r) => reconnect(cx, r.get_ref(), &f("reconnect"))?,
+            None => Backoff::default(),
+        },
+        mqtt5: g
+            .mqtt5
+            .as_ref()
+            .map(|m| mqtt5(cx, m.get_ref(), &f("mqtt5")))
+            .transpose()?,
     })
 }
 
-fn mqtt5(cx: &Ctx, m: &RawMqtt5, field: &str) -> R<Mqtt5Publish> {
+/// When the group's devices lose power: before the run ends.
+fn drop_at(
+    cx: &Ctx,
+    d: Option<&S<String>>,
+    field: &str,
+    duration: Duration,
+) -> R<Option<Duration>> {
+    let Some(d) = d else {
+        return Ok(None);
+    };
+    let at = cx.positive_duration(d, field)?;
+    if at >= duration {
+        return Err(cx.err(
+            d.span(),
+            field,
+            format!(
+                "must be shorter than the duration ({}), or the devices would never drop",
+                humantime::format_duration(duration)
+            ),
+        ));
+    }
+    Ok(Some(at))
+}
+
+/// A command topic and a reply topic per device, different from each other.
+fn commands(cx: &Ctx, c: &RawCommands, field: &str, name: &str, count: u32) -> R<Commands> {
+    per_device_topic(cx, &c.topic, &format!("{field}.topic"), name, count)?;
+    per_device_topic(cx, &c.reply, &format!("{field}.reply"), name, count)?;
+    if c.topic.get_ref() == c.reply.get_ref() {
+        return Err(cx.err(
+            c.reply.span(),
+            format!("{field}.reply"),
+            "the reply topic must differ from the command topic",
+        ));
+    }
+    Ok(Commands {
+        topic: c.topic.get_ref().clone(),
+        reply: c.reply.get_ref().clone(),
+        qos: cx.qos(c.qos.as_ref(), &format!("{field}.qos"), Qos::AtLeastOnce)?,
+    })
+}
+
+pub(crate) fn mqtt5(cx: &Ctx, m: &RawMqtt5, field: &str) -> R<Mqtt5Publish> {
     let mut user_properties = Vec::new();
     if let Some(props) = &m.user_properties {
         for (name, value) in props.get_ref() {
@@ -149,7 +140,7 @@ fn mqtt5(cx: &Ctx, m: &RawMqtt5, field: &str) -> R<Mqtt5Publish> {
     })
 }
 
-fn device_message(
+pub(crate) fn device_message(
     cx: &Ctx,
     m: &S<RawDeviceMessage>,
     field: &str,
@@ -182,7 +173,13 @@ fn device_message(
 
 /// A topic that names one device: a valid topic name, with `{index}` when the group has more
 /// than one device (each message must tell which device it is about).
-fn per_device_topic(cx: &Ctx, p: &S<String>, field: &str, group: &str, count: u32) -> R<()> {
+pub(crate) fn per_device_topic(
+    cx: &Ctx,
+    p: &S<String>,
+    field: &str,
+    group: &str,
+    count: u32,
+) -> R<()> {
     let sample = rendered_topic(cx, p, field, group, count)?;
     if count > 1 && !p.get_ref().contains("{index}") {
         return Err(cx.err(
@@ -197,7 +194,7 @@ fn per_device_topic(cx: &Ctx, p: &S<String>, field: &str, group: &str, count: u3
     Ok(())
 }
 
-fn reconnect(cx: &Ctx, r: &RawReconnect, field: &str) -> R<Backoff> {
+pub(crate) fn reconnect(cx: &Ctx, r: &RawReconnect, field: &str) -> R<Backoff> {
     let d = Backoff::default();
     let min = match &r.min {
         Some(v) => cx.positive_duration(v, &format!("{field}.min"))?,
@@ -232,138 +229,6 @@ fn reconnect(cx: &Ctx, r: &RawReconnect, field: &str) -> R<Backoff> {
         None => d.jitter,
     };
     Ok(Backoff { min, max, jitter })
-}
-
-/// An observer's session settings: clean_session, offline, join_at.
-pub(crate) fn observer_session(
-    cx: &Ctx,
-    i: usize,
-    o: &RawObserver,
-    duration: Duration,
-) -> R<(bool, Option<Offline>, Option<Duration>)> {
-    let f = |field: &str| format!("observer[{i}].{field}");
-    let clean_session = o.clean_session.unwrap_or(true);
-    let before_end = |v: &S<String>, field: &str, d: Duration| -> R<()> {
-        if d >= duration {
-            return Err(cx.err(
-                v.span(),
-                f(field),
-                format!(
-                    "must end before the publishing does ({})",
-                    humantime::format_duration(duration)
-                ),
-            ));
-        }
-        Ok(())
-    };
-    let offline = match &o.offline {
-        Some(off) => {
-            if clean_session {
-                return Err(cx.err(
-                    off.span(),
-                    f("offline"),
-                    "an observer with a clean session loses what is published while it is \
-                     away; set clean_session = false so that the broker queues it",
-                ));
-            }
-            let off = off.get_ref();
-            let at = cx.positive_duration(&off.at, &f("offline.at"))?;
-            let length = cx.positive_duration(&off.length, &f("offline.for"))?;
-            before_end(&off.length, "offline.for", at + length)?;
-            Some(Offline { at, length })
-        }
-        None => None,
-    };
-    let join_at = match &o.join_at {
-        Some(j) => {
-            let at = cx.positive_duration(j, &f("join_at"))?;
-            before_end(j, "join_at", at)?;
-            Some(at)
-        }
-        None => None,
-    };
-    Ok((clean_session, offline, join_at))
-}
-
-/// The topics a filter can be checked against: what devices publish as data, and what they
-/// publish about themselves (statuses and wills).
-pub(crate) struct Topics {
-    pub data: Vec<String>,
-    pub events: Vec<String>,
-}
-
-impl Topics {
-    pub(crate) fn of(groups: &[DeviceGroup]) -> Topics {
-        let mut data = Vec::new();
-        let mut events = Vec::new();
-        for g in groups {
-            data.extend((0..g.count).map(|i| topic::render(&g.topic, &g.name, i)));
-            for m in [&g.behaviour.status, &g.behaviour.will]
-                .into_iter()
-                .flatten()
-            {
-                events.extend((0..g.count).map(|i| topic::render(&m.topic, &g.name, i)));
-            }
-        }
-        Topics { data, events }
-    }
-}
-
-/// Every status, will, command and reply topic names exactly one device and is no device's
-/// data topic: otherwise a message could not be told apart.
-pub(crate) fn check_device_topics(cx: &Ctx, raw: &[S<RawGroup>], groups: &[DeviceGroup]) -> R<()> {
-    let mut owner: HashMap<String, String> = HashMap::new();
-    for (i, g) in groups.iter().enumerate() {
-        for index in 0..g.count {
-            owner.insert(
-                topic::render(&g.topic, &g.name, index),
-                format!("group[{i}].topic"),
-            );
-        }
-    }
-    for (i, (g, r)) in groups.iter().zip(raw).enumerate() {
-        let r = r.get_ref();
-        let b = &g.behaviour;
-        let fields = [
-            (
-                b.status.as_ref().map(|m| &m.topic),
-                r.status.as_ref().map(|m| m.get_ref().topic.span()),
-                "status.topic",
-            ),
-            (
-                b.will.as_ref().map(|m| &m.topic),
-                r.will.as_ref().map(|m| m.get_ref().topic.span()),
-                "will.topic",
-            ),
-            (
-                b.commands.as_ref().map(|c| &c.topic),
-                r.commands.as_ref().map(|c| c.get_ref().topic.span()),
-                "commands.topic",
-            ),
-            (
-                b.commands.as_ref().map(|c| &c.reply),
-                r.commands.as_ref().map(|c| c.get_ref().reply.span()),
-                "commands.reply",
-            ),
-        ];
-        for (pattern, span, name) in fields {
-            let (Some(pattern), Some(span)) = (pattern, span) else {
-                continue;
-            };
-            let field = format!("group[{i}].{name}");
-            for index in 0..g.count {
-                let t = topic::render(pattern, &g.name, index);
-                if let Some(other) = owner.insert(t.clone(), field.clone()) {
-                    return Err(cx.err(
-                        span,
-                        field,
-                        format!("topic {t:?} is also {other}'s; each topic must have one use"),
-                    ));
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 pub(crate) fn controllers(
@@ -404,14 +269,14 @@ pub(crate) fn controllers(
             ));
         }
         let rate = *c.rate.get_ref();
-        if !(crate::validate::MIN_RATE..=MAX_COMMAND_RATE).contains(&rate) {
+        if !(MIN_RATE..=MAX_COMMAND_RATE).contains(&rate) {
             return Err(cx.err(
                 c.rate.span(),
                 f("rate"),
                 format!(
                     "commands per second to each device must be between {} and \
                      {MAX_COMMAND_RATE}, got {rate}",
-                    crate::validate::MIN_RATE
+                    MIN_RATE
                 ),
             ));
         }

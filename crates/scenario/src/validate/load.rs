@@ -2,14 +2,17 @@
 
 use std::time::Duration;
 
+use crate::error::ScenarioError;
 use crate::load::{Arrivals, LoadPhase};
 use crate::payload::{Generator, JsonField, Payload, TimeUnit, DEFAULT_DECIMALS};
 use crate::raw::{RawGenerator, RawGroup, RawPhase, S};
-use crate::validate::{Ctx, MAX_PAYLOAD, MIN_PAYLOAD, R};
+
+use super::ctx::{Ctx, MAX_DURATION, MAX_PAYLOAD, MIN_PAYLOAD, R};
 
 /// Largest rate multiple a phase may ask for.
-const MAX_SCALE: f64 = 1_000.0;
-const MAX_DECIMALS: u32 = 9;
+pub(crate) const MAX_SCALE: f64 = 1_000.0;
+
+pub(crate) const MAX_DECIMALS: u32 = 9;
 
 pub(crate) fn phases(cx: &Ctx, raw: &[S<RawPhase>]) -> R<Vec<LoadPhase>> {
     let mut out: Vec<LoadPhase> = Vec::with_capacity(raw.len());
@@ -114,28 +117,13 @@ pub(crate) fn payload(cx: &Ctx, g: &RawGroup, prefix: &str) -> R<Payload> {
     }
 }
 
-fn generator(cx: &Ctx, g: &S<RawGenerator>, field: &str) -> R<Generator> {
-    let bad = |msg: String| cx.err(g.span(), field, msg);
-    let decimals = |d: &Option<u32>| -> R<u32> {
-        match d {
-            Some(d) if *d > MAX_DECIMALS => Err(bad(format!(
-                "decimals must be at most {MAX_DECIMALS}, got {d}"
-            ))),
-            Some(d) => Ok(*d),
-            None => Ok(DEFAULT_DECIMALS),
-        }
-    };
-    let finite = |vals: &[(&str, f64)]| -> R<()> {
-        match vals.iter().find(|(_, v)| !v.is_finite()) {
-            Some((name, v)) => Err(bad(format!("{name} must be a finite number, got {v}"))),
-            None => Ok(()),
-        }
-    };
+pub(crate) fn generator(cx: &Ctx, g: &S<RawGenerator>, field: &str) -> R<Generator> {
+    let check = Check { cx, g, field };
     Ok(match g.get_ref() {
         RawGenerator::Constant { value } => {
             if let crate::raw::RawConstant::Text(t) = value {
                 if t.len() > 256 {
-                    return Err(bad("a constant string is at most 256 bytes".into()));
+                    return Err(check.bad("a constant string is at most 256 bytes".into()));
                 }
             }
             Generator::Constant {
@@ -146,108 +134,148 @@ fn generator(cx: &Ctx, g: &S<RawGenerator>, field: &str) -> R<Generator> {
             start: start.unwrap_or(0),
             step: step.unwrap_or(1),
         },
-        RawGenerator::Uniform {
-            min,
-            max,
-            decimals: d,
-        } => {
-            finite(&[("min", *min), ("max", *max)])?;
-            if min > max {
-                return Err(bad(format!("min ({min}) is above max ({max})")));
-            }
-            Generator::Uniform {
-                min: *min,
-                max: *max,
-                decimals: decimals(d)?,
-            }
-        }
-        RawGenerator::Normal {
-            mean,
-            std_dev,
-            decimals: d,
-        } => {
-            finite(&[("mean", *mean), ("std_dev", *std_dev)])?;
-            if *std_dev < 0.0 {
-                return Err(bad(format!("std_dev must be 0 or more, got {std_dev}")));
-            }
-            Generator::Normal {
-                mean: *mean,
-                std_dev: *std_dev,
-                decimals: decimals(d)?,
-            }
-        }
-        RawGenerator::RandomWalk {
-            start,
-            step,
-            min,
-            max,
-            decimals: d,
-        } => {
-            finite(&[
-                ("start", *start),
-                ("step", *step),
-                ("min", *min),
-                ("max", *max),
-            ])?;
-            if !(min <= start && start <= max) {
-                return Err(bad(format!(
-                    "start ({start}) must lie between min ({min}) and max ({max})"
-                )));
-            }
-            if *step < 0.0 {
-                return Err(bad(format!("step must be 0 or more, got {step}")));
-            }
-            Generator::RandomWalk {
-                start: *start,
-                step: *step,
-                min: *min,
-                max: *max,
-                decimals: decimals(d)?,
-            }
-        }
-        RawGenerator::Sine {
-            period,
-            amplitude,
-            offset,
-            noise,
-            decimals: d,
-        } => {
-            let period = humantime::parse_duration(period.trim())
-                .ok()
-                .filter(|p| !p.is_zero())
-                .ok_or_else(|| {
-                    bad(format!(
-                        "period {period:?} is not a duration above zero (such as \"60s\")"
-                    ))
-                })?;
-            let (offset, noise) = (offset.unwrap_or(0.0), noise.unwrap_or(0.0));
-            finite(&[
-                ("amplitude", *amplitude),
-                ("offset", offset),
-                ("noise", noise),
-            ])?;
-            if noise < 0.0 {
-                return Err(bad(format!("noise must be 0 or more, got {noise}")));
-            }
-            Generator::Sine {
-                period,
-                amplitude: *amplitude,
-                offset,
-                noise,
-                decimals: decimals(d)?,
-            }
-        }
         RawGenerator::Timestamp { unit } => Generator::Timestamp {
             unit: match unit.as_deref() {
                 None | Some("ms") => TimeUnit::Ms,
                 Some("s") => TimeUnit::S,
                 Some(other) => {
-                    return Err(bad(format!("unit {other:?}: expected \"ms\" or \"s\"")))
+                    return Err(check.bad(format!("unit {other:?}: expected \"ms\" or \"s\"")))
                 }
             },
         },
         RawGenerator::Index {} => Generator::Index,
         RawGenerator::Group {} => Generator::Group,
         RawGenerator::ClientId {} => Generator::ClientId,
+        RawGenerator::Sine { .. } => check.sine()?,
+        RawGenerator::Uniform { .. }
+        | RawGenerator::Normal { .. }
+        | RawGenerator::RandomWalk { .. } => check.random()?,
     })
+}
+
+/// The checks of one generator, naming its field.
+struct Check<'a> {
+    cx: &'a Ctx<'a>,
+    g: &'a S<RawGenerator>,
+    field: &'a str,
+}
+
+impl Check<'_> {
+    fn bad(&self, msg: String) -> ScenarioError {
+        self.cx.err(self.g.span(), self.field, msg)
+    }
+
+    fn decimals(&self, d: &Option<u32>) -> R<u32> {
+        match d {
+            Some(d) if *d > MAX_DECIMALS => {
+                Err(self.bad(format!("decimals must be at most {MAX_DECIMALS}, got {d}")))
+            }
+            Some(d) => Ok(*d),
+            None => Ok(DEFAULT_DECIMALS),
+        }
+    }
+
+    fn finite(&self, vals: &[(&str, f64)]) -> R<()> {
+        match vals.iter().find(|(_, v)| !v.is_finite()) {
+            Some((name, v)) => Err(self.bad(format!("{name} must be a finite number, got {v}"))),
+            None => Ok(()),
+        }
+    }
+
+    fn at_least_zero(&self, name: &str, v: f64) -> R<()> {
+        if v < 0.0 {
+            return Err(self.bad(format!("{name} must be 0 or more, got {v}")));
+        }
+        Ok(())
+    }
+
+    /// The random generators: uniform, normal, random walk.
+    fn random(&self) -> R<Generator> {
+        Ok(match self.g.get_ref() {
+            RawGenerator::Uniform { min, max, decimals } => {
+                self.finite(&[("min", *min), ("max", *max)])?;
+                if min > max {
+                    return Err(self.bad(format!("min ({min}) is above max ({max})")));
+                }
+                Generator::Uniform {
+                    min: *min,
+                    max: *max,
+                    decimals: self.decimals(decimals)?,
+                }
+            }
+            RawGenerator::Normal {
+                mean,
+                std_dev,
+                decimals,
+            } => {
+                self.finite(&[("mean", *mean), ("std_dev", *std_dev)])?;
+                self.at_least_zero("std_dev", *std_dev)?;
+                Generator::Normal {
+                    mean: *mean,
+                    std_dev: *std_dev,
+                    decimals: self.decimals(decimals)?,
+                }
+            }
+            RawGenerator::RandomWalk {
+                start,
+                step,
+                min,
+                max,
+                decimals,
+            } => {
+                let (start, step, min, max) = (*start, *step, *min, *max);
+                self.finite(&[("start", start), ("step", step), ("min", min), ("max", max)])?;
+                if !(min <= start && start <= max) {
+                    return Err(self.bad(format!(
+                        "start ({start}) must lie between min ({min}) and max ({max})"
+                    )));
+                }
+                self.at_least_zero("step", step)?;
+                Generator::RandomWalk {
+                    start,
+                    step,
+                    min,
+                    max,
+                    decimals: self.decimals(decimals)?,
+                }
+            }
+            _ => return Err(self.bad("not a random generator".into())),
+        })
+    }
+
+    fn sine(&self) -> R<Generator> {
+        let RawGenerator::Sine {
+            period,
+            amplitude,
+            offset,
+            noise,
+            decimals,
+        } = self.g.get_ref()
+        else {
+            return Err(self.bad("not a sine".into()));
+        };
+        let period = humantime::parse_duration(period.trim())
+            .ok()
+            .filter(|p| !p.is_zero() && *p <= MAX_DURATION)
+            .ok_or_else(|| {
+                self.bad(format!(
+                    "period {period:?} is not a duration above zero and at most 7 days (such as \
+                     \"60s\")"
+                ))
+            })?;
+        let (offset, noise) = (offset.unwrap_or(0.0), noise.unwrap_or(0.0));
+        self.finite(&[
+            ("amplitude", *amplitude),
+            ("offset", offset),
+            ("noise", noise),
+        ])?;
+        self.at_least_zero("noise", noise)?;
+        Ok(Generator::Sine {
+            period,
+            amplitude: *amplitude,
+            offset,
+            noise,
+            decimals: self.decimals(decimals)?,
+        })
+    }
 }

@@ -1,11 +1,11 @@
-//! Validation of what a run must show (`[expect]`) and of how the regression gate judges it
-//! (`[regression]`).
+//! What a run must show to pass: the `[expect]` table.
 
 use std::time::Duration;
 
-use crate::model::{Expectations, Regression, REGRESSION_METRICS};
-use crate::raw::{RawExpect, RawRegression, S};
-use crate::validate::{Ctx, R};
+use crate::model::Expectations;
+use crate::raw::{RawExpect, S};
+
+use super::ctx::{Ctx, R};
 
 pub(crate) fn expectations(cx: &Ctx, e: &RawExpect) -> R<Expectations> {
     let limit = |v: &Option<S<i64>>, field: &str| -> R<Option<u64>> {
@@ -65,55 +65,5 @@ pub(crate) fn expectations(cx: &Ctx, e: &RawExpect) -> R<Expectations> {
         max_disconnected: limit(&e.max_disconnected, "max_disconnected")?,
         max_errors: limit(&e.max_errors, "max_errors")?,
         max_in_flight_share: share(&e.max_in_flight_share, "max_in_flight_share", "a share")?,
-    })
-}
-
-pub(crate) fn regression(cx: &Ctx, r: &RawRegression) -> R<Regression> {
-    let d = Regression::default();
-    let share = |v: &Option<S<f64>>, field: &str, default: f64| -> R<f64> {
-        match v {
-            None => Ok(default),
-            Some(v) if !(0.0..=10.0).contains(v.get_ref()) => Err(cx.err(
-                v.span(),
-                format!("regression.{field}"),
-                format!(
-                    "a relative change between 0.0 and 10.0 (0.25 = 25%), got {}",
-                    v.get_ref()
-                ),
-            )),
-            Some(v) => Ok(*v.get_ref()),
-        }
-    };
-    let repeat = match &r.repeat {
-        Some(n) => cx.count(n, "regression.repeat", 1, 100)?,
-        None => d.repeat,
-    };
-    let mut skip = Vec::new();
-    for s in &r.skip {
-        if !REGRESSION_METRICS.contains(&s.get_ref().as_str()) {
-            return Err(cx.err(
-                s.span(),
-                "regression.skip",
-                format!(
-                    "{:?} is not a compared metric; expected one of {}",
-                    s.get_ref(),
-                    REGRESSION_METRICS.join(", ")
-                ),
-            ));
-        }
-        skip.push(s.get_ref().clone());
-    }
-    Ok(Regression {
-        latency: share(&r.latency, "latency", d.latency)?,
-        latency_floor: match &r.latency_floor {
-            Some(v) => cx.duration(v, "regression.latency_floor")?,
-            None => d.latency_floor,
-        },
-        throughput: share(&r.throughput, "throughput", d.throughput)?,
-        calibrate_latency: r.calibrate_latency.unwrap_or(d.calibrate_latency),
-        calibrate_throughput: r.calibrate_throughput.unwrap_or(d.calibrate_throughput),
-        repeat,
-        gate: r.gate.unwrap_or(d.gate),
-        skip,
     })
 }

@@ -1,0 +1,56 @@
+//! How the regression gate judges the scenario: the `[regression]` table.
+
+use crate::model::{Regression, REGRESSION_METRICS};
+use crate::raw::{RawRegression, S};
+
+use super::ctx::{Ctx, R};
+
+pub(crate) fn regression(cx: &Ctx, r: &RawRegression) -> R<Regression> {
+    let d = Regression::default();
+    let share = |v: &Option<S<f64>>, field: &str, default: f64| -> R<f64> {
+        match v {
+            None => Ok(default),
+            Some(v) if !(0.0..=10.0).contains(v.get_ref()) => Err(cx.err(
+                v.span(),
+                format!("regression.{field}"),
+                format!(
+                    "a relative change between 0.0 and 10.0 (0.25 = 25%), got {}",
+                    v.get_ref()
+                ),
+            )),
+            Some(v) => Ok(*v.get_ref()),
+        }
+    };
+    let repeat = match &r.repeat {
+        Some(n) => cx.count(n, "regression.repeat", 1, 100)?,
+        None => d.repeat,
+    };
+    let mut skip = Vec::new();
+    for s in &r.skip {
+        if !REGRESSION_METRICS.contains(&s.get_ref().as_str()) {
+            return Err(cx.err(
+                s.span(),
+                "regression.skip",
+                format!(
+                    "{:?} is not a compared metric; expected one of {}",
+                    s.get_ref(),
+                    REGRESSION_METRICS.join(", ")
+                ),
+            ));
+        }
+        skip.push(s.get_ref().clone());
+    }
+    Ok(Regression {
+        latency: share(&r.latency, "latency", d.latency)?,
+        latency_floor: match &r.latency_floor {
+            Some(v) => cx.duration(v, "regression.latency_floor")?,
+            None => d.latency_floor,
+        },
+        throughput: share(&r.throughput, "throughput", d.throughput)?,
+        calibrate_latency: r.calibrate_latency.unwrap_or(d.calibrate_latency),
+        calibrate_throughput: r.calibrate_throughput.unwrap_or(d.calibrate_throughput),
+        repeat,
+        gate: r.gate.unwrap_or(d.gate),
+        skip,
+    })
+}
