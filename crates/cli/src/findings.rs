@@ -4,6 +4,7 @@
 //! fell behind and why).
 
 use fleetbench_fleet::FleetOutcome;
+use fleetbench_metrics::metric::Metric;
 use fleetbench_metrics::report::Report;
 use fleetbench_metrics::summary::{fmt_count, fmt_us};
 use fleetbench_scenario::Plan;
@@ -173,9 +174,9 @@ fn mqtt5_findings(m: &fleetbench_metrics::behaviour::Mqtt5Check) -> Vec<String> 
     out
 }
 
-/// Whether the expectation `name` failed.
-fn failed(r: &Report, name: &str) -> bool {
-    r.expectations.iter().any(|e| e.name == name && !e.ok)
+/// Whether the expectation on `m` failed.
+fn failed(r: &Report, m: Metric) -> bool {
+    r.expectations.iter().any(|e| e.name == m.name() && !e.ok)
 }
 
 /// The latest error of the connection kinds, for naming a cause.
@@ -237,7 +238,7 @@ fn run_health(r: &Report, ctx: &RunContext) -> Vec<String> {
             }
         ));
     }
-    if failed(r, "errors") {
+    if failed(r, Metric::Errors) {
         let n: u64 = r.errors.values().map(|g| g.count).sum();
         out.push(format!(
             "{} errors were logged (more than the scenario allows, expect.max_errors): a run \
@@ -245,7 +246,7 @@ fn run_health(r: &Report, ctx: &RunContext) -> Vec<String> {
             fmt_count(n)
         ));
     }
-    if failed(r, "generator_late_share") {
+    if failed(r, Metric::GeneratorLateShare) {
         out.push(late_finding(r, ctx));
     }
     out

@@ -161,10 +161,10 @@ fn an_unmet_expectation_exits_3_with_a_failing_verdict() {
         .as_array()
         .expect("expectations")
         .iter()
-        .find(|e| e["name"] == "p99_us")
+        .find(|e| e["name"] == "p99_from_intended")
         .expect("p99 expectation");
     assert_eq!(p99["ok"], false);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL p99_us"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL p99_from_intended"));
 }
 
 #[test]
@@ -425,7 +425,7 @@ fn assert_matches_schema(report: &serde_json::Value) {
 
 #[test]
 fn reports_match_the_schema_log_every_interval_and_merge_exactly() {
-    use fleetbench_metrics::hlog::{self, Metric};
+    use fleetbench_metrics::hlog::{self, Distribution};
     use fleetbench_metrics::Report;
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -449,7 +449,7 @@ fn reports_match_the_schema_log_every_interval_and_merge_exactly() {
         let intervals = hlog::read(&log).expect("a readable interval log");
         let ticks = intervals
             .iter()
-            .filter(|i| i.metric == Some(Metric::FromIntended))
+            .filter(|i| i.metric == Some(Distribution::FromIntended))
             .count();
         assert!(
             ticks >= 8,
@@ -470,11 +470,11 @@ fn reports_match_the_schema_log_every_interval_and_merge_exactly() {
             );
         }
         assert_eq!(
-            totals[&Metric::FromIntended].summary().p99_us,
+            totals[&Distribution::FromIntended].summary().p99_us,
             r.latency.from_intended.p99_us
         );
         assert_eq!(
-            totals[&Metric::Connect].count(),
+            totals[&Distribution::Connect].count(),
             8,
             "one connect per device"
         );

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::cpu::{CpuSampler, CpuUsage};
 use crate::hist::{LatencyHistogram, LatencySummary};
-use crate::hlog::{IntervalLog, Metric};
+use crate::hlog::{Distribution, IntervalLog};
 
 /// What a device task hands over, at most once a tick and once more when it ends.
 #[derive(Debug, Clone, Default)]
@@ -541,10 +541,10 @@ impl Aggregator {
         let length = elapsed.saturating_sub(start);
         self.last_tick = elapsed;
         for (metric, h) in [
-            (Metric::FromIntended, &self.interval_intended),
-            (Metric::FromSend, &self.interval_send),
-            (Metric::Puback, &self.interval_ack),
-            (Metric::Connect, &self.interval_connect),
+            (Distribution::FromIntended, &self.interval_intended),
+            (Distribution::FromSend, &self.interval_send),
+            (Distribution::Puback, &self.interval_ack),
+            (Distribution::Connect, &self.interval_connect),
         ] {
             if let Err(e) = self.log.push(metric, start, length, h) {
                 self.totals
@@ -625,8 +625,8 @@ mod tests {
         assert_eq!(intervals[4].start, Duration::from_secs(2));
         assert_eq!(intervals[4].length, Duration::from_secs(1));
         let totals = crate::hlog::totals(&intervals);
-        assert_eq!(totals[&Metric::FromIntended].count(), 1);
-        assert_eq!(totals[&Metric::Puback].hdr(), agg.totals().ack.hdr());
+        assert_eq!(totals[&Distribution::FromIntended].count(), 1);
+        assert_eq!(totals[&Distribution::Puback].hdr(), agg.totals().ack.hdr());
     }
 
     #[test]

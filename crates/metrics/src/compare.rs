@@ -15,6 +15,7 @@ use std::fmt::Write;
 use fleetbench_scenario::Regression;
 use serde::{Deserialize, Serialize};
 
+use crate::metric::{self, Better, Metric, Unit as MetricUnit};
 use crate::report::{Calibration, Report, Sample};
 use crate::summary::fmt_us;
 
@@ -137,8 +138,12 @@ struct Timing {
     adjusted: Option<Vec<f64>>,
 }
 
-fn timing(samples: &[Sample], pick: fn(&Sample) -> f64, unit: fn(&Calibration) -> f64) -> Timing {
-    let raw: Vec<f64> = samples.iter().map(pick).collect();
+fn timing(
+    samples: &[Sample],
+    pick: impl Fn(&Sample) -> f64,
+    unit: fn(&Calibration) -> f64,
+) -> Timing {
+    let raw: Vec<f64> = samples.iter().map(&pick).collect();
     let adjusted = samples
         .iter()
         .map(|s| {
@@ -157,13 +162,30 @@ fn rate(c: &Calibration) -> f64 {
     c.round_trips_per_s
 }
 
-/// Which timing figure a row is about, and how it is judged.
-struct What<'a> {
-    id: &'a str,
-    metric: &'a str,
-    direction: Direction,
-    unit: Unit,
+/// Which timing figure a row is about, and whether it is judged in calibration units.
+struct What {
+    m: Metric,
     calibrate: bool,
+}
+
+/// How a comparison judges a metric: counts may not grow at all, the rest in the direction
+/// that is better.
+fn direction(m: Metric) -> Direction {
+    match (m.unit(), m.better()) {
+        (MetricUnit::Count, _) => Direction::Exact,
+        (_, Better::Lower) => Direction::LowerIsBetter,
+        (_, Better::Higher) => Direction::HigherIsBetter,
+    }
+}
+
+/// A metric's unit as a comparison's rows state it.
+fn unit(m: Metric) -> Unit {
+    match m.unit() {
+        MetricUnit::Count => Unit::Count,
+        MetricUnit::Micros => Unit::Micros,
+        MetricUnit::PerSecond => Unit::PerSecond,
+        MetricUnit::Ratio => Unit::Ratio,
+    }
 }
 
 struct Judge<'a> {
@@ -172,10 +194,10 @@ struct Judge<'a> {
 
 impl Judge<'_> {
     /// A row that may not get worse at all.
-    fn exact(&self, id: &str, metric: &str, base: f64, now: f64, direction: Direction) -> Row {
+    fn exact(&self, m: Metric, base: f64, now: f64) -> Row {
         Row {
-            id: id.into(),
-            metric: metric.into(),
+            id: m.name().into(),
+            metric: m.label().into(),
             baseline: base,
             now,
             baseline_spread: None,
@@ -183,30 +205,20 @@ impl Judge<'_> {
             change: (base != 0.0).then(|| now / base - 1.0),
             adjusted_change: None,
             tolerance: 0.0,
-            direction,
-            unit: if direction == Direction::Exact {
-                Unit::Count
-            } else {
-                Unit::Ratio
-            },
+            direction: direction(m),
+            unit: unit(m),
             not_gated: None,
-            ok: if direction == Direction::Exact {
-                now <= base
-            } else {
-                now >= base
+            ok: match m.better() {
+                Better::Lower => now <= base,
+                Better::Higher => now >= base,
             },
         }
     }
 
     /// A timing row: medians, spreads, the raw and the adjusted change, and the verdict.
     fn timing(&self, what: What, base: Timing, now: Timing) -> Row {
-        let What {
-            id,
-            metric,
-            direction,
-            unit,
-            calibrate,
-        } = what;
+        let What { m, calibrate } = what;
+        let direction = direction(m);
         let (b, n) = (median(&base.raw), median(&now.raw));
         let change = (b != 0.0).then(|| n / b - 1.0);
         let (baseline_spread, now_spread) = (spread(&base.raw), spread(&now.raw));
@@ -260,8 +272,8 @@ impl Judge<'_> {
             true
         };
         Row {
-            id: id.into(),
-            metric: metric.into(),
+            id: m.name().into(),
+            metric: m.label().into(),
             baseline: b,
             now: n,
             baseline_spread,
@@ -270,92 +282,41 @@ impl Judge<'_> {
             adjusted_change,
             tolerance,
             direction,
-            unit,
+            unit: unit(m),
             not_gated: None,
             ok: !(worse_than_tolerance && beyond_floor && outside_spread),
         }
     }
 }
 
-/// Compare `new` with `old` under `tol` (usually [`tolerances_of`] the new report).
+/// Compare `new` with `old` under `tol` (usually [`tolerances_of`] the new report): a row per
+/// metric of [`Metric::COMPARED`]. Counts and the delivered ratio compare exactly, as the
+/// expectations read them; timing figures as the medians of the runs' samples.
 pub fn compare(old: &Report, new: &Report, tol: &Regression) -> Comparison {
     let (os, ns) = (old.samples(), new.samples());
     let j = Judge { tol };
-    // Counts and the delivered ratio are the figures the expectations judge, by the same names.
-    let exact = |id: &str, metric: &str, direction: Direction| {
-        let figure = |r: &Report| crate::expect::observe(id, r).unwrap_or(f64::NAN);
-        j.exact(id, metric, figure(old), figure(new), direction)
-    };
-    let errors = |r: &Report| r.errors.values().map(|e| e.count).sum::<u64>() as f64;
-    let latency =
-        |id: &str, metric: &str, quantile: f64, pick: fn(&Sample) -> f64, count: Count| {
-            let what = What {
-                id,
-                metric,
-                direction: Direction::LowerIsBetter,
-                unit: Unit::Micros,
-                calibrate: tol.calibrate_latency,
-            };
-            let mut row = j.timing(what, timing(&os, pick, core_rt), timing(&ns, pick, core_rt));
-            row.not_gated = too_few_values(quantile, count, old, new);
-            row
-        };
-    let mut rows = vec![
-        exact("lost", "lost", Direction::Exact),
-        exact("lost_at_qos_1_or_2", "lost at QoS 1/2", Direction::Exact),
-        exact("duplicates", "duplicates", Direction::Exact),
-        j.exact(
-            "errors",
-            "errors",
-            errors(old),
-            errors(new),
-            Direction::Exact,
-        ),
-        exact(
-            "delivered_ratio",
-            "delivered ratio",
-            Direction::HigherIsBetter,
-        ),
-        latency(
-            "p50_from_intended",
-            "p50 from intended",
-            0.5,
-            |s| s.p50_from_intended_us as f64,
-            |l| l.from_intended.count,
-        ),
-        latency(
-            "p99_from_intended",
-            "p99 from intended",
-            0.99,
-            |s| s.p99_from_intended_us as f64,
-            |l| l.from_intended.count,
-        ),
-        latency(
-            "p99_from_send",
-            "p99 from send",
-            0.99,
-            |s| s.p99_from_send_us as f64,
-            |l| l.from_send.count,
-        ),
-        latency(
-            "p99_puback",
-            "p99 puback",
-            0.99,
-            |s| s.p99_puback_us as f64,
-            |l| l.puback.count,
-        ),
-        j.timing(
-            What {
-                id: "deliver_per_s",
-                metric: "deliveries/s",
-                direction: Direction::HigherIsBetter,
-                unit: Unit::PerSecond,
-                calibrate: tol.calibrate_throughput,
-            },
-            timing(&os, |s| s.deliver_per_s, rate),
-            timing(&ns, |s| s.deliver_per_s, rate),
-        ),
-    ];
+    let mut rows: Vec<Row> = Metric::COMPARED
+        .into_iter()
+        .map(|m| match m.unit() {
+            MetricUnit::Micros | MetricUnit::PerSecond => {
+                let pick = |s: &Sample| metric::sample_value(m, s).unwrap_or(f64::NAN);
+                let (calibrate, unit): (bool, fn(&Calibration) -> f64) =
+                    if m.unit() == MetricUnit::Micros {
+                        (tol.calibrate_latency, core_rt)
+                    } else {
+                        (tol.calibrate_throughput, rate)
+                    };
+                let what = What { m, calibrate };
+                let mut row = j.timing(what, timing(&os, pick, unit), timing(&ns, pick, unit));
+                row.not_gated = too_few_values(m, old, new);
+                row
+            }
+            _ => {
+                let figure = |r: &Report| metric::value(m, r).unwrap_or(f64::NAN);
+                j.exact(m, figure(old), figure(new))
+            }
+        })
+        .collect();
     for r in &mut rows {
         if tol.skip.contains(&r.id) {
             r.not_gated = Some(NotGated::Skipped);
@@ -377,14 +338,15 @@ pub fn compare(old: &Report, new: &Report, tol: &Regression) -> Comparison {
     }
 }
 
-/// Which count of a report's latency distributions a percentile row stands on.
-type Count = fn(&crate::report::Latency) -> u64;
-
-/// Whether either side's runs had too few values to compare the `quantile` of a distribution.
-fn too_few_values(quantile: f64, count: Count, old: &Report, new: &Report) -> Option<NotGated> {
+/// Whether either side's runs had too few values to compare the percentile `m` stands for.
+fn too_few_values(m: Metric, old: &Report, new: &Report) -> Option<NotGated> {
     // Values per run: a merged report's count over its runs.
-    let per_run = |r: &Report| count(&r.latency) / r.samples().len().max(1) as u64;
-    let fewest = per_run(old).min(per_run(new));
+    let per_run = |r: &Report| {
+        let (_, count) = metric::percentile(m, &r.latency)?;
+        Some(count / r.samples().len().max(1) as u64)
+    };
+    let (quantile, _) = metric::percentile(m, &old.latency)?;
+    let fewest = per_run(old)?.min(per_run(new)?);
     let needed = (MIN_BEYOND / (1.0 - quantile)).round() as u64;
     (fewest < needed).then_some(NotGated::TooFewValues {
         per_run: fewest,
@@ -665,7 +627,8 @@ mod tests {
         let r = report(400, 2_000, 0, 1_000.0);
         let c = compare(&r, &r, &Regression::default());
         let ids: Vec<&str> = c.rows.iter().map(|r| r.id.as_str()).collect();
-        assert_eq!(ids, fleetbench_scenario::REGRESSION_METRICS);
+        let names: Vec<&str> = Metric::COMPARED.iter().map(|m| m.name()).collect();
+        assert_eq!(ids, names);
     }
 
     #[test]

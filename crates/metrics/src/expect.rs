@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use fleetbench_scenario::Expectations;
 
+use crate::metric::{value, Better, Metric};
 use crate::report::{ExpectationResult, Report, Verdict};
 
 /// The default share of sends (after the warm-up) that may leave more than 1 ms late before the
@@ -50,23 +51,21 @@ pub fn verdict(expectations: &[ExpectationResult], interrupted: bool) -> Verdict
     }
 }
 
-fn at_most(name: &str, observed: f64, limit: f64) -> ExpectationResult {
+/// Judge metric `m` of report `r` against `limit`, the way the metric gets better (at most
+/// the limit for what is better lower, at least for what is better higher).
+fn judge(m: Metric, r: &Report, limit: f64) -> ExpectationResult {
+    // A figure the report does not have fails loudly rather than passing unseen.
+    let observed = value(m, r).unwrap_or(f64::NAN);
+    let (ok, comparison) = match m.better() {
+        Better::Lower => (observed <= limit, "<="),
+        Better::Higher => (observed >= limit, ">="),
+    };
     ExpectationResult {
-        name: name.to_string(),
-        ok: observed <= limit,
+        name: m.name().to_string(),
+        ok,
         observed,
         limit,
-        comparison: "<=".to_string(),
-    }
-}
-
-fn at_least(name: &str, observed: f64, limit: f64) -> ExpectationResult {
-    ExpectationResult {
-        name: name.to_string(),
-        ok: observed >= limit,
-        observed,
-        limit,
-        comparison: ">=".to_string(),
+        comparison: comparison.to_string(),
     }
 }
 
@@ -81,164 +80,81 @@ fn us(d: Duration) -> f64 {
 /// will, session and command answer the scenario's behaviours call for, and a generator that
 /// kept its schedule (judged on evidence: [`judged_late_share`]).
 pub fn evaluate(e: &Expectations, r: &Report) -> Vec<ExpectationResult> {
+    use Metric::*;
     let count = |v: Option<u64>| v.map(|v| v as f64);
     let latency = |v: Option<Duration>| v.map(us);
-    let limits: [(&str, Option<f64>, bool); 12] = [
+    let or = |v: Option<u64>, default: u64| Some(v.unwrap_or(default) as f64);
+    let b = &r.behaviour;
+    let zero_if = |used: bool| used.then_some(0.0);
+    let limits: [(Metric, Option<f64>); 31] = [
         (
-            "delivered_ratio",
+            DeliveredRatio,
             Some(e.delivered_ratio.unwrap_or(DEFAULT_DELIVERED_RATIO)),
-            true,
         ),
-        ("lost", count(e.max_lost), false),
-        ("duplicates", count(e.max_duplicates), false),
-        ("reordered", count(e.max_reordered), false),
-        ("p50_us", latency(e.p50), false),
-        ("p90_us", latency(e.p90), false),
-        ("p99_us", latency(e.p99), false),
-        ("p999_us", latency(e.p999), false),
-        ("max_latency_us", latency(e.max_latency), false),
-        ("deliver_per_s", e.min_deliver_per_s, true),
-        ("publish_per_s", e.min_publish_per_s, true),
+        (Lost, count(e.max_lost)),
+        (Duplicates, count(e.max_duplicates)),
+        (Reordered, count(e.max_reordered)),
+        (P50FromIntended, latency(e.p50)),
+        (P90FromIntended, latency(e.p90)),
+        (P99FromIntended, latency(e.p99)),
+        (P999FromIntended, latency(e.p999)),
+        (MaxFromIntended, latency(e.max_latency)),
+        (DeliverPerS, e.min_deliver_per_s),
+        (PublishPerS, e.min_publish_per_s),
+        // The QoS guarantees are always checked.
+        (LostAtQos12, Some(0.0)),
+        (DuplicatesAtQos2, Some(0.0)),
+        // So is what a broken run looks like.
+        (NeverConnected, or(e.max_never_connected, 0)),
+        (Disconnected, or(e.max_disconnected, 0)),
+        (BrokerGone, Some(0.0)),
+        (BrokerRestarts, zero_if(r.broker_watch.is_some())),
+        (
+            InFlightShare,
+            Some(e.max_in_flight_share.unwrap_or(DEFAULT_MAX_IN_FLIGHT_SHARE)),
+        ),
+        (Errors, or(e.max_errors, DEFAULT_MAX_ERRORS)),
+        // So are the behaviours the scenario uses: what MQTT promises about them is all or
+        // nothing.
+        (StatusMissing, zero_if(b.status.is_some())),
+        (StatusNotRetained, zero_if(b.status.is_some())),
+        (WillsMissing, zero_if(b.wills.is_some())),
+        (WillsUnexpected, zero_if(b.wills.is_some())),
+        (SessionsLost, zero_if(b.sessions.is_some())),
+        (CommandsUnanswered, zero_if(b.commands.is_some())),
+        (UserPropsMissing, zero_if(b.mqtt5.is_some())),
+        (ExpiryMissing, zero_if(b.mqtt5.is_some())),
+        (DeliveredAfterExpiry, zero_if(b.mqtt5.is_some())),
         // A generator that fell behind its schedule measures itself, not the broker.
         (
-            "generator_late_share",
+            GeneratorLateShare,
             Some(e.max_late_share.unwrap_or(MAX_LATE_SHARE)),
-            false,
         ),
+        // Not judged by default.
+        (P99FromSend, None),
+        (P99Puback, None),
     ];
-    let mut out: Vec<ExpectationResult> = limits
-        .iter()
-        .filter_map(|(name, limit, at_least)| limit.map(|l| judge(name, r, l, *at_least)))
-        .collect();
-    // The QoS guarantees are always checked, just before the generator's health.
-    let generator = out.pop();
-    out.push(judge("lost_at_qos_1_or_2", r, 0.0, false));
-    out.push(judge("duplicates_at_qos_2", r, 0.0, false));
-    // So is what a broken run looks like: clients that never connected or lost their
-    // connection, a broker that went away or stopped answering, deliveries left in flight,
-    // errors by the hundred.
-    let count = |v: Option<u64>, default: u64| v.unwrap_or(default) as f64;
-    out.push(judge(
-        "never_connected",
-        r,
-        count(e.max_never_connected, 0),
-        false,
-    ));
-    out.push(judge(
-        "disconnected",
-        r,
-        count(e.max_disconnected, 0),
-        false,
-    ));
-    out.push(judge("broker_gone", r, 0.0, false));
-    if r.broker_watch.is_some() {
-        out.push(judge("broker_restarts", r, 0.0, false));
-    }
-    let in_flight = e.max_in_flight_share.unwrap_or(DEFAULT_MAX_IN_FLIGHT_SHARE);
-    out.push(judge("in_flight_share", r, in_flight, false));
-    out.push(judge(
-        "errors",
-        r,
-        count(e.max_errors, DEFAULT_MAX_ERRORS),
-        false,
-    ));
-    // So are the behaviours the scenario uses: what MQTT promises about them is all or nothing.
-    let b = &r.behaviour;
-    let behaviour_checks: [(&str, bool); 9] = [
-        ("status_missing", b.status.is_some()),
-        ("status_not_retained", b.status.is_some()),
-        ("wills_missing", b.wills.is_some()),
-        ("wills_unexpected", b.wills.is_some()),
-        ("sessions_lost", b.sessions.is_some()),
-        ("commands_unanswered", b.commands.is_some()),
-        ("user_props_missing", b.mqtt5.is_some()),
-        ("expiry_missing", b.mqtt5.is_some()),
-        ("delivered_after_expiry", b.mqtt5.is_some()),
-    ];
-    for (name, used) in behaviour_checks {
-        if used {
-            out.push(judge(name, r, 0.0, false));
-        }
-    }
-    out.extend(generator);
-    out
-}
-
-/// The same expectations judged again on another report (a merge of several runs): names,
-/// limits and comparisons travel in the report, so no scenario file is needed.
-pub fn reevaluate(previous: &[ExpectationResult], r: &Report) -> Vec<ExpectationResult> {
-    previous
-        .iter()
-        .map(|e| judge(&e.name, r, e.limit, e.comparison == ">="))
+    limits
+        .into_iter()
+        .filter_map(|(m, limit)| limit.map(|l| judge(m, r, l)))
         .collect()
 }
 
-fn judge(name: &str, r: &Report, limit: f64, at_least_limit: bool) -> ExpectationResult {
-    // An expectation this version does not know fails loudly rather than passing unseen.
-    let observed = observe(name, r).unwrap_or(f64::NAN);
-    if at_least_limit {
-        at_least(name, observed, limit)
-    } else {
-        at_most(name, observed, limit)
-    }
-}
-
-/// The figure of a report an expectation judges, by the expectation's name.
-pub fn observe(name: &str, r: &Report) -> Option<f64> {
-    let t = &r.totals;
-    let l = &r.latency.from_intended;
-    Some(match name {
-        "delivered_ratio" => {
-            if t.expected == 0 {
-                0.0
-            } else {
-                t.delivered as f64 / t.expected as f64
-            }
-        }
-        "lost" => t.lost as f64,
-        "duplicates" => t.duplicates as f64,
-        "reordered" => t.reordered as f64,
-        "p50_us" => l.p50_us as f64,
-        "p90_us" => l.p90_us as f64,
-        "p99_us" => l.p99_us as f64,
-        "p999_us" => l.p999_us as f64,
-        "max_latency_us" => l.max_us as f64,
-        "deliver_per_s" => r.throughput.deliver_per_s,
-        "publish_per_s" => r.throughput.publish_per_s,
-        "lost_at_qos_1_or_2" => r.lost_at_guaranteed_qos() as f64,
-        "duplicates_at_qos_2" => r
-            .by_qos
-            .iter()
-            .filter(|q| q.qos == 2)
-            .map(|q| q.outcome.duplicates)
-            .sum::<u64>() as f64,
-        "generator_late_share" => judged_late_share(r.generator.late_sends, r.totals.sent),
-        "never_connected" => f64::from(r.timing.never_connected),
-        "disconnected" => f64::from(r.timing.disconnected),
-        "broker_gone" => f64::from(u8::from(r.run.broker_gone.is_some())),
-        "broker_restarts" => {
-            let w = r.broker_watch.as_ref()?;
-            (w.restarts.len() as u64 + w.unrecorded_restarts) as f64
-        }
-        "in_flight_share" => {
-            if t.expected == 0 {
-                0.0
-            } else {
-                t.in_flight as f64 / t.expected as f64
-            }
-        }
-        "errors" => r.errors.values().map(|g| g.count).sum::<u64>() as f64,
-        "status_missing" => r.behaviour.status.as_ref()?.missing as f64,
-        "status_not_retained" => r.behaviour.status.as_ref()?.not_retained as f64,
-        "wills_missing" => r.behaviour.wills.as_ref()?.missing as f64,
-        "wills_unexpected" => r.behaviour.wills.as_ref()?.unexpected as f64,
-        "sessions_lost" => r.behaviour.sessions.as_ref()?.lost as f64,
-        "commands_unanswered" => r.behaviour.commands.as_ref()?.unanswered as f64,
-        "user_props_missing" => r.behaviour.mqtt5.as_ref()?.user_properties_missing as f64,
-        "expiry_missing" => r.behaviour.mqtt5.as_ref()?.expiry_missing as f64,
-        "delivered_after_expiry" => r.behaviour.mqtt5.as_ref()?.delivered_after_expiry as f64,
-        _ => return None,
-    })
+/// The same expectations judged again on another report (a merge of several runs): names and
+/// limits travel in the report, so no scenario file is needed. A name this version does not
+/// know is judged as failed.
+pub fn reevaluate(previous: &[ExpectationResult], r: &Report) -> Vec<ExpectationResult> {
+    previous
+        .iter()
+        .map(|e| match Metric::from_name(&e.name) {
+            Some(m) => judge(m, r, e.limit),
+            None => ExpectationResult {
+                observed: f64::NAN,
+                ok: false,
+                ..e.clone()
+            },
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -274,6 +190,16 @@ mod tests {
                 .unwrap_or_else(|| panic!("no {name}"))
                 .ok
         };
+        // Judged in the order the summary lists them, the generator last.
+        let names: Vec<String> = evaluate(&Expectations::default(), &r)
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names.first().map(String::as_str), Some("delivered_ratio"));
+        assert_eq!(
+            names.last().map(String::as_str),
+            Some("generator_late_share")
+        );
         for name in [
             "never_connected",
             "disconnected",

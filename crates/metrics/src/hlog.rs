@@ -3,7 +3,7 @@
 //! HdrHistogramVisualizer, the Rust, Go and Python libraries).
 //!
 //! Values are microseconds. Each interval line carries a tag naming the distribution (see
-//! [`Metric`]); timestamps are seconds since the run's start (the log's `BaseTime`).
+//! [`Distribution`]); timestamps are seconds since the run's start (the log's `BaseTime`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -18,32 +18,32 @@ use crate::hist::LatencyHistogram;
 
 /// The distributions a run records, by the tag their intervals carry in the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Metric {
+pub enum Distribution {
     FromIntended,
     FromSend,
     Puback,
     Connect,
 }
 
-impl Metric {
-    pub const ALL: [Metric; 4] = [
-        Metric::FromIntended,
-        Metric::FromSend,
-        Metric::Puback,
-        Metric::Connect,
+impl Distribution {
+    pub const ALL: [Distribution; 4] = [
+        Distribution::FromIntended,
+        Distribution::FromSend,
+        Distribution::Puback,
+        Distribution::Connect,
     ];
 
     pub fn tag(self) -> &'static str {
         match self {
-            Metric::FromIntended => "from_intended",
-            Metric::FromSend => "from_send",
-            Metric::Puback => "puback",
-            Metric::Connect => "connect",
+            Distribution::FromIntended => "from_intended",
+            Distribution::FromSend => "from_send",
+            Distribution::Puback => "puback",
+            Distribution::Connect => "connect",
         }
     }
 
-    pub fn from_tag(tag: &str) -> Option<Metric> {
-        Metric::ALL.into_iter().find(|m| m.tag() == tag)
+    pub fn from_tag(tag: &str) -> Option<Distribution> {
+        Distribution::ALL.into_iter().find(|m| m.tag() == tag)
     }
 }
 
@@ -94,7 +94,7 @@ impl IntervalLog {
     /// Append one interval of one distribution. `start` is measured from the run's start.
     pub fn push(
         &mut self,
-        metric: Metric,
+        metric: Distribution,
         start: Duration,
         length: Duration,
         h: &LatencyHistogram,
@@ -146,7 +146,7 @@ impl IntervalLog {
 /// One interval read back from a log.
 #[derive(Debug, Clone)]
 pub struct LoggedInterval {
-    pub metric: Option<Metric>,
+    pub metric: Option<Distribution>,
     pub tag: Option<String>,
     pub start: Duration,
     pub length: Duration,
@@ -174,7 +174,7 @@ pub fn read(bytes: &[u8]) -> Result<Vec<LoggedInterval>, HlogError> {
         })?;
         let tag = i.tag().map(|t| t.as_str().to_string());
         out.push(LoggedInterval {
-            metric: tag.as_deref().and_then(Metric::from_tag),
+            metric: tag.as_deref().and_then(Distribution::from_tag),
             tag,
             start: i.start_timestamp(),
             length: i.duration(),
@@ -185,8 +185,8 @@ pub fn read(bytes: &[u8]) -> Result<Vec<LoggedInterval>, HlogError> {
 }
 
 /// The whole-run distribution of every tag in a log: the sum of its intervals.
-pub fn totals(intervals: &[LoggedInterval]) -> BTreeMap<Metric, LatencyHistogram> {
-    let mut out: BTreeMap<Metric, LatencyHistogram> = BTreeMap::new();
+pub fn totals(intervals: &[LoggedInterval]) -> BTreeMap<Distribution, LatencyHistogram> {
+    let mut out: BTreeMap<Distribution, LatencyHistogram> = BTreeMap::new();
     for i in intervals {
         if let Some(m) = i.metric {
             out.entry(m).or_default().add(&i.histogram);
@@ -210,10 +210,15 @@ mod tests {
                 h.record_us(u64::from(100 + v * 7));
             }
             whole.add(&h);
-            log.push(Metric::FromIntended, tick * t, tick, &h)
+            log.push(Distribution::FromIntended, tick * t, tick, &h)
                 .expect("push");
-            log.push(Metric::Connect, tick * t, tick, &LatencyHistogram::new())
-                .expect("push");
+            log.push(
+                Distribution::Connect,
+                tick * t,
+                tick,
+                &LatencyHistogram::new(),
+            )
+            .expect("push");
         }
         assert_eq!(log.len(), 16);
         let mut file = Vec::new();
@@ -230,10 +235,10 @@ mod tests {
         let intervals = read(&file).expect("read");
         assert_eq!(intervals.len(), 16);
         assert_eq!(intervals[2].start, tick);
-        assert_eq!(intervals[2].metric, Some(Metric::FromIntended));
+        assert_eq!(intervals[2].metric, Some(Distribution::FromIntended));
         let totals = totals(&intervals);
-        assert_eq!(totals[&Metric::FromIntended].hdr(), whole.hdr());
-        assert_eq!(totals[&Metric::Connect].count(), 0);
+        assert_eq!(totals[&Distribution::FromIntended].hdr(), whole.hdr());
+        assert_eq!(totals[&Distribution::Connect].count(), 0);
     }
 
     #[test]
@@ -241,8 +246,13 @@ mod tests {
         let mut log = IntervalLog::new();
         let mut h = LatencyHistogram::new();
         h.record_us(5);
-        log.push(Metric::FromSend, Duration::ZERO, Duration::from_secs(1), &h)
-            .expect("push");
+        log.push(
+            Distribution::FromSend,
+            Duration::ZERO,
+            Duration::from_secs(1),
+            &h,
+        )
+        .expect("push");
         let mut file = Vec::new();
         log.write_to(&mut file, SystemTime::UNIX_EPOCH, "t")
             .expect("write");

@@ -16,6 +16,7 @@ pub mod hist;
 pub mod hlog;
 pub mod ledger;
 pub mod merge;
+pub mod metric;
 pub mod report;
 pub mod summary;
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::hist::LatencyHistogram;
-use crate::hlog::Metric;
+use crate::hlog::Distribution;
 use crate::report::{
     BrokerWatch, Calibration, Histograms, Latency, MergeKind, Merged, PhaseReport, ProcessUsage,
     QosTotals, Report,
@@ -35,7 +35,7 @@ pub enum MergeError {
 pub fn merge(reports: &[Report], kind: MergeKind) -> Result<Report, MergeError> {
     let first = reports.first().ok_or(MergeError::Empty)?;
     let scenario = first.scenario_name();
-    let mut hists: BTreeMap<Metric, LatencyHistogram> = BTreeMap::new();
+    let mut hists: BTreeMap<Distribution, LatencyHistogram> = BTreeMap::new();
     for (index, r) in reports.iter().enumerate() {
         if r.scenario_name() != scenario {
             return Err(MergeError::OtherScenario {
@@ -105,20 +105,20 @@ pub fn merge(reports: &[Report], kind: MergeKind) -> Result<Report, MergeError> 
         .try_fold(0.0f64, |m, c| c.map(|c| m.max(c)));
 
     // Latency from the merged histograms.
-    let summary = |m: Metric| hists.get(&m).map(|h| h.summary()).unwrap_or_default();
+    let summary = |m: Distribution| hists.get(&m).map(|h| h.summary()).unwrap_or_default();
     out.latency = Latency {
-        from_intended: summary(Metric::FromIntended),
-        from_send: summary(Metric::FromSend),
-        puback: summary(Metric::Puback),
-        connect: summary(Metric::Connect),
+        from_intended: summary(Distribution::FromIntended),
+        from_send: summary(Distribution::FromSend),
+        puback: summary(Distribution::Puback),
+        connect: summary(Distribution::Connect),
     };
     let empty = LatencyHistogram::new();
-    let h = |m: Metric| hists.get(&m).unwrap_or(&empty);
+    let h = |m: Distribution| hists.get(&m).unwrap_or(&empty);
     out.histograms = Histograms::encode(
-        h(Metric::FromIntended),
-        h(Metric::FromSend),
-        h(Metric::Puback),
-        h(Metric::Connect),
+        h(Distribution::FromIntended),
+        h(Distribution::FromSend),
+        h(Distribution::Puback),
+        h(Distribution::Connect),
     )
     .ok();
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::aggregate::ErrorGroup;
 use crate::env::Environment;
 use crate::hist::{HistogramCodecError, LatencyHistogram, LatencySummary};
-use crate::hlog::Metric;
+use crate::hlog::Distribution;
 use crate::ledger::StreamOutcome;
 
 pub const SCHEMA_VERSION: u32 = 2;
@@ -159,13 +159,13 @@ impl Histograms {
     }
 
     /// The distributions back, by the interval log's metric names.
-    pub fn decode(&self) -> Result<[(Metric, LatencyHistogram); 4], HistogramCodecError> {
+    pub fn decode(&self) -> Result<[(Distribution, LatencyHistogram); 4], HistogramCodecError> {
         let one = LatencyHistogram::from_base64;
         Ok([
-            (Metric::FromIntended, one(&self.from_intended)?),
-            (Metric::FromSend, one(&self.from_send)?),
-            (Metric::Puback, one(&self.puback)?),
-            (Metric::Connect, one(&self.connect)?),
+            (Distribution::FromIntended, one(&self.from_intended)?),
+            (Distribution::FromSend, one(&self.from_send)?),
+            (Distribution::Puback, one(&self.puback)?),
+            (Distribution::Connect, one(&self.connect)?),
         ])
     }
 }

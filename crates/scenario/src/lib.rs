@@ -8,6 +8,7 @@
 
 mod error;
 pub mod load;
+pub mod metric;
 mod model;
 pub mod payload;
 mod plan;
@@ -16,10 +17,11 @@ pub mod topic;
 mod validate;
 
 pub use error::{Located, Location, ScenarioError, ScenarioErrors};
+pub use metric::Metric;
 pub use model::{
     url_host, Backoff, BrokerTarget, Commands, Controller, DeviceGroup, DeviceMessage,
     EmbeddedBroker, Expectations, ExternalBroker, GroupBehaviour, Mqtt5Publish, ObserverGroup,
-    Offline, Protocol, Qos, Regression, Scenario, Scheme, TlsFiles, REGRESSION_METRICS,
+    Offline, Protocol, Qos, Regression, Scenario, Scheme, TlsFiles,
 };
 pub use plan::{CommandTopics, ControllerSpec, DeviceSpec, MessageSpec, ObserverSpec, Plan, Shard};
 pub use validate::MAX_MQTT_STRING;

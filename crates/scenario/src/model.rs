@@ -417,7 +417,7 @@ pub struct Regression {
     pub repeat: u32,
     /// Part of the CI gate set (`cargo xtask scenarios --gate`).
     pub gate: bool,
-    /// Comparison metrics shown but not gated (see [`REGRESSION_METRICS`]).
+    /// Comparison metrics shown but not gated, by name (see [`crate::Metric::COMPARED`]).
     pub skip: Vec<String>,
 }
 
@@ -435,20 +435,6 @@ impl Default for Regression {
         }
     }
 }
-
-/// The metrics a comparison of two reports judges, by the names `[regression] skip` uses.
-pub const REGRESSION_METRICS: [&str; 10] = [
-    "lost",
-    "lost_at_qos_1_or_2",
-    "duplicates",
-    "errors",
-    "delivered_ratio",
-    "p50_from_intended",
-    "p99_from_intended",
-    "p99_from_send",
-    "p99_puback",
-    "deliver_per_s",
-];
 
 #[cfg(test)]
 mod tests {

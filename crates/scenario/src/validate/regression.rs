@@ -1,6 +1,7 @@
 //! How the regression gate judges the scenario: the `[regression]` table.
 
-use crate::model::{Regression, REGRESSION_METRICS};
+use crate::metric::Metric;
+use crate::model::Regression;
 use crate::raw::{RawRegression, S};
 
 use super::ctx::{Ctx, R};
@@ -27,18 +28,20 @@ pub(crate) fn regression(cx: &Ctx, r: &RawRegression) -> R<Regression> {
     };
     let mut skip = Vec::new();
     for s in &r.skip {
-        if !REGRESSION_METRICS.contains(&s.get_ref().as_str()) {
+        let compared = Metric::from_name(s.get_ref()).filter(|m| Metric::COMPARED.contains(m));
+        let Some(metric) = compared else {
+            let names: Vec<&str> = Metric::COMPARED.iter().map(|m| m.name()).collect();
             return Err(cx.err(
                 s.span(),
                 "regression.skip",
                 format!(
                     "{:?} is not a compared metric; expected one of {}",
                     s.get_ref(),
-                    REGRESSION_METRICS.join(", ")
+                    names.join(", ")
                 ),
             ));
-        }
-        skip.push(s.get_ref().clone());
+        };
+        skip.push(metric.name().to_string());
     }
     Ok(Regression {
         latency: share(&r.latency, "latency", d.latency)?,
