@@ -7,7 +7,6 @@ mod broker_cmd;
 mod check;
 mod child_broker;
 mod compare_cmd;
-mod findings;
 mod limits;
 mod logging;
 mod outputs;
@@ -22,8 +21,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-
-pub use report::build_report;
 
 #[derive(Debug, Parser)]
 #[command(

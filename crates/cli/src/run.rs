@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use fleetbench_fleet::calibrate::{calibrate, CalibrationWork, CALIBRATION_TIMEOUT};
-use fleetbench_fleet::{FleetOptions, FleetOutcome, Target, Timing};
+use fleetbench_fleet::{FleetOptions, Target, Timing};
 use fleetbench_metrics::report::{Calibration, Verdict};
-use fleetbench_metrics::{summary, Snapshot};
+use fleetbench_metrics::{summary, Report, RunContext, RunOutcome, Snapshot};
 use fleetbench_monitor::Meta;
 use fleetbench_scenario::{Plan, Shard};
 use tokio::runtime::Runtime;
@@ -18,7 +18,6 @@ use tracing::{info, warn};
 use crate::check::Prepared;
 use crate::logging::LogFile;
 use crate::outputs::Outputs;
-use crate::report::{build_report, RunContext};
 use crate::running_broker::RunningBroker;
 use crate::stop::Stop;
 use crate::{check, limits, progress, Outcome, RunArgs};
@@ -55,7 +54,7 @@ pub fn run(args: RunArgs, stop: Stop, log_file: Option<LogFile>) -> anyhow::Resu
         preflight(&runtime, &target, &stop, args.connect_timeout)?;
     }
     let fleet = if stop.is_stopped() {
-        FleetOutcome::not_started(&plan, true)
+        RunOutcome::not_started(&plan, true)
     } else {
         drive(
             &runtime,
@@ -69,22 +68,18 @@ pub fn run(args: RunArgs, stop: Stop, log_file: Option<LogFile>) -> anyhow::Resu
     };
     runtime.shutdown_timeout(Duration::from_secs(2));
     let ended = broker.stop();
-    let report = build_report(
-        &prepared.scenario,
-        &plan,
-        &fleet,
-        &RunContext {
-            started_unix_s,
-            shard,
-            broker: ended.label,
-            tcp_nodelay: ended.tcp_nodelay,
-            embedded: ended.embedded,
-            broker_process: ended.process,
-            broker_health: ended.health,
-            calibration,
-            machine_busy_cores: machine.busy_cores(),
-        },
-    );
+    let context = RunContext {
+        environment: crate::report::environment(),
+        started_unix_s,
+        shard,
+        broker: ended.label,
+        tcp_nodelay: ended.tcp_nodelay,
+        broker_process: ended.process,
+        broker_watch: ended.health,
+        calibration,
+        machine_busy_cores: machine.busy_cores(),
+    };
+    let report = Report::from_run(&prepared.scenario, &plan, &fleet, &context);
     finish(&report, &fleet, outputs, log_file.as_ref(), started_unix_s)
 }
 
@@ -154,7 +149,7 @@ fn drive(
     target: Target,
     stop: &Stop,
     log_file: Option<&LogFile>,
-) -> anyhow::Result<FleetOutcome> {
+) -> anyhow::Result<RunOutcome> {
     let scenario = &prepared.scenario;
     let timing = Timing {
         duration: scenario.duration,
@@ -224,8 +219,8 @@ fn target_label(t: &Target) -> String {
 /// Write the report and the interval log, print the summary, and turn the verdict into the
 /// exit code. The summary is printed even when writing fails.
 fn finish(
-    report: &fleetbench_metrics::Report,
-    fleet: &FleetOutcome,
+    report: &Report,
+    fleet: &RunOutcome,
     outputs: Outputs,
     log_file: Option<&LogFile>,
     started_unix_s: u64,

@@ -37,7 +37,6 @@ pub struct Ended {
     /// As it may be printed: no credentials.
     pub label: String,
     pub tcp_nodelay: Option<bool>,
-    pub embedded: bool,
     pub process: Option<ProcessUsage>,
     pub health: Option<BrokerWatch>,
 }
@@ -63,11 +62,11 @@ impl RunningBroker {
 
     /// Stop the broker (the external one is left alone) and say what it was and did.
     pub fn stop(self) -> Ended {
-        let (embedded, process, health) = match self.kind {
+        let (process, health) = match self.kind {
             Running::InProcess(b) => {
                 let health = b.health();
                 b.stop();
-                (true, None, Some(watch_report(&health)))
+                (None, Some(watch_report(&health)))
             }
             Running::Child(b) => {
                 let (usage, events) = b.stop();
@@ -76,14 +75,13 @@ impl RunningBroker {
                     restarts: events.into_iter().filter_map(|e| e.restart).collect(),
                     unrecorded_restarts: 0,
                 };
-                (true, Some(usage), Some(health))
+                (Some(usage), Some(health))
             }
-            Running::External => (false, None, None),
+            Running::External => (None, None),
         };
         Ended {
             label: self.label,
             tcp_nodelay: self.tcp_nodelay,
-            embedded,
             process,
             health,
         }

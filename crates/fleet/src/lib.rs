@@ -22,8 +22,9 @@ pub mod transport;
 
 use std::time::Duration;
 
+pub use fleetbench_metrics::{BrokerGone, RunOutcome};
 pub use fleetbench_scenario::Plan;
-pub use run::{run, BrokerGone, FleetOutcome, Timing};
+pub use run::{run, Timing};
 
 /// The position in the plan of the device a message names (usize::MAX for a device this run
 /// does not have: the ledger counts it as unexpected).

@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fleetbench_metrics::aggregate::{Phase, Totals};
+use fleetbench_metrics::aggregate::Phase;
 use fleetbench_metrics::behaviour::{Behaviour, CommandReport, Mqtt5Check, SessionCheck};
-use fleetbench_metrics::ledger::{account, Accounting, Ledger};
+use fleetbench_metrics::ledger::{account, Ledger};
 use fleetbench_metrics::{Aggregator, Snapshot};
+use fleetbench_metrics::{BrokerGone, RunOutcome};
 use fleetbench_scenario::load::LoadShape;
 use fleetbench_scenario::Plan;
 use tokio::sync::watch;
@@ -35,84 +36,6 @@ pub struct Timing {
     pub warmup: Duration,
 }
 
-/// Everything a report needs from a run.
-#[derive(Debug)]
-pub struct FleetOutcome {
-    pub accounting: Accounting,
-    pub totals: Totals,
-    pub sent: u64,
-    /// Messages each device of the plan sent (by position in the plan).
-    pub sent_per_device: Vec<u64>,
-    /// Messages that fell due before their device connected, and were not sent.
-    pub skipped: u64,
-    pub publish_window: Duration,
-    pub drain: Duration,
-    pub elapsed: Duration,
-    /// Stopped by the user (Ctrl-C, SIGTERM, the monitor's `q`), at any point of the run.
-    pub interrupted: bool,
-    /// Every client lost its connection and none came back: the run was cut short.
-    pub broker_gone: Option<BrokerGone>,
-    /// Per observer, the QoS granted to each of its filters (None: refused).
-    pub granted: Vec<Vec<Option<u8>>>,
-    /// From the start of the ramp until the last device connected (None: some never did).
-    pub connect_all: Option<Duration>,
-    /// Devices that never connected.
-    pub never_connected: u32,
-    /// Devices that had connected and were disconnected, not by design, when their publish
-    /// window ended.
-    pub disconnected: u32,
-    /// Every tick's latency distributions, for the HdrHistogram interval log.
-    pub interval_log: fleetbench_metrics::hlog::IntervalLog,
-    /// Deliveries by the QoS MQTT calls for and the QoS the broker used:
-    /// `delivered_qos[due][used]`.
-    pub delivered_qos: [[u64; 3]; 3],
-    /// Statuses, wills, sessions and commands, as far as the scenario uses them.
-    pub behaviour: Behaviour,
-}
-
-impl FleetOutcome {
-    /// The outcome of a run that ended before any client connected (stopped while the broker
-    /// started or the machine was calibrated): nothing sent, every device never connected.
-    pub fn not_started(plan: &Plan, interrupted: bool) -> FleetOutcome {
-        let sent = vec![0; plan.devices.len()];
-        let ledgers: Vec<Ledger> = plan
-            .observers
-            .iter()
-            .map(|o| Ledger::new(&o.expects))
-            .collect();
-        FleetOutcome {
-            accounting: account(ledgers.iter().map(|l| (l, &[][..])), &sent, &sent),
-            totals: Totals::default(),
-            sent: 0,
-            sent_per_device: sent,
-            skipped: 0,
-            publish_window: Duration::ZERO,
-            drain: Duration::ZERO,
-            elapsed: Duration::ZERO,
-            interrupted,
-            broker_gone: None,
-            // Nothing was asked for, so nothing was refused.
-            granted: vec![Vec::new(); plan.observers.len()],
-            connect_all: None,
-            never_connected: plan.devices.len() as u32,
-            disconnected: 0,
-            interval_log: Default::default(),
-            delivered_qos: [[0; 3]; 3],
-            behaviour: Behaviour::default(),
-        }
-    }
-}
-
-/// The broker went away during the run: every device and observer had lost its connection,
-/// none came back within [`FleetOptions::broker_gone_after`], and the run ended early.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BrokerGone {
-    /// When the last client lost its connection, on the run clock.
-    pub since: Duration,
-    /// How long the run waited for any of them to come back.
-    pub waited: Duration,
-}
-
 /// Run `plan` against `target` until its duration is over (or `stop` is cancelled), publishing
 /// a snapshot on `snapshots` every tick. A stop at any point, even before every observer is
 /// ready, still ends in an outcome (marked interrupted).
@@ -123,7 +46,7 @@ pub async fn run(
     opts: FleetOptions,
     stop: CancellationToken,
     snapshots: watch::Sender<Snapshot>,
-) -> Result<FleetOutcome, FleetError> {
+) -> Result<RunOutcome, FleetError> {
     let clock = RunClock::start();
     let (flush_tx, aggregator) = Aggregator::new(
         plan.devices.len() as u32,
@@ -337,7 +260,7 @@ pub async fn run(
         (0, None) => Some(Duration::ZERO),
         _ => None,
     };
-    Ok(FleetOutcome {
+    Ok(RunOutcome {
         accounting,
         totals: aggregator.totals().clone(),
         sent: tally.sent.iter().sum(),

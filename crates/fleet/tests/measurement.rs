@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use fleetbench_broker::{EmbeddedBroker, EmbeddedConfig};
-use fleetbench_fleet::{run, Faults, FleetOptions, FleetOutcome, Stall, Target, Timing};
+use fleetbench_fleet::{run, Faults, FleetOptions, RunOutcome, Stall, Target, Timing};
 use fleetbench_metrics::Snapshot;
 use fleetbench_scenario::{parse, Plan, Shard};
 use tokio::sync::watch;
@@ -29,7 +29,7 @@ qos = {qos}
     )
 }
 
-async fn run_with(text: &str, faults: Faults) -> FleetOutcome {
+async fn run_with(text: &str, faults: Faults) -> RunOutcome {
     let s = parse("test.toml", text).expect("valid scenario");
     let plan = Plan::build(&s, Shard::WHOLE);
     let broker = tokio::task::spawn_blocking(|| {

@@ -79,6 +79,8 @@ pub fn report(p50: u64, p99: u64, lost: u64, deliver_per_s: f64) -> Report {
         phases: Vec::new(),
         behaviour: Default::default(),
         broker_watch: None,
+        subscriptions_not_granted: Vec::new(),
+        qos_mismatches: Vec::new(),
     };
     r.samples = vec![r.own_sample()];
     r

@@ -10,17 +10,21 @@ pub mod compare;
 pub mod cpu;
 pub mod env;
 pub mod expect;
+pub mod finding;
 #[cfg(test)]
 mod fixture;
+mod from_run;
 pub mod hist;
 pub mod hlog;
 pub mod ledger;
 pub mod merge;
 pub mod metric;
+pub mod outcome;
 pub mod report;
 pub mod summary;
 
 pub use aggregate::{Aggregator, DeviceFlush, Flush, ObserverFlush, Snapshot};
 pub use hist::LatencyHistogram;
 pub use ledger::{Delivery, Ledger, StreamOutcome};
+pub use outcome::{BrokerGone, RunContext, RunOutcome};
 pub use report::Report;

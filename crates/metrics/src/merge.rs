@@ -190,15 +190,16 @@ pub fn merge(reports: &[Report], kind: MergeKind) -> Result<Report, MergeError> 
         reports: reports.len() as u32,
     });
 
-    let mut findings: Vec<String> = Vec::new();
-    for f in reports.iter().flat_map(|r| &r.findings) {
-        if !findings.contains(f) {
-            findings.push(f.clone());
+    out.subscriptions_not_granted = Vec::new();
+    for g in reports.iter().flat_map(|r| &r.subscriptions_not_granted) {
+        // Repeats refuse the same subscription each time: once is enough to say.
+        if !out.subscriptions_not_granted.contains(g) {
+            out.subscriptions_not_granted.push(g.clone());
         }
     }
-    out.findings = findings;
-    out.expectations = crate::expect::reevaluate(&first.expectations, &out);
-    out.verdict = crate::expect::verdict(&out.expectations, out.run.interrupted);
+    out.qos_mismatches = merge_qos_mismatches(reports);
+    // Expectations, findings and the verdict, worked out again from the merged figures.
+    out.judge(|r| crate::expect::reevaluate(&first.expectations, r));
     Ok(out)
 }
 
@@ -324,6 +325,17 @@ fn check_shards(reports: &[Report]) -> Result<(), MergeError> {
         )));
     }
     Ok(())
+}
+
+/// Deliveries at another QoS than due, summed by (due, used).
+fn merge_qos_mismatches(reports: &[Report]) -> Vec<crate::report::QosMismatch> {
+    let mut sums: BTreeMap<(u8, u8), u64> = BTreeMap::new();
+    for m in reports.iter().flat_map(|r| &r.qos_mismatches) {
+        *sums.entry((m.due, m.used)).or_default() += m.count;
+    }
+    sums.into_iter()
+        .map(|((due, used), count)| crate::report::QosMismatch { due, used, count })
+        .collect()
 }
 
 /// The embedded brokers' watches, together: panics add up, restarts are listed in order.

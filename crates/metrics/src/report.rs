@@ -64,6 +64,32 @@ pub struct Report {
     /// found wedged and restarted (absent for an external broker).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broker_watch: Option<BrokerWatch>,
+    /// Subscriptions the broker refused or granted at a lower QoS than asked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscriptions_not_granted: Vec<SubscriptionGrant>,
+    /// Deliveries made at another QoS than MQTT calls for (the lower of the publish's QoS and
+    /// the subscription's grant), by the QoS due and the QoS used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub qos_mismatches: Vec<QosMismatch>,
+}
+
+/// A subscription not granted as asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SubscriptionGrant {
+    /// The observer's client id.
+    pub observer: String,
+    pub filter: String,
+    pub asked: u8,
+    /// The QoS granted; null when the broker refused the subscription.
+    pub granted: Option<u8>,
+}
+
+/// Deliveries at a QoS other than the one due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct QosMismatch {
+    pub due: u8,
+    pub used: u8,
+    pub count: u64,
 }
 
 /// The embedded broker's health over the run.
@@ -402,6 +428,11 @@ impl Report {
             .filter(|q| q.qos >= 1)
             .map(|q| q.outcome.lost)
             .sum()
+    }
+
+    /// Whether the broker was fleetbench's own (embedded, in this process or a child).
+    pub fn embedded_broker(&self) -> bool {
+        self.run.tcp_nodelay.is_some()
     }
 
     /// The scenario's name ("?" in a report without one).

@@ -1,0 +1,113 @@
+//! What a run hands over for its report: the fleet's outcome (every count, histogram and
+//! ledger it kept) and the context it ran in (machine, broker, calibration, shard). The report
+//! is built from these two in `Report::from_run`.
+
+use std::time::Duration;
+
+use fleetbench_scenario::{Plan, Shard};
+
+use crate::aggregate::Totals;
+use crate::behaviour::Behaviour;
+use crate::env::Environment;
+use crate::ledger::{account, Accounting, Ledger};
+use crate::report::{BrokerWatch, Calibration, ProcessUsage};
+
+/// Everything a report needs from a run.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub accounting: Accounting,
+    pub totals: Totals,
+    pub sent: u64,
+    /// Messages each device of the plan sent (by position in the plan).
+    pub sent_per_device: Vec<u64>,
+    /// Messages that fell due before their device connected, and were not sent.
+    pub skipped: u64,
+    pub publish_window: Duration,
+    pub drain: Duration,
+    pub elapsed: Duration,
+    /// Stopped by the user (Ctrl-C, SIGTERM, the monitor's `q`), at any point of the run.
+    pub interrupted: bool,
+    /// Every client lost its connection and none came back: the run was cut short.
+    pub broker_gone: Option<BrokerGone>,
+    /// Per observer, the QoS granted to each of its filters (None: refused).
+    pub granted: Vec<Vec<Option<u8>>>,
+    /// From the start of the ramp until the last device connected (None: some never did).
+    pub connect_all: Option<Duration>,
+    /// Devices that never connected.
+    pub never_connected: u32,
+    /// Devices that had connected and were disconnected, not by design, when their publish
+    /// window ended.
+    pub disconnected: u32,
+    /// Every tick's latency distributions, for the HdrHistogram interval log.
+    pub interval_log: crate::hlog::IntervalLog,
+    /// Deliveries by the QoS MQTT calls for and the QoS the broker used:
+    /// `delivered_qos[due][used]`.
+    pub delivered_qos: [[u64; 3]; 3],
+    /// Statuses, wills, sessions and commands, as far as the scenario uses them.
+    pub behaviour: Behaviour,
+}
+
+impl RunOutcome {
+    /// The outcome of a run that ended before any client connected (stopped while the broker
+    /// started or the machine was calibrated): nothing sent, every device never connected.
+    pub fn not_started(plan: &Plan, interrupted: bool) -> RunOutcome {
+        let sent = vec![0; plan.devices.len()];
+        let ledgers: Vec<Ledger> = plan
+            .observers
+            .iter()
+            .map(|o| Ledger::new(&o.expects))
+            .collect();
+        RunOutcome {
+            accounting: account(ledgers.iter().map(|l| (l, &[][..])), &sent, &sent),
+            totals: Totals::default(),
+            sent: 0,
+            sent_per_device: sent,
+            skipped: 0,
+            publish_window: Duration::ZERO,
+            drain: Duration::ZERO,
+            elapsed: Duration::ZERO,
+            interrupted,
+            broker_gone: None,
+            // Nothing was asked for, so nothing was refused.
+            granted: vec![Vec::new(); plan.observers.len()],
+            connect_all: None,
+            never_connected: plan.devices.len() as u32,
+            disconnected: 0,
+            interval_log: Default::default(),
+            delivered_qos: [[0; 3]; 3],
+            behaviour: Behaviour::default(),
+        }
+    }
+}
+
+/// The broker went away during the run: every device and observer had lost its connection,
+/// none came back within the fleet's `broker_gone_after`, and the run ended early.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BrokerGone {
+    /// When the last client lost its connection, on the run clock.
+    pub since: Duration,
+    /// How long the run waited for any of them to come back.
+    pub waited: Duration,
+}
+
+/// What the report needs to know about the run besides the fleet's outcome.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    /// The machine and the build.
+    pub environment: Environment,
+    pub started_unix_s: u64,
+    pub shard: Shard,
+    /// The broker as it may be printed: no credentials.
+    pub broker: String,
+    /// Whether the embedded broker's accepted sockets had TCP_NODELAY; None for an external
+    /// broker (the report tells the embedded broker by it).
+    pub tcp_nodelay: Option<bool>,
+    /// What the broker's own process used, when it ran as a child.
+    pub broker_process: Option<ProcessUsage>,
+    /// The calibration workload's units, measured just before the run.
+    pub calibration: Option<Calibration>,
+    /// What the embedded broker's watch saw (None for an external broker).
+    pub broker_watch: Option<BrokerWatch>,
+    /// Cores the whole machine had busy over the run.
+    pub machine_busy_cores: Option<f64>,
+}
