@@ -9,44 +9,24 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fleetbench_metrics::{Delivery, Flush, LatencyHistogram, Ledger};
+use fleetbench_metrics::{Delivery, LatencyHistogram, Ledger};
 use fleetbench_scenario::load::{Arrivals, LoadShape, Schedule};
-use fleetbench_scenario::{Backoff, ControllerSpec, DeviceSpec, Qos};
+use fleetbench_scenario::{Backoff, ControllerSpec, Qos};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
-use crate::client::{Client, Connection, Ev};
-use crate::clock::RunClock;
+use crate::client::{Client, Connection, Ev, Received};
 use crate::codec::{Header, HEADER_LEN};
+use crate::ctx::{RunCtx, Window};
 use crate::mqtt::{self, ClientSettings};
-use crate::timer::PreciseTimer;
-use crate::{FleetOptions, Target};
 
 /// Largest SUBSCRIBE the controller sends: every broker accepts 1 KB packets (the embedded one
 /// is set up for the scenario's payloads plus 1 KB).
 const SUBSCRIBE_BYTES: usize = 900;
-
-pub struct ControllerCtx {
-    pub clock: RunClock,
-    pub target: Target,
-    pub opts: FleetOptions,
-    pub flush: std::sync::mpsc::Sender<Flush>,
-    pub ramp_start: Instant,
-    pub publish_end: Instant,
-    /// How long answers may still come after the last command.
-    pub finish_deadline: Instant,
-    pub stop: CancellationToken,
-    pub timer: PreciseTimer,
-    /// Per device position: connected and subscribed to its command topic.
-    pub listening: Arc<Vec<AtomicBool>>,
-    /// Device id (as carried in messages) to position in the plan.
-    pub positions: Arc<Vec<Option<u32>>>,
-}
 
 #[derive(Debug, Default)]
 pub struct ControllerResult {
@@ -59,9 +39,9 @@ pub struct ControllerResult {
 pub async fn run_controller(
     index: usize,
     spec: ControllerSpec,
-    devices: Arc<Vec<DeviceSpec>>,
-    ctx: Arc<ControllerCtx>,
+    ctx: Arc<RunCtx>,
 ) -> ControllerResult {
+    let w = ctx.window();
     let (client, eventloop) = mqtt::client(
         &ctx.target,
         &ClientSettings {
@@ -81,7 +61,6 @@ pub async fn run_controller(
     let (ready_tx, ready_rx) = oneshot::channel();
     let listener = tokio::spawn(listen(
         spec.clone(),
-        devices.clone(),
         client.clone(),
         eventloop,
         ctx.clone(),
@@ -90,18 +69,18 @@ pub async fn run_controller(
     ));
     let ready = tokio::select! {
         r = ready_rx => r.is_ok(),
-        _ = tokio::time::sleep_until(ctx.publish_end) => false,
-        _ = ctx.stop.cancelled() => false,
+        _ = tokio::time::sleep_until(w.publish_end) => false,
+        _ = ctx.end.cancelled() => false,
     };
     let sent = if ready {
-        command(&spec, &devices, &client, &ctx).await
+        command(&spec, &client, &ctx, w).await
     } else {
         0
     };
-    let deadline = if ctx.stop.is_cancelled() {
+    let deadline = if ctx.end.is_cancelled() {
         Instant::now() + ctx.opts.interrupt_grace
     } else {
-        ctx.finish_deadline
+        w.finish_deadline
     };
     while answered.load(Ordering::Relaxed) < sent && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -116,25 +95,22 @@ pub async fn run_controller(
     result
 }
 
-/// Send the commands as they fall due; returns how many were sent.
-async fn command(
-    spec: &ControllerSpec,
-    devices: &[DeviceSpec],
-    client: &Client,
-    ctx: &ControllerCtx,
-) -> u64 {
-    let shape = LoadShape::constant(ctx.publish_end.duration_since(ctx.ramp_start));
-    let mut schedules: Vec<Schedule> = spec
-        .targets
-        .iter()
-        .enumerate()
-        .map(|(i, _)| {
+/// One open-loop schedule per target device, spread evenly over the first period.
+fn schedules(spec: &ControllerSpec) -> Vec<Schedule> {
+    let n = spec.targets.len() as f64;
+    (0..spec.targets.len())
+        .map(|i| {
             let seed = spec.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            let offset =
-                Duration::from_secs_f64((i as f64 / spec.targets.len() as f64) / spec.rate);
+            let offset = fleetbench_scenario::load::seconds((i as f64 / n) / spec.rate);
             Schedule::new(spec.rate, Arrivals::Fixed, seed, offset)
         })
-        .collect();
+        .collect()
+}
+
+/// Send the commands as they fall due; returns how many were sent.
+async fn command(spec: &ControllerSpec, client: &Client, ctx: &RunCtx, w: Window) -> u64 {
+    let shape = LoadShape::constant(w.publish_end.duration_since(w.start));
+    let mut schedules = schedules(spec);
     let mut due: BinaryHeap<Reverse<(Duration, usize)>> = schedules
         .iter_mut()
         .enumerate()
@@ -143,13 +119,13 @@ async fn command(
     let mut seqs = vec![0u64; spec.targets.len()];
     let mut sent = 0u64;
     while let Some(Reverse((offset, i))) = due.pop() {
-        let at = ctx.ramp_start + offset;
-        if at >= ctx.publish_end {
+        let at = w.start + offset;
+        if at >= w.publish_end {
             break;
         }
         tokio::select! {
             _ = ctx.timer.sleep_until(at.into_std()) => {}
-            _ = ctx.stop.cancelled() => break,
+            _ = ctx.end.cancelled() => break,
         }
         if let Some(next) = schedules[i].next_due(&shape) {
             due.push(Reverse((next, i)));
@@ -158,11 +134,11 @@ async fn command(
         if !ctx.listening[pos].load(Ordering::Relaxed) {
             continue;
         }
-        let Some(topics) = &devices[pos].commands else {
+        let Some(topics) = &ctx.devices[pos].commands else {
             continue;
         };
         let header = Header {
-            device: devices[pos].id,
+            device: ctx.devices[pos].id,
             seq: seqs[i],
             intended_ns: ctx.clock.ns_at(at.into_std()),
             sent_ns: ctx.clock.ns_at(std::time::Instant::now()),
@@ -176,14 +152,11 @@ async fn command(
         );
         let result = tokio::select! {
             r = publish => r,
-            _ = ctx.stop.cancelled() => break,
+            _ = ctx.end.cancelled() => break,
         };
         if let Err(e) = result {
-            mqtt::report_error(
-                &ctx.flush,
-                "command",
-                format_args!("{}: {e}", spec.client_id),
-            );
+            let who = &spec.client_id;
+            mqtt::report_error(&ctx.flush, "command", format_args!("{who}: {e}"));
             break;
         }
         seqs[i] += 1;
@@ -195,19 +168,22 @@ async fn command(
 /// Drive the controller's connection: subscribe to the reply topics, time every answer.
 async fn listen(
     spec: ControllerSpec,
-    devices: Arc<Vec<DeviceSpec>>,
     client: Client,
     mut eventloop: Connection,
-    ctx: Arc<ControllerCtx>,
+    ctx: Arc<RunCtx>,
     answered: Arc<AtomicU64>,
     ready_tx: oneshot::Sender<()>,
 ) -> ControllerResult {
-    let mut expects = vec![false; devices.len()];
+    let finish_deadline = ctx.window().finish_deadline;
+    let mut expects = vec![false; ctx.devices.len()];
     for &p in &spec.targets {
         expects[p] = true;
     }
-    let mut ledger = Ledger::new(&expects);
-    let mut result = ControllerResult::default();
+    let mut answers = Answers {
+        ledger: Ledger::new(&expects),
+        result: ControllerResult::default(),
+        answered,
+    };
     let mut ready_tx = Some(ready_tx);
     let mut pending_acks = 0usize;
     let mut attempts = 0u32;
@@ -215,23 +191,7 @@ async fn listen(
         match eventloop.poll().await {
             Ok(Ev::ConnAck { .. }) => {
                 attempts = 0;
-                let filters: Vec<(String, Qos)> = spec
-                    .targets
-                    .iter()
-                    .filter_map(|&p| devices[p].commands.as_ref())
-                    .map(|c| (c.reply.clone(), c.qos))
-                    .collect();
-                pending_acks = 0;
-                for chunk in subscribe_chunks(filters) {
-                    match client.try_subscribe_many(chunk) {
-                        Ok(()) => pending_acks += 1,
-                        Err(e) => mqtt::report_error(
-                            &ctx.flush,
-                            "subscribe",
-                            format_args!("controller {}: {e}", spec.client_id),
-                        ),
-                    }
-                }
+                pending_acks = subscribe_replies(&spec, &client, &ctx);
             }
             Ok(Ev::SubAck(_)) => {
                 pending_acks = pending_acks.saturating_sub(1);
@@ -241,31 +201,12 @@ async fn listen(
                     }
                 }
             }
-            Ok(Ev::Publish(p)) => {
-                let now_ns = ctx.clock.ns_at(std::time::Instant::now());
-                let Ok(h) = Header::decode_command(&p.payload) else {
-                    let topic = p.topic();
-                    mqtt::report_error(&ctx.flush, "decode", format_args!("answer on {topic}"));
-                    continue;
-                };
-                let pos = crate::position(&ctx.positions, h.device);
-                match ledger.record(pos, h.seq) {
-                    Delivery::InOrder | Delivery::Reordered => {
-                        answered.fetch_add(1, Ordering::Relaxed);
-                        result.answered += 1;
-                        result
-                            .round_trip
-                            .record_ns(now_ns.saturating_sub(h.intended_ns));
-                    }
-                    Delivery::Duplicate => result.duplicates += 1,
-                    Delivery::Unexpected => {}
-                }
-            }
+            Ok(Ev::Publish(p)) => answers.record(&p, &ctx),
             Ok(Ev::SentDisconnect) => break,
             Ok(_) => {}
             Err(e) if e.is_requests_done() => break,
             Err(e) => {
-                if ctx.stop.is_cancelled() || Instant::now() >= ctx.finish_deadline {
+                if ctx.end.is_cancelled() || Instant::now() >= finish_deadline {
                     break;
                 }
                 attempts += 1;
@@ -273,12 +214,66 @@ async fn listen(
                 let policy = Backoff::default();
                 tokio::select! {
                     () = mqtt::back_off(&ctx.flush, &who, &e, &policy, attempts) => {}
-                    () = ctx.stop.cancelled() => break,
+                    () = ctx.end.cancelled() => break,
                 }
             }
         }
     }
-    result
+    answers.result
+}
+
+/// Subscribe to every target's reply topic, in SUBSCRIBEs of at most [`SUBSCRIBE_BYTES`];
+/// returns how many SUBACKs to wait for.
+fn subscribe_replies(spec: &ControllerSpec, client: &Client, ctx: &RunCtx) -> usize {
+    let filters: Vec<(String, Qos)> = spec
+        .targets
+        .iter()
+        .filter_map(|&p| ctx.devices[p].commands.as_ref())
+        .map(|c| (c.reply.clone(), c.qos))
+        .collect();
+    let mut pending = 0;
+    for chunk in subscribe_chunks(filters) {
+        match client.try_subscribe_many(chunk) {
+            Ok(()) => pending += 1,
+            Err(e) => mqtt::report_error(
+                &ctx.flush,
+                "subscribe",
+                format_args!("controller {}: {e}", spec.client_id),
+            ),
+        }
+    }
+    pending
+}
+
+/// The answers heard: a ledger of which commands were answered, and their round trips.
+struct Answers {
+    ledger: Ledger,
+    result: ControllerResult,
+    /// Shared with the controller, which waits for every answer before it leaves.
+    answered: Arc<AtomicU64>,
+}
+
+impl Answers {
+    fn record(&mut self, p: &Received, ctx: &RunCtx) {
+        let now_ns = ctx.clock.ns_at(std::time::Instant::now());
+        let Ok(h) = Header::decode_command(&p.payload) else {
+            let topic = p.topic();
+            mqtt::report_error(&ctx.flush, "decode", format_args!("answer on {topic}"));
+            return;
+        };
+        let pos = crate::position(&ctx.positions, h.device);
+        match self.ledger.record(pos, h.seq) {
+            Delivery::InOrder | Delivery::Reordered => {
+                self.answered.fetch_add(1, Ordering::Relaxed);
+                self.result.answered += 1;
+                self.result
+                    .round_trip
+                    .record_ns(now_ns.saturating_sub(h.intended_ns));
+            }
+            Delivery::Duplicate => self.result.duplicates += 1,
+            Delivery::Unexpected => {}
+        }
+    }
 }
 
 /// Split filters into SUBSCRIBE packets of at most [`SUBSCRIBE_BYTES`] (one filter each at

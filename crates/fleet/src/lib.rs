@@ -9,6 +9,7 @@ pub mod client;
 pub mod clock;
 pub mod codec;
 mod controller;
+mod ctx;
 mod device;
 pub mod events;
 mod mqtt;
@@ -16,7 +17,10 @@ mod observer;
 pub mod payload;
 mod poller;
 pub mod probe;
+mod receive;
 mod run;
+mod tally;
+mod ticker;
 pub mod timer;
 pub mod transport;
 

@@ -239,7 +239,7 @@ impl SplitMix64 {
 
 /// Seconds as a duration, saturating: validation keeps every figure in range, and no value
 /// that slips past it may panic.
-pub(crate) fn seconds(x: f64) -> Duration {
+pub fn seconds(x: f64) -> Duration {
     Duration::try_from_secs_f64(x.max(0.0)).unwrap_or(Duration::MAX)
 }
 
