@@ -109,17 +109,7 @@ impl EmbeddedBroker {
             .enable_all()
             .build()
             .map_err(BrokerError::Runtime)?;
-        let connections = ConnectionSettings {
-            connection_timeout_ms: 60_000,
-            max_payload_size: config.max_payload_size,
-            max_inflight_count: 500,
-            auth: config
-                .credentials
-                .as_ref()
-                .map(|(u, p)| HashMap::from([(u.clone(), p.clone())])),
-            external_auth: None,
-            dynamic_filters: true,
-        };
+        let connections = connection_settings(config);
 
         // What starts listener `i` on an address: a rumqttd `Server` on the broker's runtime,
         // sharing its router. The watch uses it again to restart a wedged listener.
@@ -141,40 +131,7 @@ impl EmbeddedBroker {
                 }
             })
         };
-        let wanted = if config.ports.is_empty() {
-            usize::from(config.listeners.max(1))
-        } else {
-            config.ports.len()
-        };
-        let mut ports = Vec::with_capacity(wanted);
-        let mut tasks = Vec::with_capacity(wanted);
-        for i in 0..wanted {
-            let fixed = config.ports.get(i).copied();
-            let mut attempt = 0;
-            let (port, task) = loop {
-                attempt += 1;
-                let port = match fixed {
-                    Some(p) => p,
-                    None => free_port(config.bind)?,
-                };
-                match start_listener(&spawn, i, port, config) {
-                    Ok(task) => break (port, task),
-                    Err(reason) if fixed.is_none() && attempt < ATTEMPTS => {
-                        debug!(port, %reason, "listener did not start; trying another port");
-                    }
-                    Err(reason) => {
-                        return Err(BrokerError::ListenerFailed {
-                            port,
-                            attempts: attempt,
-                            reason,
-                        });
-                    }
-                }
-            };
-            ports.push(port);
-            tasks.push(task);
-        }
-
+        let (ports, tasks) = start_listeners(&spawn, config)?;
         for port in &ports {
             probe_listener(config, *port, Duration::from_secs(5)).map_err(|reason| {
                 BrokerError::NotReady {
@@ -230,6 +187,64 @@ impl Drop for EmbeddedBroker {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// What every connection of the broker gets: rumqttd's settings, chosen deliberately.
+fn connection_settings(config: &EmbeddedConfig) -> ConnectionSettings {
+    ConnectionSettings {
+        connection_timeout_ms: 60_000,
+        max_payload_size: config.max_payload_size,
+        max_inflight_count: 500,
+        auth: config
+            .credentials
+            .as_ref()
+            .map(|(u, p)| HashMap::from([(u.clone(), p.clone())])),
+        external_auth: None,
+        dynamic_filters: true,
+    }
+}
+
+/// Start every listener: on the configured ports, or on free ports picked here (retried on a
+/// clash, since rumqttd binds them itself).
+#[allow(clippy::type_complexity)]
+fn start_listeners(
+    spawn: &Spawn,
+    config: &EmbeddedConfig,
+) -> Result<(Vec<u16>, Vec<tokio::task::JoinHandle<Result<(), String>>>), BrokerError> {
+    let wanted = if config.ports.is_empty() {
+        usize::from(config.listeners.max(1))
+    } else {
+        config.ports.len()
+    };
+    let mut ports = Vec::with_capacity(wanted);
+    let mut tasks = Vec::with_capacity(wanted);
+    for i in 0..wanted {
+        let fixed = config.ports.get(i).copied();
+        let mut attempt = 0;
+        let (port, task) = loop {
+            attempt += 1;
+            let port = match fixed {
+                Some(p) => p,
+                None => free_port(config.bind)?,
+            };
+            match start_listener(spawn, i, port, config) {
+                Ok(task) => break (port, task),
+                Err(reason) if fixed.is_none() && attempt < ATTEMPTS => {
+                    debug!(port, %reason, "listener did not start; trying another port");
+                }
+                Err(reason) => {
+                    return Err(BrokerError::ListenerFailed {
+                        port,
+                        attempts: attempt,
+                        reason,
+                    });
+                }
+            }
+        };
+        ports.push(port);
+        tasks.push(task);
+    }
+    Ok((ports, tasks))
 }
 
 /// A real CONNECT to the listener on `port`, answered by a CONNACK within `timeout`, with a

@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -93,28 +93,7 @@ impl ChildBroker {
             .spawn()
             .context("starting the broker process")?;
         let stdout = child.stdout.take().context("the broker process's output")?;
-        // Its banner comes once every listener has answered a CONNECT with a CONNACK.
-        let (tx, rx) = mpsc::channel();
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let seen = events.clone();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let mut reader = BufReader::new(stdout);
-            let _ = reader.read_line(&mut line);
-            let _ = tx.send(line);
-            // Keep reading so that the child never blocks on a full pipe; keep its events.
-            let mut next = String::new();
-            while reader.read_line(&mut next).map(|n| n > 0).unwrap_or(false) {
-                let event = next
-                    .trim()
-                    .strip_prefix(EVENT_PREFIX)
-                    .and_then(|json| serde_json::from_str::<WatchEvent>(json).ok());
-                if let (Some(e), Ok(mut all)) = (event, seen.lock()) {
-                    all.push(e);
-                }
-                next.clear();
-            }
-        });
+        let (banner, events) = read_output(stdout);
         let mut broker = ChildBroker {
             child,
             endpoints: Endpoints {
@@ -124,7 +103,7 @@ impl ChildBroker {
             started: Instant::now(),
             events,
         };
-        match rx.recv_timeout(READY_TIMEOUT) {
+        match banner.recv_timeout(READY_TIMEOUT) {
             Ok(line) if line.contains("listening") => Ok(broker),
             Ok(line) => {
                 broker.end();
@@ -164,6 +143,33 @@ impl ChildBroker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Read the broker process's output on a thread of its own: the banner (sent on the channel
+/// once it comes: every listener has answered a CONNECT with a CONNACK), then its watch's
+/// events. It keeps reading so that the child never blocks on a full pipe.
+fn read_output(stdout: ChildStdout) -> (mpsc::Receiver<String>, Arc<Mutex<Vec<WatchEvent>>>) {
+    let (tx, rx) = mpsc::channel();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = events.clone();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let mut reader = BufReader::new(stdout);
+        let _ = reader.read_line(&mut line);
+        let _ = tx.send(line);
+        let mut next = String::new();
+        while reader.read_line(&mut next).map(|n| n > 0).unwrap_or(false) {
+            let event = next
+                .trim()
+                .strip_prefix(EVENT_PREFIX)
+                .and_then(|json| serde_json::from_str::<WatchEvent>(json).ok());
+            if let (Some(e), Ok(mut all)) = (event, seen.lock()) {
+                all.push(e);
+            }
+            next.clear();
+        }
+    });
+    (rx, events)
 }
 
 impl Drop for ChildBroker {

@@ -12,115 +12,7 @@ use crate::cpu::{CpuSampler, CpuUsage};
 use crate::hist::{LatencyHistogram, LatencySummary};
 use crate::hlog::{Distribution, IntervalLog};
 
-/// What a device task hands over, at most once a tick and once more when it ends.
-#[derive(Debug, Clone, Default)]
-pub struct DeviceFlush {
-    /// The device's position in the plan.
-    pub device: u32,
-    /// Messages sent so far (cumulative): sequence numbers `0..sent` have been published.
-    pub sent: u64,
-    /// Sends since the last flush that left later than their due time plus the lateness
-    /// threshold.
-    pub late_sends: u64,
-    /// Largest lag behind the schedule since the last flush.
-    pub max_lag_us: u64,
-    /// PUBACK latencies (QoS 1) or PUBCOMP latencies (QoS 2) since the last flush.
-    pub ack_us: Vec<u32>,
-    /// Set on the flush after a connection is established: how long CONNECT to CONNACK took.
-    pub connect_us: Option<u64>,
-    /// A change of connection state, if any since the last flush.
-    pub connected: Option<bool>,
-    /// Of the messages sent since the last flush, how many were due in each load phase (empty
-    /// when the scenario has no phases).
-    pub phase_sent: Vec<u64>,
-}
-
-/// What an observer task hands over once a tick.
-#[derive(Debug, Clone, Default)]
-pub struct ObserverFlush {
-    pub observer: u32,
-    pub from_intended: LatencyHistogram,
-    pub from_send: LatencyHistogram,
-    pub delivered: u64,
-    pub duplicates: u64,
-    pub reordered: u64,
-    pub unexpected: u64,
-    pub connected: Option<bool>,
-    /// First arrivals and their latency from intended, by the load phase the message was due
-    /// in (empty when the scenario has no phases).
-    pub phases: Vec<PhaseFlush>,
-}
-
-/// One load phase's share of an observer flush.
-#[derive(Debug, Clone, Default)]
-pub struct PhaseFlush {
-    pub delivered: u64,
-    pub from_intended: LatencyHistogram,
-}
-
-impl DeviceFlush {
-    pub fn new(device: u32) -> Self {
-        DeviceFlush {
-            device,
-            ..DeviceFlush::default()
-        }
-    }
-
-    /// Hand over what was recorded since the last flush and start afresh.
-    pub fn take(&mut self) -> DeviceFlush {
-        std::mem::replace(self, DeviceFlush::new(self.device))
-    }
-
-    /// Count one message sent that was due in load phase `phase`.
-    #[inline]
-    pub fn count_phase(&mut self, phase: usize) {
-        if self.phase_sent.len() <= phase {
-            self.phase_sent.resize(phase + 1, 0);
-        }
-        self.phase_sent[phase] += 1;
-    }
-}
-
-impl ObserverFlush {
-    pub fn new(observer: u32) -> Self {
-        ObserverFlush {
-            observer,
-            from_intended: LatencyHistogram::new(),
-            from_send: LatencyHistogram::new(),
-            delivered: 0,
-            duplicates: 0,
-            reordered: 0,
-            unexpected: 0,
-            connected: None,
-            phases: Vec::new(),
-        }
-    }
-
-    /// The figures of load phase `phase`.
-    #[inline]
-    pub fn phase(&mut self, phase: usize) -> &mut PhaseFlush {
-        if self.phases.len() <= phase {
-            self.phases.resize_with(phase + 1, PhaseFlush::default);
-        }
-        &mut self.phases[phase]
-    }
-
-    /// Hand over what was recorded since the last flush and start afresh.
-    pub fn take(&mut self) -> ObserverFlush {
-        std::mem::replace(self, ObserverFlush::new(self.observer))
-    }
-}
-
-#[derive(Debug, Clone)]
-pub enum Flush {
-    Device(DeviceFlush),
-    Observer(ObserverFlush),
-    /// Something went wrong: `kind` groups errors for display (for example "connect").
-    Error {
-        kind: &'static str,
-        detail: String,
-    },
-}
+pub use crate::flush::{DeviceFlush, Flush, ObserverFlush, PhaseFlush};
 
 /// Where a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -303,6 +195,13 @@ pub struct Aggregator {
     cpu: CpuSampler,
 }
 
+/// Rates of one tick, per second.
+struct Rates {
+    publish: f64,
+    deliver: f64,
+    groups: Vec<f64>,
+}
+
 /// Apply a connection change (connected, disconnected, or none) to a count of connections.
 fn count_connection(count: &mut u32, change: Option<bool>) {
     match change {
@@ -443,6 +342,27 @@ impl Aggregator {
         self.totals.ack.add(&self.interval_ack);
         self.totals.connect.add(&self.interval_connect);
         self.log_interval(elapsed);
+        let rates = self.rates(elapsed);
+        let snapshot = self.snapshot(elapsed, phase, &rates);
+        self.totals.cpu = self.cpu.average();
+        self.interval_intended.reset();
+        self.interval_send.reset();
+        self.interval_ack.reset();
+        self.interval_connect.reset();
+        self.history.push_back((elapsed, self.sent.clone()));
+        while self
+            .history
+            .get(1)
+            .is_some_and(|(t, _)| elapsed.saturating_sub(*t) >= self.keep_history)
+        {
+            self.history.pop_front();
+        }
+        self.last = snapshot;
+        &self.last
+    }
+
+    /// Rates over the last [`RATE_WINDOW`]: publishes, deliveries and each group's publishes.
+    fn rates(&mut self, elapsed: Duration) -> Rates {
         let group_sent: Vec<u64> = self.groups.iter().map(|g| g.sent).collect();
         self.recent
             .push_back((elapsed, self.sent_total, self.delivered, group_sent));
@@ -465,7 +385,17 @@ impl Aggregator {
                 0.0
             }
         };
-        let snapshot = Snapshot {
+        Rates {
+            publish: rate(self.sent_total, sent_before),
+            deliver: rate(self.delivered, delivered_before),
+            groups: (self.groups.iter().enumerate())
+                .map(|(i, g)| rate(g.sent, groups_before.get(i).copied().unwrap_or(0)))
+                .collect(),
+        }
+    }
+
+    fn snapshot(&mut self, elapsed: Duration, phase: Phase, rates: &Rates) -> Snapshot {
+        Snapshot {
             elapsed,
             phase,
             devices_target: self.last.devices_target,
@@ -477,8 +407,8 @@ impl Aggregator {
             duplicates: self.duplicates,
             reordered: self.reordered,
             unexpected: self.unexpected,
-            publish_rate: rate(self.sent_total, sent_before),
-            deliver_rate: rate(self.delivered, delivered_before),
+            publish_rate: rates.publish,
+            deliver_rate: rates.deliver,
             interval_from_intended: self.interval_intended.summary(),
             interval_from_send: self.interval_send.summary(),
             total_from_intended: self.totals.from_intended.summary(),
@@ -486,12 +416,9 @@ impl Aggregator {
             max_lag_us: self.totals.max_lag_us,
             errors: self.totals.errors.clone(),
             expected: self.expected,
-            groups: self
-                .groups
-                .iter()
-                .enumerate()
-                .map(|(i, g)| GroupSnapshot {
-                    publish_rate: rate(g.sent, groups_before.get(i).copied().unwrap_or(0)),
+            groups: (self.groups.iter().zip(&rates.groups))
+                .map(|(g, rate)| GroupSnapshot {
+                    publish_rate: *rate,
                     ..g.clone()
                 })
                 .collect(),
@@ -505,10 +432,7 @@ impl Aggregator {
             },
             cpu: self.cpu.sample_smoothed(),
             load_phase: None,
-            phases: self
-                .totals
-                .phases
-                .iter()
+            phases: (self.totals.phases.iter())
                 .map(|p| PhaseFigures {
                     sent: p.sent,
                     expected: p.expected,
@@ -516,22 +440,7 @@ impl Aggregator {
                     from_intended: p.from_intended.summary(),
                 })
                 .collect(),
-        };
-        self.totals.cpu = self.cpu.average();
-        self.interval_intended.reset();
-        self.interval_send.reset();
-        self.interval_ack.reset();
-        self.interval_connect.reset();
-        self.history.push_back((elapsed, self.sent.clone()));
-        while self
-            .history
-            .get(1)
-            .is_some_and(|(t, _)| elapsed.saturating_sub(*t) >= self.keep_history)
-        {
-            self.history.pop_front();
         }
-        self.last = snapshot;
-        &self.last
     }
 
     /// Append this tick's four distributions to the interval log. An encoding failure is

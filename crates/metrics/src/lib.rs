@@ -13,6 +13,7 @@ pub mod expect;
 pub mod finding;
 #[cfg(test)]
 mod fixture;
+mod flush;
 mod from_run;
 pub mod hist;
 pub mod hlog;

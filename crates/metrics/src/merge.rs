@@ -34,7 +34,59 @@ pub enum MergeError {
 /// Merge `reports` of one scenario.
 pub fn merge(reports: &[Report], kind: MergeKind) -> Result<Report, MergeError> {
     let first = reports.first().ok_or(MergeError::Empty)?;
-    let scenario = first.scenario_name();
+    let hists = histograms(reports)?;
+    if kind == MergeKind::Shards {
+        check_shards(reports)?;
+    }
+    let concurrent = kind == MergeKind::Shards;
+    let mut out = first.clone();
+    counts(&mut out, reports);
+    latency(&mut out, &hists);
+    if concurrent {
+        side_by_side(&mut out, reports);
+    } else {
+        one_after_another(&mut out, reports);
+    }
+    out.phases = merge_phases(reports, concurrent)?;
+    // Behaviour counts add up whether the reports are shards or repeats.
+    out.behaviour = crate::behaviour::Behaviour::default();
+    for (index, r) in reports.iter().enumerate() {
+        out.behaviour
+            .absorb(&r.behaviour)
+            .map_err(|e| MergeError::Histogram {
+                index,
+                detail: format!("command round trips: {e}"),
+            })?;
+    }
+    out.resources.broker_process = merge_process(reports, concurrent);
+    out.run.interrupted = reports.iter().any(|r| r.run.interrupted);
+    out.run.started_unix_s = reports
+        .iter()
+        .map(|r| r.run.started_unix_s)
+        .min()
+        .unwrap_or(0);
+    // Per-run figures: shards make one run together, repeats one sample each.
+    out.calibration = median_calibration(reports);
+    out.samples = if concurrent {
+        let mut s = out.own_sample();
+        s.calibration = out.calibration;
+        vec![s]
+    } else {
+        reports.iter().flat_map(|r| r.samples()).collect()
+    };
+    out.merged = Some(Merged {
+        kind,
+        reports: reports.len() as u32,
+    });
+    // Expectations, findings and the verdict, worked out again from the merged figures.
+    out.judge(|r| crate::expect::reevaluate(&first.expectations, r));
+    Ok(out)
+}
+
+/// The reports' whole-run distributions, added; every report must be of the first one's
+/// scenario and carry its histograms.
+fn histograms(reports: &[Report]) -> Result<BTreeMap<Distribution, LatencyHistogram>, MergeError> {
+    let scenario = reports.first().map_or("?", |r| r.scenario_name());
     let mut hists: BTreeMap<Distribution, LatencyHistogram> = BTreeMap::new();
     for (index, r) in reports.iter().enumerate() {
         if r.scenario_name() != scenario {
@@ -48,24 +100,18 @@ pub fn merge(reports: &[Report], kind: MergeKind) -> Result<Report, MergeError> 
             .histograms
             .as_ref()
             .ok_or(MergeError::NoHistograms { index })?;
-        for (metric, h) in h.decode().map_err(|e| MergeError::Histogram {
+        for (d, h) in h.decode().map_err(|e| MergeError::Histogram {
             index,
             detail: e.to_string(),
         })? {
-            hists.entry(metric).or_default().add(&h);
+            hists.entry(d).or_default().add(&h);
         }
     }
-    if kind == MergeKind::Shards {
-        check_shards(reports)?;
-    }
+    Ok(hists)
+}
 
-    let n = reports.len() as f64;
-    let sum = |f: &dyn Fn(&Report) -> f64| reports.iter().map(f).sum::<f64>();
-    let max = |f: &dyn Fn(&Report) -> f64| reports.iter().map(f).fold(0.0, f64::max);
-    let concurrent = kind == MergeKind::Shards;
-    let mut out = first.clone();
-
-    // Counts.
+/// Every count, summed: totals, per QoS, errors, late sends, connections, what the broker did.
+fn counts(out: &mut Report, reports: &[Report]) {
     out.totals = Default::default();
     for r in reports {
         out.totals.add(&r.totals);
@@ -87,109 +133,16 @@ pub fn merge(reports: &[Report], kind: MergeKind) -> Result<Report, MergeError> 
         e.latest = g.latest.clone();
     }
     out.generator.late_sends = reports.iter().map(|r| r.generator.late_sends).sum();
-    out.generator.max_lag_us = reports
-        .iter()
-        .map(|r| r.generator.max_lag_us)
+    out.generator.max_lag_us = (reports.iter().map(|r| r.generator.max_lag_us))
         .max()
         .unwrap_or(0);
     out.timing.never_connected = reports.iter().map(|r| r.timing.never_connected).sum();
     out.timing.disconnected = reports.iter().map(|r| r.timing.disconnected).sum();
-    out.run.broker_gone = reports
-        .iter()
-        .filter_map(|r| r.run.broker_gone)
+    out.timing.connect_all_s = (reports.iter().map(|r| r.timing.connect_all_s))
+        .try_fold(0.0f64, |m, c| c.map(|c| m.max(c)));
+    out.run.broker_gone = (reports.iter().filter_map(|r| r.run.broker_gone))
         .min_by(|a, b| a.since_s.total_cmp(&b.since_s));
     out.broker_watch = merge_watch(reports);
-    out.timing.connect_all_s = reports
-        .iter()
-        .map(|r| r.timing.connect_all_s)
-        .try_fold(0.0f64, |m, c| c.map(|c| m.max(c)));
-
-    // Latency from the merged histograms.
-    let summary = |m: Distribution| hists.get(&m).map(|h| h.summary()).unwrap_or_default();
-    out.latency = Latency {
-        from_intended: summary(Distribution::FromIntended),
-        from_send: summary(Distribution::FromSend),
-        puback: summary(Distribution::Puback),
-        connect: summary(Distribution::Connect),
-    };
-    let empty = LatencyHistogram::new();
-    let h = |m: Distribution| hists.get(&m).unwrap_or(&empty);
-    out.histograms = Histograms::encode(
-        h(Distribution::FromIntended),
-        h(Distribution::FromSend),
-        h(Distribution::Puback),
-        h(Distribution::Connect),
-    )
-    .ok();
-
-    // Time, rates and what the machine spent: shards ran side by side, repeats one after the
-    // other.
-    let window = |r: &Report| r.run.publish_window_s;
-    if concurrent {
-        out.run.elapsed_s = max(&|r| r.run.elapsed_s);
-        out.run.publish_window_s = max(&window);
-        out.run.drain_s = max(&|r| r.run.drain_s);
-        out.throughput.publish_per_s = sum(&|r| r.throughput.publish_per_s);
-        out.throughput.deliver_per_s = sum(&|r| r.throughput.deliver_per_s);
-        out.generator.cpu_cores = sum(&|r| r.generator.cpu_cores);
-        out.resources.cpu = sum_cpu(reports, 1.0);
-        out.resources.peak_rss_bytes = reports.iter().map(|r| r.resources.peak_rss_bytes).sum();
-        out.run.shard = format!("merged {} shards", reports.len());
-    } else {
-        let total_window = sum(&window);
-        let per_s = |count: u64| {
-            if total_window > 0.0 {
-                count as f64 / total_window
-            } else {
-                0.0
-            }
-        };
-        out.run.elapsed_s = sum(&|r| r.run.elapsed_s);
-        out.run.publish_window_s = total_window;
-        out.run.drain_s = sum(&|r| r.run.drain_s);
-        out.throughput.publish_per_s = per_s(out.totals.sent);
-        out.throughput.deliver_per_s = per_s(out.totals.delivered);
-        out.generator.cpu_cores = sum(&|r| r.generator.cpu_cores) / n;
-        out.resources.cpu = sum_cpu(reports, 1.0 / n);
-        out.resources.peak_rss_bytes = reports
-            .iter()
-            .map(|r| r.resources.peak_rss_bytes)
-            .max()
-            .unwrap_or(0);
-    }
-    out.phases = merge_phases(reports, concurrent)?;
-    // Behaviour counts add up whether the reports are shards or repeats.
-    out.behaviour = crate::behaviour::Behaviour::default();
-    for (index, r) in reports.iter().enumerate() {
-        out.behaviour
-            .absorb(&r.behaviour)
-            .map_err(|e| MergeError::Histogram {
-                index,
-                detail: format!("command round trips: {e}"),
-            })?;
-    }
-    out.resources.broker_process = merge_process(reports, concurrent);
-    out.run.interrupted = reports.iter().any(|r| r.run.interrupted);
-    out.run.started_unix_s = reports
-        .iter()
-        .map(|r| r.run.started_unix_s)
-        .min()
-        .unwrap_or(0);
-
-    // Per-run figures: shards make one run together, repeats one sample each.
-    out.calibration = median_calibration(reports);
-    out.samples = if concurrent {
-        let mut s = out.own_sample();
-        s.calibration = out.calibration;
-        vec![s]
-    } else {
-        reports.iter().flat_map(|r| r.samples()).collect()
-    };
-    out.merged = Some(Merged {
-        kind,
-        reports: reports.len() as u32,
-    });
-
     out.subscriptions_not_granted = Vec::new();
     for g in reports.iter().flat_map(|r| &r.subscriptions_not_granted) {
         // Repeats refuse the same subscription each time: once is enough to say.
@@ -198,9 +151,66 @@ pub fn merge(reports: &[Report], kind: MergeKind) -> Result<Report, MergeError> 
         }
     }
     out.qos_mismatches = merge_qos_mismatches(reports);
-    // Expectations, findings and the verdict, worked out again from the merged figures.
-    out.judge(|r| crate::expect::reevaluate(&first.expectations, r));
-    Ok(out)
+}
+
+/// Latency from the merged histograms: the percentiles of all deliveries.
+fn latency(out: &mut Report, hists: &BTreeMap<Distribution, LatencyHistogram>) {
+    let summary = |d: Distribution| hists.get(&d).map(|h| h.summary()).unwrap_or_default();
+    out.latency = Latency {
+        from_intended: summary(Distribution::FromIntended),
+        from_send: summary(Distribution::FromSend),
+        puback: summary(Distribution::Puback),
+        connect: summary(Distribution::Connect),
+    };
+    let empty = LatencyHistogram::new();
+    let h = |d: Distribution| hists.get(&d).unwrap_or(&empty);
+    out.histograms = Histograms::encode(
+        h(Distribution::FromIntended),
+        h(Distribution::FromSend),
+        h(Distribution::Puback),
+        h(Distribution::Connect),
+    )
+    .ok();
+}
+
+/// Shards ran side by side: rates and what the machines spent add up, times are the longest.
+fn side_by_side(out: &mut Report, reports: &[Report]) {
+    let sum = |f: &dyn Fn(&Report) -> f64| reports.iter().map(f).sum::<f64>();
+    let max = |f: &dyn Fn(&Report) -> f64| reports.iter().map(f).fold(0.0, f64::max);
+    out.run.elapsed_s = max(&|r| r.run.elapsed_s);
+    out.run.publish_window_s = max(&|r| r.run.publish_window_s);
+    out.run.drain_s = max(&|r| r.run.drain_s);
+    out.throughput.publish_per_s = sum(&|r| r.throughput.publish_per_s);
+    out.throughput.deliver_per_s = sum(&|r| r.throughput.deliver_per_s);
+    out.generator.cpu_cores = sum(&|r| r.generator.cpu_cores);
+    out.resources.cpu = sum_cpu(reports, 1.0);
+    out.resources.peak_rss_bytes = reports.iter().map(|r| r.resources.peak_rss_bytes).sum();
+    out.run.shard = format!("merged {} shards", reports.len());
+}
+
+/// Repeats ran one after the other: times add up, rates are over the summed publish windows,
+/// what the machine spent is the average run's.
+fn one_after_another(out: &mut Report, reports: &[Report]) {
+    let n = reports.len() as f64;
+    let sum = |f: &dyn Fn(&Report) -> f64| reports.iter().map(f).sum::<f64>();
+    let total_window = sum(&|r| r.run.publish_window_s);
+    let per_s = |count: u64| {
+        if total_window > 0.0 {
+            count as f64 / total_window
+        } else {
+            0.0
+        }
+    };
+    out.run.elapsed_s = sum(&|r| r.run.elapsed_s);
+    out.run.publish_window_s = total_window;
+    out.run.drain_s = sum(&|r| r.run.drain_s);
+    out.throughput.publish_per_s = per_s(out.totals.sent);
+    out.throughput.deliver_per_s = per_s(out.totals.delivered);
+    out.generator.cpu_cores = sum(&|r| r.generator.cpu_cores) / n;
+    out.resources.cpu = sum_cpu(reports, 1.0 / n);
+    out.resources.peak_rss_bytes = (reports.iter().map(|r| r.resources.peak_rss_bytes))
+        .max()
+        .unwrap_or(0);
 }
 
 /// Load phases, phase by phase: counts summed, distributions added; rates add up over shards

@@ -48,6 +48,19 @@ fn latency_row(out: &mut String, name: &str, l: &LatencySummary) {
 
 pub fn render(r: &Report) -> String {
     let mut out = String::new();
+    header(&mut out, r);
+    ledger(&mut out, r);
+    health(&mut out, r);
+    resources(&mut out, r);
+    latency(&mut out, r);
+    behaviour_lines(&mut out, &r.behaviour);
+    phases(&mut out, r);
+    judgement(&mut out, r);
+    out
+}
+
+/// The verdict, the broker and how long the run took.
+fn header(out: &mut String, r: &Report) {
     let name = r.scenario_name();
     let verdict = match r.verdict {
         Verdict::Interrupted => "INTERRUPTED",
@@ -65,6 +78,10 @@ pub fn render(r: &Report) -> String {
         "  broker {}{shard}  ran {:.1}s (publish {:.1}s, drain {:.1}s)",
         r.run.broker, r.run.elapsed_s, r.run.publish_window_s, r.run.drain_s
     );
+}
+
+/// Every message accounted for, and the rates.
+fn ledger(out: &mut String, r: &Report) {
     let t = &r.totals;
     let pct = if t.expected == 0 {
         0.0
@@ -102,6 +119,10 @@ pub fn render(r: &Report) -> String {
         fmt_count(r.generator.late_sends),
         fmt_us(r.generator.max_lag_us)
     );
+}
+
+/// Connections, and what went wrong with the broker.
+fn health(out: &mut String, r: &Report) {
     if let Some(s) = r.timing.connect_all_s {
         let warmup = if r.run.warmup_s > 0.0 {
             format!("  warm-up {:.1}s not measured", r.run.warmup_s)
@@ -142,6 +163,10 @@ pub fn render(r: &Report) -> String {
             w.restarts.len()
         );
     }
+}
+
+/// What the run cost the machine.
+fn resources(out: &mut String, r: &Report) {
     let c = &r.resources.cpu;
     let _ = writeln!(
         out,
@@ -159,48 +184,60 @@ pub fn render(r: &Report) -> String {
             b.peak_rss_bytes as f64 / (1u64 << 20) as f64
         );
     }
+}
+
+/// The latency table.
+fn latency(out: &mut String, r: &Report) {
     let _ = writeln!(
         out,
         "  {:<15} {:>9} {:>9} {:>9} {:>9} {:>9} {:>12}",
         "latency", "p50", "p90", "p99", "p99.9", "max", "count"
     );
-    latency_row(&mut out, "from intended", &r.latency.from_intended);
-    latency_row(&mut out, "from send", &r.latency.from_send);
-    latency_row(&mut out, "puback", &r.latency.puback);
-    latency_row(&mut out, "connect", &r.latency.connect);
+    latency_row(out, "from intended", &r.latency.from_intended);
+    latency_row(out, "from send", &r.latency.from_send);
+    latency_row(out, "puback", &r.latency.puback);
+    latency_row(out, "connect", &r.latency.connect);
     if let Some(c) = &r.behaviour.commands {
-        latency_row(&mut out, "command rtt", &c.round_trip);
+        latency_row(out, "command rtt", &c.round_trip);
     }
-    behaviour_lines(&mut out, &r.behaviour);
-    if !r.phases.is_empty() {
+}
+
+/// A row per load phase.
+fn phases(out: &mut String, r: &Report) {
+    if r.phases.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "  {:<15} {:>9} {:>9} {:>10} {:>10} {:>9} {:>9}",
+        "phase", "rate", "sent", "publish/s", "delivered", "p50", "p99"
+    );
+    for p in &r.phases {
+        let rate = if p.rate == p.rate_end {
+            format!("x{}", trim_number(p.rate))
+        } else {
+            format!("x{}-{}", trim_number(p.rate), trim_number(p.rate_end))
+        };
+        let (p50, p99) = match p.from_intended.count {
+            0 => ("-".to_string(), "-".to_string()),
+            _ => (
+                fmt_us(p.from_intended.p50_us),
+                fmt_us(p.from_intended.p99_us),
+            ),
+        };
         let _ = writeln!(
             out,
-            "  {:<15} {:>9} {:>9} {:>10} {:>10} {:>9} {:>9}",
-            "phase", "rate", "sent", "publish/s", "delivered", "p50", "p99"
+            "  {:<15} {rate:>9} {:>9} {:>10.1} {:>10} {p50:>9} {p99:>9}",
+            p.name,
+            fmt_count(p.sent),
+            p.publish_per_s,
+            fmt_count(p.delivered),
         );
-        for p in &r.phases {
-            let rate = if p.rate == p.rate_end {
-                format!("x{}", trim_number(p.rate))
-            } else {
-                format!("x{}-{}", trim_number(p.rate), trim_number(p.rate_end))
-            };
-            let (p50, p99) = match p.from_intended.count {
-                0 => ("-".to_string(), "-".to_string()),
-                _ => (
-                    fmt_us(p.from_intended.p50_us),
-                    fmt_us(p.from_intended.p99_us),
-                ),
-            };
-            let _ = writeln!(
-                out,
-                "  {:<15} {rate:>9} {:>9} {:>10.1} {:>10} {p50:>9} {p99:>9}",
-                p.name,
-                fmt_count(p.sent),
-                p.publish_per_s,
-                fmt_count(p.delivered),
-            );
-        }
     }
+}
+
+/// The expectations, the errors and the findings.
+fn judgement(out: &mut String, r: &Report) {
     let judged = r.verdict != Verdict::Interrupted;
     for e in &r.expectations {
         let _ = writeln!(
@@ -229,7 +266,6 @@ pub fn render(r: &Report) -> String {
             let _ = writeln!(out, "{lead}{line}");
         }
     }
-    out
 }
 
 /// One line per behaviour the scenario uses.

@@ -4,6 +4,9 @@
 //! terminal drops frames, never messages.
 
 pub mod app;
+mod charts;
+mod history;
+mod theme;
 pub mod view;
 
 pub use app::run;

@@ -1,0 +1,115 @@
+//! What the tasks of a run hand the aggregator, at most once a tick: a device's sends,
+//! lateness, acknowledgements and connection changes; an observer's deliveries and their
+//! latency; errors.
+
+use crate::hist::LatencyHistogram;
+
+/// What a device task hands over, at most once a tick and once more when it ends.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceFlush {
+    /// The device's position in the plan.
+    pub device: u32,
+    /// Messages sent so far (cumulative): sequence numbers `0..sent` have been published.
+    pub sent: u64,
+    /// Sends since the last flush that left later than their due time plus the lateness
+    /// threshold.
+    pub late_sends: u64,
+    /// Largest lag behind the schedule since the last flush.
+    pub max_lag_us: u64,
+    /// PUBACK latencies (QoS 1) or PUBCOMP latencies (QoS 2) since the last flush.
+    pub ack_us: Vec<u32>,
+    /// Set on the flush after a connection is established: how long CONNECT to CONNACK took.
+    pub connect_us: Option<u64>,
+    /// A change of connection state, if any since the last flush.
+    pub connected: Option<bool>,
+    /// Of the messages sent since the last flush, how many were due in each load phase (empty
+    /// when the scenario has no phases).
+    pub phase_sent: Vec<u64>,
+}
+
+/// What an observer task hands over once a tick.
+#[derive(Debug, Clone, Default)]
+pub struct ObserverFlush {
+    pub observer: u32,
+    pub from_intended: LatencyHistogram,
+    pub from_send: LatencyHistogram,
+    pub delivered: u64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    pub unexpected: u64,
+    pub connected: Option<bool>,
+    /// First arrivals and their latency from intended, by the load phase the message was due
+    /// in (empty when the scenario has no phases).
+    pub phases: Vec<PhaseFlush>,
+}
+
+/// One load phase's share of an observer flush.
+#[derive(Debug, Clone, Default)]
+pub struct PhaseFlush {
+    pub delivered: u64,
+    pub from_intended: LatencyHistogram,
+}
+
+impl DeviceFlush {
+    pub fn new(device: u32) -> Self {
+        DeviceFlush {
+            device,
+            ..DeviceFlush::default()
+        }
+    }
+
+    /// Hand over what was recorded since the last flush and start afresh.
+    pub fn take(&mut self) -> DeviceFlush {
+        std::mem::replace(self, DeviceFlush::new(self.device))
+    }
+
+    /// Count one message sent that was due in load phase `phase`.
+    #[inline]
+    pub fn count_phase(&mut self, phase: usize) {
+        if self.phase_sent.len() <= phase {
+            self.phase_sent.resize(phase + 1, 0);
+        }
+        self.phase_sent[phase] += 1;
+    }
+}
+
+impl ObserverFlush {
+    pub fn new(observer: u32) -> Self {
+        ObserverFlush {
+            observer,
+            from_intended: LatencyHistogram::new(),
+            from_send: LatencyHistogram::new(),
+            delivered: 0,
+            duplicates: 0,
+            reordered: 0,
+            unexpected: 0,
+            connected: None,
+            phases: Vec::new(),
+        }
+    }
+
+    /// The figures of load phase `phase`.
+    #[inline]
+    pub fn phase(&mut self, phase: usize) -> &mut PhaseFlush {
+        if self.phases.len() <= phase {
+            self.phases.resize_with(phase + 1, PhaseFlush::default);
+        }
+        &mut self.phases[phase]
+    }
+
+    /// Hand over what was recorded since the last flush and start afresh.
+    pub fn take(&mut self) -> ObserverFlush {
+        std::mem::replace(self, ObserverFlush::new(self.observer))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Flush {
+    Device(DeviceFlush),
+    Observer(ObserverFlush),
+    /// Something went wrong: `kind` groups errors for display (for example "connect").
+    Error {
+        kind: &'static str,
+        detail: String,
+    },
+}
