@@ -1,0 +1,124 @@
+//! `cargo xtask test`: install what the tests need when it is missing (Python packages with
+//! pip; mosquitto with apt-get, only as root: never sudo on someone's machine), then run every
+//! test and close with one total line.
+
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context};
+
+use crate::root;
+
+/// Python packages the tests drive: an MQTT client for the interoperability test and
+/// HdrHistogram's Python implementation, which reads the runs' interval logs.
+const PYTHON_PACKAGES: [(&str, &str); 2] = [
+    ("paho.mqtt.client", "paho-mqtt>=2,<3"),
+    ("hdrh.log", "hdrhistogram>=0.10,<1"),
+];
+
+/// Install the Python packages the tests need, when missing.
+fn ensure_python_packages() -> anyhow::Result<()> {
+    for (module, requirement) in PYTHON_PACKAGES {
+        let have = Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .stderr(Stdio::null())
+            .status()
+            .context("python3 is needed by the tests; install it first")?
+            .success();
+        if have {
+            continue;
+        }
+        eprintln!("xtask: installing {requirement} for the tests");
+        let status = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", requirement])
+            .status()
+            .context("running pip")?;
+        if !status.success() {
+            bail!("pip could not install {requirement} ({status})");
+        }
+    }
+    Ok(())
+}
+
+/// Install mosquitto (the external broker of `crates/cli/tests/mosquitto.rs`) when missing,
+/// from Debian's packages. The tests start it themselves on a loopback port of their own.
+fn ensure_mosquitto() -> anyhow::Result<()> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
+        .any(|d| d.join("mosquitto").is_file());
+    if found || std::env::var_os("FLEETBENCH_MOSQUITTO").is_some() {
+        return Ok(());
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    if !root {
+        // Never sudo on someone's machine: say what is missing and how to get it.
+        bail!(
+            "the tests need mosquitto (Debian's package), which is not installed; install it \
+             (`sudo apt-get install mosquitto`, or set FLEETBENCH_MOSQUITTO to a mosquitto \
+             binary) and run the tests again"
+        );
+    }
+    eprintln!("xtask: installing mosquitto for the tests (apt-get)");
+    let apt = |args: &[&str]| -> anyhow::Result<bool> {
+        Ok(Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .context("running apt-get")?
+            .success())
+    };
+    if !apt(&["install", "-y", "-qq", "mosquitto"])? {
+        // A fresh machine may not have its package lists yet.
+        if !(apt(&["update", "-qq"])? && apt(&["install", "-y", "-qq", "mosquitto"])?) {
+            bail!("apt-get could not install mosquitto; install it and run the tests again");
+        }
+    }
+    Ok(())
+}
+
+/// Run the whole suite, echo cargo's output, and close with one total line over every test
+/// binary (cargo's own last line speaks only of the last binary).
+pub(crate) fn test() -> anyhow::Result<()> {
+    ensure_python_packages()?;
+    ensure_mosquitto()?;
+    let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut child = Command::new(&cargo_bin)
+        .args(["test", "--workspace", "--all-targets"])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running cargo test")?;
+    let stdout = child.stdout.take().context("cargo test's output")?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let line = line.context("reading cargo test's output")?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            passed += count_before(rest, "passed");
+            failed += count_before(rest, "failed");
+        }
+    }
+    let status = child.wait().context("waiting for cargo test")?;
+    println!("tests: {passed} passed, {failed} failed");
+    if !status.success() {
+        bail!("cargo test failed ({status})");
+    }
+    if passed == 0 {
+        bail!("cargo test ran no test");
+    }
+    Ok(())
+}
+
+/// In "ok. 3 passed; 0 failed; ...", the number before `word`.
+fn count_before(text: &str, word: &str) -> u64 {
+    text.split(';')
+        .find_map(|part| {
+            let part = part.trim();
+            let part = part.rsplit(". ").next().unwrap_or(part);
+            part.strip_suffix(word).and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
