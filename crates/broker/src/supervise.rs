@@ -106,7 +106,7 @@ pub(crate) struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn start(listeners: Listeners) -> Supervisor {
+    pub(crate) fn start(listeners: Listeners) -> Supervisor {
         install_panic_hook();
         let stop = Arc::new(AtomicBool::new(false));
         let health = Arc::new(Mutex::new(BrokerHealth::default()));
@@ -125,7 +125,7 @@ impl Supervisor {
         }
     }
 
-    pub fn health(&self) -> BrokerHealth {
+    pub(crate) fn health(&self) -> BrokerHealth {
         let mut h = self.health.lock().map(|h| h.clone()).unwrap_or_default();
         h.panics = RUMQTTD_PANICS
             .load(Ordering::Relaxed)
@@ -133,7 +133,7 @@ impl Supervisor {
         h
     }
 
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();

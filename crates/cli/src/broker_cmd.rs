@@ -15,7 +15,7 @@ use crate::running_broker::watch_report;
 use crate::stop::Stop;
 use crate::{BrokerArgs, Outcome, UsageError};
 
-pub fn broker(args: BrokerArgs, stop: Stop) -> anyhow::Result<Outcome> {
+pub(crate) fn broker(args: BrokerArgs, stop: Stop) -> anyhow::Result<Outcome> {
     let ips: Vec<_> = args.listen.iter().map(|a| a.ip()).collect();
     let bind = ips[0];
     if ips.iter().any(|ip| *ip != bind) {

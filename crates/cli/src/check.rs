@@ -16,7 +16,7 @@ use crate::{Outcome, UsageError};
 const MAX_SCENARIO_BYTES: u64 = 1 << 20;
 
 /// A validated scenario with what an external broker needs, read from this machine.
-pub struct Prepared {
+pub(crate) struct Prepared {
     pub scenario: Scenario,
     /// How clients reach an external broker (certificates read and checked); `Tcp` for the
     /// embedded one.
@@ -27,7 +27,7 @@ pub struct Prepared {
 
 /// Read and validate one scenario file, and resolve its external broker's files and secrets.
 /// Every problem is a usage error naming file, line and field.
-pub fn load(path: &Path) -> anyhow::Result<Prepared> {
+pub(crate) fn load(path: &Path) -> anyhow::Result<Prepared> {
     let shown = path.display().to_string();
     let text = read_text(path)?;
     let scenario =
@@ -169,7 +169,7 @@ fn tls(x: &ExternalBroker, scenario: &Path) -> Result<TlsConfig, ScenarioError> 
     })
 }
 
-pub fn check(files: &[PathBuf]) -> anyhow::Result<Outcome> {
+pub(crate) fn check(files: &[PathBuf]) -> anyhow::Result<Outcome> {
     let mut failed = 0;
     for f in files {
         match load(f) {

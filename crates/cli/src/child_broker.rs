@@ -13,7 +13,7 @@ use fleetbench_broker::Endpoints;
 use fleetbench_metrics::env::{proc_kb, stat_cpu_seconds};
 use fleetbench_metrics::report::{ListenerRestartReport, ProcessUsage};
 
-pub struct ChildBroker {
+pub(crate) struct ChildBroker {
     child: Child,
     pub endpoints: Endpoints,
     started: Instant,
@@ -24,7 +24,7 @@ pub struct ChildBroker {
 /// A line `fleetbench broker` prints when its watch saw something (a rumqttd panic, a wedged
 /// listener restarted): `event: ` and this as JSON. The parent reads them into the run's report.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct WatchEvent {
+pub(crate) struct WatchEvent {
     /// The listener restarted, if that is the news.
     pub restart: Option<ListenerRestartReport>,
     /// rumqttd panics in the broker process so far.
@@ -32,13 +32,13 @@ pub struct WatchEvent {
 }
 
 /// The prefix of a watch event line.
-pub const EVENT_PREFIX: &str = "event: ";
+pub(crate) const EVENT_PREFIX: &str = "event: ";
 
 const ATTEMPTS: u32 = 3;
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl ChildBroker {
-    pub fn start(
+    pub(crate) fn start(
         listeners: u16,
         tcp_nodelay: bool,
         max_connections: usize,
@@ -117,7 +117,7 @@ impl ChildBroker {
     }
 
     /// CPU and peak memory of the broker process so far.
-    pub fn usage(&self) -> ProcessUsage {
+    pub(crate) fn usage(&self) -> ProcessUsage {
         let pid = self.child.id();
         let cpu_s = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .ok()
@@ -132,7 +132,7 @@ impl ChildBroker {
 
     /// Stop the broker process (the one this process started, by its PID) and report what it
     /// used and what its watch saw.
-    pub fn stop(mut self) -> (ProcessUsage, Vec<WatchEvent>) {
+    pub(crate) fn stop(mut self) -> (ProcessUsage, Vec<WatchEvent>) {
         let usage = self.usage();
         self.end();
         let events = self.events.lock().map(|e| e.clone()).unwrap_or_default();

@@ -19,7 +19,7 @@ fn load(path: &Path) -> anyhow::Result<Report> {
         .map_err(|e| UsageError(format!("{}: not a fleetbench report: {e}", path.display())).into())
 }
 
-pub fn run(args: CompareArgs) -> anyhow::Result<Outcome> {
+pub(crate) fn run(args: CompareArgs) -> anyhow::Result<Outcome> {
     let old = load(&args.baseline)?;
     let new = load(&args.now)?;
     // Figures of two different scenarios compare nothing: refuse, as merge does.
@@ -57,7 +57,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<Outcome> {
     })
 }
 
-pub fn run_merge(args: MergeArgs) -> anyhow::Result<Outcome> {
+pub(crate) fn run_merge(args: MergeArgs) -> anyhow::Result<Outcome> {
     let reports = args
         .reports
         .iter()

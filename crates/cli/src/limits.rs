@@ -15,7 +15,7 @@ fn open_now() -> u64 {
 
 /// Raise the soft limit on open files to the hard limit and check that `connections` (with
 /// `per_connection` descriptors each) and `listeners` fit.
-pub fn ensure_open_files(
+pub(crate) fn ensure_open_files(
     connections: u64,
     per_connection: u64,
     listeners: u64,

@@ -12,17 +12,17 @@ use std::sync::Mutex;
 use tracing_subscriber::EnvFilter;
 
 /// Where logs went, when not to stderr.
-pub struct LogFile {
+pub(crate) struct LogFile {
     path: PathBuf,
 }
 
 impl LogFile {
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Remove the file if nothing was logged; returns whether it is still there.
-    pub fn finish(&self) -> bool {
+    pub(crate) fn finish(&self) -> bool {
         match std::fs::metadata(&self.path) {
             Ok(m) if m.len() == 0 => {
                 let _ = std::fs::remove_file(&self.path);
@@ -35,7 +35,7 @@ impl LogFile {
 }
 
 /// Log to stderr, or, when `to_file`, to a new private file in the temporary directory.
-pub fn init(verbose: u8, to_file: bool) -> Option<LogFile> {
+pub(crate) fn init(verbose: u8, to_file: bool) -> Option<LogFile> {
     let default = match verbose {
         0 => "warn,rumqttd=off,rumqttc=warn",
         1 => "info,rumqttd=off,rumqttc=warn",

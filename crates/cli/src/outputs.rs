@@ -12,7 +12,7 @@ use anyhow::Context;
 use crate::UsageError;
 
 /// An output path with its temporary file, ready to take the result.
-pub struct Reserved {
+pub(crate) struct Reserved {
     path: PathBuf,
     what: &'static str,
     temp: tempfile::NamedTempFile,
@@ -21,7 +21,7 @@ pub struct Reserved {
 impl Reserved {
     /// Check that `path` can be written and reserve it; a problem is a usage error naming the
     /// path and the cause.
-    pub fn new(path: &Path, what: &'static str) -> anyhow::Result<Reserved> {
+    pub(crate) fn new(path: &Path, what: &'static str) -> anyhow::Result<Reserved> {
         let usage = |why: String| {
             anyhow::Error::from(UsageError(format!("{what} {}: {why}", path.display())))
         };
@@ -51,7 +51,7 @@ impl Reserved {
 
     /// Write `bytes` and put them at the path. On failure, the bytes go to a fallback file in
     /// the temporary directory; the error names both.
-    pub fn write(self, bytes: &[u8], fallback_name: &str) -> anyhow::Result<PathBuf> {
+    pub(crate) fn write(self, bytes: &[u8], fallback_name: &str) -> anyhow::Result<PathBuf> {
         let Reserved { path, what, temp } = self;
         let written = write_into(temp, bytes, &path);
         match written {
@@ -94,7 +94,7 @@ fn fallback(bytes: &[u8], name: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// Every output of one run: the JSON report and the interval log beside it.
-pub struct Outputs {
+pub(crate) struct Outputs {
     pub report: Option<Reserved>,
     pub hlog: Option<Reserved>,
 }
@@ -102,7 +102,7 @@ pub struct Outputs {
 impl Outputs {
     /// Reserve the paths `run` was given (the interval log defaults to the report's path with
     /// `.hlog`), before anything connects.
-    pub fn reserve(report: Option<&Path>, hlog: Option<&Path>) -> anyhow::Result<Outputs> {
+    pub(crate) fn reserve(report: Option<&Path>, hlog: Option<&Path>) -> anyhow::Result<Outputs> {
         let hlog_path = hlog
             .map(Path::to_path_buf)
             .or_else(|| report.map(|r| r.with_extension("hlog")));

@@ -7,7 +7,7 @@ use fleetbench_metrics::summary::{fmt_count, fmt_us};
 use fleetbench_metrics::Snapshot;
 use tokio::sync::watch;
 
-pub fn line(s: &Snapshot) -> String {
+pub(crate) fn line(s: &Snapshot) -> String {
     let errors: u64 = s.errors.values().map(|g| g.count).sum();
     format!(
         "[{:>7.1}s {:<10}] devices {}/{}  pub {:.0}/s  del {:.0}/s  p99 {} (send {})  sent {}  delivered {}  dup {}  late {}  errors {}",
@@ -36,7 +36,7 @@ fn p99(l: &fleetbench_metrics::hist::LatencySummary) -> String {
 }
 
 /// Print a line every `every` until the task is aborted.
-pub async fn run(mut snapshots: watch::Receiver<Snapshot>, every: Duration) {
+pub(crate) async fn run(mut snapshots: watch::Receiver<Snapshot>, every: Duration) {
     let mut interval = tokio::time::interval(every);
     interval.tick().await;
     loop {

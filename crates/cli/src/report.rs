@@ -4,7 +4,7 @@
 use fleetbench_metrics::env::Environment;
 
 /// This machine, and this binary's revision, profile and version.
-pub fn environment() -> Environment {
+pub(crate) fn environment() -> Environment {
     let profile = if cfg!(debug_assertions) {
         "debug"
     } else {

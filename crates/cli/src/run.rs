@@ -23,12 +23,12 @@ use crate::stop::Stop;
 use crate::{check, limits, progress, Outcome, RunArgs};
 
 /// The monitor opens when asked for (not `--no-tui`) and both stdout and stdin are terminals.
-pub fn wants_monitor(args: &RunArgs) -> bool {
+pub(crate) fn wants_monitor(args: &RunArgs) -> bool {
     use std::io::IsTerminal;
     !args.no_tui && std::io::stdout().is_terminal() && std::io::stdin().is_terminal()
 }
 
-pub fn run(args: RunArgs, stop: Stop, log_file: Option<LogFile>) -> anyhow::Result<Outcome> {
+pub(crate) fn run(args: RunArgs, stop: Stop, log_file: Option<LogFile>) -> anyhow::Result<Outcome> {
     let prepared = check::load(&args.scenario)?;
     // Where the results go is settled before anything connects.
     let outputs = Outputs::reserve(args.report.as_deref(), args.hlog.as_deref())?;

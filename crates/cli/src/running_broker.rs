@@ -12,14 +12,14 @@ use crate::check::Prepared;
 use crate::child_broker::ChildBroker;
 
 /// Which broker a scenario asks for, before it starts.
-pub enum BrokerPlan {
+pub(crate) enum BrokerPlan {
     InProcess { listeners: u16, tcp_nodelay: bool },
     Child { listeners: u16, tcp_nodelay: bool },
     External,
 }
 
 /// A started broker, and the target the fleet connects to.
-pub struct RunningBroker {
+pub(crate) struct RunningBroker {
     kind: Running,
     target: Target,
     label: String,
@@ -33,7 +33,7 @@ enum Running {
 }
 
 /// What a report says of the broker once it is stopped.
-pub struct Ended {
+pub(crate) struct Ended {
     /// As it may be printed: no credentials.
     pub label: String,
     pub tcp_nodelay: Option<bool>,
@@ -42,7 +42,7 @@ pub struct Ended {
 }
 
 impl RunningBroker {
-    pub fn plan(prepared: &Prepared, _plan: &Plan) -> BrokerPlan {
+    pub(crate) fn plan(prepared: &Prepared, _plan: &Plan) -> BrokerPlan {
         match &prepared.scenario.broker {
             BrokerTarget::Embedded(e) if e.child_process => BrokerPlan::Child {
                 listeners: e.listeners,
@@ -56,12 +56,12 @@ impl RunningBroker {
         }
     }
 
-    pub fn target(&self) -> &Target {
+    pub(crate) fn target(&self) -> &Target {
         &self.target
     }
 
     /// Stop the broker (the external one is left alone) and say what it was and did.
-    pub fn stop(self) -> Ended {
+    pub(crate) fn stop(self) -> Ended {
         let (process, health) = match self.kind {
             Running::InProcess(b) => {
                 let health = b.health();
@@ -89,7 +89,7 @@ impl RunningBroker {
 }
 
 /// The broker watch's findings as the report carries them.
-pub fn watch_report(h: &BrokerHealth) -> BrokerWatch {
+pub(crate) fn watch_report(h: &BrokerHealth) -> BrokerWatch {
     BrokerWatch {
         panics: h.panics,
         restarts: h
@@ -110,7 +110,7 @@ pub fn watch_report(h: &BrokerHealth) -> BrokerWatch {
 impl BrokerPlan {
     /// Descriptors each client costs this process: both ends of its connection when the
     /// broker is in this process, one end otherwise.
-    pub fn descriptors_per_client(&self) -> u64 {
+    pub(crate) fn descriptors_per_client(&self) -> u64 {
         match self {
             BrokerPlan::InProcess { .. } => 2,
             _ => 1,
@@ -118,14 +118,14 @@ impl BrokerPlan {
     }
 
     /// Listening sockets in this process.
-    pub fn listeners(&self) -> u64 {
+    pub(crate) fn listeners(&self) -> u64 {
         match self {
             BrokerPlan::InProcess { listeners, .. } => u64::from(*listeners),
             _ => 0,
         }
     }
 
-    pub fn start(
+    pub(crate) fn start(
         self,
         prepared: &Prepared,
         plan: &Plan,

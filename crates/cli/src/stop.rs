@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 /// The command's stop: cancelled by the first Ctrl-C or SIGTERM, or by the monitor's `q`.
 #[derive(Clone)]
-pub struct Stop {
+pub(crate) struct Stop {
     pub token: CancellationToken,
     /// Set while the monitor owns the terminal: a forced exit gives it back first.
     pub monitor_up: Arc<AtomicBool>,
@@ -22,7 +22,7 @@ pub struct Stop {
 
 impl Stop {
     /// Install the handlers and start the thread that turns signals into the stop.
-    pub fn install(what: &'static str) -> anyhow::Result<Stop> {
+    pub(crate) fn install(what: &'static str) -> anyhow::Result<Stop> {
         let token = CancellationToken::new();
         let monitor_up = Arc::new(AtomicBool::new(false));
         let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
@@ -46,7 +46,7 @@ impl Stop {
         Ok(Stop { token, monitor_up })
     }
 
-    pub fn is_stopped(&self) -> bool {
+    pub(crate) fn is_stopped(&self) -> bool {
         self.token.is_cancelled()
     }
 }

@@ -29,14 +29,14 @@ use crate::mqtt::{self, ClientSettings};
 const SUBSCRIBE_BYTES: usize = 900;
 
 #[derive(Debug, Default)]
-pub struct ControllerResult {
+pub(crate) struct ControllerResult {
     pub sent: u64,
     pub answered: u64,
     pub duplicates: u64,
     pub round_trip: LatencyHistogram,
 }
 
-pub async fn run_controller(
+pub(crate) async fn run_controller(
     index: usize,
     spec: ControllerSpec,
     ctx: Arc<RunCtx>,

@@ -76,7 +76,7 @@ pub(crate) struct Controls {
 
 impl RunCtx {
     /// The context of a run of `plan`, and the senders that drive it.
-    pub fn new(
+    pub(crate) fn new(
         plan: &Plan,
         target: Target,
         timing: Timing,
@@ -125,7 +125,7 @@ impl RunCtx {
     }
 
     /// The publish window (from now, before the ramp has started; publishers only start after).
-    pub fn window(&self) -> Window {
+    pub(crate) fn window(&self) -> Window {
         let start = (*self.ramp.borrow()).unwrap_or_else(Instant::now);
         let publish_end = start + self.timing.duration;
         Window {
@@ -136,7 +136,7 @@ impl RunCtx {
     }
 
     /// Start the ramp now: publishers and late observers count from it.
-    pub fn start_ramp(&self, controls: &Controls) -> Instant {
+    pub(crate) fn start_ramp(&self, controls: &Controls) -> Instant {
         let start = Instant::now();
         self.ramp_start_ns
             .store(self.clock.ns_at(start.into_std()), Ordering::Relaxed);

@@ -23,7 +23,7 @@ use crate::poller::{poll_device, Link};
 /// What a device did: how many messages it sent (sequence numbers `0..sent`) and when it first
 /// connected.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct DeviceResult {
+pub(crate) struct DeviceResult {
     pub sent: u64,
     /// Of those, how many had left (QoS 0) or been acknowledged (QoS 1 and 2) when the device
     /// disconnected. The rest may never have reached the broker: at the cutoff they are in
@@ -45,7 +45,7 @@ pub struct DeviceResult {
 }
 
 /// The device at `pos` of the plan, from its connect time until it leaves.
-pub async fn run_device(pos: u32, ctx: Arc<RunCtx>) -> DeviceResult {
+pub(crate) async fn run_device(pos: u32, ctx: Arc<RunCtx>) -> DeviceResult {
     let w = ctx.window();
     let spec = &ctx.devices[pos as usize];
     tokio::select! {

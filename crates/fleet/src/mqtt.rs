@@ -14,7 +14,7 @@ use tracing::debug;
 use crate::client::{qos4, qos5, Client, ConnError, Connection};
 use crate::Target;
 
-pub struct ClientSettings<'a> {
+pub(crate) struct ClientSettings<'a> {
     pub client_id: &'a str,
     pub port_index: usize,
     pub keep_alive: Duration,
@@ -33,7 +33,7 @@ const SESSION_EXPIRY_S: u32 = 300;
 
 /// One client of the run's MQTT version, with TCP_NODELAY on (rumqttc leaves it off) and a
 /// generous connect timeout.
-pub fn client(target: &Target, s: &ClientSettings) -> (Client, Connection) {
+pub(crate) fn client(target: &Target, s: &ClientSettings) -> (Client, Connection) {
     let port = target.port_for(s.port_index);
     let (transport, address) = target.transport.rumqttc(&target.host, port);
     let mut net = NetworkOptions::new();
@@ -93,7 +93,11 @@ pub fn client(target: &Target, s: &ClientSettings) -> (Client, Connection) {
 }
 
 /// Count an error of `kind` (the report groups errors by kind and keeps the latest detail).
-pub fn report_error(flush: &Sender<Flush>, kind: &'static str, detail: impl std::fmt::Display) {
+pub(crate) fn report_error(
+    flush: &Sender<Flush>,
+    kind: &'static str,
+    detail: impl std::fmt::Display,
+) {
     let _ = flush.send(Flush::Error {
         kind,
         detail: detail.to_string(),
@@ -102,7 +106,7 @@ pub fn report_error(flush: &Sender<Flush>, kind: &'static str, detail: impl std:
 
 /// After `who` lost its connection: log and count the error, then wait as `policy` says before
 /// attempt `attempt` (1 for the first), with a fresh random draw.
-pub async fn back_off(
+pub(crate) async fn back_off(
     flush: &Sender<Flush>,
     who: &str,
     e: &ConnError,

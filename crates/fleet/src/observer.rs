@@ -25,7 +25,7 @@ use crate::mqtt::{self, ClientSettings};
 use crate::receive::{Arrival, Receiver};
 
 /// What an observer leaves behind at the end.
-pub struct ObserverResult {
+pub(crate) struct ObserverResult {
     pub ledger: Ledger,
     /// The QoS the broker granted each filter (None: refused).
     pub granted: Vec<Option<u8>>,
@@ -47,9 +47,9 @@ pub struct ObserverResult {
 
 /// The QoS granted to each filter once subscribed, or why the observer cannot subscribe: the
 /// broker refused it for good (credentials, certificates).
-pub type Readiness = Result<Vec<Option<u8>>, String>;
+pub(crate) type Readiness = Result<Vec<Option<u8>>, String>;
 
-pub struct ObserverHandle {
+pub(crate) struct ObserverHandle {
     pub client: Client,
     /// Why its latest connection attempt failed, if one did: what a readiness timeout reports.
     pub last_error: Arc<Mutex<Option<String>>>,
@@ -60,7 +60,11 @@ pub struct ObserverHandle {
 }
 
 /// Start an observer: it connects (at once, or at its join time) and subscribes on CONNACK.
-pub fn spawn_observer(index: usize, mut spec: ObserverSpec, ctx: Arc<RunCtx>) -> ObserverHandle {
+pub(crate) fn spawn_observer(
+    index: usize,
+    mut spec: ObserverSpec,
+    ctx: Arc<RunCtx>,
+) -> ObserverHandle {
     if !spec.clean_session {
         spec.client_id = format!("{}-{:08x}", spec.client_id, run_nonce());
     }

@@ -18,7 +18,7 @@ use crate::mqtt;
 
 /// What the publisher and the poller of one device share.
 #[derive(Default)]
-pub struct Link {
+pub(crate) struct Link {
     /// The connection is up (CONNACK seen, no error since).
     pub connected: AtomicBool,
     /// Publishes completed: left (QoS 0) or acknowledged (QoS 1: PUBACK, QoS 2: PUBCOMP).
@@ -37,14 +37,14 @@ pub struct Link {
 
 impl Link {
     /// Every publish of the `sent` data messages and of the extras has completed.
-    pub fn all_completed(&self, sent: u64) -> bool {
+    pub(crate) fn all_completed(&self, sent: u64) -> bool {
         self.completed.load(Ordering::Relaxed) >= sent + self.extras.load(Ordering::Relaxed)
     }
 
     /// How many of the `sent` data messages completed, counting the extras as completed first:
     /// when the device leaves with flows unfinished this errs towards "in flight", never
     /// towards "lost".
-    pub fn data_completed(&self, sent: u64) -> u64 {
+    pub(crate) fn data_completed(&self, sent: u64) -> u64 {
         self.completed
             .load(Ordering::Relaxed)
             .saturating_sub(self.extras.load(Ordering::Relaxed))
@@ -52,7 +52,7 @@ impl Link {
     }
 
     /// What the device did, as it leaves having sent `sent` data messages.
-    pub fn result(
+    pub(crate) fn result(
         &self,
         spec: &DeviceSpec,
         sent: u64,
@@ -90,7 +90,7 @@ impl Link {
 }
 
 /// Drive device `pos`'s event loop until it says goodbye, its client goes, or the run ends.
-pub async fn poll_device(
+pub(crate) async fn poll_device(
     pos: u32,
     client: Client,
     mut eventloop: Connection,

@@ -41,7 +41,7 @@ pub(crate) enum Arrival {
 }
 
 impl Receiver {
-    pub fn new(spec: &ObserverSpec, ctx: &RunCtx, delivered: Arc<AtomicU64>) -> Receiver {
+    pub(crate) fn new(spec: &ObserverSpec, ctx: &RunCtx, delivered: Arc<AtomicU64>) -> Receiver {
         let heard = if ctx.events.is_empty() {
             0
         } else {
@@ -60,7 +60,12 @@ impl Receiver {
 
     /// One delivery, arrived at `now` (one clock reading serves the latency and the caller's
     /// flush interval).
-    pub fn publish(&mut self, p: &Received, now: std::time::Instant, ctx: &RunCtx) -> Arrival {
+    pub(crate) fn publish(
+        &mut self,
+        p: &Received,
+        now: std::time::Instant,
+        ctx: &RunCtx,
+    ) -> Arrival {
         let h = match Header::from_payload(&p.payload) {
             Ok(h) => h,
             // Commands and replies are for devices and controllers.
@@ -111,7 +116,7 @@ impl Receiver {
     /// The QoS each device's messages are due at, once the broker granted `granted` to the
     /// observer's filters: the lower of the publish QoS and the highest grant of a matching
     /// filter.
-    pub fn granted(&mut self, spec: &ObserverSpec, granted: &[Option<u8>], ctx: &RunCtx) {
+    pub(crate) fn granted(&mut self, spec: &ObserverSpec, granted: &[Option<u8>], ctx: &RunCtx) {
         self.due_qos = ctx
             .devices
             .iter()

@@ -35,7 +35,7 @@ pub(crate) struct DeviceTally {
 impl DeviceTally {
     /// Nothing started (the run was stopped before the devices were): every device never
     /// connected.
-    pub fn none(plan: &Plan) -> DeviceTally {
+    pub(crate) fn none(plan: &Plan) -> DeviceTally {
         let n = plan.devices.len();
         DeviceTally {
             sent: vec![0; n],
@@ -47,7 +47,7 @@ impl DeviceTally {
     }
 
     /// Empty, to gather `n` devices' results.
-    pub fn with_capacity(n: usize) -> DeviceTally {
+    pub(crate) fn with_capacity(n: usize) -> DeviceTally {
         DeviceTally {
             sent: Vec::with_capacity(n),
             completed: Vec::with_capacity(n),
@@ -64,7 +64,7 @@ impl DeviceTally {
     }
 
     /// The next device's result (devices are added in plan order).
-    pub fn add(&mut self, r: DeviceResult) {
+    pub(crate) fn add(&mut self, r: DeviceResult) {
         self.mqtt5_sent.sent_alias_only += r.aliased;
         self.mqtt5_sent.aliases_refused += u64::from(r.alias_refused);
         self.sent.push(r.sent);
@@ -82,7 +82,7 @@ impl DeviceTally {
     }
 
     /// A controller's commands and answers.
-    pub fn add_commands(&mut self, r: ControllerResult) {
+    pub(crate) fn add_commands(&mut self, r: ControllerResult) {
         let total = self.commands.get_or_insert_with(ControllerResult::default);
         total.sent += r.sent;
         total.answered += r.answered;
@@ -92,7 +92,7 @@ impl DeviceTally {
 
     /// How long the whole fleet took to connect from `ramp_start`; None when some device never
     /// did.
-    pub fn connect_all(&self, ramp_start: Instant) -> Option<Duration> {
+    pub(crate) fn connect_all(&self, ramp_start: Instant) -> Option<Duration> {
         match (self.never_connected, self.last_connect) {
             (0, Some(t)) => Some(t.saturating_duration_since(ramp_start)),
             (0, None) => Some(Duration::ZERO),

@@ -9,7 +9,7 @@ use crate::report::*;
 
 /// A latency distribution whose median is `p50` and 99th percentile `p99` (98% at p50, 2% at
 /// p99), 1,000 values.
-pub fn histogram(p50: u64, p99: u64) -> LatencyHistogram {
+pub(crate) fn histogram(p50: u64, p99: u64) -> LatencyHistogram {
     let mut h = LatencyHistogram::new();
     for i in 0..1_000 {
         h.record_us(if i < 980 { p50 } else { p99 });
@@ -18,7 +18,7 @@ pub fn histogram(p50: u64, p99: u64) -> LatencyHistogram {
 }
 
 /// A single run of scenario "sensors": 10,000 QoS 1 messages, `lost` of them lost.
-pub fn report(p50: u64, p99: u64, lost: u64, deliver_per_s: f64) -> Report {
+pub(crate) fn report(p50: u64, p99: u64, lost: u64, deliver_per_s: f64) -> Report {
     let outcome = StreamOutcome {
         expected: 10_000,
         delivered: 10_000 - lost,

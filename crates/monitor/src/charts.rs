@@ -167,7 +167,7 @@ pub(crate) fn distribution(frame: &mut Frame, area: Rect, s: &Snapshot) {
 }
 
 /// A latency in at most 6 characters: "850us", "1.20ms", "10.2ms", "102ms", "1.50s".
-pub fn short_us(us: u64) -> String {
+pub(crate) fn short_us(us: u64) -> String {
     match us {
         0..=999 => format!("{us}us"),
         1_000..=9_999 => format!("{:.2}ms", us as f64 / 1e3),

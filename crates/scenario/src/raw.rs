@@ -13,16 +13,16 @@ use serde::{Deserialize, Deserializer};
 
 /// A value with its byte range in the file. In the JSON Schema it is just the value.
 #[derive(Debug, Clone)]
-pub struct S<T>(toml::Spanned<T>);
+pub(crate) struct S<T>(toml::Spanned<T>);
 
 impl<T> S<T> {
-    pub fn span(&self) -> Range<usize> {
+    pub(crate) fn span(&self) -> Range<usize> {
         self.0.span()
     }
-    pub fn get_ref(&self) -> &T {
+    pub(crate) fn get_ref(&self) -> &T {
         self.0.get_ref()
     }
-    pub fn into_inner(self) -> T {
+    pub(crate) fn into_inner(self) -> T {
         self.0.into_inner()
     }
 }
@@ -53,7 +53,7 @@ impl<T: JsonSchema> JsonSchema for S<T> {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(title = "fleetbench scenario")]
-pub struct RawScenario {
+pub(crate) struct RawScenario {
     /// Name of the scenario (letters, digits, '-', '_', '.'): names reports and client ids.
     pub name: S<String>,
     /// One line on what the scenario stands for.
@@ -102,7 +102,7 @@ pub struct RawScenario {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawBroker {
+pub(crate) struct RawBroker {
     /// External broker: "mqtt://host:port", "mqtts://host:port" (TLS), "ws://host:port/path"
     /// or "wss://host:port/path" (WebSocket, path "/mqtt" by default). Leave out for the
     /// embedded broker.
@@ -140,7 +140,7 @@ pub struct RawBroker {
 /// One load phase.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawPhase {
+pub(crate) struct RawPhase {
     /// Name shown in the report and the monitor (letters, digits, '-', '_', '.').
     pub name: S<String>,
     /// How long the phase lasts ("20s").
@@ -161,7 +161,7 @@ pub struct RawPhase {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawGroup {
+pub(crate) struct RawGroup {
     /// Group name (unique; letters, digits, '-', '_', '.').
     pub name: S<String>,
     /// Number of devices.
@@ -222,7 +222,7 @@ pub struct RawGroup {
 /// arrives with them.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawMqtt5 {
+pub(crate) struct RawMqtt5 {
     /// User properties (name = value) sent with every message; "{group}" and "{index}" are
     /// replaced.
     #[serde(default)]
@@ -240,7 +240,7 @@ pub struct RawMqtt5 {
 /// A message a device publishes about itself.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawDeviceMessage {
+pub(crate) struct RawDeviceMessage {
     /// Topic pattern with {group} and {index}.
     pub topic: S<String>,
     /// Payload text, with {group} and {index} (default "online" for a status, "offline" for a
@@ -258,7 +258,7 @@ pub struct RawDeviceMessage {
 /// Command and reply topics of a device group.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawCommands {
+pub(crate) struct RawCommands {
     /// Topic each device receives its commands on, with {group} and {index}.
     pub topic: S<String>,
     /// Topic each device answers on, with {group} and {index}.
@@ -272,7 +272,7 @@ pub struct RawCommands {
 /// `jitter` of it.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawReconnect {
+pub(crate) struct RawReconnect {
     /// Wait before the first attempt (default "100ms").
     #[serde(default)]
     pub min: Option<S<String>>,
@@ -289,7 +289,7 @@ pub struct RawReconnect {
 /// takes (request/response round trip).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawController {
+pub(crate) struct RawController {
     /// Controller name (unique among groups, observers and controllers).
     pub name: S<String>,
     /// The device group it commands (the group needs a `commands` table).
@@ -302,7 +302,7 @@ pub struct RawController {
 /// An observer's time away from the broker.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawOffline {
+pub(crate) struct RawOffline {
     /// When it leaves, from the start of the connect ramp ("3s").
     pub at: S<String>,
     /// How long it stays away ("2s").
@@ -313,7 +313,7 @@ pub struct RawOffline {
 /// How one JSON field's value is made for each message.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum RawGenerator {
+pub(crate) enum RawGenerator {
     /// The same value every time.
     Constant { value: RawConstant },
     /// start, start + step, ... (one step per message of the device).
@@ -383,7 +383,7 @@ pub enum RawConstant {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawObserver {
+pub(crate) struct RawObserver {
     /// Observer group name (unique among groups and observers).
     pub name: S<String>,
     /// Number of identical observer clients (default 1). With a shared subscription
@@ -413,7 +413,7 @@ pub struct RawObserver {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawExpect {
+pub(crate) struct RawExpect {
     /// Delivered share of expected deliveries, 0.0-1.0.
     #[serde(default)]
     pub delivered_ratio: Option<S<f64>>,
@@ -465,7 +465,7 @@ pub struct RawExpect {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawRegression {
+pub(crate) struct RawRegression {
     /// Relative latency increase that regresses (default 0.25).
     #[serde(default)]
     pub latency: Option<S<f64>>,

@@ -1,7 +1,7 @@
 //! Helpers shared by the CLI's integration tests (each test binary uses a part of them).
 #![allow(dead_code)]
 
-pub mod mosquitto;
+pub(crate) mod mosquitto;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -9,26 +9,26 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 /// `fleetbench broker` on a free loopback port, ended (by its PID) when dropped.
-pub struct BrokerProcess {
+pub(crate) struct BrokerProcess {
     child: Child,
     pub port: u16,
 }
 
 impl BrokerProcess {
     /// Start it and wait for its banner, which it prints once it has answered a CONNECT itself.
-    pub fn start() -> BrokerProcess {
+    pub(crate) fn start() -> BrokerProcess {
         Self::start_with(&[])
     }
 
     /// End it at once (SIGKILL), as a crash would.
-    pub fn kill(&self) {
+    pub(crate) fn kill(&self) {
         let _ = Command::new("kill")
             .args(["-KILL", &self.child.id().to_string()])
             .status();
     }
 
     /// [`BrokerProcess::start`] with more arguments for `fleetbench broker`.
-    pub fn start_with(extra: &[&str]) -> BrokerProcess {
+    pub(crate) fn start_with(extra: &[&str]) -> BrokerProcess {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -62,7 +62,7 @@ impl Drop for BrokerProcess {
 }
 
 /// The `.toml` files in `dir`, sorted.
-pub fn toml_files(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn toml_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.expect("entry").path())
@@ -73,7 +73,7 @@ pub fn toml_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// What `fleetbench run FILE --report ... --quiet` did.
-pub struct Run {
+pub(crate) struct Run {
     pub code: Option<i32>,
     /// Standard output then standard error.
     pub output: String,
@@ -82,13 +82,13 @@ pub struct Run {
 }
 
 impl Run {
-    pub fn report(&self) -> Option<serde_json::Value> {
+    pub(crate) fn report(&self) -> Option<serde_json::Value> {
         serde_json::from_str(&self.report_text).ok()
     }
 }
 
 /// `fleetbench run FILE --report ... --quiet` with `env` added to its environment.
-pub fn run_with_env(file: &Path, env: &[(&str, &str)]) -> Run {
+pub(crate) fn run_with_env(file: &Path, env: &[(&str, &str)]) -> Run {
     let dir = tempfile::tempdir().expect("tempdir");
     let report = dir.path().join("report.json");
     let out = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
@@ -112,14 +112,14 @@ pub fn run_with_env(file: &Path, env: &[(&str, &str)]) -> Run {
 }
 
 /// `fleetbench run FILE --report ... --quiet`, which must pass (exit 0); returns the report.
-pub fn run_passing(file: &Path) -> serde_json::Value {
+pub(crate) fn run_passing(file: &Path) -> serde_json::Value {
     let r = run_with_env(file, &[]);
     assert_eq!(r.code, Some(0), "{}", r.output);
     r.report().expect("report JSON")
 }
 
 /// A file of `scenarios/`.
-pub fn shipped(name: &str) -> PathBuf {
+pub(crate) fn shipped(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../scenarios")
         .join(format!("{name}.toml"))

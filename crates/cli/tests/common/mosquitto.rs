@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A running mosquitto, ended (by its PID) when dropped.
-pub struct Mosquitto {
+pub(crate) struct Mosquitto {
     child: Child,
     /// Its plain MQTT listener on 127.0.0.1.
     pub port: u16,
@@ -15,7 +15,7 @@ pub struct Mosquitto {
 }
 
 /// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
@@ -23,7 +23,7 @@ pub fn free_port() -> u16 {
 }
 
 /// A program of the mosquitto package (`FLEETBENCH_MOSQUITTO` names the broker's binary).
-pub fn mosquitto_program(name: &str) -> PathBuf {
+pub(crate) fn mosquitto_program(name: &str) -> PathBuf {
     if name == "mosquitto" {
         if let Some(p) = std::env::var_os("FLEETBENCH_MOSQUITTO") {
             return p.into();
@@ -41,14 +41,14 @@ pub fn mosquitto_program(name: &str) -> PathBuf {
 
 impl Mosquitto {
     /// Anyone may connect; nothing is kept between runs or queued without limit.
-    pub fn start() -> Mosquitto {
+    pub(crate) fn start() -> Mosquitto {
         Mosquitto::start_with(|_| ("allow_anonymous true\n".to_string(), Vec::new()))
     }
 
     /// `setup` gets the broker's directory and returns configuration to add after the plain
     /// listener (settings and further listeners) and the ports of those listeners, which are
     /// waited for as well.
-    pub fn start_with(setup: impl FnOnce(&Path) -> (String, Vec<u16>)) -> Mosquitto {
+    pub(crate) fn start_with(setup: impl FnOnce(&Path) -> (String, Vec<u16>)) -> Mosquitto {
         let port = free_port();
         let dir = tempfile::tempdir().expect("tempdir");
         let (extra, mut ports) = setup(dir.path());

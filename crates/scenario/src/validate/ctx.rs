@@ -10,9 +10,9 @@ use crate::raw::S;
 use crate::topic;
 
 /// Smallest payload: the delivery header every message carries (see the fleet's payload codec).
-pub const MIN_PAYLOAD: i64 = crate::payload::HEADER_LEN as i64;
+pub(super) const MIN_PAYLOAD: i64 = crate::payload::HEADER_LEN as i64;
 
-pub const MAX_PAYLOAD: i64 = 1 << 20;
+pub(super) const MAX_PAYLOAD: i64 = 1 << 20;
 
 pub(crate) const MAX_RATE: f64 = 100_000.0;
 

@@ -29,7 +29,7 @@ use groups::groups;
 use observers::observers;
 use toml::deserialize;
 
-pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioErrors> {
+pub(crate) fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioErrors> {
     let raw = deserialize(file, text)?;
     let cx = Ctx { file, text };
     let mut found = Found::default();
