@@ -52,6 +52,19 @@ fn spawn(args: &[&str]) -> Child {
         .expect("start fleetbench")
 }
 
+/// `fleetbench run FILE --report REPORT --quiet EXTRA...`, started.
+fn start_run(file: &Path, report: &Path, extra: &[&str]) -> Child {
+    let mut args = vec![
+        "run",
+        file.to_str().expect("utf-8"),
+        "--report",
+        report.to_str().expect("utf-8"),
+        "--quiet",
+    ];
+    args.extend(extra);
+    spawn(&args)
+}
+
 fn finish(child: Child, limit: Duration) -> (Output, Duration) {
     let start = Instant::now();
     let mut child = child;
@@ -100,13 +113,7 @@ fn a_broker_killed_mid_run_fails_the_verdict_and_ends_the_run_early() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = scenario(dir.path(), "40s", 10, 10.0, &external(broker.port));
     let out = dir.path().join("report.json");
-    let child = spawn(&[
-        "run",
-        file.to_str().expect("utf-8"),
-        "--report",
-        out.to_str().expect("utf-8"),
-        "--quiet",
-    ]);
+    let child = start_run(&file, &out, &[]);
     std::thread::sleep(Duration::from_secs(3));
     broker.kill();
     let (o, took) = finish(child, Duration::from_secs(60));
@@ -163,16 +170,7 @@ fn devices_that_never_connect_fail_the_run() {
         ),
     );
     let out = dir.path().join("report.json");
-    let (o, _) = finish(
-        spawn(&[
-            "run",
-            file.to_str().expect("utf-8"),
-            "--report",
-            out.to_str().expect("utf-8"),
-            "--quiet",
-        ]),
-        Duration::from_secs(60),
-    );
+    let (o, _) = finish(start_run(&file, &out, &[]), Duration::from_secs(60));
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     let r = report(&out);
     let never = r["timing"]["never_connected"]
@@ -193,13 +191,7 @@ fn a_signal_at_any_instant_writes_an_interrupted_report_and_exits_130() {
     let file = scenario(dir.path(), "30s", 5, 5.0, "");
     for (i, after) in [0.05, 0.3, 0.6, 2.0].into_iter().enumerate() {
         let out = dir.path().join(format!("report{i}.json"));
-        let child = spawn(&[
-            "run",
-            file.to_str().expect("utf-8"),
-            "--report",
-            out.to_str().expect("utf-8"),
-            "--quiet",
-        ]);
+        let child = start_run(&file, &out, &[]);
         std::thread::sleep(Duration::from_secs_f64(after));
         signal(&child, if i % 2 == 0 { "-INT" } else { "-TERM" });
         let (o, took) = finish(child, Duration::from_secs(20));
@@ -241,13 +233,7 @@ fn a_signal_while_connecting_to_a_silent_broker_still_writes_the_report() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = scenario(dir.path(), "10s", 3, 1.0, &external(port));
     let out = dir.path().join("report.json");
-    let child = spawn(&[
-        "run",
-        file.to_str().expect("utf-8"),
-        "--report",
-        out.to_str().expect("utf-8"),
-        "--quiet",
-    ]);
+    let child = start_run(&file, &out, &[]);
     std::thread::sleep(Duration::from_millis(1_500));
     signal(&child, "-INT");
     let (o, took) = finish(child, Duration::from_secs(20));
@@ -292,15 +278,7 @@ fn a_broker_that_refuses_or_stays_silent_is_named_within_the_connect_timeout() {
         );
         let out = dir.path().join("report.json");
         let (o, took) = finish(
-            spawn(&[
-                "run",
-                file.to_str().expect("utf-8"),
-                "--report",
-                out.to_str().expect("utf-8"),
-                "--quiet",
-                "--connect-timeout",
-                "2s",
-            ]),
+            start_run(&file, &out, &["--connect-timeout", "2s"]),
             Duration::from_secs(30),
         );
         assert_eq!(o.status.code(), Some(1), "{url}: {}", text(&o));
@@ -376,13 +354,7 @@ fn a_report_that_cannot_be_written_at_the_end_goes_to_a_named_fallback() {
     let file = scenario(dir.path(), "3s", 3, 5.0, "[expect]\nmax_late_share = 1.0\n");
     let out_dir = dir.path().join("reports");
     let out = out_dir.join("report.json");
-    let child = spawn(&[
-        "run",
-        file.to_str().expect("utf-8"),
-        "--report",
-        out.to_str().expect("utf-8"),
-        "--quiet",
-    ]);
+    let child = start_run(&file, &out, &[]);
     std::thread::sleep(Duration::from_millis(1_500));
     // The directory goes away while the run lasts.
     std::fs::remove_dir_all(&out_dir).expect("remove the report directory");
@@ -566,16 +538,7 @@ fn sends_due_before_a_device_connects_are_counted_not_lost_in_silence() {
     ) + "[expect]\nmax_late_share = 1.0\n";
     std::fs::write(&file, &text_with_rate).expect("write");
     let out = dir.path().join("report.json");
-    let (o, _) = finish(
-        spawn(&[
-            "run",
-            file.to_str().expect("utf-8"),
-            "--report",
-            out.to_str().expect("utf-8"),
-            "--quiet",
-        ]),
-        Duration::from_secs(60),
-    );
+    let (o, _) = finish(start_run(&file, &out, &[]), Duration::from_secs(60));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let r = report(&out);
     let scenario = fleetbench_scenario::parse("t.toml", &text_with_rate).expect("valid");
@@ -609,16 +572,7 @@ fn compare_refuses_reports_of_different_scenarios() {
     let a = dir.path().join("a.json");
     let b = dir.path().join("b.json");
     let file = scenario(dir.path(), "1s", 2, 2.0, "[expect]\nmax_late_share = 1.0\n");
-    let (o, _) = finish(
-        spawn(&[
-            "run",
-            file.to_str().expect("utf-8"),
-            "--report",
-            a.to_str().expect("utf-8"),
-            "--quiet",
-        ]),
-        Duration::from_secs(60),
-    );
+    let (o, _) = finish(start_run(&file, &a, &[]), Duration::from_secs(60));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let mut r = report(&a);
     r["scenario"]["name"] = "another".into();

@@ -200,13 +200,14 @@ mod tests {
             names.last().map(String::as_str),
             Some("generator_late_share")
         );
-        for name in [
+        let broken_run_checks = [
             "never_connected",
             "disconnected",
             "broker_gone",
             "in_flight_share",
             "errors",
-        ] {
+        ];
+        for name in broken_run_checks {
             assert!(ok(&r, name), "{name} passes a healthy run");
         }
         r.timing.never_connected = 1;
@@ -220,13 +221,7 @@ mod tests {
                 latest: String::new(),
             },
         );
-        for name in [
-            "never_connected",
-            "disconnected",
-            "broker_gone",
-            "in_flight_share",
-            "errors",
-        ] {
+        for name in broken_run_checks {
             assert!(!ok(&r, name), "{name} fails a broken run");
         }
         // The scenario may allow what it expects.

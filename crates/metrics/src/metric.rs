@@ -107,7 +107,7 @@ mod tests {
             Metric::DeliveredAfterExpiry,
             Metric::BrokerRestarts,
         ];
-        for m in Metric::ALL {
+        for &m in Metric::ALL {
             assert_eq!(value(m, &r).is_some(), !behaviours.contains(&m), "{m}");
         }
         assert_eq!(value(Metric::Lost, &r), Some(7.0));

@@ -4,9 +4,23 @@
 //! the same figure. How each is read from a report lives with the report (the metrics crate);
 //! what it is, how it is shown and which way is better lives here, where validation can see it.
 
-/// A judged figure of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Metric {
+/// Declares [`Metric`] and [`Metric::ALL`] from one list.
+macro_rules! metrics {
+    ($($m:ident),* $(,)?) => {
+        /// A judged figure of a run.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Metric {
+            $($m),*
+        }
+
+        impl Metric {
+            /// Every metric.
+            pub const ALL: &'static [Metric] = &[$(Metric::$m),*];
+        }
+    };
+}
+
+metrics! {
     DeliveredRatio,
     Lost,
     LostAtQos12,
@@ -59,43 +73,6 @@ pub enum Unit {
 use Better::{Higher, Lower};
 use Metric::*;
 use Unit::{Count, Micros, PerSecond, Ratio};
-
-impl Metric {
-    /// Every metric.
-    pub const ALL: [Metric; 31] = [
-        DeliveredRatio,
-        Lost,
-        LostAtQos12,
-        Duplicates,
-        DuplicatesAtQos2,
-        Reordered,
-        P50FromIntended,
-        P90FromIntended,
-        P99FromIntended,
-        P999FromIntended,
-        MaxFromIntended,
-        P99FromSend,
-        P99Puback,
-        DeliverPerS,
-        PublishPerS,
-        Errors,
-        NeverConnected,
-        Disconnected,
-        BrokerGone,
-        BrokerRestarts,
-        InFlightShare,
-        GeneratorLateShare,
-        StatusMissing,
-        StatusNotRetained,
-        WillsMissing,
-        WillsUnexpected,
-        SessionsLost,
-        CommandsUnanswered,
-        UserPropsMissing,
-        ExpiryMissing,
-        DeliveredAfterExpiry,
-    ];
-}
 
 /// Names reports written before the metrics had one name each used in their expectations.
 const OLD_NAMES: [(&str, Metric); 5] = [
@@ -189,7 +166,8 @@ impl Metric {
     /// The metric a name means (the names of older reports included).
     pub fn from_name(name: &str) -> Option<Metric> {
         Metric::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|m| m.name() == name)
             .or_else(|| OLD_NAMES.iter().find(|(n, _)| *n == name).map(|(_, m)| *m))
     }
@@ -207,7 +185,7 @@ mod tests {
 
     #[test]
     fn every_metric_has_its_own_name_and_reads_back() {
-        for m in Metric::ALL {
+        for &m in Metric::ALL {
             assert_eq!(Metric::ALL.iter().filter(|o| **o == m).count(), 1, "{m:?}");
             assert_eq!(
                 Metric::ALL.iter().filter(|o| o.name() == m.name()).count(),
