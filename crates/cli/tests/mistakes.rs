@@ -1,9 +1,9 @@
 //! A corpus of scenario mistakes (tests/mistakes/*.toml): each is rejected with exit code 2 and
 //! a message naming file, line and field, and no connection is attempted.
 //!
-//! Each file names the field in its first line (`# expect-field: ...`), may name a part of the
-//! message in its second (`# expect-message: ...`), and marks the line the error must point at
-//! with `# <-`.
+//! Each file names the field in its first line (`# expect-field: ...`), a part of the message
+//! in its second (`# expect-message: ...`), and marks the line the error must point at with
+//! `# <-`.
 
 mod common;
 
@@ -18,7 +18,7 @@ fn corpus() -> Vec<PathBuf> {
 struct Mistake {
     text: String,
     field: String,
-    message: Option<String>,
+    message: String,
     line: usize,
 }
 
@@ -40,7 +40,13 @@ fn read(path: &Path) -> Mistake {
         .lines()
         .nth(1)
         .and_then(|l| l.strip_prefix("# expect-message: "))
-        .map(|m| m.trim().to_string());
+        .map(|m| m.trim().to_string())
+        .unwrap_or_else(|| {
+            panic!(
+                "{}: second line must be '# expect-message: ...'",
+                path.display()
+            )
+        });
     let line = text
         .lines()
         .position(|l| l.contains("# <-"))
@@ -91,12 +97,11 @@ fn check_rejects_each_mistake_naming_file_line_and_field() {
             stderr.contains(&field),
             "{file}: expected field {field:?} in {stderr:?}"
         );
-        if let Some(message) = &m.message {
-            assert!(
-                stderr.contains(message.as_str()),
-                "{file}: expected {message:?} in {stderr:?}"
-            );
-        }
+        assert!(
+            stderr.contains(m.message.as_str()),
+            "{file}: expected {:?} in {stderr:?}",
+            m.message
+        );
     }
 }
 
@@ -161,6 +166,19 @@ max_lost = -3
     ] {
         assert!(stderr.contains(wanted), "expected {wanted:?} in {stderr}");
     }
+}
+
+#[test]
+fn a_part_that_depends_on_a_wrong_one_reports_nothing_of_its_own() {
+    // Phases that are wrong have no total for the duration to come from: only the phase's
+    // mistake is reported, not a missing duration.
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mistakes/22-negative-phase-rate.toml");
+    let out = fleetbench(&["check", path.to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mistakes: Vec<&str> = stderr.lines().filter(|l| l.contains(".toml:")).collect();
+    assert_eq!(mistakes.len(), 1, "{stderr}");
+    assert!(mistakes[0].contains("phase[1].rate"), "{stderr}");
 }
 
 #[test]

@@ -94,8 +94,14 @@ struct Timing {
 
 impl Timing {
     fn check(cx: &Ctx, raw: &RawScenario, found: &mut Found) -> Timing {
-        let phases = found.keep(load::phases(cx, &raw.phase)).unwrap_or_default();
-        let duration = found.keep(run_duration(cx, raw, &phases));
+        let checked = found.keep(load::phases(cx, &raw.phase));
+        // Without right phases there is no total to take the duration from: a duration left
+        // out is then no mistake of its own.
+        let duration = match &checked {
+            None if raw.duration.is_none() => None,
+            phases => found.keep(run_duration(cx, raw, phases.as_deref().unwrap_or_default())),
+        };
+        let phases = checked.unwrap_or_default();
         let drain_timeout = found.keep(match &raw.drain_timeout {
             Some(d) => cx.positive_duration(d, "drain_timeout"),
             None => Ok(Duration::from_secs(5)),
