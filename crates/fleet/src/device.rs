@@ -175,6 +175,10 @@ struct Publisher<'a> {
     d: &'a Device<'a>,
     /// No message due at or after this is sent (the window's end, or `drop_at`).
     publish_end: Instant,
+    /// Lateness counts for messages due from then on (after the warm-up).
+    measure_from: Instant,
+    /// A stall injected on purpose (faults): from, until.
+    stall: Option<(Instant, Instant)>,
     flush: DeviceFlush,
     last_flush: Instant,
     /// When the publisher last woke (and read the clock).
@@ -190,9 +194,15 @@ impl<'a> Publisher<'a> {
             .drop_at
             .map_or(d.w.publish_end, |at| d.w.publish_end.min(d.w.start + at));
         let now = Instant::now();
+        let stall = d.ctx.opts.faults.stall.map(|s| {
+            let from = d.w.start + s.after;
+            (from, from + s.length)
+        });
         Publisher {
             d,
             publish_end,
+            measure_from: d.w.start + d.ctx.timing.warmup,
+            stall,
             flush: DeviceFlush::new(d.pos),
             last_flush: now,
             last_wake: now,
@@ -270,11 +280,7 @@ impl<'a> Publisher<'a> {
             _ = ctx.end.cancelled() => return None,
         }
         let mut now = Instant::now();
-        let stall = ctx.opts.faults.stall.map(|s| {
-            let from = self.d.w.start + s.after;
-            (from, from + s.length)
-        });
-        if let Some((from, until)) = stall {
+        if let Some((from, until)) = self.stall {
             if due >= from && now < until {
                 tokio::select! {
                     _ = sleep_until(until) => {}
@@ -285,7 +291,7 @@ impl<'a> Publisher<'a> {
         }
         self.last_wake = now;
         // The generator's health is judged after the warm-up, like latency.
-        if due >= self.d.w.start + ctx.timing.warmup {
+        if due >= self.measure_from {
             let lag = now.saturating_duration_since(due);
             if lag > ctx.opts.late_threshold {
                 self.flush.late_sends += 1;

@@ -32,6 +32,8 @@ pub(crate) struct Receiver {
     pub heard: Vec<Heard>,
     /// What MQTT 5 properties arrived with the data (first arrivals).
     pub mqtt5: Mqtt5Check,
+    /// Messages intended within this of the ramp start are accounted for, not measured.
+    warmup_ns: u64,
 }
 
 /// Whether a delivery counts (a fault may discard it on purpose).
@@ -55,6 +57,7 @@ impl Receiver {
             delivered_qos: [[0; 3]; 3],
             heard: vec![Heard::default(); heard],
             mqtt5: Mqtt5Check::default(),
+            warmup_ns: ctx.timing.warmup.as_nanos() as u64,
         }
     }
 
@@ -99,7 +102,7 @@ impl Receiver {
                 }
                 self.delivered.fetch_add(1, Ordering::Relaxed);
                 self.flush.delivered += 1;
-                measure(&mut self.flush, ctx, &h, now_ns);
+                measure(&mut self.flush, ctx, self.warmup_ns, &h, now_ns);
                 // MQTT 3.1.1 runs skip the lookup.
                 if ctx.target.protocol == Protocol::V5 {
                     if let Some(sent) = ctx.devices.get(pos).and_then(|d| d.mqtt5.as_deref()) {
@@ -136,12 +139,11 @@ impl Receiver {
 /// Record a first arrival's latency (unless it was due in the warm-up) and, when the scenario
 /// declared load phases, the figures of the phase it was due in.
 #[inline]
-fn measure(flush: &mut ObserverFlush, ctx: &RunCtx, h: &Header, now_ns: u64) {
+fn measure(flush: &mut ObserverFlush, ctx: &RunCtx, warmup_ns: u64, h: &Header, now_ns: u64) {
     // None before the ramp started (the start is u64::MAX until then).
     let since_ramp = h
         .intended_ns
         .checked_sub(ctx.ramp_start_ns.load(Ordering::Relaxed));
-    let warmup_ns = ctx.timing.warmup.as_nanos() as u64;
     let measured = since_ramp.is_some_and(|d| d >= warmup_ns);
     let from_intended = now_ns.saturating_sub(h.intended_ns);
     if measured {
