@@ -12,6 +12,9 @@ use fleetbench_scenario::{
 
 use crate::{Outcome, UsageError};
 
+/// A user name and its password.
+type Credentials = Option<(String, String)>;
+
 /// A scenario file is text of a few kilobytes; anything past this is not one.
 const MAX_SCENARIO_BYTES: u64 = 1 << 20;
 
@@ -22,7 +25,7 @@ pub(crate) struct Prepared {
     /// embedded one.
     pub transport: Transport,
     /// User name and password for an external broker.
-    pub credentials: Option<(String, String)>,
+    pub credentials: Credentials,
 }
 
 /// Read and validate one scenario file, and resolve its external broker's files and secrets.
@@ -82,11 +85,7 @@ fn read_text(path: &Path) -> anyhow::Result<String> {
 
 /// The transport and credentials of an external broker: certificate files read (paths relative
 /// to the scenario file) and the password read from its environment variable.
-#[allow(clippy::type_complexity)]
-fn resolve(
-    x: &ExternalBroker,
-    scenario: &Path,
-) -> Result<(Transport, Option<(String, String)>), ScenarioError> {
+fn resolve(x: &ExternalBroker, scenario: &Path) -> Result<(Transport, Credentials), ScenarioError> {
     let credentials = match (&x.username, &x.password_env) {
         (Some(user), Some(var)) => Some((user.clone(), password(var)?)),
         (Some(user), None) => Some((user.clone(), String::new())),

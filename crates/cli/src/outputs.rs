@@ -51,12 +51,12 @@ impl Reserved {
 
     /// Write `bytes` and put them at the path. On failure, the bytes go to a fallback file in
     /// the temporary directory; the error names both.
-    pub(crate) fn write(self, bytes: &[u8], fallback_name: &str) -> anyhow::Result<PathBuf> {
+    pub(crate) fn write(self, bytes: &[u8]) -> anyhow::Result<PathBuf> {
         let Reserved { path, what, temp } = self;
         let written = write_into(temp, bytes, &path);
         match written {
             Ok(()) => Ok(path),
-            Err(e) => match fallback(bytes, fallback_name) {
+            Err(e) => match fallback(bytes, &path) {
                 Ok(saved) => Err(e.context(format!(
                     "writing the {what} {} failed; it was saved to {} instead",
                     path.display(),
@@ -83,9 +83,15 @@ fn write_into(mut temp: tempfile::NamedTempFile, bytes: &[u8], path: &Path) -> a
 
 /// A new file in the temporary directory (unpredictable name, owner-only, never following a
 /// link) holding `bytes`; kept.
-fn fallback(bytes: &[u8], name: &str) -> anyhow::Result<PathBuf> {
+fn fallback(bytes: &[u8], wanted: &Path) -> anyhow::Result<PathBuf> {
+    let stem = wanted.file_stem().unwrap_or_default().to_string_lossy();
+    let suffix = wanted
+        .extension()
+        .map(|x| format!(".{}", x.to_string_lossy()))
+        .unwrap_or_default();
     let mut f = tempfile::Builder::new()
-        .prefix(&format!("fleetbench-{name}-"))
+        .prefix(&format!("fleetbench-{stem}-"))
+        .suffix(&suffix)
         .tempfile()
         .context("creating a file in the temporary directory")?;
     f.write_all(bytes).context("writing it")?;
@@ -153,7 +159,7 @@ mod tests {
                 .count(),
             1
         );
-        r.write(b"{}", "t").expect("write");
+        r.write(b"{}").expect("write");
         assert_eq!(std::fs::read(&path).expect("read"), b"{}");
         let left: Vec<_> = std::fs::read_dir(dir.path().join("sub"))
             .expect("dir")

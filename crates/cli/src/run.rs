@@ -18,7 +18,7 @@ use tracing::{info, warn};
 use crate::check::Prepared;
 use crate::logging::LogFile;
 use crate::outputs::Outputs;
-use crate::running_broker::RunningBroker;
+use crate::running_broker::{BrokerPlan, RunningBroker};
 use crate::stop::Stop;
 use crate::{check, limits, progress, Outcome, RunArgs};
 
@@ -35,7 +35,7 @@ pub(crate) fn run(args: RunArgs, stop: Stop, log_file: Option<LogFile>) -> anyho
     let shard = args.shard.unwrap_or(Shard::WHOLE);
     let plan = Plan::build(&prepared.scenario, shard);
     let clients = (plan.devices.len() + plan.observers.len()) as u64;
-    let broker = RunningBroker::plan(&prepared, &plan);
+    let broker = BrokerPlan::of(&prepared);
     limits::ensure_open_files(clients, broker.descriptors_per_client(), broker.listeners())?;
     let started_unix_s = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -61,7 +61,7 @@ pub(crate) fn run(args: RunArgs, stop: Stop, log_file: Option<LogFile>) -> anyho
             &args,
             &prepared,
             &plan,
-            target,
+            &broker,
             &stop,
             log_file.as_ref(),
         )?
@@ -146,10 +146,11 @@ fn drive(
     args: &RunArgs,
     prepared: &Prepared,
     plan: &Plan,
-    target: Target,
+    broker: &RunningBroker,
     stop: &Stop,
     log_file: Option<&LogFile>,
 ) -> anyhow::Result<RunOutcome> {
+    let target = broker.target().clone();
     let scenario = &prepared.scenario;
     let timing = Timing {
         duration: scenario.duration,
@@ -162,7 +163,7 @@ fn drive(
     let meta = Meta {
         scenario: scenario.name.clone(),
         description: scenario.description.clone(),
-        broker: target_label(&target),
+        broker: broker.label().to_string(),
         duration: scenario.duration,
         drain_timeout: scenario.drain_timeout,
         groups: scenario.groups.iter().map(|g| g.name.clone()).collect(),
@@ -208,14 +209,6 @@ fn drive(
     result.context("running the fleet")
 }
 
-fn target_label(t: &Target) -> String {
-    fleetbench_broker::Endpoints {
-        host: t.host.clone(),
-        ports: t.ports.clone(),
-    }
-    .describe()
-}
-
 /// Write the report and the interval log, print the summary, and turn the verdict into the
 /// exit code. The summary is printed even when writing fails.
 fn finish(
@@ -230,7 +223,7 @@ fn finish(
     if let Some(out) = outputs.report {
         match report.to_json() {
             Ok(json) => {
-                if let Err(e) = out.write(json.as_bytes(), &format!("{name}.json")) {
+                if let Err(e) = out.write(json.as_bytes()) {
                     failed.push(e);
                 }
             }
@@ -242,7 +235,7 @@ fn finish(
         let start = UNIX_EPOCH + Duration::from_secs(started_unix_s);
         match fleet.interval_log.write_to(&mut log, start, &name) {
             Ok(()) => {
-                if let Err(e) = out.write(&log, &format!("{name}.hlog")) {
+                if let Err(e) = out.write(&log) {
                     failed.push(e);
                 }
             }

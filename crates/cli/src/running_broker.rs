@@ -42,22 +42,13 @@ pub(crate) struct Ended {
 }
 
 impl RunningBroker {
-    pub(crate) fn plan(prepared: &Prepared, _plan: &Plan) -> BrokerPlan {
-        match &prepared.scenario.broker {
-            BrokerTarget::Embedded(e) if e.child_process => BrokerPlan::Child {
-                listeners: e.listeners,
-                tcp_nodelay: e.tcp_nodelay,
-            },
-            BrokerTarget::Embedded(e) => BrokerPlan::InProcess {
-                listeners: e.listeners,
-                tcp_nodelay: e.tcp_nodelay,
-            },
-            BrokerTarget::External(_) => BrokerPlan::External,
-        }
-    }
-
     pub(crate) fn target(&self) -> &Target {
         &self.target
+    }
+
+    /// The broker as it may be printed: no credentials.
+    pub(crate) fn label(&self) -> &str {
+        &self.label
     }
 
     /// Stop the broker (the external one is left alone) and say what it was and did.
@@ -108,6 +99,21 @@ pub(crate) fn watch_report(h: &BrokerHealth) -> BrokerWatch {
 }
 
 impl BrokerPlan {
+    /// The broker `prepared`'s scenario asks for.
+    pub(crate) fn of(prepared: &Prepared) -> BrokerPlan {
+        match &prepared.scenario.broker {
+            BrokerTarget::Embedded(e) if e.child_process => BrokerPlan::Child {
+                listeners: e.listeners,
+                tcp_nodelay: e.tcp_nodelay,
+            },
+            BrokerTarget::Embedded(e) => BrokerPlan::InProcess {
+                listeners: e.listeners,
+                tcp_nodelay: e.tcp_nodelay,
+            },
+            BrokerTarget::External(_) => BrokerPlan::External,
+        }
+    }
+
     /// Descriptors each client costs this process: both ends of its connection when the
     /// broker is in this process, one end otherwise.
     pub(crate) fn descriptors_per_client(&self) -> u64 {

@@ -40,8 +40,8 @@ fn position(positions: &[Option<u32>], device: u32) -> usize {
         .map_or(usize::MAX, |p| p as usize)
 }
 
-/// Where the fleet connects, and as whom.
-#[derive(Debug, Clone)]
+/// Where the fleet connects, and as whom. Its `Debug` leaves the password out.
+#[derive(Clone)]
 pub struct Target {
     pub host: String,
     pub ports: Vec<u16>,
@@ -49,6 +49,18 @@ pub struct Target {
     pub transport: transport::Transport,
     /// The MQTT version every client speaks.
     pub protocol: fleetbench_scenario::Protocol,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("host", &self.host)
+            .field("ports", &self.ports)
+            .field("user", &self.credentials.as_ref().map(|(u, _)| u))
+            .field("transport", &self.transport)
+            .field("protocol", &self.protocol)
+            .finish()
+    }
 }
 
 impl Target {

@@ -195,12 +195,10 @@ impl<'a> Run<'a> {
                 Instant::now()
             }
         });
-        let gone = Arc::new(std::sync::Mutex::new(None));
         let watch = tokio::spawn(watch_broker(
             self.live.clone(),
             ctx.opts.broker_gone_after,
             ctx.end.clone(),
-            gone.clone(),
         ));
         let controllers: Vec<_> = (self.plan.controllers.iter().enumerate())
             .map(|(i, spec)| {
@@ -216,8 +214,12 @@ impl<'a> Run<'a> {
         for d in devices {
             tally.add(d.await.map_err(|e| FleetError::Task(e.to_string()))?);
         }
-        watch.abort();
-        tally.broker_gone = gone.lock().ok().and_then(|g| *g);
+        // The watch ends only when it found the broker gone.
+        if watch.is_finished() {
+            tally.broker_gone = watch.await.ok().flatten();
+        } else {
+            watch.abort();
+        }
         if ended.is_finished() {
             tally.ended = ended.await.ok();
         } else {

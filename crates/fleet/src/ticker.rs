@@ -2,7 +2,6 @@
 //! once a tick), and the broker watch that ends the run when every client has been
 //! disconnected for long enough.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use fleetbench_metrics::aggregate::Phase;
@@ -53,8 +52,7 @@ pub(crate) async fn watch_broker(
     mut live: watch::Receiver<Snapshot>,
     after: Duration,
     end: CancellationToken,
-    gone: Arc<std::sync::Mutex<Option<BrokerGone>>>,
-) {
+) -> Option<BrokerGone> {
     let mut seen_up = false;
     let mut down_since: Option<Duration> = None;
     while live.changed().await.is_ok() {
@@ -74,14 +72,12 @@ pub(crate) async fn watch_broker(
         let since = *down_since.get_or_insert(elapsed);
         if elapsed.saturating_sub(since) >= after {
             warn!(since = ?since, "every client lost its connection and none came back: ending the run");
-            if let Ok(mut g) = gone.lock() {
-                *g = Some(BrokerGone {
-                    since,
-                    waited: elapsed.saturating_sub(since),
-                });
-            }
             end.cancel();
-            return;
+            return Some(BrokerGone {
+                since,
+                waited: elapsed.saturating_sub(since),
+            });
         }
     }
+    None
 }

@@ -86,7 +86,7 @@ pub fn evaluate(e: &Expectations, r: &Report) -> Vec<ExpectationResult> {
     let or = |v: Option<u64>, default: u64| Some(v.unwrap_or(default) as f64);
     let b = &r.behaviour;
     let zero_if = |used: bool| used.then_some(0.0);
-    let limits: [(Metric, Option<f64>); 31] = [
+    let limits: [(Metric, Option<f64>); 29] = [
         (
             DeliveredRatio,
             Some(e.delivered_ratio.unwrap_or(DEFAULT_DELIVERED_RATIO)),
@@ -130,9 +130,6 @@ pub fn evaluate(e: &Expectations, r: &Report) -> Vec<ExpectationResult> {
             GeneratorLateShare,
             Some(e.max_late_share.unwrap_or(MAX_LATE_SHARE)),
         ),
-        // Not judged by default.
-        (P99FromSend, None),
-        (P99Puback, None),
     ];
     limits
         .into_iter()

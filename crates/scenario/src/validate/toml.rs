@@ -62,7 +62,10 @@ pub(crate) fn toml_error(file: &str, text: &str, e: &toml::de::Error, path: &str
 /// in: its table header (with the array index for `[[array]]` tables) and the key of its line,
 /// or of the line a multi-line value started on.
 pub(crate) fn field_at(text: &str, offset: usize) -> String {
-    let offset = offset.min(text.len());
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
     let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
     let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
     let line = text[line_start..line_end].trim();
