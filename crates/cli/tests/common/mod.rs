@@ -1,6 +1,7 @@
 //! Helpers shared by the CLI's integration tests (each test binary uses a part of them).
 #![allow(dead_code)]
 
+pub(crate) mod cli;
 pub(crate) mod mosquitto;
 
 use std::io::{BufRead, BufReader};
