@@ -27,8 +27,9 @@ use crate::supervise::{BrokerHealth, Listeners, Spawn, Supervisor};
 use crate::{nodelay, ready, BrokerError, Endpoints};
 
 /// How to run the embedded broker. Every rumqttd setting is chosen here deliberately:
-/// `rumqttd::Config::default()` is unusable (zero connections, zero segment size).
-#[derive(Debug, Clone)]
+/// `rumqttd::Config::default()` is unusable (zero connections, zero segment size). Its `Debug`
+/// leaves the password out.
+#[derive(Clone)]
 pub struct EmbeddedConfig {
     pub bind: IpAddr,
     /// Fixed ports to listen on; when empty, `listeners` free ports are picked.
@@ -51,6 +52,25 @@ pub struct EmbeddedConfig {
     /// Listen for MQTT 5 clients instead of MQTT 3.1.1 ones (rumqttd serves one version per
     /// listener).
     pub mqtt5: bool,
+}
+
+impl std::fmt::Debug for EmbeddedConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedConfig")
+            .field("bind", &self.bind)
+            .field("ports", &self.ports)
+            .field("listeners", &self.listeners)
+            .field("tcp_nodelay", &self.tcp_nodelay)
+            .field("max_connections", &self.max_connections)
+            .field("max_payload_size", &self.max_payload_size)
+            .field("segment_size", &self.segment_size)
+            .field("segment_count", &self.segment_count)
+            .field("worker_threads", &self.worker_threads)
+            .field("user", &self.credentials.as_ref().map(|(u, _)| u))
+            .field("allow_anonymous", &self.allow_anonymous)
+            .field("mqtt5", &self.mqtt5)
+            .finish()
+    }
 }
 
 impl Default for EmbeddedConfig {

@@ -117,3 +117,17 @@ fn a_listener_with_credentials_is_ready_for_them_and_refuses_anonymous_clients()
     assert!(wrong.is_err(), "a wrong password was accepted");
     broker.stop();
 }
+
+#[test]
+fn a_config_printed_for_debugging_names_the_user_but_not_the_password() {
+    let cfg = EmbeddedConfig {
+        credentials: Some(("fleet".into(), "s3cret".into())),
+        ..config(1, true)
+    };
+    let shown = format!("{cfg:?}");
+    assert!(shown.contains("fleet"), "{shown}");
+    assert!(
+        !shown.contains("s3cret"),
+        "the password is printed: {shown}"
+    );
+}

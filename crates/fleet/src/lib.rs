@@ -134,3 +134,25 @@ pub enum FleetError {
     #[error("a fleet task failed: {0}")]
     Task(String),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_printed_for_debugging_names_the_user_but_not_the_password() {
+        let target = Target {
+            host: "broker.example".into(),
+            ports: vec![1883],
+            credentials: Some(("fleet".into(), "s3cret".into())),
+            transport: Default::default(),
+            protocol: Default::default(),
+        };
+        let shown = format!("{target:?}");
+        assert!(shown.contains("fleet"), "{shown}");
+        assert!(
+            !shown.contains("s3cret"),
+            "the password is printed: {shown}"
+        );
+    }
+}
