@@ -42,7 +42,7 @@ pub(crate) async fn run_controller(
     ctx: Arc<RunCtx>,
 ) -> ControllerResult {
     let w = ctx.window();
-    let (client, eventloop) = mqtt::client(
+    let mut eventloop = mqtt::connection(
         &ctx.target,
         &ClientSettings {
             client_id: &spec.client_id,
@@ -57,6 +57,7 @@ pub(crate) async fn run_controller(
             will: None,
         },
     );
+    let client = eventloop.handle();
     let answered = Arc::new(AtomicU64::new(0));
     let (ready_tx, ready_rx) = oneshot::channel();
     let listener = tokio::spawn(listen(
@@ -143,17 +144,13 @@ async fn command(spec: &ControllerSpec, client: &Client, ctx: &RunCtx, w: Window
             intended_ns: ctx.clock.ns_at(at.into_std()),
             sent_ns: ctx.clock.ns_at(std::time::Instant::now()),
         };
-        let publish = client.publish(
+        let result = client.publish(
             topics.topic.as_str(),
             topics.qos,
             false,
             header.encode_command(),
             None,
         );
-        let result = tokio::select! {
-            r = publish => r,
-            _ = ctx.end.cancelled() => break,
-        };
         if let Err(e) = result {
             let who = &spec.client_id;
             mqtt::report_error(&ctx.flush, "command", format_args!("{who}: {e}"));
@@ -213,7 +210,7 @@ async fn listen(
                 let who = format!("controller {}", spec.client_id);
                 let policy = Backoff::default();
                 tokio::select! {
-                    () = mqtt::back_off(&ctx.flush, &who, &e, &policy, attempts) => {}
+                    () = tokio::time::sleep(mqtt::back_off(&ctx.flush, &who, &e, &policy, attempts)) => {}
                     () = ctx.end.cancelled() => break,
                 }
             }

@@ -1,24 +1,24 @@
-//! One virtual device: a poller task that drives its rumqttc event loop (see [`crate::poller`])
-//! and a publisher that sends on an open-loop schedule: each message leaves when it is due,
-//! whatever happened before. A device with `drop_at` cuts its connection without a DISCONNECT
-//! at that time, so that the broker publishes its last will.
+//! One virtual device, one task: it owns its connection (see [`crate::client`]) and publishes
+//! on an open-loop schedule, each message leaving when it is due whatever happened before.
+//! Between sends it drives its connection (acknowledgements, commands, reconnects: see
+//! [`crate::poller`]). A device with `drop_at` cuts its connection without a DISCONNECT at
+//! that time, so that the broker publishes its last will.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use fleetbench_metrics::{DeviceFlush, Flush};
 use fleetbench_scenario::{DeviceSpec, Mqtt5Publish};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 
-use crate::client::{Client, PublishProperties};
+use crate::client::{Connection, PublishProperties};
 use crate::codec::Header;
 use crate::ctx::{RunCtx, Window};
 use crate::mqtt::{self, ClientSettings};
 use crate::payload::PayloadMaker;
-use crate::poller::{poll_device, Link};
+use crate::poller::{How, Wait};
 
 /// What a device did: how many messages it sent (sequence numbers `0..sent`) and when it first
 /// connected.
@@ -52,7 +52,7 @@ pub(crate) async fn run_device(pos: u32, ctx: Arc<RunCtx>) -> DeviceResult {
         _ = sleep_until(w.start + spec.connect_at) => {}
         _ = ctx.end.cancelled() => return DeviceResult::default(),
     }
-    let (client, eventloop) = mqtt::client(
+    let conn = mqtt::connection(
         &ctx.target,
         &ClientSettings {
             client_id: &spec.client_id,
@@ -66,74 +66,204 @@ pub(crate) async fn run_device(pos: u32, ctx: Arc<RunCtx>) -> DeviceResult {
             will: spec.will.as_ref(),
         },
     );
-    let (connected_tx, connected_rx) = oneshot::channel();
-    let link = Arc::new(Link::default());
-    let poller = tokio::spawn(poll_device(
-        pos,
-        client.clone(),
-        eventloop,
-        ctx.clone(),
-        connected_tx,
-        link.clone(),
-    ));
-    let device = Device {
-        pos,
-        spec,
-        ctx: &ctx,
-        w,
-        link: &link,
-        client,
-    };
-    // The publisher hands the aggregator its final count itself.
-    let published = Publisher::new(&device).run(connected_rx).await;
-    device.leave(published, poller).await
+    let mut d = Device::new(pos, &ctx, w, conn);
+    let skipped = d.publish().await;
+    d.leave(skipped).await
 }
 
-/// A device under way: its spec, its client and what its poller shares with it.
-struct Device<'a> {
-    pos: u32,
-    spec: &'a DeviceSpec,
-    ctx: &'a RunCtx,
-    w: Window,
-    link: &'a Link,
-    client: Client,
+/// A device under way: its spec, its connection, and what it has done.
+pub(crate) struct Device<'a> {
+    pub pos: u32,
+    pub spec: &'a DeviceSpec,
+    pub ctx: &'a RunCtx,
+    pub w: Window,
+    pub conn: Connection,
+    pub flush: DeviceFlush,
+    pub last_flush: Instant,
+    /// Sequence numbers `0..seq` were published.
+    pub seq: u64,
+    /// The connection is up (CONNACK seen, no error since).
+    pub connected: bool,
+    pub connected_at: Option<Instant>,
+    /// Statuses and replies published (they complete like data and are not data).
+    pub extras: u64,
+    /// When the next connection attempt may start (backing off after a failure).
+    pub retry_at: Option<Instant>,
+    pub attempt_start: Instant,
+    pub attempts: u32,
+    /// The connection failed for good (refused) or the run is over for it.
+    pub gave_up: bool,
+    /// MQTT 5: the broker's topic alias maximum on this connection (0: no aliases), whether
+    /// the data topic has been sent with its alias on it, and how many messages went with the
+    /// alias alone.
+    pub alias_max: u16,
+    pub alias_set: bool,
+    pub aliased: u64,
 }
 
-impl Device<'_> {
-    /// The publish window is over: drop the connection (`drop_at`), or wait for the flows still
-    /// open and say goodbye.
-    async fn leave(self, p: Published, poller: JoinHandle<()>) -> DeviceResult {
-        let Device {
+impl<'a> Device<'a> {
+    fn new(pos: u32, ctx: &'a RunCtx, w: Window, conn: Connection) -> Self {
+        let now = Instant::now();
+        Device {
             pos,
-            spec,
+            spec: &ctx.devices[pos as usize],
             ctx,
             w,
-            link,
-            client,
-        } = self;
-        let down_at_end = p.connected_at.is_some() && !link.connected.load(Ordering::Relaxed);
-        let finish = |dropped: bool| DeviceResult {
-            skipped: p.skipped,
-            down_at_end,
-            ..link.result(spec, p.sent, p.connected_at, dropped)
-        };
-        if let Some(at) = spec.drop_at.map(|d| w.start + d) {
-            tokio::select! {
-                _ = sleep_until(at) => {}
-                _ = ctx.end.cancelled() => {}
+            conn,
+            flush: DeviceFlush::new(pos),
+            last_flush: now,
+            seq: 0,
+            connected: false,
+            connected_at: None,
+            extras: 0,
+            retry_at: None,
+            attempt_start: now,
+            attempts: 0,
+            gave_up: false,
+            alias_max: 0,
+            alias_set: false,
+            aliased: 0,
+        }
+    }
+
+    /// No message due at or after this is sent (the window's end, or `drop_at`).
+    fn publish_end(&self) -> Instant {
+        self.spec.drop_at.map_or(self.w.publish_end, |at| {
+            self.w.publish_end.min(self.w.start + at)
+        })
+    }
+
+    /// Publish on the schedule from the first connection on, until the window ends or the run
+    /// does. Returns how many messages fell due before the device connected (not sent).
+    async fn publish(&mut self) -> u64 {
+        let (ctx, w) = (self.ctx, self.w);
+        let publish_end = self.publish_end();
+        // Wait for the first connection; everything due until then is skipped.
+        while self.connected_at.is_none() {
+            let now = Instant::now();
+            if now >= publish_end
+                || self.gave_up
+                || self.wait(publish_end, How::Connect).await == Wait::Ended
+            {
+                return due_before(self, Instant::now().min(publish_end));
             }
+        }
+        let connected = self.connected_at.unwrap_or_else(Instant::now);
+        let mut pace = Pace::new(self);
+        let mut schedule = self.spec.schedule();
+        let mut maker = PayloadMaker::new(self.spec);
+        let mut skipped: u64 = 0;
+        while let Some(offset) = schedule.next_due(&ctx.shape) {
+            let due = w.start + offset;
+            if due >= publish_end {
+                break;
+            }
+            if due < connected {
+                skipped += 1;
+                continue;
+            }
+            let Some(now) = pace.wake_for(self, due).await else {
+                break;
+            };
+            if !self.send(due, now, &mut maker) {
+                break;
+            }
+            if ctx.shape.is_declared() {
+                self.flush.count_phase(ctx.shape.phase_at(offset));
+            }
+            self.seq += 1;
+            self.flush_if_due(now);
+        }
+        self.flush.sent = self.seq;
+        skipped
+    }
+
+    /// Hand the aggregator what was recorded, once a tick.
+    pub(crate) fn flush_if_due(&mut self, now: Instant) {
+        if now.duration_since(self.last_flush) >= self.ctx.opts.tick {
+            self.send_flush(now);
+        }
+    }
+
+    pub(crate) fn send_flush(&mut self, now: Instant) {
+        self.flush.sent = self.seq;
+        let _ = self.ctx.flush.send(Flush::Device(self.flush.take()));
+        self.last_flush = now;
+    }
+
+    /// Put message `seq`, due at `due`, on the connection; false when the connection refused
+    /// it.
+    fn send(&mut self, due: Instant, now: Instant, maker: &mut PayloadMaker) -> bool {
+        let (spec, ctx) = (self.spec, self.ctx);
+        let intended_ns = ctx.clock.ns_at(due.into_std());
+        let header = Header {
+            device: spec.id,
+            seq: self.seq,
+            intended_ns,
+            sent_ns: ctx.clock.ns_at(now.into_std()),
+        };
+        let payload = Bytes::from(maker.make(&header, ctx.clock.unix_ns_at(intended_ns)));
+        let result = match spec.mqtt5.as_deref() {
+            None => self
+                .conn
+                .publish(&spec.topic, spec.qos, false, payload, None),
+            Some(m) => {
+                let (topic, properties) = self.with_properties(&spec.topic, m);
+                self.conn
+                    .publish(topic, spec.qos, false, payload, Some(properties))
+            }
+        };
+        if let Err(e) = result {
+            let who = &spec.client_id;
+            mqtt::report_error(&ctx.flush, "publish", format_args!("{who}: {e}"));
+            return false;
+        }
+        true
+    }
+
+    /// The topic and MQTT 5 properties of a data message. With topic aliases (when the broker
+    /// allows them), the first message of each connection carries the topic and alias 1,
+    /// later ones the alias alone (an empty topic).
+    fn with_properties<'t>(
+        &mut self,
+        topic: &'t str,
+        m: &Mqtt5Publish,
+    ) -> (&'t str, PublishProperties) {
+        let aliased = m.topic_alias && self.alias_max >= 1;
+        let alias_only = aliased && std::mem::replace(&mut self.alias_set, true);
+        let properties = PublishProperties {
+            user_properties: m.user_properties.clone(),
+            message_expiry_interval: m.message_expiry_s,
+            topic_alias: aliased.then_some(1),
+            ..PublishProperties::default()
+        };
+        if alias_only {
+            self.aliased += 1;
+            ("", properties)
+        } else {
+            (topic, properties)
+        }
+    }
+
+    /// The publish window is over: drop the connection (`drop_at`), or wait for the flows still
+    /// open and say goodbye.
+    async fn leave(mut self, skipped: u64) -> DeviceResult {
+        let ctx = self.ctx;
+        let down_at_end = self.connected_at.is_some() && !self.connected;
+        if let Some(at) = self.spec.drop_at.map(|d| self.w.start + d) {
+            // Keep answering until the drop.
+            while Instant::now() < at && self.wait(at, How::Plain).await == Wait::Due {}
             if !ctx.end.is_cancelled() {
-                // A power cut: the event loop and its socket go away without a DISCONNECT.
-                let dropped = link.connected.load(Ordering::Relaxed);
-                poller.abort();
-                ctx.listening[pos as usize].store(false, Ordering::Relaxed);
-                let _ = poller.await;
+                // A power cut: the socket goes away without a DISCONNECT.
+                let dropped = self.connected;
+                self.conn.clean();
+                ctx.listening[self.pos as usize].store(false, Ordering::Relaxed);
                 if dropped {
-                    let mut gone = DeviceFlush::new(pos);
-                    gone.connected = Some(false);
-                    let _ = ctx.flush.send(Flush::Device(gone));
+                    self.connected = false;
+                    self.flush.connected = Some(false);
                 }
-                return finish(dropped);
+                self.send_flush(Instant::now());
+                return self.result(skipped, down_at_end, dropped);
             }
         }
         // Disconnecting with a flow unfinished would discard its message (at QoS 2 the broker
@@ -142,132 +272,90 @@ impl Device<'_> {
         let deadline = if ctx.end.is_cancelled() {
             Instant::now() + Duration::from_millis(500)
         } else {
-            w.finish_deadline
+            self.w.finish_deadline
         };
-        while !link.all_completed(p.sent) && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        let mut how = if ctx.end.is_cancelled() {
+            How::Finish
+        } else {
+            How::Event
+        };
+        let mut deadline = deadline;
+        while !self.all_completed() && Instant::now() < deadline && !self.gave_up {
+            if self.wait(deadline, how).await == Wait::Ended {
+                // Stopped meanwhile: the flows get what an interrupted run gives them.
+                how = How::Finish;
+                deadline = deadline.min(Instant::now() + Duration::from_millis(500));
+            }
         }
-        if spec.commands.is_some() {
+        if self.spec.commands.is_some() {
             // Stay to answer until the controllers are done.
             let mut done = ctx.commands_done.clone();
-            let _ = tokio::time::timeout_at(deadline, done.wait_for(|d| *d)).await;
+            while !*done.borrow() && Instant::now() < deadline && !self.gave_up {
+                tokio::select! {
+                    _ = done.changed() => {}
+                    r = self.conn.poll(), if self.retry_at.is_none() => self.event(r),
+                    _ = sleep_until(deadline) => break,
+                }
+            }
         }
-        ctx.listening[pos as usize].store(false, Ordering::Relaxed);
-        let _ = client.try_disconnect();
-        drop(client);
-        let result = finish(false);
-        let _ = tokio::time::timeout(Duration::from_secs(5), poller).await;
+        ctx.listening[self.pos as usize].store(false, Ordering::Relaxed);
+        let result = self.result(skipped, down_at_end, false);
+        self.goodbye().await;
         result
+    }
+
+    /// Every publish of the data messages and of the extras has completed.
+    fn all_completed(&self) -> bool {
+        self.conn.completed() >= self.seq + self.extras
+    }
+
+    /// What the device did, as it leaves.
+    fn result(&self, skipped: u64, down_at_end: bool, dropped: bool) -> DeviceResult {
+        let wants_alias = self.spec.mqtt5.as_ref().is_some_and(|m| m.topic_alias);
+        DeviceResult {
+            sent: self.seq,
+            // Extras count as completed first: a device that leaves with flows unfinished errs
+            // towards "in flight", never towards "lost".
+            completed: self
+                .conn
+                .completed()
+                .saturating_sub(self.extras)
+                .min(self.seq),
+            connected_at: self.connected_at,
+            dropped,
+            aliased: self.aliased,
+            alias_refused: wants_alias && self.connected_at.is_some() && self.alias_max == 0,
+            skipped,
+            down_at_end,
+        }
     }
 }
 
-/// What a publisher did with its schedule.
-struct Published {
-    /// Sequence numbers `0..sent` were published.
-    sent: u64,
-    /// Messages due before the device connected.
-    skipped: u64,
-    connected_at: Option<Instant>,
-}
-
-/// The open-loop publisher of one device.
-struct Publisher<'a> {
-    d: &'a Device<'a>,
-    /// No message due at or after this is sent (the window's end, or `drop_at`).
-    publish_end: Instant,
+/// How the publisher paces itself: when it last woke, what counts as late.
+struct Pace {
     /// Lateness counts for messages due from then on (after the warm-up).
     measure_from: Instant,
     /// A stall injected on purpose (faults): from, until.
     stall: Option<(Instant, Instant)>,
-    flush: DeviceFlush,
-    last_flush: Instant,
     /// When the publisher last woke (and read the clock).
     last_wake: Instant,
-    seq: u64,
 }
 
-impl<'a> Publisher<'a> {
-    fn new(d: &'a Device<'a>) -> Self {
-        // A device that drops stops publishing then.
-        let publish_end = d
-            .spec
-            .drop_at
-            .map_or(d.w.publish_end, |at| d.w.publish_end.min(d.w.start + at));
-        let now = Instant::now();
-        let stall = d.ctx.opts.faults.stall.map(|s| {
-            let from = d.w.start + s.after;
-            (from, from + s.length)
-        });
-        Publisher {
-            d,
-            publish_end,
+impl Pace {
+    fn new(d: &Device) -> Pace {
+        Pace {
             measure_from: d.w.start + d.ctx.timing.warmup,
-            stall,
-            flush: DeviceFlush::new(d.pos),
-            last_flush: now,
-            last_wake: now,
-            seq: 0,
+            stall: d.ctx.opts.faults.stall.map(|s| {
+                let from = d.w.start + s.after;
+                (from, from + s.length)
+            }),
+            last_wake: Instant::now(),
         }
     }
 
-    /// Publish on the schedule from the connection on, until the window ends or the run does.
-    async fn run(mut self, connected: oneshot::Receiver<Instant>) -> Published {
-        let (ctx, w) = (self.d.ctx, self.d.w);
-        // Never connected: everything due until the window closed (or the run stopped) was
-        // skipped.
-        let none = |until: Instant| Published {
-            sent: 0,
-            skipped: due_before(self.d, until.min(self.publish_end)),
-            connected_at: None,
-        };
-        let connected = tokio::select! {
-            c = connected => match c { Ok(t) => t, Err(_) => return none(Instant::now()) },
-            _ = sleep_until(self.publish_end) => return none(self.publish_end),
-            _ = ctx.end.cancelled() => return none(Instant::now()),
-        };
-        let mut schedule = self.d.spec.schedule();
-        let mut maker = PayloadMaker::new(self.d.spec);
-        let mut skipped: u64 = 0;
-        // The schedule runs from the ramp start whatever happens; messages due before this
-        // device connected are not sent, and counted as skipped.
-        while let Some(offset) = schedule.next_due(&ctx.shape) {
-            let due = w.start + offset;
-            if due >= self.publish_end {
-                break;
-            }
-            if due < connected {
-                skipped += 1;
-                continue;
-            }
-            let Some(now) = self.wake_for(due).await else {
-                break;
-            };
-            if !self.send(due, now, &mut maker).await {
-                break;
-            }
-            if ctx.shape.is_declared() {
-                self.flush.count_phase(ctx.shape.phase_at(offset));
-            }
-            self.seq += 1;
-            if now.duration_since(self.last_flush) >= ctx.opts.tick {
-                self.flush.sent = self.seq;
-                let _ = ctx.flush.send(Flush::Device(self.flush.take()));
-                self.last_flush = now;
-            }
-        }
-        self.flush.sent = self.seq;
-        let _ = ctx.flush.send(Flush::Device(self.flush));
-        Published {
-            sent: self.seq,
-            skipped,
-            connected_at: Some(connected),
-        }
-    }
-
-    /// Sleep until message `due` may go and count how late it left: the time then, or None
-    /// when the run ended meanwhile.
-    async fn wake_for(&mut self, due: Instant) -> Option<Instant> {
-        let ctx = self.d.ctx;
+    /// Drive the connection until message `due` may go and count how late it left: the time
+    /// then, or None when the run ended meanwhile.
+    async fn wake_for(&mut self, d: &mut Device<'_>, due: Instant) -> Option<Instant> {
         // A publisher wakes at most once per BATCH: a message that fell due after the last wake
         // waits for the next batch; one due before it (catching up) goes at once.
         let wake_at = if due > self.last_wake {
@@ -275,16 +363,21 @@ impl<'a> Publisher<'a> {
         } else {
             due
         };
-        tokio::select! {
-            _ = ctx.timer.sleep_until(wake_at.into_std()) => {}
-            _ = ctx.end.cancelled() => return None,
+        if d.wait(wake_at, How::Schedule).await == Wait::Ended {
+            return None;
+        }
+        // Back-pressure: a connection with too much waiting is driven until it drains.
+        while d.conn.backlogged() {
+            let give_up = Instant::now() + Duration::from_secs(3600);
+            if d.wait(give_up, How::Event).await == Wait::Ended {
+                return None;
+            }
         }
         let mut now = Instant::now();
         if let Some((from, until)) = self.stall {
             if due >= from && now < until {
-                tokio::select! {
-                    _ = sleep_until(until) => {}
-                    _ = ctx.end.cancelled() => return None,
+                if d.wait(until, How::Plain).await == Wait::Ended {
+                    return None;
                 }
                 now = Instant::now();
             }
@@ -293,48 +386,12 @@ impl<'a> Publisher<'a> {
         // The generator's health is judged after the warm-up, like latency.
         if due >= self.measure_from {
             let lag = now.saturating_duration_since(due);
-            if lag > ctx.opts.late_threshold {
-                self.flush.late_sends += 1;
+            if lag > d.ctx.opts.late_threshold {
+                d.flush.late_sends += 1;
             }
-            self.flush.max_lag_us = self.flush.max_lag_us.max(lag.as_micros() as u64);
+            d.flush.max_lag_us = d.flush.max_lag_us.max(lag.as_micros() as u64);
         }
         Some(now)
-    }
-
-    /// Hand message `seq`, due at `due`, to the client; false when the run ended or the client
-    /// refused it.
-    async fn send(&mut self, due: Instant, now: Instant, maker: &mut PayloadMaker) -> bool {
-        let Device {
-            spec, ctx, link, ..
-        } = self.d;
-        let intended_ns = ctx.clock.ns_at(due.into_std());
-        let header = Header {
-            device: spec.id,
-            seq: self.seq,
-            intended_ns,
-            sent_ns: ctx.clock.ns_at(now.into_std()),
-        };
-        let payload = maker.make(&header, ctx.clock.unix_ns_at(intended_ns));
-        let client = &self.d.client;
-        let result = tokio::select! {
-            r = match spec.mqtt5.as_deref() {
-                None => client.publish(&spec.topic, spec.qos, false, payload, None),
-                Some(m) => {
-                    let (topic, properties) = with_properties(&spec.topic, m, link);
-                    client.publish(topic, spec.qos, false, payload, Some(properties))
-                }
-            } => r,
-            _ = ctx.end.cancelled() => return false,
-        };
-        if let Err(e) = result {
-            mqtt::report_error(
-                &ctx.flush,
-                "publish",
-                format_args!("{}: {e}", spec.client_id),
-            );
-            return false;
-        }
-        true
     }
 }
 
@@ -353,30 +410,6 @@ fn due_before(d: &Device, until: Instant) -> u64 {
         n += 1;
     }
     n
-}
-
-/// The topic and MQTT 5 properties of a data message. With topic aliases (when the broker
-/// allows them), the first message of each connection carries the topic and alias 1, later
-/// ones the alias alone (an empty topic).
-fn with_properties<'a>(
-    topic: &'a str,
-    m: &Mqtt5Publish,
-    link: &Link,
-) -> (&'a str, PublishProperties) {
-    let aliased = m.topic_alias && link.alias_max.load(Ordering::Relaxed) >= 1;
-    let alias_only = aliased && link.alias_set.swap(true, Ordering::Relaxed);
-    let properties = PublishProperties {
-        user_properties: m.user_properties.clone(),
-        message_expiry_interval: m.message_expiry_s,
-        topic_alias: aliased.then_some(1),
-        ..PublishProperties::default()
-    };
-    if alias_only {
-        link.aliased.fetch_add(1, Ordering::Relaxed);
-        ("", properties)
-    } else {
-        (topic, properties)
-    }
 }
 
 /// The shortest time between two wakes of one publisher. Messages due in between are sent

@@ -68,10 +68,11 @@ pub(crate) fn spawn_observer(
     if !spec.clean_session {
         spec.client_id = format!("{}-{:08x}", spec.client_id, run_nonce());
     }
-    let (client, eventloop) = mqtt::client(
+    let mut conn = mqtt::connection(
         &ctx.target,
         &settings(index, &spec, &ctx, spec.clean_session),
     );
+    let client = conn.handle();
     let delivered = Arc::new(AtomicU64::new(0));
     let last_error = Arc::new(Mutex::new(None));
     let (ready_tx, ready_rx) = oneshot::channel();
@@ -95,7 +96,7 @@ pub(crate) fn spawn_observer(
         last_error,
         delivered,
         ready: ready_rx,
-        task: tokio::spawn(observer.run(eventloop)),
+        task: tokio::spawn(observer.run(conn)),
     }
 }
 
@@ -268,7 +269,7 @@ impl Observer {
         let policy = Backoff::default();
         let mut cutoff = self.ctx.cutoff.clone();
         tokio::select! {
-            _ = mqtt::back_off(&self.ctx.flush, &who, e, &policy, self.attempts) => Next::Go,
+            _ = tokio::time::sleep(mqtt::back_off(&self.ctx.flush, &who, e, &policy, self.attempts)) => Next::Go,
             () = cut(&mut cutoff) => Next::Stop,
         }
     }
@@ -373,13 +374,11 @@ fn run_nonce() -> u32 {
 
 /// End a persistent session: a clean connect discards it (MQTT 3.1.1, 3.1.2.4), then goodbye.
 async fn end_session(index: usize, spec: &ObserverSpec, ctx: &RunCtx) {
-    let (client, mut eventloop) = mqtt::client(&ctx.target, &settings(index, spec, ctx, true));
+    let mut conn = mqtt::connection(&ctx.target, &settings(index, spec, ctx, true));
     let ended = async {
         loop {
-            match eventloop.poll().await {
-                Ok(Ev::ConnAck { .. }) => {
-                    let _ = client.try_disconnect();
-                }
+            match conn.poll().await {
+                Ok(Ev::ConnAck { .. }) => conn.disconnect(),
                 Ok(Ev::SentDisconnect) | Err(_) => break,
                 Ok(_) => {}
             }

@@ -1,247 +1,200 @@
-//! A device's poller: drives its rumqttc event loop. It connects, measures CONNACK and
-//! PUBACK/PUBCOMP latency, publishes the device's status on every connect, subscribes to its
-//! command topic and answers each command, and reconnects with the group's backoff.
+//! What a device does with its connection between sends: it waits for its next due time while
+//! driving the connection, measures CONNACK and PUBACK/PUBCOMP latency, publishes its status
+//! on every connect, subscribes to its command topic and answers each command, and reconnects
+//! with the group's backoff.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-use fleetbench_metrics::{DeviceFlush, Flush};
-use fleetbench_scenario::{CommandTopics, DeviceSpec};
-use tokio::sync::oneshot;
-use tokio::time::Instant;
+use bytes::Bytes;
+use fleetbench_scenario::{CommandTopics, Qos};
+use tokio::time::{sleep_until, Instant};
 
-use crate::client::{Client, ClientError, ConnError, Connection, Ev};
-use crate::ctx::RunCtx;
-use crate::device::DeviceResult;
+use crate::client::{ClientError, ConnError, Ev};
+use crate::device::Device;
 use crate::mqtt;
 
-/// What the publisher and the poller of one device share.
-#[derive(Default)]
-pub(crate) struct Link {
-    /// The connection is up (CONNACK seen, no error since).
-    pub connected: AtomicBool,
-    /// Publishes completed: left (QoS 0) or acknowledged (QoS 1: PUBACK, QoS 2: PUBCOMP).
-    /// Data, statuses and replies alike.
-    completed: AtomicU64,
-    /// Publishes queued that are not data: statuses and replies to commands.
-    extras: AtomicU64,
-    /// MQTT 5: the broker's topic alias maximum on this connection (0: no aliases).
-    pub alias_max: AtomicU16,
-    /// MQTT 5: the data topic has been sent with its alias on this connection, so later
-    /// messages may carry the alias alone. Cleared on every CONNACK.
-    pub alias_set: AtomicBool,
-    /// Data messages sent with the topic alias alone.
-    pub aliased: AtomicU64,
+/// How a device waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum How {
+    /// For a message's due time, on the precise timer, until the run ends.
+    Schedule,
+    /// Until a time, on tokio's timer, until the run ends.
+    Plain,
+    /// As `Plain`, and back after every event of the connection.
+    Event,
+    /// As `Event`, and back when the device first connects.
+    Connect,
+    /// As `Event`, whether or not the run has ended (the last flows of an interrupted run).
+    Finish,
 }
 
-impl Link {
-    /// Every publish of the `sent` data messages and of the extras has completed.
-    pub(crate) fn all_completed(&self, sent: u64) -> bool {
-        self.completed.load(Ordering::Relaxed) >= sent + self.extras.load(Ordering::Relaxed)
-    }
-
-    /// How many of the `sent` data messages completed, counting the extras as completed first:
-    /// when the device leaves with flows unfinished this errs towards "in flight", never
-    /// towards "lost".
-    pub(crate) fn data_completed(&self, sent: u64) -> u64 {
-        self.completed
-            .load(Ordering::Relaxed)
-            .saturating_sub(self.extras.load(Ordering::Relaxed))
-            .min(sent)
-    }
-
-    /// What the device did, as it leaves having sent `sent` data messages.
-    pub(crate) fn result(
-        &self,
-        spec: &DeviceSpec,
-        sent: u64,
-        connected_at: Option<Instant>,
-        dropped: bool,
-    ) -> DeviceResult {
-        let wants_alias = spec.mqtt5.as_ref().is_some_and(|m| m.topic_alias);
-        DeviceResult {
-            sent,
-            completed: self.data_completed(sent),
-            connected_at,
-            dropped,
-            aliased: self.aliased.load(Ordering::Relaxed),
-            alias_refused: wants_alias
-                && connected_at.is_some()
-                && self.alias_max.load(Ordering::Relaxed) == 0,
-            skipped: 0,
-            down_at_end: false,
-        }
-    }
-
-    /// Queue a status or a reply (never waits: the poller must keep polling).
-    fn publish_extra(
-        &self,
-        client: &Client,
-        topic: &str,
-        qos: fleetbench_scenario::Qos,
-        retain: bool,
-        payload: Vec<u8>,
-    ) -> Result<(), ClientError> {
-        client.try_publish(topic, qos, retain, payload)?;
-        self.extras.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
+/// Why a device stopped waiting.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// The time waited for came, or (`How::Event`, `How::Connect`, `How::Finish`) something
+    /// happened on the connection.
+    Due,
+    /// The run ended (the user's stop, or the broker gone), or the device gave up.
+    Ended,
 }
 
-/// Drive device `pos`'s event loop until it says goodbye, its client goes, or the run ends.
-pub(crate) async fn poll_device(
-    pos: u32,
-    client: Client,
-    mut eventloop: Connection,
-    ctx: Arc<RunCtx>,
-    connected_tx: oneshot::Sender<Instant>,
-    link: Arc<Link>,
-) {
-    let mut p = Poller {
-        spec: &ctx.devices[pos as usize],
-        ctx: &ctx,
-        client,
-        link: &link,
-        listening: &ctx.listening[pos as usize],
-        finish_deadline: ctx.window().finish_deadline,
-        connected_tx: Some(connected_tx),
-        pending: HashMap::new(),
-        flush: DeviceFlush::new(pos),
-        attempt_start: Instant::now(),
-        attempts: 0,
-    };
-    let mut last_flush = Instant::now();
-    loop {
-        match eventloop.poll().await {
-            Ok(Ev::ConnAck { alias_max, .. }) => p.connected(alias_max),
-            Ok(Ev::SubAck(_)) => p.listening.store(true, Ordering::Relaxed),
-            Ok(Ev::Publish(m)) => p.command(&m.topic, &m.payload),
-            // QoS 0 publishes carry packet id 0 and complete when they leave.
-            Ok(Ev::Sent(0)) => {
-                p.link.completed.fetch_add(1, Ordering::Relaxed);
+impl Device<'_> {
+    /// Drive the connection until `at` (see [`How`]).
+    pub(crate) async fn wait(&mut self, at: Instant, how: How) -> Wait {
+        let ctx = self.ctx;
+        let precise = ctx.timer.sleep_until(at.into_std());
+        let plain = sleep_until(at);
+        let end = ctx.end.cancelled();
+        tokio::pin!(precise, plain, end);
+        let watch_end = how != How::Finish;
+        loop {
+            if self.gave_up || (watch_end && ctx.end.is_cancelled()) {
+                return Wait::Ended;
             }
-            Ok(Ev::Sent(pkid)) => {
-                p.pending.insert(pkid, Instant::now());
-            }
-            Ok(Ev::Acked(pkid)) => p.acked(pkid),
-            Ok(Ev::SentDisconnect) => break,
-            Ok(_) => {}
-            Err(e) if e.is_requests_done() => break,
-            Err(e) => {
-                if !p.lost(&e).await {
-                    break;
+            let retry_at = self.retry_at;
+            tokio::select! {
+                biased;
+                _ = &mut end, if watch_end => return Wait::Ended,
+                _ = &mut precise, if how == How::Schedule => return Wait::Due,
+                _ = &mut plain, if how != How::Schedule => return Wait::Due,
+                _ = sleep_until(retry_at.unwrap_or(at)), if retry_at.is_some() => {
+                    self.retry_at = None;
+                    self.attempt_start = Instant::now();
+                }
+                r = self.conn.poll(), if retry_at.is_none() => {
+                    let first = self.connected_at.is_none();
+                    self.event(r);
+                    match how {
+                        How::Event | How::Finish => return Wait::Due,
+                        How::Connect if first && self.connected_at.is_some() => return Wait::Due,
+                        _ => {}
+                    }
                 }
             }
         }
-        if !p.flush.ack_us.is_empty() && last_flush.elapsed() >= ctx.opts.tick {
-            last_flush = Instant::now();
-            let _ = ctx.flush.send(Flush::Device(p.flush.take()));
+    }
+
+    /// One event of the connection, or its failure.
+    pub(crate) fn event(&mut self, r: Result<Ev, ConnError>) {
+        match r {
+            Ok(Ev::ConnAck { alias_max, .. }) => self.connected(alias_max),
+            Ok(Ev::SubAck(_)) => {
+                self.ctx.listening[self.pos as usize].store(true, Ordering::Relaxed)
+            }
+            Ok(Ev::Publish(m)) => self.command(&m.topic, &m.payload),
+            Ok(Ev::Acked(after)) => {
+                let us = after.as_micros().min(u128::from(u32::MAX)) as u32;
+                self.flush.ack_us.push(us);
+                self.flush_if_due(Instant::now());
+            }
+            Ok(Ev::SentDisconnect) => self.gave_up = true,
+            Err(e) if e.is_requests_done() => self.gave_up = true,
+            Err(e) => self.lost(&e),
         }
     }
-    if link.connected.swap(false, Ordering::Relaxed) {
-        p.flush.connected = Some(false);
-    }
-    let _ = ctx.flush.send(Flush::Device(p.flush));
-}
 
-/// What a device's poller keeps between events.
-struct Poller<'a> {
-    spec: &'a DeviceSpec,
-    ctx: &'a RunCtx,
-    client: Client,
-    link: &'a Link,
-    listening: &'a AtomicBool,
-    finish_deadline: Instant,
-    connected_tx: Option<oneshot::Sender<Instant>>,
-    /// Publishes sent and not yet acknowledged, by packet id.
-    pending: HashMap<u16, Instant>,
-    flush: DeviceFlush,
-    attempt_start: Instant,
-    attempts: u32,
-}
-
-impl Poller<'_> {
     /// CONNACK: connect latency, the status published, the command topic subscribed.
     fn connected(&mut self, alias_max: u16) {
-        let (spec, link) = (self.spec, self.link);
+        let spec = self.spec;
         let now = Instant::now();
         // Aliases last one connection.
-        link.alias_max.store(alias_max, Ordering::Relaxed);
-        link.alias_set.store(false, Ordering::Relaxed);
+        self.alias_max = alias_max;
+        self.alias_set = false;
         self.flush.connect_us = Some(now.duration_since(self.attempt_start).as_micros() as u64);
         self.flush.connected = Some(true);
-        link.connected.store(true, Ordering::Relaxed);
+        self.connected = true;
         self.attempts = 0;
-        if let Some(tx) = self.connected_tx.take() {
-            let _ = tx.send(now);
-        }
+        self.connected_at.get_or_insert(now);
         if let Some(s) = &spec.status {
-            let payload = s.payload.clone().into_bytes();
-            if let Err(e) = link.publish_extra(&self.client, &s.topic, s.qos, s.retain, payload) {
-                report(self.ctx, "status", &s.topic, e);
+            let payload = Bytes::from(s.payload.clone().into_bytes());
+            if let Err(e) = self.publish_extra(&s.topic, s.qos, s.retain, payload) {
+                report(self, "status", &s.topic, e);
             }
         }
         if let Some(c) = &spec.commands {
             // A clean session: the subscription is renewed on every connect.
-            if let Err(e) = self.client.try_subscribe_many([(c.topic.clone(), c.qos)]) {
+            if let Err(e) = self.conn.subscribe(vec![(c.topic.clone(), c.qos)]) {
                 let who = &spec.client_id;
                 mqtt::report_error(&self.ctx.flush, "subscribe", format_args!("{who}: {e}"));
             }
         }
         // Report the connection at once: the monitor counts connected devices.
-        let _ = self.ctx.flush.send(Flush::Device(self.flush.take()));
+        self.send_flush(now);
+    }
+
+    /// A status or a reply: it completes like data and is counted apart.
+    fn publish_extra(
+        &mut self,
+        topic: &str,
+        qos: Qos,
+        retain: bool,
+        payload: Bytes,
+    ) -> Result<(), ClientError> {
+        self.conn.publish(topic, qos, retain, payload, None)?;
+        self.extras += 1;
+        Ok(())
     }
 
     /// A message on the command topic: the answer carries the command's own bytes back, so
     /// that its header times the round trip.
-    fn command(&self, topic: &[u8], payload: &[u8]) {
+    fn command(&mut self, topic: &[u8], payload: &Bytes) {
         let command = |c: &&CommandTopics| topic == c.topic.as_bytes();
         if let Some(c) = self.spec.commands.as_ref().filter(command) {
-            let reply = payload.to_vec();
-            if let Err(e) = self
-                .link
-                .publish_extra(&self.client, &c.reply, c.qos, false, reply)
-            {
-                report(self.ctx, "reply", &c.reply, e);
+            if let Err(e) = self.publish_extra(&c.reply, c.qos, false, payload.clone()) {
+                report(self, "reply", &c.reply, e);
             }
         }
     }
 
-    /// PUBACK or PUBCOMP: the flow completed, and how long it took.
-    fn acked(&mut self, pkid: u16) {
-        if let Some(t) = self.pending.remove(&pkid) {
-            self.link.completed.fetch_add(1, Ordering::Relaxed);
-            let us = t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
-            self.flush.ack_us.push(us);
-        }
-    }
-
-    /// The connection failed: report it and back off before the next attempt. False when the
-    /// device should stop instead (the run ended, or its flows' deadline passed).
-    async fn lost(&mut self, e: &ConnError) -> bool {
+    /// The connection failed: report it and back off before the next attempt; give up when
+    /// the run ended or the flows' deadline passed.
+    fn lost(&mut self, e: &ConnError) {
         let ctx = self.ctx;
-        self.listening.store(false, Ordering::Relaxed);
-        if ctx.end.is_cancelled() || Instant::now() >= self.finish_deadline {
-            return false;
+        ctx.listening[self.pos as usize].store(false, Ordering::Relaxed);
+        if ctx.end.is_cancelled() || Instant::now() >= self.w.finish_deadline {
+            self.gave_up = true;
         }
-        if self.link.connected.swap(false, Ordering::Relaxed) {
+        if self.connected {
+            self.connected = false;
             // At once: the live view and the broker watch count connected devices.
             self.flush.connected = Some(false);
-            let _ = ctx.flush.send(Flush::Device(self.flush.take()));
+            self.send_flush(Instant::now());
         }
-        self.pending.clear();
+        if self.gave_up {
+            return;
+        }
         self.attempts += 1;
         let spec = self.spec;
-        tokio::select! {
-            () = mqtt::back_off(&ctx.flush, &spec.client_id, e, &spec.reconnect, self.attempts) => {}
-            () = ctx.end.cancelled() => return false,
+        let wait = mqtt::back_off(
+            &ctx.flush,
+            &spec.client_id,
+            e,
+            &spec.reconnect,
+            self.attempts,
+        );
+        self.retry_at = Some(Instant::now() + wait);
+    }
+
+    /// Say goodbye (DISCONNECT) and wait a little for it to leave.
+    pub(crate) async fn goodbye(&mut self) {
+        if self.connected {
+            self.conn.disconnect();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                while let Ok(ev) = self.conn.poll().await {
+                    if matches!(ev, Ev::SentDisconnect) {
+                        break;
+                    }
+                }
+            })
+            .await;
         }
-        self.attempt_start = Instant::now();
-        true
+        if std::mem::take(&mut self.connected) {
+            self.flush.connected = Some(false);
+        }
+        self.send_flush(Instant::now());
     }
 }
 
-fn report(ctx: &RunCtx, kind: &'static str, topic: &str, e: ClientError) {
-    mqtt::report_error(&ctx.flush, kind, format_args!("on {topic}: {e}"));
+fn report(d: &Device, kind: &'static str, topic: &str, e: ClientError) {
+    mqtt::report_error(&d.ctx.flush, kind, format_args!("on {topic}: {e}"));
 }

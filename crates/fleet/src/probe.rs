@@ -61,7 +61,7 @@ pub async fn probe(target: &Target, timeout: Duration) -> Result<Duration, Probe
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos())
     );
-    let (_client, mut connection) = mqtt::client(
+    let mut connection = mqtt::connection(
         target,
         &ClientSettings {
             client_id: &client_id,

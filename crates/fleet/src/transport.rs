@@ -28,30 +28,6 @@ pub enum Transport {
     },
 }
 
-impl Transport {
-    /// The rumqttc transport, and the broker address rumqttc wants for it (WebSocket
-    /// transports take a whole URL).
-    pub(crate) fn rumqttc(&self, host: &str, port: u16) -> (rumqttc::Transport, String) {
-        use rumqttc::TlsConfiguration::Rustls;
-        let url_host = fleetbench_scenario::url_host(host);
-        match self {
-            Transport::Tcp => (rumqttc::Transport::Tcp, host.to_string()),
-            Transport::Tls(c) => (
-                rumqttc::Transport::tls_with_config(Rustls(c.clone())),
-                host.to_string(),
-            ),
-            Transport::Ws { path } => (
-                rumqttc::Transport::Ws,
-                format!("ws://{url_host}:{port}{path}"),
-            ),
-            Transport::Wss { path, tls } => (
-                rumqttc::Transport::wss_with_config(Rustls(tls.clone())),
-                format!("wss://{url_host}:{port}{path}"),
-            ),
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {}: {reason}", path.display())]
