@@ -3,18 +3,23 @@
 //! tokio's timer wheel has 1 ms resolution and wakes a sleep on the first tick after its
 //! deadline, so a send scheduled with `sleep_until` leaves 0-2 ms late (about 1.1 ms at the
 //! median, measured). This timer keeps the deadlines in a heap on one thread of its own
-//! (`fleet-timer`), which sleeps with `recv_timeout` (a futex with an hrtimer: tens of
+//! (`fleet-timer`), which sleeps with `park_timeout` (a futex with an hrtimer: tens of
 //! microseconds of slack) and wakes the tasks whose deadlines have passed.
 //!
-//! Tasks register through a std channel: no lock is shared on the publish path.
+//! It costs one wake of its thread per slot of deadlines, not per deadline: a task registers
+//! its deadline under the heap's lock and wakes the thread only when that deadline comes
+//! before the one the thread sleeps towards. Devices register their next message about a
+//! period ahead, so at IoT rates registering wakes nobody, and every task due by the time the
+//! thread wakes is woken in that one pass.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::thread::Thread;
+use std::time::{Duration, Instant};
 
 struct Entry {
     deadline: Instant,
@@ -39,64 +44,53 @@ impl Ord for Entry {
     }
 }
 
-/// Handle to the timer thread; clone it freely. The thread ends when every handle is gone and
-/// no deadline is pending.
+/// The deadlines, and when the thread will next look at them.
+struct Heap {
+    entries: BinaryHeap<Reverse<Entry>>,
+    seq: u64,
+    /// The thread wakes by then on its own (None: it sleeps until woken).
+    planned: Option<Instant>,
+}
+
+struct Shared {
+    heap: Mutex<Heap>,
+    thread: Thread,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The last handle is gone: let the thread see it and end.
+        self.thread.unpark();
+    }
+}
+
+/// Handle to the timer thread; clone it freely. The thread ends when every handle is gone.
 #[derive(Clone)]
 pub struct PreciseTimer {
-    tx: Sender<(Instant, Waker)>,
+    shared: Arc<Shared>,
 }
 
 impl PreciseTimer {
     pub fn start() -> std::io::Result<PreciseTimer> {
-        let (tx, rx) = channel::<(Instant, Waker)>();
-        std::thread::Builder::new()
+        let (tx, rx) = std::sync::mpsc::channel::<Weak<Shared>>();
+        let handle = std::thread::Builder::new()
             .name("fleet-timer".into())
             .spawn(move || {
-                let mut heap: BinaryHeap<Reverse<Entry>> = BinaryHeap::new();
-                let mut seq = 0u64;
-                let mut open = true;
-                loop {
-                    let now = Instant::now();
-                    while heap.peek().is_some_and(|Reverse(e)| e.deadline <= now) {
-                        if let Some(Reverse(e)) = heap.pop() {
-                            e.waker.wake();
-                        }
-                    }
-                    let next = match heap.peek() {
-                        Some(Reverse(e)) => {
-                            Some(e.deadline.saturating_duration_since(Instant::now()))
-                        }
-                        None if open => None,
-                        None => break,
-                    };
-                    let received = match next {
-                        Some(wait) => rx.recv_timeout(wait),
-                        None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                    };
-                    match received {
-                        Ok((deadline, waker)) => {
-                            seq += 1;
-                            heap.push(Reverse(Entry {
-                                deadline,
-                                seq,
-                                waker,
-                            }));
-                            // Take in everything else that is waiting before sleeping again.
-                            while let Ok((deadline, waker)) = rx.try_recv() {
-                                seq += 1;
-                                heap.push(Reverse(Entry {
-                                    deadline,
-                                    seq,
-                                    waker,
-                                }));
-                            }
-                        }
-                        Err(RecvTimeoutError::Timeout) => {}
-                        Err(RecvTimeoutError::Disconnected) => open = false,
-                    }
+                if let Ok(shared) = rx.recv() {
+                    run(&shared);
                 }
             })?;
-        Ok(PreciseTimer { tx })
+        let shared = Arc::new(Shared {
+            heap: Mutex::new(Heap {
+                entries: BinaryHeap::new(),
+                seq: 0,
+                planned: None,
+            }),
+            thread: handle.thread().clone(),
+        });
+        tx.send(Arc::downgrade(&shared))
+            .map_err(|_| std::io::Error::other("the timer thread ended at once"))?;
+        Ok(PreciseTimer { shared })
     }
 
     /// Complete at `deadline` (never before it).
@@ -105,6 +99,63 @@ impl PreciseTimer {
             timer: self,
             deadline,
             registered: None,
+        }
+    }
+
+    /// Wake `waker` at `deadline`; false when the heap's lock is poisoned.
+    fn register(&self, deadline: Instant, waker: Waker) -> bool {
+        let Ok(mut heap) = self.shared.heap.lock() else {
+            return false;
+        };
+        heap.seq += 1;
+        let seq = heap.seq;
+        heap.entries.push(Reverse(Entry {
+            deadline,
+            seq,
+            waker,
+        }));
+        let wake = heap.planned.is_none_or(|p| deadline < p);
+        if wake {
+            heap.planned = Some(deadline);
+        }
+        drop(heap);
+        if wake {
+            self.shared.thread.unpark();
+        }
+        true
+    }
+}
+
+/// The timer thread: wake what is due, sleep until the next deadline or until woken.
+fn run(shared: &Weak<Shared>) {
+    let mut due: Vec<Waker> = Vec::new();
+    loop {
+        let Some(s) = shared.upgrade() else {
+            return;
+        };
+        let next = {
+            let Ok(mut heap) = s.heap.lock() else {
+                return;
+            };
+            let now = Instant::now();
+            while heap.entries.peek().is_some_and(|Reverse(e)| e.deadline <= now) {
+                if let Some(Reverse(e)) = heap.entries.pop() {
+                    due.push(e.waker);
+                }
+            }
+            heap.planned = heap.entries.peek().map(|Reverse(e)| e.deadline);
+            heap.planned
+        };
+        drop(s);
+        for w in due.drain(..) {
+            w.wake();
+        }
+        match next {
+            Some(at) => {
+                std::thread::park_timeout(at.saturating_duration_since(Instant::now()));
+            }
+            // Long naps: a dropped timer unparks the thread anyway.
+            None => std::thread::park_timeout(Duration::from_secs(1)),
         }
     }
 }
@@ -128,9 +179,8 @@ impl Future for Sleep<'_> {
         };
         if fresh {
             let waker = cx.waker().clone();
-            if self.timer.tx.send((self.deadline, waker.clone())).is_err() {
-                // The timer thread is gone (it never ends while handles exist): fall back to
-                // finishing now rather than hanging.
+            if !self.timer.register(self.deadline, waker.clone()) {
+                // The timer cannot be used: finish now rather than hang.
                 return Poll::Ready(());
             }
             self.registered = Some(waker);
@@ -142,6 +192,8 @@ impl Future for Sleep<'_> {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    use std::sync::mpsc::channel;
 
     use super::*;
 
