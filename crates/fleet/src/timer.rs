@@ -138,7 +138,11 @@ fn run(shared: &Weak<Shared>) {
                 return;
             };
             let now = Instant::now();
-            while heap.entries.peek().is_some_and(|Reverse(e)| e.deadline <= now) {
+            while heap
+                .entries
+                .peek()
+                .is_some_and(|Reverse(e)| e.deadline <= now)
+            {
                 if let Some(Reverse(e)) = heap.entries.pop() {
                     due.push(e.waker);
                 }

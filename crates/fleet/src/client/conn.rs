@@ -53,8 +53,10 @@ pub struct Connection {
     requests: Option<mpsc::UnboundedReceiver<Request>>,
     read: BytesMut,
     write: BytesMut,
-    /// Publishes in flight, by packet id - 1.
+    /// Publishes in flight, by packet id - 1 (grown as needed, up to the in-flight limit: a
+    /// device at a message a second never holds more than a slot or two).
     flights: Vec<Option<Flight>>,
+    max_flights: usize,
     in_flight: usize,
     /// In flight allowed on this connection (ours, or the broker's receive maximum if lower).
     limit: usize,
@@ -84,7 +86,8 @@ impl Connection {
             requests: None,
             read: BytesMut::new(),
             write: BytesMut::new(),
-            flights: (0..inflight).map(|_| None).collect(),
+            flights: Vec::new(),
+            max_flights: inflight,
             in_flight: 0,
             limit: inflight,
             next_slot: 0,
@@ -197,11 +200,18 @@ impl Connection {
     /// Give a QoS 1 or 2 publish a packet id and write it.
     fn fly(&mut self, mut p: OutPublish) -> Result<(), ClientError> {
         let n = self.flights.len();
-        let slot = (0..n)
+        let free = (0..n)
             .map(|i| (self.next_slot + i) % n)
-            .find(|&i| self.flights[i].is_none())
-            .unwrap_or(self.next_slot % n);
-        self.next_slot = (slot + 1) % n;
+            .find(|&i| self.flights[i].is_none());
+        let slot = match free {
+            Some(i) => i,
+            None => {
+                // Below the limit (checked by the caller), so there is room for one more.
+                self.flights.push(None);
+                n
+            }
+        };
+        self.next_slot = (slot + 1) % self.max_flights;
         p.set(slot as u16 + 1, false);
         p.write(&mut self.write, self.s.max_packet)?;
         self.flights[slot] = Some(Flight {
@@ -330,8 +340,7 @@ impl Connection {
         self.state = State::Up(stream);
         self.read = read;
         self.limit = self
-            .flights
-            .len()
+            .max_flights
             .min(receive_max.map_or(usize::MAX, usize::from))
             .max(1);
         for f in self.flights.iter_mut().flatten() {
