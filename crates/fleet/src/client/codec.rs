@@ -10,7 +10,7 @@ use super::{Received, Settings};
 
 /// The protocol version of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Version {
+pub enum Version {
     V4,
     V5,
 }

@@ -78,7 +78,7 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub(crate) fn new(s: Settings) -> Connection {
+    pub fn new(s: Settings) -> Connection {
         let inflight = usize::from(s.inflight.max(1));
         Connection {
             s: Arc::new(s),
@@ -179,19 +179,21 @@ impl Connection {
         self.qos0_left + self.acked
     }
 
+    /// Write a publish now if it may go (the connection up, nothing waiting before it, room in
+    /// flight), else queue it behind what waits.
     fn send_publish(&mut self, p: OutPublish) -> Result<(), ClientError> {
         let up = matches!(self.state, State::Up(_));
-        if p.qos() == 0 {
-            if !up {
-                self.backlog.push_back(p);
-                return Ok(());
-            }
-            p.write(&mut self.write, self.s.max_packet)?;
-            self.qos0_buffered += 1;
+        if !up || !self.backlog.is_empty() || (p.qos() > 0 && self.in_flight >= self.limit) {
+            self.backlog.push_back(p);
             return Ok(());
         }
-        if !up || self.in_flight >= self.limit || !self.backlog.is_empty() {
-            self.backlog.push_back(p);
+        self.write_now(p)
+    }
+
+    fn write_now(&mut self, p: OutPublish) -> Result<(), ClientError> {
+        if p.qos() == 0 {
+            p.write(&mut self.write, self.s.max_packet)?;
+            self.qos0_buffered += 1;
             return Ok(());
         }
         self.fly(p)
@@ -233,7 +235,7 @@ impl Connection {
                 break;
             }
             if let Some(p) = self.backlog.pop_front() {
-                self.send_publish(p)?;
+                self.write_now(p)?;
             }
         }
         Ok(())

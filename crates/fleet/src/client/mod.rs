@@ -20,6 +20,8 @@
 mod codec;
 mod conn;
 mod net;
+#[cfg(test)]
+mod tests;
 
 use std::io;
 use std::time::Duration;
@@ -28,7 +30,7 @@ use bytes::Bytes;
 use fleetbench_scenario::{MessageSpec, Qos};
 use tokio::sync::mpsc;
 
-pub(crate) use codec::Version;
+pub use codec::Version;
 pub use codec::{ProtocolError, Refused};
 pub use conn::Connection;
 pub use rumqttc::v5::mqttbytes::v5::PublishProperties;
@@ -37,7 +39,7 @@ use crate::transport::Transport;
 
 /// Everything a connection needs to connect and reconnect (no Debug: it holds the password).
 #[derive(Clone)]
-pub(crate) struct Settings {
+pub struct Settings {
     pub version: Version,
     pub transport: Transport,
     pub host: String,
