@@ -8,15 +8,19 @@
 # its open-loop schedule (RATE per client) and, in the same process, receives every message
 # through a QoS 1 observer, times it and accounts for it: its figure counts delivered messages.
 #
+# fleetbench's process also calibrates the machine and probes the broker before every run: a
+# fixed cost, measured once with a 100 ms run and printed; the figures above include it.
+#
 # Usage: benches/compare-mqtt-benchmark.sh [RUNS]
-# Environment: CLIENTS (10), MESSAGES per client (10000), RATE per client in msg/s (5000).
+# Environment: CLIENTS (10), MESSAGES per client (50000), RATE per client in msg/s (5000),
+# FLEETBENCH (a fleetbench binary to use instead of building target/release/fleetbench).
 # Installs mqtt-benchmark into target/tools with cargo; needs mosquitto (installed with apt-get
 # when run as root, otherwise named as missing).
 set -euo pipefail
 
 runs=${1:-3}
 clients=${CLIENTS:-10}
-messages=${MESSAGES:-10000}
+messages=${MESSAGES:-50000}
 rate=${RATE:-5000}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
@@ -44,8 +48,12 @@ if [[ ! -x "$mqb" ]]; then
     echo "installing mqtt-benchmark from crates.io into target/tools" >&2
     cargo install --quiet --locked --root "$root/target/tools" mqtt-benchmark
 fi
-(cd "$root" && cargo build --quiet --release -p fleetbench)
-fleetbench="$root/target/release/fleetbench"
+if [[ -n "${FLEETBENCH:-}" ]]; then
+    fleetbench=$FLEETBENCH
+else
+    (cd "$root" && cargo build --quiet --release -p fleetbench)
+    fleetbench="$root/target/release/fleetbench"
+fi
 
 # A free loopback port, and mosquitto on it with no queue or in-flight limits (its defaults drop
 # QoS 1 messages queued for a subscriber beyond 1,000).
@@ -95,6 +103,30 @@ cpu_of() {
     { time "$@" >"$work/out" 2>&1; } 2>"$work/time" || { cat "$work/out" >&2; return 1; }
     awk '{printf "%.3f", $1 + $2}' "$work/time" >"$work/cpu"
 }
+
+# The fixed cost of a fleetbench run: one device, 100 ms.
+cat >"$work/fixed.toml" <<EOF
+name = "fixed-cost"
+seed = 7
+duration = "100ms"
+drain_timeout = "1s"
+[broker]
+url = "mqtt://127.0.0.1:$port"
+[[group]]
+name = "pub"
+count = 1
+topic = "cmp/{index}"
+rate = 1.0
+qos = 1
+[[observer]]
+name = "all"
+filters = ["cmp/#"]
+qos = 1
+[expect]
+delivered_ratio = 0.0
+EOF
+cpu_of "$fleetbench" run "$work/fixed.toml" --report "$work/fixed.json" --no-tui --quiet
+echo "fleetbench start-up (calibration, probe, one device for 100 ms): $(cat "$work/cpu") CPU-s per run"
 
 printf '%-14s %4s %12s %9s %14s  %s\n' tool run messages "cpu s" "msg per cpu-s" "notes"
 for run in $(seq "$runs"); do

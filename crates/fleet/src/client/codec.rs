@@ -154,13 +154,13 @@ impl OutPublish {
     }
 }
 
-/// An acknowledgement the client writes.
+/// A step of a publish flow the client writes: PUBACK, PUBREC, PUBREL or PUBCOMP.
 #[derive(Clone, Copy)]
-pub(crate) enum Ack {
-    PubAck,
-    PubRec,
-    PubRel,
-    PubComp,
+pub(crate) enum Flow {
+    Ack,
+    Rec,
+    Rel,
+    Comp,
 }
 
 impl Version {
@@ -236,21 +236,21 @@ impl Version {
         }
     }
 
-    pub(crate) fn ack(self, ack: Ack, pkid: u16, out: &mut BytesMut) {
+    pub(crate) fn ack(self, ack: Flow, pkid: u16, out: &mut BytesMut) {
         // Acknowledgements are a few bytes: writing them cannot fail.
         let _ = match self {
             Version::V4 => match ack {
-                Ack::PubAck => v4::PubAck::new(pkid).write(out),
-                Ack::PubRec => v4::PubRec::new(pkid).write(out),
-                Ack::PubRel => v4::PubRel::new(pkid).write(out),
-                Ack::PubComp => v4::PubComp::new(pkid).write(out),
+                Flow::Ack => v4::PubAck::new(pkid).write(out),
+                Flow::Rec => v4::PubRec::new(pkid).write(out),
+                Flow::Rel => v4::PubRel::new(pkid).write(out),
+                Flow::Comp => v4::PubComp::new(pkid).write(out),
             }
             .map_err(ProtocolError::V4),
             Version::V5 => match ack {
-                Ack::PubAck => p5::PubAck::new(pkid, None).write(out),
-                Ack::PubRec => p5::PubRec::new(pkid, None).write(out),
-                Ack::PubRel => p5::PubRel::new(pkid, None).write(out),
-                Ack::PubComp => p5::PubComp::new(pkid, None).write(out),
+                Flow::Ack => p5::PubAck::new(pkid, None).write(out),
+                Flow::Rec => p5::PubRec::new(pkid, None).write(out),
+                Flow::Rel => p5::PubRel::new(pkid, None).write(out),
+                Flow::Comp => p5::PubComp::new(pkid, None).write(out),
             }
             .map_err(ProtocolError::V5),
         };

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep, Instant, Sleep};
 use tokio_util::io::{poll_read_buf, poll_write_buf};
 
-use super::codec::{Ack, Incoming, OutPublish};
+use super::codec::{Flow, Incoming, OutPublish};
 use super::net::{self, Stream};
 use super::{Client, ClientError, ConnError, Ev, PublishProperties, Request, Settings};
 
@@ -254,8 +254,13 @@ impl Connection {
     }
 
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Ev, ConnError>> {
+        // Every event spends the task's cooperative budget: a busy connection (an observer
+        // taking tens of thousands of deliveries a second) lets the other tasks of its worker
+        // run, as tokio's own resources do.
+        let coop = ready!(tokio::task::coop::poll_proceed(cx));
         loop {
             if let Some(ev) = self.events.pop_front() {
+                coop.made_progress();
                 return Poll::Ready(Ok(ev));
             }
             if let Err(e) = self.take_requests(cx) {
@@ -350,7 +355,7 @@ impl Connection {
                 // QoS 2 after PUBREC: only PUBREL is owed.
                 self.s
                     .version
-                    .ack(Ack::PubRel, pkid_of(&f.publish), &mut self.write);
+                    .ack(Flow::Rel, pkid_of(&f.publish), &mut self.write);
             } else {
                 let pkid = pkid_of(&f.publish);
                 f.publish.set(pkid, true);
@@ -413,8 +418,8 @@ impl Connection {
         match packet {
             Incoming::Publish { pkid, msg } => {
                 match msg.qos {
-                    1 => v.ack(Ack::PubAck, pkid, &mut self.write),
-                    2 => v.ack(Ack::PubRec, pkid, &mut self.write),
+                    1 => v.ack(Flow::Ack, pkid, &mut self.write),
+                    2 => v.ack(Flow::Rec, pkid, &mut self.write),
                     _ => {}
                 }
                 self.events.push_back(Ev::Publish(msg));
@@ -423,10 +428,10 @@ impl Connection {
             Incoming::PubRec(pkid) => {
                 if let Some(f) = self.flight(pkid) {
                     f.released = true;
-                    v.ack(Ack::PubRel, pkid, &mut self.write);
+                    v.ack(Flow::Rel, pkid, &mut self.write);
                 }
             }
-            Incoming::PubRel(pkid) => v.ack(Ack::PubComp, pkid, &mut self.write),
+            Incoming::PubRel(pkid) => v.ack(Flow::Comp, pkid, &mut self.write),
             Incoming::SubAck(codes) => self.events.push_back(Ev::SubAck(codes)),
             Incoming::PingResp => self.ping_outstanding = false,
             Incoming::Disconnect(reason) => return Err(ConnError::ServerDisconnect(reason)),
