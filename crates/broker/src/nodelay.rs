@@ -1,10 +1,17 @@
-//! TCP_NODELAY for sockets rumqttd accepts.
+//! TCP_NODELAY and the accept backlog for sockets rumqttd accepts.
 //!
 //! rumqttd binds its listeners itself and never sets TCP_NODELAY on accepted sockets, so QoS 0
 //! deliveries wait on Nagle's algorithm and delayed ACKs (5-40 ms). On Linux an accepted socket
 //! inherits TCP_NODELAY from its listening socket. The listener lives in this process, so we
 //! find its descriptor in `/proc/self/fd` by its local address and set the option there, before
 //! any client connects.
+//!
+//! rumqttd's listeners also get tokio's accept backlog of 128 connections, and its accept loop
+//! sleeps on tokio's 1 ms timer after every accept: a storm of thousands of connections
+//! overflows the backlog, and each connection dropped there waits a second for its SYN to be
+//! sent again (sensors-10k: 7,079 overflows, the last device connected after 2.15 s). Calling
+//! `listen` again on the listening socket raises the backlog (the kernel caps it at
+//! `net.core.somaxconn`).
 
 use std::net::SocketAddr;
 use std::os::fd::{BorrowedFd, RawFd};
@@ -45,13 +52,18 @@ fn local(s: &SockRef<'_>) -> Option<SocketAddr> {
     s.local_addr().ok().and_then(|a| a.as_socket())
 }
 
-/// Find the listening socket bound to `addr` in this process and, if `set_nodelay`, set
-/// TCP_NODELAY on it. Returns whether such a socket was found.
+/// The accept backlog asked for on every listener (the kernel caps it at `somaxconn`).
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// Find the listening socket bound to `addr` in this process, raise its accept backlog to
+/// [`LISTEN_BACKLOG`] and, if `set_nodelay`, set TCP_NODELAY on it. Returns whether such a
+/// socket was found.
 pub fn find_listener(addr: SocketAddr, set_nodelay: bool) -> std::io::Result<bool> {
     let found = find(|s| {
         if !(s.is_listener().unwrap_or(false) && local(&s) == Some(addr)) {
             return Ok(false);
         }
+        s.listen(LISTEN_BACKLOG)?;
         if set_nodelay {
             s.set_nodelay(true)?;
         }
