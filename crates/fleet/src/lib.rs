@@ -1,5 +1,5 @@
 //! The fleet: virtual devices that publish on an open-loop schedule and observers that receive,
-//! each one rumqttc client polled by its own task, turning a [`Plan`] into traffic.
+//! each one task that owns its connection ([`client`]), turning a [`Plan`] into traffic.
 //!
 //! Devices never share a lock: each records into its own buffers and hands them to the metrics
 //! aggregator once a tick. Observers own their histograms and delivery ledgers.
@@ -76,7 +76,7 @@ pub struct FleetOptions {
     pub tick: Duration,
     /// A send that leaves later than this after it was due counts as late.
     pub late_threshold: Duration,
-    /// How long one connection attempt may take (rumqttc's default of 5 s is tight when
+    /// How long one connection attempt may take (5 s, a common default, is tight when
     /// thousands connect at once).
     pub connect_timeout: Duration,
     /// How long observers may take to connect and have their subscriptions granted.
