@@ -42,6 +42,7 @@ need_mosquitto() {
 }
 
 need_mosquitto
+command -v python3 >/dev/null || { echo "python3 is missing (it reads fleetbench's report)" >&2; exit 1; }
 mosquitto_bin=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 mqb="$root/target/tools/bin/mqtt-benchmark"
 if [[ ! -x "$mqb" ]]; then
@@ -135,7 +136,7 @@ for run in $(seq "$runs"); do
     cpu=$(cat "$work/cpu")
     sent=$((clients * messages))
     printf '%-14s %4d %12d %9.3f %14.0f  %s\n' mqtt-benchmark "$run" "$sent" "$cpu" \
-        "$(echo "$sent / $cpu" | bc -l)" "published (not received, not timed)"
+        "$(awk -v n="$sent" -v c="$cpu" 'BEGIN { print n / c }')" "published (not received, not timed)"
 
     cpu_of "$fleetbench" run "$work/scenario.toml" --report "$work/report.json" --no-tui --quiet
     cpu=$(cat "$work/cpu")
@@ -149,5 +150,5 @@ print(t["delivered"], f'delivered of {t["expected"]}, lost {t["lost"]}, p99 from
 PY
 )
     printf '%-14s %4d %12d %9.3f %14.0f  %s\n' fleetbench "$run" "$delivered" "$cpu" \
-        "$(echo "$delivered / $cpu" | bc -l)" "$notes"
+        "$(awk -v n="$delivered" -v c="$cpu" 'BEGIN { print n / c }')" "$notes"
 done
