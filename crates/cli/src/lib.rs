@@ -13,6 +13,7 @@ mod outputs;
 mod progress;
 mod report;
 mod run;
+pub mod run_env;
 mod running_broker;
 mod stop;
 
@@ -141,16 +142,20 @@ pub enum Format {
 pub struct RunArgs {
     /// The scenario file (TOML).
     pub scenario: PathBuf,
-    /// Write the JSON report here (also when the run is interrupted).
+    /// Write the JSON report here (also when the run is interrupted) [env: FLEETBENCH_REPORT].
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
     /// Write the HdrHistogram interval log here (default: the report's path with .hlog): every
     /// latency distribution, one interval per snapshot, for HdrHistogram's own tools.
     #[arg(long, value_name = "PATH")]
     pub hlog: Option<PathBuf>,
-    /// Run only shard I of N of every device group (e.g. 0/4).
+    /// Run only shard I of N of every device group (e.g. 0/4) [env: FLEETBENCH_SHARD].
     #[arg(long, value_name = "I/N", value_parser = parse_shard)]
     pub shard: Option<fleetbench_scenario::Shard>,
+    /// Run shard JOB_COMPLETION_INDEX of N (the pod's index in a Kubernetes Indexed Job), so
+    /// that one pod template serves every shard [env: FLEETBENCH_SHARDS].
+    #[arg(long, value_name = "N", value_parser = run_env::parse_count, conflicts_with = "shard")]
+    pub shards: Option<u32>,
     /// Do not open the live monitor even when stdout is a terminal (it never opens without one).
     #[arg(long)]
     pub no_tui: bool,
@@ -218,7 +223,7 @@ fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
-fn parse_shard(s: &str) -> Result<fleetbench_scenario::Shard, String> {
+pub(crate) fn parse_shard(s: &str) -> Result<fleetbench_scenario::Shard, String> {
     let (i, n) = s
         .split_once('/')
         .ok_or_else(|| format!("{s:?}: expected I/N, such as 0/4"))?;

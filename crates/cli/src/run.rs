@@ -10,7 +10,7 @@ use fleetbench_fleet::{FleetOptions, Target, Timing};
 use fleetbench_metrics::report::{Calibration, Verdict};
 use fleetbench_metrics::{summary, Report, RunContext, RunOutcome, Snapshot};
 use fleetbench_monitor::Meta;
-use fleetbench_scenario::{Plan, Shard};
+use fleetbench_scenario::Plan;
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -30,9 +30,11 @@ pub(crate) fn wants_monitor(args: &RunArgs) -> bool {
 
 pub(crate) fn run(args: RunArgs, stop: Stop, log_file: Option<LogFile>) -> anyhow::Result<Outcome> {
     let prepared = check::load(&args.scenario)?;
+    let from_env =
+        crate::run_env::resolve(&args, |k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
     // Where the results go is settled before anything connects.
-    let outputs = Outputs::reserve(args.report.as_deref(), args.hlog.as_deref())?;
-    let shard = args.shard.unwrap_or(Shard::WHOLE);
+    let outputs = Outputs::reserve(from_env.report.as_deref(), args.hlog.as_deref())?;
+    let shard = from_env.shard;
     let plan = Plan::build(&prepared.scenario, shard);
     let clients = (plan.devices.len() + plan.observers.len()) as u64;
     let broker = BrokerPlan::of(&prepared);
