@@ -12,7 +12,6 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion};
 use fleetbench_fleet::client::{Connection, Ev, Settings, Version};
-use fleetbench_fleet::transport::Transport;
 use fleetbench_scenario::Qos;
 use rumqttc::mqttbytes::v4::{self, Packet};
 use rumqttc::mqttbytes::QoS;
@@ -31,19 +30,8 @@ fn thread_cpu() -> Duration {
 
 fn settings(port: u16) -> Settings {
     Settings {
-        version: Version::V4,
-        transport: Transport::Tcp,
-        host: "127.0.0.1".into(),
-        port,
-        client_id: "bench".into(),
         keep_alive: Duration::from_secs(60),
-        clean_session: true,
-        will: None,
-        credentials: None,
-        max_packet: 4096,
-        inflight: 100,
-        backlog: 64,
-        connect_timeout: Duration::from_secs(5),
+        ..Settings::tcp("127.0.0.1", port, Version::V4, "bench")
     }
 }
 
@@ -94,6 +82,17 @@ fn peer(serve: fn(&mut Peer) -> Option<()>) -> u16 {
     port
 }
 
+/// A broker that acknowledges every publish at once.
+fn acknowledge(p: &mut Peer) -> Option<()> {
+    loop {
+        if let Packet::Publish(m) = p.read()? {
+            if !p.write(Packet::PubAck(v4::PubAck::new(m.pkid))) {
+                return None;
+            }
+        }
+    }
+}
+
 /// One thread runs everything of the client's side, so that its CPU time is the client's.
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -113,13 +112,7 @@ async fn connected(port: u16) -> Connection {
 
 /// A device: publish one QoS 1 message, drive the connection until its PUBACK.
 fn device(c: &mut Criterion) {
-    let port = peer(|p| loop {
-        if let Packet::Publish(m) = p.read()? {
-            if !p.write(Packet::PubAck(v4::PubAck::new(m.pkid))) {
-                return None;
-            }
-        }
-    });
+    let port = peer(acknowledge);
     let rt = runtime();
     let mut conn = rt.block_on(connected(port));
     let payload = Bytes::from(vec![0u8; 64]);
@@ -147,13 +140,7 @@ fn device(c: &mut Criterion) {
 /// The same device on rumqttc 0.25's client, as fleetbench drove it before its own driver: a
 /// publisher handing each message to the event loop's task through its request channel.
 fn rumqttc_device(c: &mut Criterion) {
-    let port = peer(|p| loop {
-        if let Packet::Publish(m) = p.read()? {
-            if !p.write(Packet::PubAck(v4::PubAck::new(m.pkid))) {
-                return None;
-            }
-        }
-    });
+    let port = peer(acknowledge);
     let rt = runtime();
     let mut opts = rumqttc::MqttOptions::new("bench-rumqttc", "127.0.0.1", port);
     opts.set_keep_alive(Duration::from_secs(60));

@@ -19,10 +19,10 @@ use fleetbench_scenario::{Backoff, ControllerSpec, Qos};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::client::{Client, Connection, Ev, Received};
+use crate::client::{Client, Connection, Ev, Received, Settings};
 use crate::codec::{Header, HEADER_LEN};
 use crate::ctx::{RunCtx, Window};
-use crate::mqtt::{self, ClientSettings};
+use crate::mqtt;
 
 /// Largest SUBSCRIBE the controller sends: every broker accepts 1 KB packets (the embedded one
 /// is set up for the scenario's payloads plus 1 KB).
@@ -42,21 +42,16 @@ pub(crate) async fn run_controller(
     ctx: Arc<RunCtx>,
 ) -> ControllerResult {
     let w = ctx.window();
-    let mut eventloop = mqtt::connection(
-        &ctx.target,
-        &ClientSettings {
-            client_id: &spec.client_id,
-            port_index: index,
-            keep_alive: Duration::from_secs(30),
-            max_packet: HEADER_LEN + 1024,
-            inflight: 1_000,
-            // Room for every SUBSCRIBE the poller queues at once.
-            channel_capacity: 64 + spec.targets.len(),
-            connect_timeout: ctx.opts.connect_timeout,
-            clean_session: true,
-            will: None,
-        },
-    );
+    let mut eventloop = Connection::new(Settings {
+        max_packet: HEADER_LEN + 1024,
+        inflight: 1_000,
+        ..Settings::of(
+            &ctx.target,
+            index,
+            &spec.client_id,
+            ctx.opts.connect_timeout,
+        )
+    });
     let client = eventloop.handle();
     let answered = Arc::new(AtomicU64::new(0));
     let (ready_tx, ready_rx) = oneshot::channel();

@@ -13,10 +13,10 @@ use fleetbench_metrics::{DeviceFlush, Flush};
 use fleetbench_scenario::{DeviceSpec, Mqtt5Publish};
 use tokio::time::{sleep_until, Instant};
 
-use crate::client::{Connection, PublishProperties};
+use crate::client::{Connection, PublishProperties, Settings};
 use crate::codec::Header;
 use crate::ctx::{RunCtx, Window};
-use crate::mqtt::{self, ClientSettings};
+use crate::mqtt;
 use crate::payload::PayloadMaker;
 use crate::poller::{How, Wait};
 
@@ -52,20 +52,17 @@ pub(crate) async fn run_device(pos: u32, ctx: Arc<RunCtx>) -> DeviceResult {
         _ = sleep_until(w.start + spec.connect_at) => {}
         _ = ctx.end.cancelled() => return DeviceResult::default(),
     }
-    let conn = mqtt::connection(
-        &ctx.target,
-        &ClientSettings {
-            client_id: &spec.client_id,
-            port_index: spec.id as usize,
-            keep_alive: spec.keep_alive,
-            max_packet: spec.largest_payload() + 1024,
-            inflight: 100,
-            channel_capacity: 64,
-            connect_timeout: ctx.opts.connect_timeout,
-            clean_session: true,
-            will: spec.will.as_ref(),
-        },
-    );
+    let conn = Connection::new(Settings {
+        keep_alive: spec.keep_alive,
+        max_packet: spec.largest_payload() + 1024,
+        will: spec.will.clone(),
+        ..Settings::of(
+            &ctx.target,
+            spec.id as usize,
+            &spec.client_id,
+            ctx.opts.connect_timeout,
+        )
+    });
     let mut d = Device::new(pos, &ctx, w, conn);
     let skipped = d.publish().await;
     d.leave(skipped).await
@@ -252,7 +249,7 @@ impl<'a> Device<'a> {
         let down_at_end = self.connected_at.is_some() && !self.connected;
         if let Some(at) = self.spec.drop_at.map(|d| self.w.start + d) {
             // Keep answering until the drop.
-            while Instant::now() < at && self.wait(at, How::Plain).await == Wait::Due {}
+            self.wait(at, How::Plain).await;
             if !ctx.end.is_cancelled() {
                 // A power cut: the socket goes away without a DISCONNECT.
                 let dropped = self.connected;
@@ -269,22 +266,16 @@ impl<'a> Device<'a> {
         // Disconnecting with a flow unfinished would discard its message (at QoS 2 the broker
         // forwards only after PUBREL): wait until every message has left (QoS 0) or been
         // acknowledged (QoS 1: PUBACK, QoS 2: PUBCOMP).
-        let deadline = if ctx.end.is_cancelled() {
-            Instant::now() + Duration::from_millis(500)
+        let (mut how, mut deadline) = if ctx.end.is_cancelled() {
+            (How::Finish, Instant::now() + INTERRUPTED_FLOWS)
         } else {
-            self.w.finish_deadline
+            (How::Event, self.w.finish_deadline)
         };
-        let mut how = if ctx.end.is_cancelled() {
-            How::Finish
-        } else {
-            How::Event
-        };
-        let mut deadline = deadline;
         while !self.all_completed() && Instant::now() < deadline && !self.gave_up {
             if self.wait(deadline, how).await == Wait::Ended {
                 // Stopped meanwhile: the flows get what an interrupted run gives them.
                 how = How::Finish;
-                deadline = deadline.min(Instant::now() + Duration::from_millis(500));
+                deadline = deadline.min(Instant::now() + INTERRUPTED_FLOWS);
             }
         }
         if self.spec.commands.is_some() {
@@ -292,9 +283,8 @@ impl<'a> Device<'a> {
             let mut done = ctx.commands_done.clone();
             while !*done.borrow() && Instant::now() < deadline && !self.gave_up {
                 tokio::select! {
-                    _ = done.changed() => {}
-                    r = self.conn.poll(), if self.retry_at.is_none() => self.event(r),
-                    _ = sleep_until(deadline) => break,
+                    changed = done.changed() => if changed.is_err() { break },
+                    _ = self.wait(deadline, how) => {}
                 }
             }
         }
@@ -366,10 +356,11 @@ impl Pace {
         if d.wait(wake_at, How::Schedule).await == Wait::Ended {
             return None;
         }
-        // Back-pressure: a connection with too much waiting is driven until it drains.
+        // Back-pressure: a connection with too much waiting is driven until it drains (or the
+        // device's flows run out of time).
         while d.conn.backlogged() {
-            let give_up = Instant::now() + Duration::from_secs(3600);
-            if d.wait(give_up, How::Event).await == Wait::Ended {
+            let give_up = d.w.finish_deadline;
+            if Instant::now() >= give_up || d.wait(give_up, How::Event).await == Wait::Ended {
                 return None;
             }
         }
@@ -411,6 +402,9 @@ fn due_before(d: &Device, until: Instant) -> u64 {
     }
     n
 }
+
+/// How long the flows still open get when the run was stopped before the device left.
+const INTERRUPTED_FLOWS: Duration = Duration::from_millis(500);
 
 /// The shortest time between two wakes of one publisher. Messages due in between are sent
 /// together, each still carrying its own intended time (and counted late if it left more than

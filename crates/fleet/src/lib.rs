@@ -64,7 +64,7 @@ impl std::fmt::Debug for Target {
 }
 
 impl Target {
-    fn port_for(&self, i: usize) -> u16 {
+    pub(crate) fn port_for(&self, i: usize) -> u16 {
         self.ports[i % self.ports.len()]
     }
 }

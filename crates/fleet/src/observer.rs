@@ -18,10 +18,10 @@ use fleetbench_scenario::{Backoff, ObserverSpec};
 use tokio::sync::{oneshot, watch};
 use tracing::debug;
 
-use crate::client::{Client, ConnError, Connection, Ev};
+use crate::client::{Client, ConnError, Connection, Ev, Settings};
 use crate::ctx::RunCtx;
 use crate::events::Heard;
-use crate::mqtt::{self, ClientSettings};
+use crate::mqtt;
 use crate::receive::{Arrival, Receiver};
 
 /// What an observer leaves behind at the end.
@@ -68,10 +68,7 @@ pub(crate) fn spawn_observer(
     if !spec.clean_session {
         spec.client_id = format!("{}-{:08x}", spec.client_id, run_nonce());
     }
-    let mut conn = mqtt::connection(
-        &ctx.target,
-        &settings(index, &spec, &ctx, spec.clean_session),
-    );
+    let mut conn = Connection::new(settings(index, &spec, &ctx, spec.clean_session));
     let client = conn.handle();
     let delivered = Arc::new(AtomicU64::new(0));
     let last_error = Arc::new(Mutex::new(None));
@@ -100,22 +97,17 @@ pub(crate) fn spawn_observer(
     }
 }
 
-fn settings<'a>(
-    index: usize,
-    spec: &'a ObserverSpec,
-    ctx: &RunCtx,
-    clean_session: bool,
-) -> ClientSettings<'a> {
-    ClientSettings {
-        client_id: &spec.client_id,
-        port_index: index,
-        keep_alive: Duration::from_secs(30),
+fn settings(index: usize, spec: &ObserverSpec, ctx: &RunCtx, clean_session: bool) -> Settings {
+    Settings {
         max_packet: ctx.max_packet,
         inflight: 1_000,
-        channel_capacity: 16,
-        connect_timeout: ctx.opts.connect_timeout,
         clean_session,
-        will: None,
+        ..Settings::of(
+            &ctx.target,
+            index,
+            &spec.client_id,
+            ctx.opts.connect_timeout,
+        )
     }
 }
 
@@ -374,7 +366,7 @@ fn run_nonce() -> u32 {
 
 /// End a persistent session: a clean connect discards it (MQTT 3.1.1, 3.1.2.4), then goodbye.
 async fn end_session(index: usize, spec: &ObserverSpec, ctx: &RunCtx) {
-    let mut conn = mqtt::connection(&ctx.target, &settings(index, spec, ctx, true));
+    let mut conn = Connection::new(settings(index, spec, ctx, true));
     let ended = async {
         loop {
             match conn.poll().await {

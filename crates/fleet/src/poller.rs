@@ -39,29 +39,42 @@ pub(crate) enum Wait {
 }
 
 impl Device<'_> {
-    /// Drive the connection until `at` (see [`How`]).
+    /// Drive the connection until `at` (see [`How`]). The timer and the run's end are set up
+    /// once per wait; the loop only polls the connection (or sits out a backoff).
     pub(crate) async fn wait(&mut self, at: Instant, how: How) -> Wait {
         let ctx = self.ctx;
-        let precise = ctx.timer.sleep_until(at.into_std());
-        let plain = sleep_until(at);
+        let timer = async {
+            if how == How::Schedule {
+                ctx.timer.sleep_until(at.into_std()).await;
+            } else {
+                sleep_until(at).await;
+            }
+        };
         let end = ctx.end.cancelled();
-        tokio::pin!(precise, plain, end);
+        tokio::pin!(timer, end);
         let watch_end = how != How::Finish;
         loop {
             if self.gave_up || (watch_end && ctx.end.is_cancelled()) {
                 return Wait::Ended;
             }
-            let retry_at = self.retry_at;
+            if let Some(retry_at) = self.retry_at {
+                // Backing off: nothing happens on the connection until the next attempt.
+                tokio::select! {
+                    biased;
+                    _ = &mut end, if watch_end => return Wait::Ended,
+                    _ = &mut timer => return Wait::Due,
+                    _ = sleep_until(retry_at) => {
+                        self.retry_at = None;
+                        self.attempt_start = Instant::now();
+                    }
+                }
+                continue;
+            }
             tokio::select! {
                 biased;
                 _ = &mut end, if watch_end => return Wait::Ended,
-                _ = &mut precise, if how == How::Schedule => return Wait::Due,
-                _ = &mut plain, if how != How::Schedule => return Wait::Due,
-                _ = sleep_until(retry_at.unwrap_or(at)), if retry_at.is_some() => {
-                    self.retry_at = None;
-                    self.attempt_start = Instant::now();
-                }
-                r = self.conn.poll(), if retry_at.is_none() => {
+                _ = &mut timer => return Wait::Due,
+                r = self.conn.poll() => {
                     let first = self.connected_at.is_none();
                     self.event(r);
                     match how {

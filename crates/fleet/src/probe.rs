@@ -6,8 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::client::Ev;
-use crate::mqtt::{self, ClientSettings};
+use crate::client::{Connection, Ev, Settings};
 use crate::Target;
 
 /// Why the broker could not be used.
@@ -61,20 +60,10 @@ pub async fn probe(target: &Target, timeout: Duration) -> Result<Duration, Probe
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos())
     );
-    let mut connection = mqtt::connection(
-        target,
-        &ClientSettings {
-            client_id: &client_id,
-            port_index: 0,
-            keep_alive: Duration::from_secs(30),
-            max_packet: 4096,
-            inflight: 10,
-            channel_capacity: 4,
-            connect_timeout: timeout,
-            clean_session: true,
-            will: None,
-        },
-    );
+    let mut connection = Connection::new(Settings {
+        inflight: 10,
+        ..Settings::of(target, 0, &client_id, timeout)
+    });
     let start = Instant::now();
     let answer = async {
         loop {

@@ -164,10 +164,6 @@ impl Connection {
         self.down();
     }
 
-    pub fn is_up(&self) -> bool {
-        matches!(self.state, State::Up(_))
-    }
-
     /// So many publishes wait that the owner should stop publishing and poll until they
     /// have left (the publish path's back-pressure).
     pub fn backlogged(&self) -> bool {

@@ -27,7 +27,7 @@ use std::io;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fleetbench_scenario::{MessageSpec, Qos};
+use fleetbench_scenario::{MessageSpec, Protocol, Qos};
 use tokio::sync::mpsc;
 
 pub use codec::Version;
@@ -36,6 +36,7 @@ pub use conn::Connection;
 pub use rumqttc::v5::mqttbytes::v5::PublishProperties;
 
 use crate::transport::Transport;
+use crate::Target;
 
 /// Everything a connection needs to connect and reconnect (no Debug: it holds the password).
 #[derive(Clone)]
@@ -59,6 +60,52 @@ pub struct Settings {
     /// `Connection::backlogged` says to wait.
     pub backlog: usize,
     pub connect_timeout: Duration,
+}
+
+impl Settings {
+    /// Client `client_id` of `target`, on the listener for `port_index`, with the defaults
+    /// callers change as they need: clean session, no will, 30 s keep-alive, 4 KiB packets,
+    /// 100 in flight, 64 waiting publishes.
+    pub fn of(
+        target: &Target,
+        port_index: usize,
+        client_id: &str,
+        connect_timeout: Duration,
+    ) -> Settings {
+        Settings {
+            version: match target.protocol {
+                Protocol::V311 => Version::V4,
+                Protocol::V5 => Version::V5,
+            },
+            transport: target.transport.clone(),
+            host: target.host.clone(),
+            port: target.port_for(port_index),
+            client_id: client_id.to_string(),
+            keep_alive: Duration::from_secs(30),
+            clean_session: true,
+            will: None,
+            credentials: target.credentials.clone(),
+            max_packet: 4096,
+            inflight: 100,
+            backlog: 64,
+            connect_timeout,
+        }
+    }
+
+    /// A plain TCP client of `version` to `host:port`, without credentials (tests, benches).
+    pub fn tcp(host: &str, port: u16, version: Version, client_id: &str) -> Settings {
+        let target = Target {
+            host: host.to_string(),
+            ports: vec![port],
+            credentials: None,
+            transport: Transport::Tcp,
+            protocol: match version {
+                Version::V4 => Protocol::V311,
+                Version::V5 => Protocol::V5,
+            },
+        };
+        Settings::of(&target, 0, client_id, Duration::from_secs(5))
+    }
 }
 
 /// What a poll brought that the fleet acts on.

@@ -13,24 +13,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 
 use super::{Connection, Ev, Settings, Version};
-use crate::transport::Transport;
 
 fn settings(port: u16, version: Version) -> Settings {
-    Settings {
-        version,
-        transport: Transport::Tcp,
-        host: "127.0.0.1".into(),
-        port,
-        client_id: "driver-test".into(),
-        keep_alive: Duration::from_secs(30),
-        clean_session: true,
-        will: None,
-        credentials: None,
-        max_packet: 4096,
-        inflight: 100,
-        backlog: 64,
-        connect_timeout: Duration::from_secs(5),
-    }
+    Settings::tcp("127.0.0.1", port, version, "driver-test")
 }
 
 /// One accepted client, read and written packet by packet (MQTT 3.1.1).
