@@ -103,6 +103,7 @@ fn topics(c: &mut Criterion) {
                 black_box("plant/{group}/{index}/temperature"),
                 "sensor",
                 black_box(9_876),
+                0,
             )
         })
     });

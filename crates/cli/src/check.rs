@@ -31,10 +31,22 @@ pub(crate) struct Prepared {
 /// Read and validate one scenario file, and resolve its external broker's files and secrets.
 /// Every problem is a usage error naming file, line and field.
 pub(crate) fn load(path: &Path) -> anyhow::Result<Prepared> {
+    load_with(path, None)
+}
+
+/// [`load`], with the broker given on the command line or in the environment instead of the
+/// scenario's.
+pub(crate) fn load_with(
+    path: &Path,
+    broker: Option<&crate::run_env::BrokerOverride>,
+) -> anyhow::Result<Prepared> {
     let shown = path.display().to_string();
     let text = read_text(path)?;
-    let scenario =
+    let mut scenario =
         fleetbench_scenario::parse(&shown, &text).map_err(|e| UsageError(e.to_string()))?;
+    if let Some(b) = broker {
+        b.apply(&mut scenario).map_err(UsageError)?;
+    }
     let (transport, credentials) = match &scenario.broker {
         BrokerTarget::Embedded(_) => (Transport::Tcp, None),
         BrokerTarget::External(x) => resolve(x, path).map_err(|e| UsageError(e.to_string()))?,
@@ -168,10 +180,15 @@ fn tls(x: &ExternalBroker, scenario: &Path) -> Result<TlsConfig, ScenarioError> 
     })
 }
 
-pub(crate) fn check(files: &[PathBuf]) -> anyhow::Result<Outcome> {
+pub(crate) fn check(files: &[PathBuf], shards: u32) -> anyhow::Result<Outcome> {
     let mut failed = 0;
     for f in files {
-        match load(f) {
+        let loaded = load(f).and_then(|p| {
+            fleetbench_scenario::check_sharding(&p.scenario, shards)
+                .map_err(|e| UsageError(format!("{}: {e}", f.display())))?;
+            Ok(p)
+        });
+        match loaded {
             Ok(p) => {
                 let s = &p.scenario;
                 crate::say(format_args!(

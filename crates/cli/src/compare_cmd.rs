@@ -57,12 +57,49 @@ pub(crate) fn run(args: CompareArgs) -> anyhow::Result<Outcome> {
     })
 }
 
+/// The reports in a file (or stdin, `-`): a JSON report, or a log holding report lines
+/// (`run --report -` in each pod; `kubectl logs` output, several pods' in one file included).
+fn reports_in(path: &Path) -> anyhow::Result<Vec<Report>> {
+    let shown = path.display();
+    let text = if path == Path::new(crate::outputs::STDOUT) {
+        std::io::read_to_string(std::io::stdin()).context("reading reports from stdin")
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading report {shown}"))
+    }
+    .map_err(|e| UsageError(format!("{e:#}")))?;
+    if text.trim_start().starts_with('{') {
+        return Report::from_json(&text)
+            .map(|r| vec![r])
+            .map_err(|e| UsageError(format!("{shown}: not a fleetbench report: {e}")).into());
+    }
+    let marker = crate::outputs::REPORT_LINE;
+    let mut reports = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let Some(at) = line.find(marker) else { continue };
+        let r = Report::from_json(&line[at + marker.len()..]).map_err(|e| {
+            UsageError(format!(
+                "{shown}:{}: a report line that does not read as a report ({e}); was the log \
+                 cut short?",
+                n + 1
+            ))
+        })?;
+        reports.push(r);
+    }
+    if reports.is_empty() {
+        return Err(UsageError(format!(
+            "{shown}: neither a JSON report nor a log with {marker:?} lines (written by \
+             `fleetbench run --report -`)"
+        ))
+        .into());
+    }
+    Ok(reports)
+}
+
 pub(crate) fn run_merge(args: MergeArgs) -> anyhow::Result<Outcome> {
-    let reports = args
-        .reports
-        .iter()
-        .map(|p| load(p))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut reports = Vec::new();
+    for p in &args.reports {
+        reports.extend(reports_in(p)?);
+    }
     let kind = if args.shards {
         MergeKind::Shards
     } else {

@@ -52,6 +52,10 @@ pub enum Command {
         /// Scenario files to validate.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Also check that each scenario splits into N shards whose observers hear only their
+        /// own devices (see `{shard}` in docs/SCENARIOS.md).
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = run_env::parse_count)]
+        shards: u32,
     },
     /// Run the embedded broker in the foreground until Ctrl-C.
     Broker(BrokerArgs),
@@ -112,6 +116,8 @@ pub struct CompareArgs {
 #[derive(Debug, Args)]
 pub struct MergeArgs {
     /// Reports of one scenario: the shards of one run (--shards) or repeated runs (default).
+    /// Each is a JSON report, or a log holding the report lines of `run --report -` (such as
+    /// `kubectl logs` of a Job's pods); `-` reads stdin.
     #[arg(required = true)]
     pub reports: Vec<PathBuf>,
     /// Where to write the merged report.
@@ -156,6 +162,19 @@ pub struct RunArgs {
     /// that one pod template serves every shard [env: FLEETBENCH_SHARDS].
     #[arg(long, value_name = "N", value_parser = run_env::parse_count, conflicts_with = "shard")]
     pub shards: Option<u32>,
+    /// Start the fleet at this instant (RFC 3339, e.g. 2026-11-27T23:30:00Z), after the
+    /// broker answers: the shards of one run start together, and each report says how late its
+    /// shard started. A time already past starts at once [env: FLEETBENCH_START_AT].
+    #[arg(long, value_name = "TIME")]
+    pub start_at: Option<String>,
+    /// Target this broker instead of the scenario's [broker] (mqtt://, mqtts://, ws://, wss://;
+    /// no credentials in it). The password comes from FLEETBENCH_BROKER_PASSWORD only
+    /// [env: FLEETBENCH_BROKER_URL].
+    #[arg(long, value_name = "URL")]
+    pub broker_url: Option<String>,
+    /// User name for --broker-url [env: FLEETBENCH_BROKER_USERNAME].
+    #[arg(long, value_name = "NAME")]
+    pub broker_username: Option<String>,
     /// Do not open the live monitor even when stdout is a terminal (it never opens without one).
     #[arg(long)]
     pub no_tui: bool,
@@ -282,7 +301,7 @@ fn execute(opts: Opts, log_file: Option<logging::LogFile>) -> anyhow::Result<Out
             let stop = stop::Stop::install("stopping the fleet and writing the report")?;
             run::run(args, stop, log_file)
         }
-        Command::Check { files } => check::check(&files),
+        Command::Check { files, shards } => check::check(&files, shards),
         Command::Broker(args) => {
             let stop = stop::Stop::install("stopping the broker")?;
             broker_cmd::broker(args, stop)

@@ -99,16 +99,29 @@ fn fallback(bytes: &[u8], wanted: &Path) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// The report path that means "print the report on stdout, one marked line" (`--report -`).
+pub(crate) const STDOUT: &str = "-";
+
+/// What starts the line that carries a report on stdout, so that `fleetbench merge` finds it
+/// in a pod's log among the summary and anything else (`kubectl logs` output, with or without
+/// `--prefix` or `--timestamps`).
+pub(crate) const REPORT_LINE: &str = "fleetbench-report ";
+
 /// Every output of one run: the JSON report and the interval log beside it.
 pub(crate) struct Outputs {
     pub report: Option<Reserved>,
+    /// The report goes to stdout as one [`REPORT_LINE`] instead (`--report -`).
+    pub report_to_stdout: bool,
     pub hlog: Option<Reserved>,
 }
 
 impl Outputs {
     /// Reserve the paths `run` was given (the interval log defaults to the report's path with
-    /// `.hlog`), before anything connects.
+    /// `.hlog`; a report on stdout has none unless `--hlog` names one), before anything
+    /// connects.
     pub(crate) fn reserve(report: Option<&Path>, hlog: Option<&Path>) -> anyhow::Result<Outputs> {
+        let report_to_stdout = report == Some(Path::new(STDOUT));
+        let report = report.filter(|_| !report_to_stdout);
         let hlog_path = hlog
             .map(Path::to_path_buf)
             .or_else(|| report.map(|r| r.with_extension("hlog")));
@@ -123,6 +136,7 @@ impl Outputs {
         }
         Ok(Outputs {
             report: report.map(|p| Reserved::new(p, "report")).transpose()?,
+            report_to_stdout,
             hlog: hlog_path
                 .as_deref()
                 .map(|p| Reserved::new(p, "interval log"))

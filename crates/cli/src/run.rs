@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use fleetbench_fleet::calibrate::{calibrate, CalibrationWork, CALIBRATION_TIMEOUT};
 use fleetbench_fleet::{FleetOptions, Target, Timing};
-use fleetbench_metrics::report::{Calibration, Verdict};
+use fleetbench_metrics::report::{Calibration, StartReport, Verdict};
 use fleetbench_metrics::{summary, Report, RunContext, RunOutcome, Snapshot};
 use fleetbench_monitor::Meta;
 use fleetbench_scenario::Plan;
@@ -18,9 +18,10 @@ use tracing::{info, warn};
 use crate::check::Prepared;
 use crate::logging::LogFile;
 use crate::outputs::Outputs;
+use crate::run_env::StartAt;
 use crate::running_broker::{BrokerPlan, RunningBroker};
 use crate::stop::Stop;
-use crate::{check, limits, progress, Outcome, RunArgs};
+use crate::{check, limits, progress, Outcome, RunArgs, UsageError};
 
 /// The monitor opens when asked for (not `--no-tui`) and both stdout and stdin are terminals.
 pub(crate) fn wants_monitor(args: &RunArgs) -> bool {
@@ -29,12 +30,14 @@ pub(crate) fn wants_monitor(args: &RunArgs) -> bool {
 }
 
 pub(crate) fn run(args: RunArgs, stop: Stop, log_file: Option<LogFile>) -> anyhow::Result<Outcome> {
-    let prepared = check::load(&args.scenario)?;
     let from_env =
-        crate::run_env::resolve(&args, |k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
+        crate::run_env::resolve(&args, |k| std::env::var(k).ok()).map_err(UsageError)?;
+    let prepared = check::load_with(&args.scenario, from_env.broker.as_ref())?;
+    let shard = from_env.shard;
+    fleetbench_scenario::check_sharding(&prepared.scenario, shard.count)
+        .map_err(|e| UsageError(e.to_string()))?;
     // Where the results go is settled before anything connects.
     let outputs = Outputs::reserve(from_env.report.as_deref(), args.hlog.as_deref())?;
-    let shard = from_env.shard;
     let plan = Plan::build(&prepared.scenario, shard);
     let clients = (plan.devices.len() + plan.observers.len()) as u64;
     let broker = BrokerPlan::of(&prepared);
@@ -55,6 +58,7 @@ pub(crate) fn run(args: RunArgs, stop: Stop, log_file: Option<LogFile>) -> anyho
     if !stop.is_stopped() {
         preflight(&runtime, &target, &stop, args.connect_timeout)?;
     }
+    let start = (from_env.start_at.as_ref()).map(|s| wait_for_start(&runtime, s, &stop, args.quiet));
     let fleet = if stop.is_stopped() {
         RunOutcome::not_started(&plan, true)
     } else {
@@ -80,6 +84,7 @@ pub(crate) fn run(args: RunArgs, stop: Stop, log_file: Option<LogFile>) -> anyho
         broker_watch: ended.health,
         calibration,
         machine_busy_cores: machine.busy_cores(),
+        start,
     };
     let report = Report::from_run(&prepared.scenario, &plan, &fleet, &context);
     finish(&report, &fleet, outputs, log_file.as_ref(), started_unix_s)
@@ -114,6 +119,34 @@ fn calibrate_now(runtime: &Runtime, stop: &Stop) -> Option<Calibration> {
             warn!("calibration did not finish within {CALIBRATION_TIMEOUT:?}; the report carries no calibration");
             None
         }
+    }
+}
+
+/// Wait for the common start of all shards (unless stopped meanwhile), and say how late this
+/// run starts against it. Shards compare wall clocks only here.
+fn wait_for_start(runtime: &Runtime, start: &StartAt, stop: &Stop, quiet: bool) -> StartReport {
+    if let Ok(ahead) = start.at.duration_since(SystemTime::now()) {
+        if !quiet {
+            eprintln!(
+                "waiting {:.1}s for the common start {}",
+                ahead.as_secs_f64(),
+                start.text
+            );
+        }
+        runtime.block_on(async {
+            tokio::select! {
+                () = tokio::time::sleep(ahead) => {}
+                () = stop.token.cancelled() => {}
+            }
+        });
+    }
+    let lateness = SystemTime::now()
+        .duration_since(start.at)
+        .unwrap_or_default();
+    info!(lateness_s = lateness.as_secs_f64(), "starting the fleet");
+    StartReport {
+        at: start.text.clone(),
+        lateness_s: lateness.as_secs_f64(),
     }
 }
 
@@ -222,6 +255,7 @@ fn finish(
 ) -> anyhow::Result<Outcome> {
     let name = report.scenario_name().to_string();
     let mut failed: Vec<anyhow::Error> = Vec::new();
+    let outputs_to_stdout = outputs.report_to_stdout;
     if let Some(out) = outputs.report {
         match report.to_json() {
             Ok(json) => {
@@ -245,6 +279,11 @@ fn finish(
         }
     }
     crate::say(summary::render(report));
+    if outputs_to_stdout {
+        if let Err(e) = print_report_line(report) {
+            failed.push(e);
+        }
+    }
     if let Some(l) = log_file {
         if l.finish() {
             crate::say(format_args!("  logs: {}\n", l.path().display()));
@@ -261,4 +300,14 @@ fn finish(
         Verdict::Pass => Outcome::Pass,
         Verdict::Fail => Outcome::ExpectationsFailed,
     })
+}
+
+/// The report as one line on stdout (`--report -`), for a pod's log.
+fn print_report_line(report: &Report) -> anyhow::Result<()> {
+    use std::io::Write;
+    let line = serde_json::to_string(report).context("encoding the report")?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}{line}", crate::outputs::REPORT_LINE)
+        .and_then(|()| out.flush())
+        .context("printing the report on stdout")
 }

@@ -1,11 +1,14 @@
 //! What `fleetbench run` takes from the environment, so that one pod template serves every
-//! shard of a Kubernetes Indexed Job: the report's path, and the shard, given whole or as a
-//! count with the pod's index (`JOB_COMPLETION_INDEX`, which Kubernetes sets in every pod of an
-//! Indexed Job). Flags win over variables; a bad value names the variable it came from.
+//! shard of a Kubernetes Indexed Job: the report's path; the shard, given whole or as a count
+//! with the pod's index (`JOB_COMPLETION_INDEX`, which Kubernetes sets in every pod of an
+//! Indexed Job); the common start of all shards; and the broker with its credentials (the
+//! password only ever from the environment, e.g. a Secret). Flags win over variables; a bad
+//! value names the variable or flag it came from.
 
 use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
-use fleetbench_scenario::Shard;
+use fleetbench_scenario::{BrokerTarget, Located, Location, Scenario, Shard};
 
 use crate::RunArgs;
 
@@ -17,12 +20,45 @@ pub const SHARD: &str = "FLEETBENCH_SHARD";
 pub const SHARDS: &str = "FLEETBENCH_SHARDS";
 /// The pod's index in a Kubernetes Indexed Job: the shard index with `--shards`.
 pub const JOB_INDEX: &str = "JOB_COMPLETION_INDEX";
+/// The common start (RFC 3339) when `--start-at` is not given.
+pub const START_AT: &str = "FLEETBENCH_START_AT";
+/// The broker's URL, replacing the scenario's `[broker]`, when `--broker-url` is not given.
+pub const BROKER_URL: &str = "FLEETBENCH_BROKER_URL";
+/// The broker user name when `--broker-username` is not given.
+pub const BROKER_USERNAME: &str = "FLEETBENCH_BROKER_USERNAME";
+/// The broker password: from the environment only, never a flag (flags show in `ps`).
+pub const BROKER_PASSWORD: &str = "FLEETBENCH_BROKER_PASSWORD";
 
-/// The report path and shard of a run, flags first, then the environment.
+/// How far ahead a common start may lie: further is taken for a mistake (a wrong date).
+const MAX_START_AHEAD: Duration = Duration::from_secs(24 * 3600);
+
+/// The report path, shard, start and broker of a run, flags first, then the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunEnv {
     pub report: Option<PathBuf>,
     pub shard: Shard,
+    pub start_at: Option<StartAt>,
+    pub broker: Option<BrokerOverride>,
+}
+
+/// The instant every shard starts its fleet at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartAt {
+    pub at: SystemTime,
+    /// As RFC 3339, in UTC.
+    pub text: String,
+}
+
+/// A broker given on the command line or in the environment instead of the scenario's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerOverride {
+    /// The URL (refused if it carries credentials, so it may be shown).
+    pub url: String,
+    /// The flag or variable it came from.
+    pub from: &'static str,
+    pub username: Option<String>,
+    /// [`BROKER_PASSWORD`] is set (and not empty).
+    pub password: bool,
 }
 
 /// Resolve `args` against `env` (a lookup of environment variables).
@@ -31,22 +67,43 @@ pub fn resolve(args: &RunArgs, env: impl Fn(&str) -> Option<String>) -> Result<R
         .report
         .clone()
         .or_else(|| env(REPORT).filter(|v| !v.is_empty()).map(PathBuf::from));
-    let shard = match (args.shard, args.shards) {
+    Ok(RunEnv {
+        report,
+        shard: shard(args, &env)?,
+        start_at: start_at(args, &env, SystemTime::now())?,
+        broker: broker(args, &env)?,
+    })
+}
+
+/// A flag's value, else the variable's (an empty variable counts as unset), with its source.
+fn pick(
+    flag: &Option<String>,
+    flag_name: &'static str,
+    var: &'static str,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Option<(String, &'static str)> {
+    match flag {
+        Some(v) => Some((v.clone(), flag_name)),
+        None => env(var).filter(|v| !v.trim().is_empty()).map(|v| (v, var)),
+    }
+}
+
+fn shard(args: &RunArgs, env: &impl Fn(&str) -> Option<String>) -> Result<Shard, String> {
+    Ok(match (args.shard, args.shards) {
         // clap refuses both flags; kept for callers that build RunArgs themselves.
         (Some(_), Some(_)) => return Err("give --shard I/N or --shards N, not both".into()),
         (Some(s), None) => s,
-        (None, Some(count)) => indexed(count, "--shards", &env)?,
+        (None, Some(count)) => indexed(count, "--shards", env)?,
         (None, None) => match (env(SHARD), env(SHARDS)) {
             (Some(_), Some(_)) => return Err(format!("set {SHARD} or {SHARDS}, not both")),
             (Some(v), None) => crate::parse_shard(&v).map_err(|e| format!("{SHARD}={v:?}: {e}"))?,
             (None, Some(v)) => {
                 let count = parse_count(&v).map_err(|e| format!("{SHARDS}={v:?}: {e}"))?;
-                indexed(count, SHARDS, &env)?
+                indexed(count, SHARDS, env)?
             }
             (None, None) => Shard::WHOLE,
         },
-    };
-    Ok(RunEnv { report, shard })
+    })
 }
 
 /// Shard `JOB_COMPLETION_INDEX` of `count` (`from` names where the count came from).
@@ -74,6 +131,110 @@ pub(crate) fn parse_count(s: &str) -> Result<u32, String> {
     match s.trim().parse::<u32>() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(format!("{s:?}: expected a shard count, 1 or more")),
+    }
+}
+
+/// The common start: an RFC 3339 time no more than a day ahead of `now` (one in the past
+/// starts at once, and the report shows how late).
+fn start_at(
+    args: &RunArgs,
+    env: &impl Fn(&str) -> Option<String>,
+    now: SystemTime,
+) -> Result<Option<StartAt>, String> {
+    let Some((text, from)) = pick(&args.start_at, "--start-at", START_AT, env) else {
+        return Ok(None);
+    };
+    let at = parse_rfc3339(&text).map_err(|e| format!("{from}={text:?}: {e}"))?;
+    if at.duration_since(now).is_ok_and(|ahead| ahead > MAX_START_AHEAD) {
+        return Err(format!(
+            "{from}={text:?}: lies more than a day ahead; expected the time all shards start at, \
+             such as \"{}\"",
+            format_rfc3339(now + Duration::from_secs(120))
+        ));
+    }
+    Ok(Some(StartAt {
+        at,
+        text: format_rfc3339(at),
+    }))
+}
+
+/// An RFC 3339 time (`2026-11-27T23:30:00Z`, or with an offset such as `+01:00`).
+pub fn parse_rfc3339(text: &str) -> Result<SystemTime, String> {
+    time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
+        .map(SystemTime::from)
+        .map_err(|e| {
+            format!("not an RFC 3339 time ({e}); expected e.g. \"2026-11-27T23:30:00Z\"")
+        })
+}
+
+/// `t` as RFC 3339 in UTC, to the second.
+pub fn format_rfc3339(t: SystemTime) -> String {
+    let t = time::OffsetDateTime::from(t);
+    let t = t.replace_nanosecond(0).unwrap_or(t);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn broker(
+    args: &RunArgs,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<BrokerOverride>, String> {
+    let username = pick(&args.broker_username, "--broker-username", BROKER_USERNAME, env);
+    let password = env(BROKER_PASSWORD).is_some_and(|p| !p.is_empty());
+    let Some((url, from)) = pick(&args.broker_url, "--broker-url", BROKER_URL, env) else {
+        if let Some((_, from)) = username {
+            return Err(format!(
+                "{from} applies to the broker of --broker-url or {BROKER_URL}, and neither is given"
+            ));
+        }
+        return Ok(None);
+    };
+    // Checked now, so that a bad URL is named before anything starts; never echoed.
+    fleetbench_scenario::external_url(&url).map_err(|e| format!("{from}: {e}"))?;
+    Ok(Some(BrokerOverride {
+        url,
+        from,
+        username: username.map(|(u, _)| u),
+        password,
+    }))
+}
+
+impl BrokerOverride {
+    /// Point `scenario` at this broker. Certificates of an external broker the scenario names
+    /// stay (their paths are relative to the scenario file); credentials given here replace its.
+    pub fn apply(&self, scenario: &mut Scenario) -> Result<(), String> {
+        let mut x = fleetbench_scenario::external_url(&self.url)
+            .map_err(|e| format!("{}: {e}", self.from))?;
+        if let BrokerTarget::External(old) = &scenario.broker {
+            if x.scheme.uses_tls() {
+                x.tls = old.tls.clone();
+            }
+            x.username = old.username.clone();
+            x.password_env = old.password_env.clone();
+        }
+        if let Some(u) = &self.username {
+            x.username = Some(u.clone());
+            x.password_env = None;
+        }
+        if self.password {
+            if x.username.is_none() {
+                return Err(format!(
+                    "{BROKER_PASSWORD} is set but no user name is: set {BROKER_USERNAME} (or \
+                     --broker-username) as well; MQTT 3.1.1 sends no password without one"
+                ));
+            }
+            x.password_env = Some(Located {
+                value: BROKER_PASSWORD.to_string(),
+                at: Location {
+                    file: "(environment)".into(),
+                    line: 1,
+                    column: 1,
+                },
+                field: BROKER_PASSWORD.into(),
+            });
+        }
+        scenario.broker = BrokerTarget::External(Box::new(x));
+        Ok(())
     }
 }
 

@@ -137,6 +137,14 @@ pub fn evaluate(e: &Expectations, r: &Report) -> Vec<ExpectationResult> {
         .collect()
 }
 
+/// What a merged sharded run always checks: every shard present, and each passing on its own.
+pub fn shard_checks(r: &Report) -> Vec<ExpectationResult> {
+    [Metric::ShardsMissing, Metric::ShardsFailed]
+        .into_iter()
+        .map(|m| judge(m, r, 0.0))
+        .collect()
+}
+
 /// The same expectations judged again on another report (a merge of several runs): names and
 /// limits travel in the report, so no scenario file is needed. A name this version does not
 /// know is judged as failed.

@@ -42,6 +42,7 @@ pub(crate) fn report(p50: u64, p99: u64, lost: u64, deliver_per_s: f64) -> Repor
             shard: "0/1".into(),
             broker: "embedded".into(),
             tcp_nodelay: Some(true),
+            start: None,
         },
         totals: Totals {
             sent: 10_000,
@@ -81,6 +82,7 @@ pub(crate) fn report(p50: u64, p99: u64, lost: u64, deliver_per_s: f64) -> Repor
         broker_watch: None,
         subscriptions_not_granted: Vec::new(),
         qos_mismatches: Vec::new(),
+        shards: Vec::new(),
     };
     r.samples = vec![r.own_sample()];
     r

@@ -61,6 +61,7 @@ impl Report {
             broker_watch: ctx.broker_watch.clone(),
             subscriptions_not_granted: subscriptions_not_granted(plan, run),
             qos_mismatches: qos_mismatches(run),
+            shards: Vec::new(),
         };
         let t = &run.totals;
         match Histograms::encode(&t.from_intended, &t.from_send, &t.ack, &t.connect) {
@@ -100,6 +101,7 @@ fn run_info(scenario: &Scenario, run: &RunOutcome, ctx: &RunContext) -> RunInfo 
         shard: format!("{}/{}", ctx.shard.index, ctx.shard.count),
         broker: ctx.broker.clone(),
         tcp_nodelay: ctx.tcp_nodelay,
+        start: ctx.start.clone(),
     }
 }
 

@@ -22,6 +22,7 @@ pub mod merge;
 pub mod metric;
 pub mod outcome;
 pub mod report;
+pub mod shards;
 pub mod summary;
 
 pub use aggregate::{Aggregator, DeviceFlush, Flush, ObserverFlush, Snapshot};

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::hist::LatencyHistogram;
 use crate::hlog::Distribution;
+use crate::metric::Metric;
 use crate::report::{
     BrokerWatch, Calibration, Histograms, Latency, MergeKind, Merged, PhaseReport, ProcessUsage,
     QosTotals, Report,
@@ -35,10 +36,12 @@ pub enum MergeError {
 pub fn merge(reports: &[Report], kind: MergeKind) -> Result<Report, MergeError> {
     let first = reports.first().ok_or(MergeError::Empty)?;
     let hists = histograms(reports)?;
-    if kind == MergeKind::Shards {
-        check_shards(reports)?;
-    }
     let concurrent = kind == MergeKind::Shards;
+    let split = if concurrent {
+        Some(crate::shards::check(reports)?)
+    } else {
+        None
+    };
     let mut out = first.clone();
     counts(&mut out, reports);
     latency(&mut out, &hists);
@@ -78,8 +81,27 @@ pub fn merge(reports: &[Report], kind: MergeKind) -> Result<Report, MergeError> 
         kind,
         reports: reports.len() as u32,
     });
-    // Expectations, findings and the verdict, worked out again from the merged figures.
-    out.judge(|r| crate::expect::reevaluate(&first.expectations, r));
+    // Repeats of sharded runs keep every repeat's shards: any hole in any of them counts.
+    out.shards = reports.iter().flat_map(|r| r.shards.clone()).collect();
+    if let Some(n) = split {
+        out.shards = crate::shards::rows(reports, n);
+        out.run.shard = format!("merged {} of {n} shards", reports.len());
+        // The latest shard's start stands for the run's.
+        out.run.start = (reports.iter().filter_map(|r| r.run.start.clone()))
+            .max_by(|a, b| a.lateness_s.total_cmp(&b.lateness_s));
+    }
+    // Expectations, findings and the verdict, worked out again from the merged figures; a
+    // sharded run also needs every shard, each passing on its own.
+    out.judge(|r| {
+        let mut judged = crate::expect::reevaluate(&first.expectations, r);
+        if !r.shards.is_empty() {
+            let known = |name: &str| judged.iter().any(|e| e.name == name);
+            if !known(Metric::ShardsMissing.name()) {
+                judged.extend(crate::expect::shard_checks(r));
+            }
+        }
+        judged
+    });
     Ok(out)
 }
 
@@ -185,7 +207,6 @@ fn side_by_side(out: &mut Report, reports: &[Report]) {
     out.generator.cpu_cores = sum(&|r| r.generator.cpu_cores);
     out.resources.cpu = sum_cpu(reports, 1.0);
     out.resources.peak_rss_bytes = reports.iter().map(|r| r.resources.peak_rss_bytes).sum();
-    out.run.shard = format!("merged {} shards", reports.len());
 }
 
 /// Repeats ran one after the other: times add up, rates are over the summed publish windows,
@@ -302,41 +323,6 @@ fn median_calibration(reports: &[Report]) -> Option<Calibration> {
     all.get(all.len() / 2).copied()
 }
 
-/// Shards merge when they are all the shards of one split, each once.
-fn check_shards(reports: &[Report]) -> Result<(), MergeError> {
-    let mut seen = BTreeMap::new();
-    let mut count = None;
-    for r in reports {
-        let (i, n) = r
-            .run
-            .shard
-            .split_once('/')
-            .and_then(|(i, n)| Some((i.parse::<u32>().ok()?, n.parse::<u32>().ok()?)))
-            .ok_or_else(|| MergeError::Shards(format!("shard {:?} is not I/N", r.run.shard)))?;
-        if *count.get_or_insert(n) != n {
-            return Err(MergeError::Shards(format!(
-                "shards of different splits ({n} and {})",
-                count.unwrap_or(n)
-            )));
-        }
-        if seen.insert(i, ()).is_some() {
-            return Err(MergeError::Shards(format!("shard {i}/{n} appears twice")));
-        }
-    }
-    let n = count.unwrap_or(0);
-    let missing: Vec<String> = (0..n)
-        .filter(|i| !seen.contains_key(i))
-        .map(|i| format!("{i}/{n}"))
-        .collect();
-    if !missing.is_empty() {
-        return Err(MergeError::Shards(format!(
-            "missing {}",
-            missing.join(", ")
-        )));
-    }
-    Ok(())
-}
-
 /// Deliveries at another QoS than due, summed by (due, used).
 fn merge_qos_mismatches(reports: &[Report]) -> Vec<crate::report::QosMismatch> {
     let mut sums: BTreeMap<(u8, u8), u64> = BTreeMap::new();
@@ -364,7 +350,7 @@ fn merge_watch(reports: &[Report]) -> Option<BrokerWatch> {
 mod tests {
     use super::*;
     use crate::fixture::{histogram, report};
-    use crate::report::{ExpectationResult, Histograms};
+    use crate::report::{ExpectationResult, Histograms, Verdict};
 
     fn with_p99_limit(mut r: Report, limit_us: f64) -> Report {
         r.expectations = vec![ExpectationResult {
@@ -422,14 +408,71 @@ mod tests {
         let m = merge(&[a.clone(), b.clone()], MergeKind::Shards).expect("merge");
         assert!((m.throughput.deliver_per_s - 3_000.0).abs() < 1e-9);
         assert_eq!(m.samples.len(), 1);
-        assert!(matches!(
-            merge(std::slice::from_ref(&a), MergeKind::Shards),
-            Err(MergeError::Shards(e)) if e.contains("missing 1/2")
-        ));
+        assert_eq!(m.verdict, Verdict::Pass);
+        let rows: Vec<(&str, bool, u64)> = (m.shards.iter())
+            .map(|s| (s.shard.as_str(), s.present, s.sent))
+            .collect();
+        assert_eq!(rows, [("0/2", true, 10_000), ("1/2", true, 10_000)]);
+        // A duplicated shard, or shards of different splits or builds, are refused.
         assert!(matches!(
             merge(&[a.clone(), a.clone()], MergeKind::Shards),
-            Err(MergeError::Shards(e)) if e.contains("twice")
+            Err(MergeError::Shards(e)) if e.contains("0/2 appears twice")
         ));
+        let mut other_split = b.clone();
+        other_split.run.shard = "1/3".into();
+        assert!(matches!(
+            merge(&[a.clone(), other_split], MergeKind::Shards),
+            Err(MergeError::Shards(e)) if e.contains("split into 2")
+        ));
+        let mut other_build = b.clone();
+        other_build.environment.git_revision = "0123abc".into();
+        assert!(matches!(
+            merge(&[a.clone(), other_build], MergeKind::Shards),
+            Err(MergeError::Shards(e)) if e.contains("one build")
+        ));
+    }
+
+    #[test]
+    fn a_missing_or_failed_shard_fails_the_merged_verdict_by_name() {
+        let mut shards: Vec<Report> = (0..3)
+            .map(|i| {
+                let mut r = report(400, 1_000, 0, 1_000.0);
+                r.run.shard = format!("{i}/3");
+                r.verdict = Verdict::Pass;
+                r
+            })
+            .collect();
+        let present = [shards[0].clone(), shards[2].clone()];
+        let m = merge(&present, MergeKind::Shards).expect("merges what is there");
+        assert_eq!(m.verdict, Verdict::Fail);
+        assert_eq!(m.run.shard, "merged 2 of 3 shards");
+        let missing = m.expectations.iter().find(|e| e.name == "shards_missing");
+        assert_eq!(missing.map(|e| (e.ok, e.observed)), Some((false, 1.0)));
+        assert!(
+            m.findings.iter().any(|f| f.contains("shard 1/3 ")),
+            "{:?}",
+            m.findings
+        );
+        // A shard that failed on its own fails the whole, though the sums look fine.
+        shards[1].verdict = Verdict::Fail;
+        shards[1].expectations = vec![ExpectationResult {
+            name: "p99_from_intended".into(),
+            ok: false,
+            observed: 9_000.0,
+            limit: 2_000.0,
+            comparison: "<=".into(),
+        }];
+        let m = merge(&shards, MergeKind::Shards).expect("merge");
+        assert_eq!(m.verdict, Verdict::Fail);
+        assert!(
+            (m.findings.iter()).any(|f| f.contains("1/3 failed p99_from_intended")),
+            "{:?}",
+            m.findings
+        );
+        // Merging a merged sharded report again keeps the shard checks, once.
+        let again = merge(std::slice::from_ref(&m), MergeKind::Repeats).expect("merge");
+        let named = |n: &str| again.expectations.iter().filter(|e| e.name == n).count();
+        assert_eq!((named("shards_missing"), named("shards_failed")), (1, 1));
     }
 
     #[test]

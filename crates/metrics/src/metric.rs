@@ -59,6 +59,8 @@ pub fn value(m: Metric, r: &Report) -> Option<f64> {
         UserPropsMissing => b.mqtt5.as_ref()?.user_properties_missing as f64,
         ExpiryMissing => b.mqtt5.as_ref()?.expiry_missing as f64,
         DeliveredAfterExpiry => b.mqtt5.as_ref()?.delivered_after_expiry as f64,
+        ShardsMissing => crate::shards::missing(r)?.len() as f64,
+        ShardsFailed => crate::shards::failed(r)?.len() as f64,
     })
 }
 
@@ -106,6 +108,8 @@ mod tests {
             Metric::ExpiryMissing,
             Metric::DeliveredAfterExpiry,
             Metric::BrokerRestarts,
+            Metric::ShardsMissing,
+            Metric::ShardsFailed,
         ];
         for &m in Metric::ALL {
             assert_eq!(value(m, &r).is_some(), !behaviours.contains(&m), "{m}");

@@ -110,4 +110,6 @@ pub struct RunContext {
     pub broker_watch: Option<BrokerWatch>,
     /// Cores the whole machine had busy over the run.
     pub machine_busy_cores: Option<f64>,
+    /// The common start the run waited for, and how late it started.
+    pub start: Option<crate::report::StartReport>,
 }

@@ -71,6 +71,35 @@ pub struct Report {
     /// the subscription's grant), by the QoS due and the QoS used.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub qos_mismatches: Vec<QosMismatch>,
+    /// Each shard of a merged sharded run, in order, the missing ones included (absent from a
+    /// single run's report and from merged repeats).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardRow>,
+}
+
+/// One shard of a merged sharded run: enough to tell a slow, overloaded or failed pod.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ShardRow {
+    /// `index/count`.
+    pub shard: String,
+    /// False when no report of this shard was given to the merge (its pod failed or its
+    /// report was not collected); the figures are then 0.
+    pub present: bool,
+    /// The shard's own verdict; null when it is missing.
+    pub verdict: Option<Verdict>,
+    /// The expectations the shard failed on its own figures.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<String>,
+    pub sent: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    /// Share of its sends that left more than 1 ms late.
+    pub late_share: f64,
+    /// Cores its generator used on average.
+    pub generator_cpu_cores: f64,
+    pub peak_rss_bytes: u64,
+    /// How long after the common start (`--start-at`) it started; null without one.
+    pub start_lateness_s: Option<f64>,
 }
 
 /// A subscription not granted as asked.
@@ -248,6 +277,21 @@ pub struct RunInfo {
     pub broker: String,
     /// Whether the embedded broker's accepted sockets had TCP_NODELAY (null for external).
     pub tcp_nodelay: Option<bool>,
+    /// The common start this run waited for (`--start-at`), and how late it started against
+    /// it; absent when it had none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<StartReport>,
+}
+
+/// A run that waited for a common start. Only the wall clock is compared, once, here: latency
+/// is measured on each run's own monotonic clock.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct StartReport {
+    /// The common start, RFC 3339 in UTC.
+    pub at: String,
+    /// Seconds from the common start to the moment this run started its fleet (0 or more:
+    /// later than 0 when the process came up after the start, or the broker answered late).
+    pub lateness_s: f64,
 }
 
 /// The broker went away during the run.

@@ -53,6 +53,7 @@ pub fn render(r: &Report) -> String {
     health(&mut out, r);
     resources(&mut out, r);
     latency(&mut out, r);
+    shard_table(&mut out, r);
     behaviour_lines(&mut out, &r.behaviour);
     phases(&mut out, r);
     judgement(&mut out, r);
@@ -68,16 +69,61 @@ fn header(out: &mut String, r: &Report) {
         Verdict::Fail => "FAIL",
     };
     let _ = writeln!(out, "fleetbench {name}: {verdict}");
-    let shard = if r.run.shard == "0/1" {
-        String::new()
-    } else {
-        format!("  shard {}", r.run.shard)
+    let shard = match r.run.shard.as_str() {
+        "0/1" => String::new(),
+        s if s.contains('/') => format!("  shard {s}"),
+        merged => format!("  {merged}"),
     };
     let _ = writeln!(
         out,
         "  broker {}{shard}  ran {:.1}s (publish {:.1}s, drain {:.1}s)",
         r.run.broker, r.run.elapsed_s, r.run.publish_window_s, r.run.drain_s
     );
+    if let Some(s) = &r.run.start {
+        let _ = writeln!(
+            out,
+            "  common start {}, started {:.2}s after it",
+            s.at, s.lateness_s
+        );
+    }
+}
+
+/// One row per shard of a merged sharded run: a slow, overloaded, failed or missing pod shows.
+fn shard_table(out: &mut String, r: &Report) {
+    if r.shards.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "  {:<9} {:>12} {:>12} {:>9} {:>7} {:>6} {:>9} {:>7}  verdict",
+        "shard", "sent", "delivered", "lost", "late%", "cpu", "rss MiB", "start"
+    );
+    for s in &r.shards {
+        if !s.present {
+            let _ = writeln!(out, "  {:<9} {:>12}  MISSING: no report", s.shard, "-");
+            continue;
+        }
+        let start = s
+            .start_lateness_s
+            .map_or_else(|| "-".to_string(), |l| format!("{l:.2}s"));
+        let verdict = match s.verdict {
+            Some(Verdict::Pass) => "pass".to_string(),
+            Some(Verdict::Interrupted) => "INTERRUPTED".to_string(),
+            _ => format!("FAIL {}", s.failed.join(", ")),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<9} {:>12} {:>12} {:>9} {:>7.2} {:>6.2} {:>9.0} {:>7}  {verdict}",
+            s.shard,
+            fmt_count(s.sent),
+            fmt_count(s.delivered),
+            fmt_count(s.lost),
+            s.late_share * 100.0,
+            s.generator_cpu_cores,
+            s.peak_rss_bytes as f64 / f64::from(1u32 << 20),
+            start,
+        );
+    }
 }
 
 /// Every message accounted for, and the rates.

@@ -13,6 +13,7 @@ mod model;
 pub mod payload;
 mod plan;
 mod raw;
+mod shard;
 pub mod topic;
 mod validate;
 
@@ -23,8 +24,9 @@ pub use model::{
     EmbeddedBroker, Expectations, ExternalBroker, GroupBehaviour, Mqtt5Publish, ObserverGroup,
     Offline, Protocol, Qos, Regression, Scenario, Scheme, TlsFiles,
 };
-pub use plan::{CommandTopics, ControllerSpec, DeviceSpec, MessageSpec, ObserverSpec, Plan, Shard};
-pub use validate::MAX_MQTT_STRING;
+pub use plan::{CommandTopics, ControllerSpec, DeviceSpec, MessageSpec, ObserverSpec, Plan};
+pub use shard::{check_sharding, Shard, ShardingError};
+pub use validate::{external_url, MAX_MQTT_STRING};
 
 /// The JSON Schema of scenario files, generated from the types that read them.
 pub fn json_schema() -> schemars::Schema {

@@ -52,6 +52,8 @@ metrics! {
     UserPropsMissing,
     ExpiryMissing,
     DeliveredAfterExpiry,
+    ShardsMissing,
+    ShardsFailed,
 }
 
 /// Which way a figure gets better.
@@ -142,6 +144,8 @@ impl Metric {
                 Count,
                 Lower,
             ),
+            ShardsMissing => ("shards_missing", "shards missing", Count, Lower),
+            ShardsFailed => ("shards_failed", "shards failed", Count, Lower),
         }
     }
 

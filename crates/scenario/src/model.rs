@@ -335,6 +335,7 @@ impl DeviceGroup {
 pub struct ObserverGroup {
     pub name: String,
     pub count: u32,
+    /// Topic filters as written: `{shard}` stands for the shard that runs the observer.
     pub filters: Vec<String>,
     pub qos: Qos,
     /// The shared-subscription name when the filters are `$share/{name}/...`: the group's

@@ -9,25 +9,8 @@ use crate::model::{
     Backoff, DeviceGroup, DeviceMessage, Mqtt5Publish, Offline, Protocol, Qos, Scenario,
 };
 use crate::payload::Payload;
+use crate::shard::Shard;
 use crate::topic;
-
-/// Which slice of the fleet this process runs: shard `index` of `count` (`--shard i/n`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    pub index: u32,
-    pub count: u32,
-}
-
-impl Shard {
-    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
-
-    /// The half-open range of device indices of a group of `n` that this shard runs.
-    pub fn slice(&self, n: u32) -> std::ops::Range<u32> {
-        let per = u64::from(n) * u64::from(self.index) / u64::from(self.count);
-        let end = u64::from(n) * (u64::from(self.index) + 1) / u64::from(self.count);
-        per as u32..end as u32
-    }
-}
 
 /// One virtual device.
 #[derive(Debug, Clone)]
@@ -75,10 +58,10 @@ pub struct MessageSpec {
 }
 
 impl MessageSpec {
-    fn render(m: &DeviceMessage, group: &str, index: u32) -> MessageSpec {
+    fn render(m: &DeviceMessage, group: &str, index: u32, shard: u32) -> MessageSpec {
         MessageSpec {
-            topic: topic::render(&m.topic, group, index),
-            payload: topic::render(&m.payload, group, index),
+            topic: topic::render(&m.topic, group, index, shard),
+            payload: topic::render(&m.payload, group, index, shard),
             qos: m.qos,
             retain: m.retain,
         }
@@ -128,9 +111,17 @@ impl DeviceSpec {
 
 impl DeviceSpec {
     /// Device `index` of group `g` (number `group` in the scenario), id `id`, its patterns
-    /// rendered; schedule figures (connect time, offset, seed) are left at zero.
-    fn render(g: &DeviceGroup, index: u32, id: u32, group: usize, payload: Arc<Payload>) -> Self {
-        let render = |s: &str| topic::render(s, &g.name, index);
+    /// rendered for shard `shard`; schedule figures (connect time, offset, seed) are left at
+    /// zero.
+    fn render(
+        g: &DeviceGroup,
+        index: u32,
+        id: u32,
+        group: usize,
+        payload: Arc<Payload>,
+        shard: u32,
+    ) -> Self {
+        let render = |s: &str| topic::render(s, &g.name, index, shard);
         let b = &g.behaviour;
         DeviceSpec {
             id,
@@ -150,11 +141,11 @@ impl DeviceSpec {
             status: b
                 .status
                 .as_ref()
-                .map(|m| MessageSpec::render(m, &g.name, index)),
+                .map(|m| MessageSpec::render(m, &g.name, index, shard)),
             will: b
                 .will
                 .as_ref()
-                .map(|m| MessageSpec::render(m, &g.name, index)),
+                .map(|m| MessageSpec::render(m, &g.name, index, shard)),
             drop_at: b.drop_at,
             commands: b.commands.as_ref().map(|c| CommandTopics {
                 topic: render(&c.topic),
@@ -177,22 +168,26 @@ impl DeviceSpec {
 }
 
 /// Every observer client of the scenario, with the devices (of this shard) each expects.
-fn observers(scenario: &Scenario, devices: &[DeviceSpec], suffix: &str) -> Vec<ObserverSpec> {
+fn observers(scenario: &Scenario, devices: &[DeviceSpec], shard: Shard) -> Vec<ObserverSpec> {
+    let suffix = suffix(shard);
     let mut observers = Vec::new();
     for (gi, o) in scenario.observers.iter().enumerate() {
+        let filters: Vec<String> = (o.filters.iter())
+            .map(|f| topic::render_filter(f, shard.index))
+            .collect();
         let expects: Vec<bool> = devices
             .iter()
-            .map(|d| o.filters.iter().any(|f| topic::matches(f, &d.topic)))
+            .map(|d| filters.iter().any(|f| topic::matches(f, &d.topic)))
             .collect();
         for i in 0..o.count {
             observers.push(ObserverSpec {
                 id: observers.len() as u32,
                 group: gi,
                 client_id: format!("fleetbench-{}-{}-{i}{suffix}", scenario.name, o.name),
-                filters: o.filters.clone(),
+                filters: filters.clone(),
                 qos: o.qos,
                 expects: expects.clone(),
-                share: o.share.as_ref().map(|_| o.filters.join(" ")),
+                share: o.share.as_ref().map(|_| filters.join(" ")),
                 clean_session: o.clean_session,
                 offline: o.offline,
                 join_at: o.join_at,
@@ -200,6 +195,16 @@ fn observers(scenario: &Scenario, devices: &[DeviceSpec], suffix: &str) -> Vec<O
         }
     }
     observers
+}
+
+/// What a shard's observer and controller client ids end with, so that shards do not take
+/// each other's sessions.
+fn suffix(shard: Shard) -> String {
+    if shard.count > 1 {
+        format!("-s{}", shard.index)
+    } else {
+        String::new()
+    }
 }
 
 /// One observer client.
@@ -260,7 +265,7 @@ impl Plan {
                     Some(r) => crate::load::seconds(f64::from(index - slice.start) / r),
                     None => Duration::ZERO,
                 };
-                let mut d = DeviceSpec::render(g, index, id, gi, payload.clone());
+                let mut d = DeviceSpec::render(g, index, id, gi, payload.clone(), shard.index);
                 d.connect_at = connect_at;
                 d.offset = offset;
                 d.seed = seed;
@@ -268,12 +273,8 @@ impl Plan {
             }
             first_id += g.count;
         }
-        let suffix = if shard.count > 1 {
-            format!("-s{}", shard.index)
-        } else {
-            String::new()
-        };
-        let observers = observers(scenario, &devices, &suffix);
+        let suffix = suffix(shard);
+        let observers = observers(scenario, &devices, shard);
         let controllers = scenario
             .controllers
             .iter()

@@ -1,10 +1,15 @@
-//! MQTT topic names, topic filters and the `{group}`/`{index}` patterns that produce them.
+//! MQTT topic names, topic filters and the `{group}`/`{index}`/`{shard}` patterns that produce
+//! them.
 
 /// Placeholders a client-id or topic pattern may use.
-pub const PLACEHOLDERS: [&str; 2] = ["{group}", "{index}"];
+pub const PLACEHOLDERS: [&str; 3] = ["{group}", "{index}", "{shard}"];
 
-/// Render a pattern for one device.
-pub fn render(pattern: &str, group: &str, index: u32) -> String {
+/// The placeholder of the shard that runs a device (0 in an unsharded run): the one placeholder
+/// an observer's filter may use, so that each shard's observers hear only its own devices.
+pub const SHARD: &str = "{shard}";
+
+/// Render a pattern for one device, run by shard `shard`.
+pub fn render(pattern: &str, group: &str, index: u32, shard: u32) -> String {
     let mut out = String::with_capacity(pattern.len() + 8);
     let mut rest = pattern;
     while let Some(start) = rest.find('{') {
@@ -16,6 +21,9 @@ pub fn render(pattern: &str, group: &str, index: u32) -> String {
         } else if let Some(t) = tail.strip_prefix("{index}") {
             push_u32(&mut out, index);
             rest = t;
+        } else if let Some(t) = tail.strip_prefix(SHARD) {
+            push_u32(&mut out, shard);
+            rest = t;
         } else {
             out.push('{');
             rest = &tail[1..];
@@ -23,6 +31,15 @@ pub fn render(pattern: &str, group: &str, index: u32) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// Render an observer's filter for shard `shard`: `{shard}` is its only placeholder.
+pub fn render_filter(filter: &str, shard: u32) -> String {
+    if filter.contains(SHARD) {
+        filter.replace(SHARD, &shard.to_string())
+    } else {
+        filter.to_string()
+    }
 }
 
 fn push_u32(out: &mut String, mut v: u32) {
@@ -156,10 +173,12 @@ mod tests {
 
     #[test]
     fn renders_placeholders_and_leaves_other_braces() {
-        assert_eq!(render("s-{group}-{index}", "temp", 42), "s-temp-42");
-        assert_eq!(render("a/{index}/{index}", "g", 0), "a/0/0");
-        assert_eq!(render("x{y", "g", 1), "x{y");
-        assert_eq!(render("n{index}", "g", u32::MAX), "n4294967295");
+        assert_eq!(render("s-{group}-{index}", "temp", 42, 0), "s-temp-42");
+        assert_eq!(render("a/{index}/{index}", "g", 0, 0), "a/0/0");
+        assert_eq!(render("x{y", "g", 1, 0), "x{y");
+        assert_eq!(render("n{index}", "g", u32::MAX, 0), "n4294967295");
+        assert_eq!(render("f/{shard}/{group}/{index}", "g", 7, 3), "f/3/g/7");
+        assert_eq!(render_filter("f/{shard}/#", 12), "f/12/#");
     }
 
     #[test]

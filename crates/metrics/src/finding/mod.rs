@@ -11,7 +11,7 @@ mod text;
 
 use crate::behaviour::Behaviour;
 use crate::metric::Metric;
-use crate::report::{BrokerWatch, QosMismatch, Report, SubscriptionGrant};
+use crate::report::{BrokerWatch, QosMismatch, Report, SubscriptionGrant, Verdict};
 
 /// One thing a run found out.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +64,14 @@ pub enum Finding {
     Behaviour(BehaviourFinding),
     Unexpected {
         deliveries: u64,
+    },
+    /// Shards of a sharded run whose reports were not merged, by `index/count`.
+    ShardsMissing {
+        shards: Vec<String>,
+    },
+    /// Shards that did not pass on their own: `index/count`, verdict, failed expectations.
+    ShardsFailed {
+        shards: Vec<(String, Option<Verdict>, Vec<String>)>,
     },
 }
 
@@ -145,6 +153,7 @@ pub fn findings(r: &Report) -> Vec<Finding> {
             .iter()
             .map(|m| Finding::QosMismatch { m: *m, embedded }),
     );
+    out.extend(shard_health(r));
     out.extend(run_health(r));
     out.extend(behaviour(&r.behaviour).into_iter().map(Finding::Behaviour));
     if r.totals.unexpected > 0 {
@@ -220,6 +229,24 @@ fn run_health(r: &Report) -> Vec<Finding> {
             share: r.late_share(),
             max_lag_us: r.generator.max_lag_us,
             cause: late_cause(r),
+        });
+    }
+    out
+}
+
+/// Missing and failed shards of a merged sharded run, named.
+fn shard_health(r: &Report) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if let Some(missing) = crate::shards::missing(r).filter(|m| !m.is_empty()) {
+        out.push(Finding::ShardsMissing {
+            shards: missing.iter().map(|s| s.shard.clone()).collect(),
+        });
+    }
+    if let Some(failed) = crate::shards::failed(r).filter(|f| !f.is_empty()) {
+        out.push(Finding::ShardsFailed {
+            shards: (failed.iter())
+                .map(|s| (s.shard.clone(), s.verdict, s.failed.clone()))
+                .collect(),
         });
     }
     out

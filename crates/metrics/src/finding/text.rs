@@ -3,7 +3,7 @@
 use std::fmt::{self, Formatter, Result};
 
 use super::{BehaviourFinding, Finding, LateCause};
-use crate::report::{QosMismatch, SubscriptionGrant};
+use crate::report::{QosMismatch, SubscriptionGrant, Verdict};
 use crate::summary::{fmt_count, fmt_us};
 
 /// " (latest connection error: ...)", when there is one.
@@ -76,6 +76,15 @@ impl fmt::Display for Finding {
                  stray publisher on the same topics)",
                 fmt_count(*deliveries)
             ),
+            ShardsMissing { shards } => write!(
+                f,
+                "shard{} {} of this run {} no report in the merge (the pod failed, or its report \
+                 was not collected): the run is not whole, so the verdict fails",
+                if shards.len() == 1 { "" } else { "s" },
+                shards.join(", "),
+                if shards.len() == 1 { "has" } else { "have" },
+            ),
+            ShardsFailed { shards } => shards_failed(f, shards),
         }
     }
 }
@@ -314,4 +323,21 @@ fn mqtt5(f: &mut Formatter<'_>, b: &BehaviourFinding) -> Result {
         | SessionsLost { .. }
         | CommandsUnanswered { .. } => Ok(()),
     }
+}
+
+/// Shards that did not pass on their own, each with its verdict and failed expectations.
+fn shards_failed(f: &mut Formatter<'_>, shards: &[(String, Option<Verdict>, Vec<String>)]) -> Result {
+    let each: Vec<String> = shards
+        .iter()
+        .map(|(shard, verdict, failed)| match verdict {
+            Some(Verdict::Interrupted) => format!("{shard} was interrupted"),
+            _ if failed.is_empty() => format!("{shard} failed"),
+            _ => format!("{shard} failed {}", failed.join(", ")),
+        })
+        .collect();
+    write!(
+        f,
+        "shard {} on its own figures: a sharded run passes only when every shard does",
+        each.join("; ")
+    )
 }

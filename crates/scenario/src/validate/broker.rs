@@ -3,7 +3,7 @@
 //! error: it may carry a password.
 
 use super::ctx::{Ctx, MAX_MQTT_STRING, R};
-use crate::error::{Located, ScenarioError};
+use crate::error::Located;
 use crate::model::{BrokerTarget, EmbeddedBroker, ExternalBroker, Scheme, TlsFiles};
 use crate::raw::{RawBroker, S};
 
@@ -170,24 +170,22 @@ pub(crate) fn credentials(cx: &Ctx, b: &RawBroker) -> R<()> {
 
 /// Scheme, host, port and WebSocket path of a broker URL (the rest of [`ExternalBroker`] empty).
 pub(crate) fn parse_url(cx: &Ctx, url: &S<String>) -> R<ExternalBroker> {
-    let fail = |why: String| -> ScenarioError {
-        cx.err(
-            url.span(),
-            "broker.url",
-            format!("{why}; expected a URL such as \"mqtt://127.0.0.1:1883\""),
-        )
-    };
-    let parsed = url::Url::parse(url.get_ref().trim())
-        .map_err(|e| fail(format!("not a broker URL ({e})")))?;
+    external_url(url.get_ref()).map_err(|why| cx.err(url.span(), "broker.url", why))
+}
+
+/// An external broker from its URL alone (scheme, host, port, WebSocket path), as
+/// `--broker-url` gives it. The error says what is wrong and never echoes the URL: it may carry
+/// a password.
+pub fn external_url(url: &str) -> Result<ExternalBroker, String> {
+    let fail = |why: String| format!("{why}; expected a URL such as \"mqtt://127.0.0.1:1883\"");
+    let parsed = url::Url::parse(url.trim()).map_err(|e| fail(format!("not a broker URL ({e})")))?;
     // Checked before anything else, and never echoed: a password must not reach a log.
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(cx.err(
-            url.span(),
-            "broker.url",
-            "the URL carries a user name or password (not shown here); credentials in a URL end \
-             up in logs, reports and shell history: remove them and set broker.username and \
-             broker.password_env instead",
-        ));
+        return Err("the URL carries a user name or password (not shown here); credentials in \
+                    a URL end up in logs, reports and shell history: remove them and give the \
+                    user name and password apart (broker.username and broker.password_env, or \
+                    FLEETBENCH_BROKER_USERNAME and FLEETBENCH_BROKER_PASSWORD)"
+            .into());
     }
     let scheme = match parsed.scheme() {
         "mqtt" | "tcp" => Scheme::Mqtt,
@@ -195,12 +193,8 @@ pub(crate) fn parse_url(cx: &Ctx, url: &S<String>) -> R<ExternalBroker> {
         "ws" => Scheme::Ws,
         "wss" => Scheme::Wss,
         other => {
-            return Err(cx.err(
-                url.span(),
-                "broker.url",
-                format!(
-                    "unsupported scheme {other:?}; expected \"mqtt\", \"mqtts\", \"ws\" or \"wss\""
-                ),
+            return Err(format!(
+                "unsupported scheme {other:?}; expected \"mqtt\", \"mqtts\", \"ws\" or \"wss\""
             ))
         }
     };
@@ -221,13 +215,7 @@ pub(crate) fn parse_url(cx: &Ctx, url: &S<String>) -> R<ExternalBroker> {
         (true, "") => "/mqtt".to_string(),
         (true, p) => p.to_string(),
         (false, "") => String::new(),
-        (false, p) => {
-            return Err(cx.err(
-                url.span(),
-                "broker.url",
-                format!("{p:?}: only ws:// and wss:// URLs have a path"),
-            ))
-        }
+        (false, p) => return Err(format!("{p:?}: only ws:// and wss:// URLs have a path")),
     };
     Ok(ExternalBroker {
         scheme,

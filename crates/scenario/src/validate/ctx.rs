@@ -201,8 +201,8 @@ pub(crate) fn rendered_topic(
     count: u32,
 ) -> R<String> {
     pattern(cx, p, field)?;
-    let sample = topic::render(p.get_ref(), group, 0);
-    let longest = topic::render(p.get_ref(), group, count.saturating_sub(1));
+    let sample = topic::render(p.get_ref(), group, 0, 0);
+    let longest = topic::render(p.get_ref(), group, count.saturating_sub(1), 0);
     for t in [&sample, &longest] {
         if let Some(problem) = topic::topic_name_problem(t) {
             return Err(cx.err(
@@ -220,7 +220,7 @@ pub(crate) fn pattern(cx: &Ctx, p: &S<String>, field: &str) -> R<()> {
         return Err(cx.err(
             p.span(),
             field,
-            format!("unknown placeholder {bad:?}; expected {{group}} or {{index}}"),
+            format!("unknown placeholder {bad:?}; expected {{group}}, {{index}} or {{shard}}"),
         ));
     }
     if p.get_ref().is_empty() {

@@ -109,7 +109,7 @@ fn client_id(cx: &Ctx, p: &S<String>, field: &str, name: &str, count: u32) -> R<
             ),
         ));
     }
-    let longest = topic::render(p.get_ref(), name, count - 1);
+    let longest = topic::render(p.get_ref(), name, count - 1, 0);
     if longest.len() > MAX_MQTT_STRING {
         return Err(cx.err(
             p.span(),
@@ -180,7 +180,7 @@ pub(crate) fn check_client_ids(cx: &Ctx, raw: &RawScenario, groups: &[DeviceGrou
     let mut seen = HashSet::new();
     for (i, g) in groups.iter().enumerate() {
         for index in 0..g.count {
-            let id = topic::render(&g.client_id, &g.name, index);
+            let id = topic::render(&g.client_id, &g.name, index, 0);
             if !seen.insert(id.clone()) {
                 let span = raw.group[i]
                     .get_ref()
@@ -205,7 +205,7 @@ pub(crate) fn check_device_topics(cx: &Ctx, raw: &[S<RawGroup>], groups: &[Devic
     for (i, g) in groups.iter().enumerate() {
         for index in 0..g.count {
             owner.insert(
-                topic::render(&g.topic, &g.name, index),
+                topic::render(&g.topic, &g.name, index, 0),
                 format!("group[{i}].topic"),
             );
         }
@@ -241,7 +241,7 @@ pub(crate) fn check_device_topics(cx: &Ctx, raw: &[S<RawGroup>], groups: &[Devic
             };
             let field = format!("group[{i}].{name}");
             for index in 0..g.count {
-                let t = topic::render(pattern, &g.name, index);
+                let t = topic::render(pattern, &g.name, index, 0);
                 if let Some(other) = owner.insert(t.clone(), field.clone()) {
                     return Err(cx.err(
                         span,

@@ -23,6 +23,7 @@ use crate::error::ScenarioErrors;
 use crate::model::{Expectations, Regression, Scenario};
 use crate::raw::RawScenario;
 
+pub use broker::external_url;
 pub use ctx::MAX_MQTT_STRING;
 use ctx::{Ctx, Found, MAX_DURATION, R};
 use groups::groups;

@@ -79,7 +79,9 @@ pub(crate) fn observer(
     let mut share = None;
     for (j, filter) in o.filters.get_ref().iter().enumerate() {
         let field = format!("observer[{i}].filters[{j}]");
-        let text = filter.get_ref();
+        // Checked as the unsharded run renders it; sharded runs are checked again per shard.
+        let rendered = topic::render_filter(filter.get_ref(), 0);
+        let text = rendered.as_str();
         if let Some(problem) = topic::filter_problem(text) {
             return Err(cx.err(filter.span(), field, format!("{text:?}: {problem}")));
         }
@@ -116,7 +118,7 @@ pub(crate) fn observer(
             ));
         }
         share = this_share;
-        filters.push(text.clone());
+        filters.push(filter.get_ref().clone());
     }
     let qos = cx.qos(o.qos.as_ref(), &f("qos"), Qos::AtLeastOnce)?;
     Ok(ObserverGroup {
@@ -194,12 +196,12 @@ impl Topics {
         let mut data = Vec::new();
         let mut events = Vec::new();
         for g in groups {
-            data.extend((0..g.count).map(|i| topic::render(&g.topic, &g.name, i)));
+            data.extend((0..g.count).map(|i| topic::render(&g.topic, &g.name, i, 0)));
             for m in [&g.behaviour.status, &g.behaviour.will]
                 .into_iter()
                 .flatten()
             {
-                events.extend((0..g.count).map(|i| topic::render(&m.topic, &g.name, i)));
+                events.extend((0..g.count).map(|i| topic::render(&m.topic, &g.name, i, 0)));
             }
         }
         Topics { data, events }
