@@ -8,11 +8,13 @@ use anyhow::{bail, Context};
 
 use crate::root;
 
-/// Python packages the tests drive: an MQTT client for the interoperability test and
-/// HdrHistogram's Python implementation, which reads the runs' interval logs.
-const PYTHON_PACKAGES: [(&str, &str); 2] = [
+/// Python packages the tests drive: an MQTT client for the interoperability test,
+/// HdrHistogram's Python implementation, which reads the runs' interval logs, and the
+/// Kubernetes API schemas the generated manifests are validated against.
+const PYTHON_PACKAGES: [(&str, &str); 3] = [
     ("paho.mqtt.client", "paho-mqtt>=2,<3"),
     ("hdrh.log", "hdrhistogram>=0.10,<1"),
+    ("kubernetes_validate", "kubernetes-validate>=1.35,<2"),
 ];
 
 /// Install the Python packages the tests need, when missing.

@@ -75,7 +75,9 @@ fn reports_in(path: &Path) -> anyhow::Result<Vec<Report>> {
     let marker = crate::outputs::REPORT_LINE;
     let mut reports = Vec::new();
     for (n, line) in text.lines().enumerate() {
-        let Some(at) = line.find(marker) else { continue };
+        let Some(at) = line.find(marker) else {
+            continue;
+        };
         let r = Report::from_json(&line[at + marker.len()..]).map_err(|e| {
             UsageError(format!(
                 "{shown}:{}: a report line that does not read as a report ({e}); was the log \

@@ -7,6 +7,7 @@ mod broker_cmd;
 mod check;
 mod child_broker;
 mod compare_cmd;
+pub mod deploy;
 mod limits;
 mod logging;
 mod outputs;
@@ -53,7 +54,7 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Also check that each scenario splits into N shards whose observers hear only their
-        /// own devices (see `{shard}` in docs/SCENARIOS.md).
+        /// own devices (`{shard}` in topics and filters; README, "Running on Kubernetes").
         #[arg(long, value_name = "N", default_value_t = 1, value_parser = run_env::parse_count)]
         shards: u32,
     },
@@ -76,6 +77,9 @@ pub enum Command {
     /// Scenario authoring help.
     #[command(subcommand)]
     Scenario(ScenarioCommand),
+    /// Print what runs a scenario past one machine.
+    #[command(subcommand)]
+    Deploy(DeployCommand),
     /// Print a shell completion script: `fleetbench completions bash > ~/.local/share/bash-completion/completions/fleetbench`
     /// (zsh: into a directory of your $fpath as `_fleetbench`; fish:
     /// `~/.config/fish/completions/fleetbench.fish`).
@@ -92,6 +96,50 @@ pub enum ScenarioCommand {
     /// still has the last word (it also checks what a schema cannot, such as filters that
     /// match no device).
     Schema,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeployCommand {
+    /// Print Kubernetes manifests (for `kubectl apply -f -`) that run SCENARIO as N shards
+    /// against one broker: the scenario as a ConfigMap and an Indexed Job whose pod i runs
+    /// shard i, each printing its report in its log for `fleetbench merge --shards`.
+    Kubernetes(KubernetesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KubernetesArgs {
+    /// The scenario file (TOML); its observers must split by `{shard}` (see `check --shards`).
+    pub scenario: PathBuf,
+    /// Pods, one shard each.
+    #[arg(long, value_name = "N", value_parser = run_env::parse_count)]
+    pub shards: u32,
+    /// The fleetbench container image (see the Dockerfile), e.g. registry.example/fleetbench:0.1.
+    #[arg(long)]
+    pub image: String,
+    /// The broker every shard tests (default: the scenario's external broker); no credentials
+    /// in it.
+    #[arg(long, value_name = "URL")]
+    pub broker_url: Option<String>,
+    /// The broker user name.
+    #[arg(long, value_name = "NAME")]
+    pub broker_username: Option<String>,
+    /// A Secret in the Job's namespace whose key `password` holds the broker password; it
+    /// reaches the pods as FLEETBENCH_BROKER_PASSWORD and is never in the manifests.
+    #[arg(long, value_name = "SECRET", requires = "broker_username")]
+    pub password_secret: Option<String>,
+    /// Name of the Job and prefix of the ConfigMap [default: fleetbench-<scenario name>].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Namespace of the Job and ConfigMap (default: kubectl's current one).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// The shards start this long after the manifests are printed: time to apply them and
+    /// for the pods to come up.
+    #[arg(long, default_value = "2m", value_name = "DURATION", value_parser = parse_timeout, conflicts_with = "start_at")]
+    pub start_in: std::time::Duration,
+    /// The shards start at this instant instead (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub start_at: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -317,6 +365,7 @@ fn execute(opts: Opts, log_file: Option<logging::LogFile>) -> anyhow::Result<Out
         Command::Merge(args) => compare_cmd::run_merge(args),
         Command::Schema { of } => print_schema(of),
         Command::Scenario(ScenarioCommand::Schema) => print_schema(SchemaOf::Scenario),
+        Command::Deploy(DeployCommand::Kubernetes(args)) => deploy::kubernetes(args),
     }
 }
 

@@ -30,8 +30,7 @@ pub(crate) fn wants_monitor(args: &RunArgs) -> bool {
 }
 
 pub(crate) fn run(args: RunArgs, stop: Stop, log_file: Option<LogFile>) -> anyhow::Result<Outcome> {
-    let from_env =
-        crate::run_env::resolve(&args, |k| std::env::var(k).ok()).map_err(UsageError)?;
+    let from_env = crate::run_env::resolve(&args, |k| std::env::var(k).ok()).map_err(UsageError)?;
     let prepared = check::load_with(&args.scenario, from_env.broker.as_ref())?;
     let shard = from_env.shard;
     fleetbench_scenario::check_sharding(&prepared.scenario, shard.count)
@@ -58,7 +57,8 @@ pub(crate) fn run(args: RunArgs, stop: Stop, log_file: Option<LogFile>) -> anyho
     if !stop.is_stopped() {
         preflight(&runtime, &target, &stop, args.connect_timeout)?;
     }
-    let start = (from_env.start_at.as_ref()).map(|s| wait_for_start(&runtime, s, &stop, args.quiet));
+    let start =
+        (from_env.start_at.as_ref()).map(|s| wait_for_start(&runtime, s, &stop, args.quiet));
     let fleet = if stop.is_stopped() {
         RunOutcome::not_started(&plan, true)
     } else {

@@ -145,7 +145,10 @@ fn start_at(
         return Ok(None);
     };
     let at = parse_rfc3339(&text).map_err(|e| format!("{from}={text:?}: {e}"))?;
-    if at.duration_since(now).is_ok_and(|ahead| ahead > MAX_START_AHEAD) {
+    if at
+        .duration_since(now)
+        .is_ok_and(|ahead| ahead > MAX_START_AHEAD)
+    {
         return Err(format!(
             "{from}={text:?}: lies more than a day ahead; expected the time all shards start at, \
              such as \"{}\"",
@@ -162,9 +165,7 @@ fn start_at(
 pub fn parse_rfc3339(text: &str) -> Result<SystemTime, String> {
     time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
         .map(SystemTime::from)
-        .map_err(|e| {
-            format!("not an RFC 3339 time ({e}); expected e.g. \"2026-11-27T23:30:00Z\"")
-        })
+        .map_err(|e| format!("not an RFC 3339 time ({e}); expected e.g. \"2026-11-27T23:30:00Z\""))
 }
 
 /// `t` as RFC 3339 in UTC, to the second.
@@ -179,7 +180,12 @@ fn broker(
     args: &RunArgs,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Option<BrokerOverride>, String> {
-    let username = pick(&args.broker_username, "--broker-username", BROKER_USERNAME, env);
+    let username = pick(
+        &args.broker_username,
+        "--broker-username",
+        BROKER_USERNAME,
+        env,
+    );
     let password = env(BROKER_PASSWORD).is_some_and(|p| !p.is_empty());
     let Some((url, from)) = pick(&args.broker_url, "--broker-url", BROKER_URL, env) else {
         if let Some((_, from)) = username {

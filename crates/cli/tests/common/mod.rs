@@ -30,6 +30,11 @@ impl BrokerProcess {
 
     /// [`BrokerProcess::start`] with more arguments for `fleetbench broker`.
     pub(crate) fn start_with(extra: &[&str]) -> BrokerProcess {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// [`BrokerProcess::start_with`], with variables set in its environment (a password).
+    pub(crate) fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> BrokerProcess {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -37,6 +42,7 @@ impl BrokerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
             .args(["broker", "--listen", &format!("127.0.0.1:{port}")])
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

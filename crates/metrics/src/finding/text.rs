@@ -326,7 +326,10 @@ fn mqtt5(f: &mut Formatter<'_>, b: &BehaviourFinding) -> Result {
 }
 
 /// Shards that did not pass on their own, each with its verdict and failed expectations.
-fn shards_failed(f: &mut Formatter<'_>, shards: &[(String, Option<Verdict>, Vec<String>)]) -> Result {
+fn shards_failed(
+    f: &mut Formatter<'_>,
+    shards: &[(String, Option<Verdict>, Vec<String>)],
+) -> Result {
     let each: Vec<String> = shards
         .iter()
         .map(|(shard, verdict, failed)| match verdict {

@@ -178,14 +178,17 @@ pub(crate) fn parse_url(cx: &Ctx, url: &S<String>) -> R<ExternalBroker> {
 /// a password.
 pub fn external_url(url: &str) -> Result<ExternalBroker, String> {
     let fail = |why: String| format!("{why}; expected a URL such as \"mqtt://127.0.0.1:1883\"");
-    let parsed = url::Url::parse(url.trim()).map_err(|e| fail(format!("not a broker URL ({e})")))?;
+    let parsed =
+        url::Url::parse(url.trim()).map_err(|e| fail(format!("not a broker URL ({e})")))?;
     // Checked before anything else, and never echoed: a password must not reach a log.
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err("the URL carries a user name or password (not shown here); credentials in \
+        return Err(
+            "the URL carries a user name or password (not shown here); credentials in \
                     a URL end up in logs, reports and shell history: remove them and give the \
                     user name and password apart (broker.username and broker.password_env, or \
                     FLEETBENCH_BROKER_USERNAME and FLEETBENCH_BROKER_PASSWORD)"
-            .into());
+                .into(),
+        );
     }
     let scheme = match parsed.scheme() {
         "mqtt" | "tcp" => Scheme::Mqtt,

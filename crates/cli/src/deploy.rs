@@ -1,0 +1,380 @@
+//! `fleetbench deploy kubernetes`: the manifests that run one scenario as N shards on a cluster,
+//! printed for `kubectl apply -f -`.
+//!
+//! A ConfigMap holds the scenario file; an Indexed Job runs pod i as shard i of N (Kubernetes
+//! sets `JOB_COMPLETION_INDEX` in each pod; `run --shards N` reads it), all against one broker
+//! and from one common start. Each pod prints its report as one line of its log (`--report -`),
+//! so that collecting the shards needs nothing but `kubectl logs`, and `fleetbench merge
+//! --shards` reads that log as it comes. Requests are sized from the scenario: devices and
+//! messages per second per shard, times what a device and a message measurably cost
+//! (docs/PERFORMANCE.md, "Past one machine").
+
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use fleetbench_scenario::{BrokerTarget, Plan, Scenario, Shard};
+use yaml_rust2::yaml::Hash;
+use yaml_rust2::{Yaml, YamlEmitter};
+
+use crate::run_env::{self, BROKER_PASSWORD, BROKER_URL, BROKER_USERNAME, START_AT};
+use crate::{KubernetesArgs, Outcome, UsageError};
+
+/// Where the scenario's ConfigMap is mounted in each pod.
+pub const SCENARIO_DIR: &str = "/etc/fleetbench";
+/// The scenario's key in the ConfigMap (and its file name in [`SCENARIO_DIR`]).
+pub const SCENARIO_FILE: &str = "scenario.toml";
+
+/// Resident memory of a shard before its first client: runtime, histograms, the broker-free
+/// process (measured: a 10-device shard peaks at 21 MiB), with room.
+const BASE_MEMORY_MIB: f64 = 64.0;
+/// Resident memory per client of a shard (device or observer), measured on 4 shards of 4,950
+/// devices (docs/PERFORMANCE.md): 19.6 KiB, rounded up.
+const MEMORY_PER_CLIENT_KIB: f64 = 24.0;
+/// Generator CPU per delivered message at IoT rates, measured on the same run: 60 us, with the
+/// observer's share of the work included.
+const CPU_PER_MESSAGE_US: f64 = 60.0;
+/// Generator CPU per device per second of keep-alives and timers alone.
+const CPU_PER_CLIENT_MILLICORES: f64 = 0.01;
+/// The smallest CPU request (calibration and start-up need a core's share).
+const MIN_CPU_MILLICORES: f64 = 250.0;
+
+/// What one shard needs, for the pod's requests.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ShardSize {
+    pub devices: usize,
+    pub clients: usize,
+    /// Deliveries per second at the load's peak.
+    pub peak_messages_per_s: f64,
+    pub cpu_millicores: u64,
+    pub memory_mib: u64,
+}
+
+/// The largest shard of `scenario` split into `count`.
+pub fn shard_size(scenario: &Scenario, count: u32) -> ShardSize {
+    let shape = scenario.load_shape();
+    let peak = shape
+        .phases()
+        .iter()
+        .map(|p| p.rate.max(p.rate_end))
+        .fold(0.0, f64::max);
+    // Shards differ by at most one device per group: the first and the last tell the largest.
+    let plans = [0, count.max(1) - 1].map(|index| Plan::build(scenario, Shard { index, count }));
+    let [first, last] = plans;
+    let biggest = if last.devices.len() > first.devices.len() {
+        last
+    } else {
+        first
+    };
+    let clients = biggest.devices.len() + biggest.observers.len() + biggest.controllers.len();
+    let peak_messages_per_s = biggest.expected_deliveries_per_s() * peak;
+    let cpu =
+        peak_messages_per_s * CPU_PER_MESSAGE_US / 1e3 + clients as f64 * CPU_PER_CLIENT_MILLICORES;
+    let memory = BASE_MEMORY_MIB + clients as f64 * MEMORY_PER_CLIENT_KIB / 1024.0;
+    ShardSize {
+        devices: biggest.devices.len(),
+        clients,
+        peak_messages_per_s,
+        cpu_millicores: cpu.max(MIN_CPU_MILLICORES).ceil() as u64,
+        memory_mib: memory.ceil() as u64,
+    }
+}
+
+/// Print the manifests.
+pub(crate) fn kubernetes(args: KubernetesArgs) -> anyhow::Result<Outcome> {
+    let text = std::fs::read_to_string(&args.scenario)
+        .with_context(|| format!("reading scenario {}", args.scenario.display()))
+        .map_err(|e| UsageError(format!("{e:#}")))?;
+    let prepared = crate::check::load(&args.scenario)?;
+    let scenario = &prepared.scenario;
+    fleetbench_scenario::check_sharding(scenario, args.shards)
+        .map_err(|e| UsageError(format!("{}: {e}", args.scenario.display())))?;
+    let broker_url = match (&args.broker_url, &scenario.broker) {
+        (Some(url), _) => {
+            fleetbench_scenario::external_url(url)
+                .map_err(|e| UsageError(format!("--broker-url: {e}")))?;
+            url.clone()
+        }
+        (None, BrokerTarget::External(x)) => x.url_without_credentials(),
+        (None, BrokerTarget::Embedded(_)) => {
+            return Err(UsageError(
+                "the scenario uses the embedded broker, and each pod would test its own: give \
+                 --broker-url with the broker every shard reaches"
+                    .into(),
+            )
+            .into())
+        }
+    };
+    let start_at = match &args.start_at {
+        Some(t) => run_env::parse_rfc3339(t).map_err(|e| UsageError(format!("--start-at: {e}")))?,
+        None => round_up(SystemTime::now() + args.start_in),
+    };
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => format!("fleetbench-{}", scenario.name),
+    };
+    let name = dns_label(&name).map_err(UsageError)?;
+    let size = shard_size(scenario, args.shards);
+    let job = Job {
+        args: &args,
+        name: &name,
+        broker_url: &broker_url,
+        start_at: run_env::format_rfc3339(start_at),
+        size,
+    };
+    let mut out = job.comments();
+    for doc in [job.config_map(&text), job.job()] {
+        // Each document starts with "---" and ends without a newline.
+        let mut emitter = YamlEmitter::new(&mut out);
+        emitter.multiline_strings(true);
+        emitter.dump(&doc).context("writing YAML")?;
+        out.push('\n');
+    }
+    crate::say(out);
+    Ok(Outcome::Pass)
+}
+
+/// `t` rounded up to the next whole second.
+fn round_up(t: SystemTime) -> SystemTime {
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    SystemTime::UNIX_EPOCH + Duration::from_secs(since.as_secs() + 1)
+}
+
+/// A name Kubernetes takes for a Job and a ConfigMap: lower-case letters, digits and '-', at
+/// most 52 characters (a Job's pods add a suffix to it), starting and ending alphanumeric.
+fn dns_label(name: &str) -> Result<String, String> {
+    let label: String = name
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let label = label.trim_matches('-').to_string();
+    if label.is_empty() || label.len() > 52 {
+        return Err(format!(
+            "{name:?} does not make a Kubernetes name (1 to 52 letters, digits and '-'); give \
+             --name"
+        ));
+    }
+    Ok(label)
+}
+
+/// The manifests of one sharded run.
+struct Job<'a> {
+    args: &'a KubernetesArgs,
+    name: &'a str,
+    broker_url: &'a str,
+    start_at: String,
+    size: ShardSize,
+}
+
+fn s(v: impl Into<String>) -> Yaml {
+    Yaml::String(v.into())
+}
+
+fn map<const N: usize>(entries: [(&str, Yaml); N]) -> Yaml {
+    let mut h = Hash::new();
+    for (k, v) in entries {
+        h.insert(s(k), v);
+    }
+    Yaml::Hash(h)
+}
+
+fn int(v: u64) -> Yaml {
+    Yaml::Integer(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+impl Job<'_> {
+    fn metadata(&self, name: String) -> Yaml {
+        let mut m = Hash::new();
+        m.insert(s("name"), s(name));
+        if let Some(ns) = &self.args.namespace {
+            m.insert(s("namespace"), s(ns.clone()));
+        }
+        m.insert(s("labels"), self.labels());
+        Yaml::Hash(m)
+    }
+
+    fn labels(&self) -> Yaml {
+        map([
+            ("app.kubernetes.io/name", s("fleetbench")),
+            ("app.kubernetes.io/instance", s(self.name)),
+        ])
+    }
+
+    fn config_map(&self, scenario_text: &str) -> Yaml {
+        map([
+            ("apiVersion", s("v1")),
+            ("kind", s("ConfigMap")),
+            ("metadata", self.metadata(format!("{}-scenario", self.name))),
+            ("data", map([(SCENARIO_FILE, s(scenario_text))])),
+        ])
+    }
+
+    fn job(&self) -> Yaml {
+        let n = u64::from(self.args.shards);
+        map([
+            ("apiVersion", s("batch/v1")),
+            ("kind", s("Job")),
+            ("metadata", self.metadata(self.name.to_string())),
+            (
+                "spec",
+                map([
+                    ("completionMode", s("Indexed")),
+                    ("completions", int(n)),
+                    ("parallelism", int(n)),
+                    // A failed shard is not run again (it would start late and count twice);
+                    // the others finish, and the merge names the failed one.
+                    ("backoffLimitPerIndex", int(0)),
+                    (
+                        "template",
+                        map([
+                            ("metadata", map([("labels", self.labels())])),
+                            ("spec", self.pod_spec()),
+                        ]),
+                    ),
+                ]),
+            ),
+        ])
+    }
+
+    fn pod_spec(&self) -> Yaml {
+        map([
+            ("restartPolicy", s("Never")),
+            (
+                "securityContext",
+                map([
+                    ("runAsNonRoot", Yaml::Boolean(true)),
+                    ("runAsUser", int(65_532)),
+                    ("seccompProfile", map([("type", s("RuntimeDefault"))])),
+                ]),
+            ),
+            // Generators on different nodes, when the cluster has them: they do not share
+            // cores, descriptors or source ports.
+            (
+                "topologySpreadConstraints",
+                Yaml::Array(vec![map([
+                    ("maxSkew", int(1)),
+                    ("topologyKey", s("kubernetes.io/hostname")),
+                    ("whenUnsatisfiable", s("ScheduleAnyway")),
+                    ("labelSelector", map([("matchLabels", self.labels())])),
+                ])]),
+            ),
+            ("containers", Yaml::Array(vec![self.container()])),
+            (
+                "volumes",
+                Yaml::Array(vec![map([
+                    ("name", s("scenario")),
+                    (
+                        "configMap",
+                        map([("name", s(format!("{}-scenario", self.name)))]),
+                    ),
+                ])]),
+            ),
+        ])
+    }
+
+    fn container(&self) -> Yaml {
+        let args = [
+            "run".to_string(),
+            format!("{SCENARIO_DIR}/{SCENARIO_FILE}"),
+            "--shards".into(),
+            self.args.shards.to_string(),
+            "--report".into(),
+            crate::outputs::STDOUT.into(),
+            "--no-tui".into(),
+            "--progress-every".into(),
+            "10".into(),
+        ];
+        let size = &self.size;
+        map([
+            ("name", s("fleetbench")),
+            ("image", s(self.args.image.clone())),
+            ("args", Yaml::Array(args.into_iter().map(s).collect())),
+            ("env", Yaml::Array(self.env())),
+            (
+                "resources",
+                map([
+                    (
+                        "requests",
+                        map([
+                            ("cpu", s(format!("{}m", size.cpu_millicores))),
+                            ("memory", s(format!("{}Mi", size.memory_mib))),
+                        ]),
+                    ),
+                    // No CPU limit: a throttled generator sends late in bursts and measures
+                    // itself. Memory is capped at twice what the shard should need.
+                    (
+                        "limits",
+                        map([("memory", s(format!("{}Mi", size.memory_mib * 2)))]),
+                    ),
+                ]),
+            ),
+            (
+                "securityContext",
+                map([
+                    ("allowPrivilegeEscalation", Yaml::Boolean(false)),
+                    ("readOnlyRootFilesystem", Yaml::Boolean(true)),
+                    ("capabilities", map([("drop", Yaml::Array(vec![s("ALL")]))])),
+                ]),
+            ),
+            (
+                "volumeMounts",
+                Yaml::Array(vec![map([
+                    ("name", s("scenario")),
+                    ("mountPath", s(SCENARIO_DIR)),
+                    ("readOnly", Yaml::Boolean(true)),
+                ])]),
+            ),
+        ])
+    }
+
+    fn env(&self) -> Vec<Yaml> {
+        let value = |name: &str, v: String| map([("name", s(name)), ("value", s(v))]);
+        let mut env = vec![
+            value(BROKER_URL, self.broker_url.to_string()),
+            value(START_AT, self.start_at.clone()),
+        ];
+        if let Some(u) = &self.args.broker_username {
+            env.push(value(BROKER_USERNAME, u.clone()));
+        }
+        if let Some(secret) = &self.args.password_secret {
+            env.push(map([
+                ("name", s(BROKER_PASSWORD)),
+                (
+                    "valueFrom",
+                    map([(
+                        "secretKeyRef",
+                        map([("name", s(secret.clone())), ("key", s("password"))]),
+                    )]),
+                ),
+            ]));
+        }
+        env
+    }
+
+    /// What the YAML stands for and how to get the merged report, as comments at its top.
+    fn comments(&self) -> String {
+        let (n, name, size) = (self.args.shards, self.name, &self.size);
+        let ns = (self.args.namespace.as_ref()).map_or(String::new(), |ns| format!(" -n {ns}"));
+        format!(
+            "# fleetbench: {n} shards of {devices} devices (peak {rate:.0} deliveries/s each), \
+             starting together at {start}.\n\
+             # Apply before the start (pods that come up later start late, and their reports \
+             say by how much):\n\
+             #   kubectl apply{ns} -f THIS_FILE\n\
+             # Wait for the Job to end (Complete, or Failed when a shard failed), then merge \
+             the reports the pods printed in their logs:\n\
+             #   until kubectl get{ns} job/{name} -o jsonpath='{{.status.conditions[?(@.status==\"True\")].type}}' \
+             | grep -Eq 'Complete|Failed'; do sleep 10; done\n\
+             #   kubectl logs{ns} -l app.kubernetes.io/instance={name} --tail=-1 \
+             --max-log-requests={n} > {name}.log\n\
+             #   fleetbench merge --shards {name}.log -o {name}.json\n\
+             # Requests per pod: {cpu}m CPU, {mem}Mi memory ({clients} clients).\n",
+            devices = size.devices,
+            rate = size.peak_messages_per_s,
+            start = self.start_at,
+            cpu = size.cpu_millicores,
+            mem = size.memory_mib,
+            clients = size.clients,
+        )
+    }
+}

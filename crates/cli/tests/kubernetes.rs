@@ -1,0 +1,462 @@
+//! `fleetbench deploy kubernetes`: the manifests validate against the Kubernetes API, and the
+//! Job's pod template, run as written by four local processes against one broker process,
+//! yields shard reports whose merge equals a one-process run count for count.
+//!
+//! There is no cluster here: what the kubelet would do is done by hand and nothing more. The
+//! ConfigMap's file is put where the pod mounts it (a directory of the test's own), every
+//! argument and variable is taken from the template as written, the Secret's value stands in
+//! for `secretKeyRef`, `JOB_COMPLETION_INDEX` is set per pod as an Indexed Job does, and each
+//! pod's stdout is its log, which `fleetbench merge` reads the way `kubectl logs` gives it.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use common::cli::finish;
+use common::BrokerProcess;
+use fleetbench_metrics::Report;
+use yaml_rust2::{Yaml, YamlLoader};
+
+/// 160 meters at 4 msg/s, QoS 1: 2 s to connect (rate 0: nothing falls due before a device is
+/// connected, so every run sends exactly the same messages), then 3 s of load.
+const SCENARIO: &str = r#"
+name = "k8s-split"
+seed = 7
+drain_timeout = "2s"
+
+[[phase]]
+name = "connect"
+duration = "2s"
+rate = 0.0
+
+[[phase]]
+name = "load"
+duration = "3s"
+
+[[group]]
+name = "meter"
+count = 160
+topic = "site/{shard}/{group}/{index}"
+rate = 4.0
+qos = 1
+
+[[observer]]
+name = "all"
+filters = ["site/{shard}/#"]
+
+[expect]
+delivered_ratio = 1.0
+max_lost = 0
+"#;
+
+const PASSWORD: &str = "k8s-test-secret";
+
+fn fleetbench() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+}
+
+/// `fleetbench deploy kubernetes FILE ARGS...`: its YAML.
+fn deploy(file: &Path, args: &[&str]) -> String {
+    let out = fleetbench()
+        .args(["deploy", "kubernetes"])
+        .arg(file)
+        .args(args)
+        .output()
+        .expect("run deploy");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    String::from_utf8(out.stdout).expect("UTF-8 YAML")
+}
+
+/// The document of `kind`.
+fn doc<'a>(docs: &'a [Yaml], kind: &str) -> &'a Yaml {
+    docs.iter()
+        .find(|d| d["kind"].as_str() == Some(kind))
+        .unwrap_or_else(|| panic!("no {kind} in the manifests"))
+}
+
+fn strings(y: &Yaml) -> Vec<String> {
+    y.as_vec()
+        .expect("a list")
+        .iter()
+        .map(|v| v.as_str().expect("a string").to_string())
+        .collect()
+}
+
+/// Validate `yaml` with the kubernetes-validate package (installed by `cargo xtask test`) in
+/// strict mode (unknown fields refused) against Kubernetes `version`.
+fn kubernetes_validate(yaml: &str, version: &str) -> Output {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("manifests.yaml");
+    std::fs::write(&file, yaml).expect("write");
+    Command::new("python3")
+        .args(["-m", "kubernetes_validate", "--strict", "-k", version])
+        .arg(&file)
+        .output()
+        .expect("python3 runs (cargo xtask test installs kubernetes-validate)")
+}
+
+#[test]
+fn generated_manifests_validate_against_the_kubernetes_api() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("s.toml");
+    std::fs::write(&file, SCENARIO).expect("write");
+    let plain = deploy(
+        &file,
+        &[
+            "--shards",
+            "4",
+            "--image",
+            "fleetbench:test",
+            "--broker-url",
+            "mqtt://mqtt:1883",
+        ],
+    );
+    let full = deploy(
+        &file,
+        &[
+            "--shards",
+            "25",
+            "--image",
+            "registry.example/fleetbench:0.1",
+            "--broker-url",
+            "mqtts://mqtt.example:8883",
+            "--broker-username",
+            "fleet",
+            "--password-secret",
+            "broker-password",
+            "--namespace",
+            "load",
+            "--name",
+            "Big_Run",
+        ],
+    );
+    // The oldest release with backoffLimitPerIndex on by default in GA, and a current one.
+    for yaml in [&plain, &full] {
+        for version in ["1.33.0", "1.35.0"] {
+            let out = kubernetes_validate(yaml, version);
+            let said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(out.status.success(), "{version}: {said}\n{yaml}");
+            assert_eq!(said.matches("passed").count(), 2, "{said}");
+        }
+    }
+    // No password in the manifests, only where it comes from.
+    assert!(!full.contains(PASSWORD));
+    let docs = YamlLoader::load_from_str(&full).expect("YAML");
+    let job = doc(&docs, "Job");
+    assert_eq!(job["metadata"]["name"].as_str(), Some("big-run"));
+    assert_eq!(job["metadata"]["namespace"].as_str(), Some("load"));
+    let env = &job["spec"]["template"]["spec"]["containers"][0]["env"];
+    let secret = env
+        .as_vec()
+        .expect("env")
+        .iter()
+        .find(|e| e["name"].as_str() == Some("FLEETBENCH_BROKER_PASSWORD"))
+        .expect("the password comes from the Secret");
+    assert_eq!(
+        secret["valueFrom"]["secretKeyRef"]["name"].as_str(),
+        Some("broker-password")
+    );
+    // A manifest for a broker each pod would start itself is refused, as is a scenario whose
+    // observers would hear every shard.
+    let embedded = fleetbench()
+        .args(["deploy", "kubernetes"])
+        .arg(&file)
+        .args(["--shards", "2", "--image", "x"])
+        .output()
+        .expect("deploy");
+    assert_eq!(embedded.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&embedded.stderr).contains("--broker-url"));
+    let unsplit = dir.path().join("unsplit.toml");
+    std::fs::write(&unsplit, SCENARIO.replace("{shard}/", "")).expect("write");
+    let out = fleetbench()
+        .args(["deploy", "kubernetes"])
+        .arg(&unsplit)
+        .args([
+            "--shards",
+            "2",
+            "--image",
+            "x",
+            "--broker-url",
+            "mqtt://m:1883",
+        ])
+        .output()
+        .expect("deploy");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("{shard}"));
+}
+
+/// The example in deploy/kubernetes is what the command prints for its scenario.
+#[test]
+fn the_committed_example_is_what_deploy_prints() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/kubernetes");
+    let example = std::fs::read_to_string(root.join("fleet-100k.yaml")).expect("example");
+    let start = example
+        .lines()
+        .find_map(|l| l.split("value: \"").nth(1).filter(|v| v.starts_with("20")))
+        .map(|v| v.trim_end_matches('"').to_string())
+        .expect("the example's start time");
+    let args = std::fs::read_to_string(root.join("fleet-100k.args")).expect("args");
+    let mut argv: Vec<&str> = args.split_whitespace().collect();
+    argv.extend(["--start-at", &start]);
+    let printed = deploy(&root.join("fleet-100k.toml"), &argv);
+    assert!(
+        printed == example,
+        "regenerate deploy/kubernetes/fleet-100k.yaml (see its README)"
+    );
+}
+
+/// One pod of the Job, as the kubelet would start it.
+struct Pod {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+/// The Job's pod template, read as written: its ConfigMap's file put where the pod mounts it
+/// (under `root`), `secrets` standing in for secretKeyRef.
+fn pod_template(yaml: &str, root: &Path, secrets: &HashMap<(&str, &str), &str>) -> (Pod, u64) {
+    let docs = YamlLoader::load_from_str(yaml).expect("YAML");
+    let job = doc(&docs, "Job");
+    let spec = &job["spec"];
+    assert_eq!(spec["completionMode"].as_str(), Some("Indexed"));
+    let completions = spec["completions"].as_i64().expect("completions") as u64;
+    assert_eq!(spec["parallelism"].as_i64(), Some(completions as i64));
+    let pod = &spec["template"]["spec"];
+    let container = &pod["containers"][0];
+    let mount = container["volumeMounts"][0]["mountPath"]
+        .as_str()
+        .expect("mount");
+    let map = doc(&docs, "ConfigMap");
+    assert_eq!(
+        map["metadata"]["name"].as_str(),
+        pod["volumes"][0]["configMap"]["name"].as_str()
+    );
+    let local = root.join(mount.trim_start_matches('/'));
+    std::fs::create_dir_all(&local).expect("mount dir");
+    let Yaml::Hash(data) = &map["data"] else {
+        panic!("ConfigMap data")
+    };
+    for (k, v) in data {
+        let (k, v) = (k.as_str().expect("key"), v.as_str().expect("text"));
+        std::fs::write(local.join(k), v).expect("write the mounted file");
+    }
+    let args = strings(&container["args"])
+        .into_iter()
+        .map(|a| match a.strip_prefix(mount) {
+            Some(rest) => format!("{}{rest}", local.display()),
+            None => a,
+        })
+        .collect();
+    let env = container["env"]
+        .as_vec()
+        .expect("env")
+        .iter()
+        .map(|e| {
+            let name = e["name"].as_str().expect("name").to_string();
+            let value = match e["value"].as_str() {
+                Some(v) => v.to_string(),
+                None => {
+                    let r = &e["valueFrom"]["secretKeyRef"];
+                    let key = (
+                        r["name"].as_str().expect("secret"),
+                        r["key"].as_str().expect("key"),
+                    );
+                    secrets
+                        .get(&key)
+                        .expect("a Secret the test made")
+                        .to_string()
+                }
+            };
+            (name, value)
+        })
+        .collect();
+    (Pod { args, env }, completions)
+}
+
+/// Start pod `index`: stdout is its log.
+fn start_pod(pod: &Pod, index: u64, log: &Path) -> Child {
+    fleetbench()
+        .args(&pod.args)
+        .envs(pod.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("JOB_COMPLETION_INDEX", index.to_string())
+        .stdout(std::fs::File::create(log).expect("log file"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start a pod's fleetbench")
+}
+
+fn merge(logs: &[PathBuf], out: &Path) -> Output {
+    fleetbench()
+        .args(["merge", "--shards"])
+        .args(logs)
+        .arg("--output")
+        .arg(out)
+        .output()
+        .expect("merge")
+}
+
+fn read(path: &Path) -> Report {
+    let text = std::fs::read_to_string(path).expect("report");
+    serde_json::from_str(&text).expect("a report")
+}
+
+#[test]
+fn four_pods_as_written_merge_to_the_one_process_counts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("scenario.toml");
+    std::fs::write(&file, SCENARIO).expect("write");
+    let broker = BrokerProcess::start_with_env(
+        &[
+            "--username",
+            "fleet",
+            "--password-env",
+            "K8S_TEST_BROKER_PW",
+        ],
+        &[("K8S_TEST_BROKER_PW", PASSWORD)],
+    );
+    let url = format!("mqtt://127.0.0.1:{}", broker.port);
+    let yaml = deploy(
+        &file,
+        &[
+            "--shards",
+            "4",
+            "--image",
+            "fleetbench:test",
+            "--broker-url",
+            &url,
+            "--broker-username",
+            "fleet",
+            "--password-secret",
+            "broker",
+            "--start-in",
+            "5s",
+        ],
+    );
+    let secrets = HashMap::from([(("broker", "password"), PASSWORD)]);
+    let (pod, completions) = pod_template(&yaml, dir.path(), &secrets);
+    assert_eq!(completions, 4);
+    let logs: Vec<PathBuf> = (0..completions)
+        .map(|i| dir.path().join(format!("pod-{i}.log")))
+        .collect();
+    let pods: Vec<Child> = (0..completions)
+        .map(|i| start_pod(&pod, i, &logs[i as usize]))
+        .collect();
+    for (i, p) in pods.into_iter().enumerate() {
+        let (out, _) = finish(p, Duration::from_secs(90));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "pod {i}: {stderr}");
+        assert!(
+            stderr.contains("waiting"),
+            "pod {i} waits for the common start: {stderr}"
+        );
+    }
+    // `kubectl logs -l ...` gives every pod's log in one stream.
+    let all = dir.path().join("job.log");
+    let joined: String = logs
+        .iter()
+        .map(|l| std::fs::read_to_string(l).expect("log"))
+        .collect();
+    std::fs::write(&all, joined).expect("write");
+    let merged_path = dir.path().join("merged.json");
+    let out = merge(std::slice::from_ref(&all), &merged_path);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let merged = read(&merged_path);
+    let t = &merged.totals;
+    assert!(t.sent > 0);
+    assert_eq!((t.delivered, t.expected), (t.sent, t.sent), "{t:?}");
+    assert_eq!((t.lost, t.unexpected, t.duplicates), (0, 0, 0), "{t:?}");
+    assert_eq!(merged.shards.len(), 4);
+    assert!(merged
+        .shards
+        .iter()
+        .all(|s| s.present && s.sent > 0 && s.start_lateness_s.is_some()));
+    assert!(merged.run.start.is_some());
+    // The merged histograms hold every shard's values.
+    let shard_latency: u64 = (0..4)
+        .map(|i| {
+            let text = std::fs::read_to_string(&logs[i]).expect("log");
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("fleetbench-report "))
+                .expect("report line");
+            let r: Report =
+                serde_json::from_str(&line["fleetbench-report ".len()..]).expect("report");
+            assert_eq!(r.run.shard, format!("{i}/4"));
+            assert_eq!(
+                r.totals.unexpected, 0,
+                "shard {i} heard only its own devices"
+            );
+            r.latency.from_intended.count
+        })
+        .sum();
+    assert_eq!(merged.latency.from_intended.count, shard_latency);
+    assert_eq!(merged.latency.from_intended.count, t.delivered);
+
+    // The same scenario and seed in one process, against the same broker.
+    let one_path = dir.path().join("one.json");
+    let one = fleetbench()
+        .arg("run")
+        .arg(&file)
+        .args([
+            "--broker-url",
+            &url,
+            "--broker-username",
+            "fleet",
+            "--no-tui",
+            "--quiet",
+        ])
+        .arg("--report")
+        .arg(&one_path)
+        .env("FLEETBENCH_BROKER_PASSWORD", PASSWORD)
+        .output()
+        .expect("one-process run");
+    assert_eq!(
+        one.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&one.stderr)
+    );
+    let one = read(&one_path);
+    assert_eq!(one.totals, merged.totals);
+    assert_eq!(
+        one.latency.from_intended.count,
+        merged.latency.from_intended.count
+    );
+    let phase_counts = |r: &Report| -> Vec<(u64, u64, u64)> {
+        r.phases
+            .iter()
+            .map(|p| (p.sent, p.expected, p.delivered))
+            .collect()
+    };
+    assert_eq!(phase_counts(&one), phase_counts(&merged));
+
+    // A shard whose report is missing fails the merged verdict, by name; one given twice is
+    // refused with nothing written.
+    let partial = dir.path().join("partial.json");
+    let without_2: Vec<PathBuf> = [0, 1, 3].iter().map(|i| logs[*i].clone()).collect();
+    let out = merge(&without_2, &partial);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.contains("shard 2/4 of this run has no report"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("MISSING"), "{stdout}");
+    let twice = dir.path().join("twice.json");
+    let out = merge(&[all.clone(), logs[1].clone()], &twice);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1/4 appears twice"));
+    assert!(!twice.exists());
+}
