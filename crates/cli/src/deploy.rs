@@ -24,16 +24,17 @@ pub const SCENARIO_DIR: &str = "/etc/fleetbench";
 /// The scenario's key in the ConfigMap (and its file name in [`SCENARIO_DIR`]).
 pub const SCENARIO_FILE: &str = "scenario.toml";
 
-/// Resident memory of a shard before its first client: runtime, histograms, the broker-free
-/// process (measured: a 10-device shard peaks at 21 MiB), with room.
+/// Resident memory of a shard before its first client: runtime, histograms, calibration (a
+/// 10-device shard peaks at 21 MiB), with room.
 const BASE_MEMORY_MIB: f64 = 64.0;
-/// Resident memory per client of a shard (device or observer), measured on 4 shards of 4,950
-/// devices (docs/PERFORMANCE.md): 19.6 KiB, rounded up.
-const MEMORY_PER_CLIENT_KIB: f64 = 24.0;
-/// Generator CPU per delivered message at IoT rates, measured on the same run: 60 us, with the
-/// observer's share of the work included.
+/// Resident memory per client of a shard (device or observer). Measured on 4 shards of 4,950
+/// devices against one broker process (docs/PERFORMANCE.md, "Past one machine"): 60-87 MiB
+/// peak per shard, 12.5-17.6 KiB per client with the base included.
+const MEMORY_PER_CLIENT_KIB: f64 = 16.0;
+/// Generator CPU per delivered message at IoT rates, the observer's share of the work included:
+/// 52-58 us measured on the same runs (CPU over the whole run, connecting included).
 const CPU_PER_MESSAGE_US: f64 = 60.0;
-/// Generator CPU per device per second of keep-alives and timers alone.
+/// Generator CPU per client of keep-alives and timers alone, in millicores.
 const CPU_PER_CLIENT_MILLICORES: f64 = 0.01;
 /// The smallest CPU request (calibration and start-up need a core's share).
 const MIN_CPU_MILLICORES: f64 = 250.0;

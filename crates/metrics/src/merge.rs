@@ -86,6 +86,7 @@ pub fn merge(reports: &[Report], kind: MergeKind) -> Result<Report, MergeError> 
     if let Some(n) = split {
         out.shards = crate::shards::rows(reports, n);
         out.run.shard = format!("merged {} of {n} shards", reports.len());
+        out.run.broker = crate::shards::brokers(reports);
         // The latest shard's start stands for the run's.
         out.run.start = (reports.iter().filter_map(|r| r.run.start.clone()))
             .max_by(|a, b| a.lateness_s.total_cmp(&b.lateness_s));

@@ -46,10 +46,10 @@ pub(crate) fn check(reports: &[Report]) -> Result<u32, MergeError> {
                 "shard {i}/{n} appears twice (reports {other} and {at}); give each shard's report once"
             ));
         }
-        if r.scenario != first.scenario {
+        if without_broker(&r.scenario) != without_broker(&first.scenario) {
             return refuse(format!(
                 "shard {i}/{n} ran another version of scenario {:?} than report 0 (its resolved \
-                 scenario differs: seed, broker or settings)",
+                 scenario differs: seed, devices, observers or settings)",
                 r.scenario_name()
             ));
         }
@@ -62,6 +62,27 @@ pub(crate) fn check(reports: &[Report]) -> Result<u32, MergeError> {
         }
     }
     Ok(count.unwrap_or(1))
+}
+
+/// A resolved scenario without its broker: shards may test different nodes of one broker
+/// cluster, and are still one run.
+fn without_broker(scenario: &serde_json::Value) -> serde_json::Value {
+    let mut s = scenario.clone();
+    if let Some(o) = s.as_object_mut() {
+        o.remove("broker");
+    }
+    s
+}
+
+/// The brokers the shards targeted, as the merged report names them.
+pub(crate) fn brokers(reports: &[Report]) -> String {
+    let mut all: Vec<&str> = reports.iter().map(|r| r.run.broker.as_str()).collect();
+    all.sort_unstable();
+    all.dedup();
+    match all.as_slice() {
+        [one] => (*one).to_string(),
+        many => format!("{} brokers: {}", many.len(), many.join(", ")),
+    }
 }
 
 /// The per-shard table: one row per shard of the split, in order, missing ones included.
