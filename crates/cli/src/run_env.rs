@@ -334,10 +334,88 @@ mod tests {
                 "below the shard count 2 (--shards)",
             ),
             (&[], &[(SHARD, "0/2"), (SHARDS, "2")], "not both"),
+            (
+                &[],
+                &[(START_AT, "tomorrow")],
+                "FLEETBENCH_START_AT=\"tomorrow\": not an RFC 3339",
+            ),
+            (&["--start-at", "2026-13-01T00:00:00Z"], &[], "--start-at="),
+            (
+                &[],
+                &[(START_AT, "2999-01-01T00:00:00Z")],
+                "more than a day ahead",
+            ),
+            (
+                &[],
+                &[(BROKER_URL, "http://b:80")],
+                "FLEETBENCH_BROKER_URL: unsupported scheme",
+            ),
+            (&["--broker-url", "b:1883"], &[], "--broker-url: "),
+            (
+                &[],
+                &[(BROKER_USERNAME, "fleet")],
+                "FLEETBENCH_BROKER_USERNAME applies to",
+            ),
         ];
         for (flags, vars, says) in cases {
             let err = resolve(&args(flags), with(vars)).expect_err("refused");
             assert!(err.contains(says), "{flags:?} {vars:?}: {err}");
         }
+    }
+
+    #[test]
+    fn a_broker_url_with_credentials_is_refused_without_echoing_them() {
+        let env = with(&[(BROKER_URL, "mqtt://fleet:hunter2@b:1883")]);
+        let err = resolve(&args(&[]), env).expect_err("refused");
+        assert!(
+            err.contains(BROKER_URL) && err.contains("user name or password"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn the_common_start_and_the_broker_come_from_the_environment() {
+        let env = with(&[
+            (START_AT, "2026-11-27T23:30:00+01:00"),
+            (BROKER_URL, "mqtts://mqtt.example"),
+            (BROKER_USERNAME, "fleet"),
+            (BROKER_PASSWORD, "secret"),
+        ]);
+        let now = parse_rfc3339("2026-11-27T22:00:00Z").expect("a time");
+        let start = start_at(&args(&[]), &env, now)
+            .expect("ok")
+            .expect("a start");
+        // Offsets are honoured; the report shows UTC.
+        assert_eq!(start.text, "2026-11-27T22:30:00Z");
+        let b = broker(&args(&[]), &env).expect("ok").expect("a broker");
+        assert_eq!(
+            (b.from, b.username.as_deref(), b.password),
+            (BROKER_URL, Some("fleet"), true)
+        );
+        let mut scenario = fleetbench_scenario::parse(
+            "s.toml",
+            "name = \"s\"\nduration = \"5s\"\n[[group]]\nname = \"g\"\ncount = 1\n\
+             topic = \"t/{index}\"\nrate = 1.0\n[[observer]]\nname = \"o\"\nfilters = [\"t/#\"]\n",
+        )
+        .expect("a scenario");
+        let embedded = scenario.clone();
+        b.apply(&mut scenario).expect("applies");
+        let BrokerTarget::External(x) = &scenario.broker else {
+            panic!("the embedded broker was not replaced")
+        };
+        assert_eq!(x.url_without_credentials(), "mqtts://mqtt.example:8883");
+        assert_eq!(x.username.as_deref(), Some("fleet"));
+        assert_eq!(
+            x.password_env.as_ref().map(|v| v.value.as_str()),
+            Some(BROKER_PASSWORD)
+        );
+        // A password needs a user name.
+        let lone = BrokerOverride {
+            username: None,
+            ..b.clone()
+        };
+        let err = lone.apply(&mut embedded.clone()).err();
+        assert!(err.is_some_and(|e| e.contains(BROKER_USERNAME)));
     }
 }

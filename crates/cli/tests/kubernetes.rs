@@ -460,3 +460,53 @@ fn four_pods_as_written_merge_to_the_one_process_counts() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("1/4 appears twice"));
     assert!(!twice.exists());
 }
+
+#[test]
+fn what_cannot_be_sharded_or_merged_is_refused_with_its_cause() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Observers that would hear every shard: refused by check and run, before connecting.
+    let unsplit = dir.path().join("unsplit.toml");
+    std::fs::write(&unsplit, SCENARIO.replace("{shard}/", "")).expect("write");
+    let check = fleetbench()
+        .args(["check", "--shards", "3"])
+        .arg(&unsplit)
+        .output()
+        .expect("check");
+    assert_eq!(check.status.code(), Some(2));
+    let run = fleetbench()
+        .arg("run")
+        .arg(&unsplit)
+        .args(["--shard", "1/3", "--no-tui", "--quiet"])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("observer \"all\": filter \"site/#\""),
+        "{stderr}"
+    );
+    // Unsharded, the same scenario is fine.
+    let whole = fleetbench()
+        .args(["check"])
+        .arg(&unsplit)
+        .output()
+        .expect("check");
+    assert_eq!(whole.status.code(), Some(0));
+    // A log whose report line was cut short names the file and line; a log without any report
+    // says what it expected.
+    let cut = dir.path().join("cut.log");
+    std::fs::write(
+        &cut,
+        "fleetbench k8s-split: PASS\nfleetbench-report {\"schema_version\": 2,\n",
+    )
+    .expect("write");
+    let out = merge(std::slice::from_ref(&cut), &dir.path().join("m.json"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cut.log:2: a report line"), "{stderr}");
+    let empty = dir.path().join("empty.log");
+    std::fs::write(&empty, "waiting 3.0s for the common start\n").expect("write");
+    let out = merge(std::slice::from_ref(&empty), &dir.path().join("m.json"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fleetbench run --report -"));
+}

@@ -166,10 +166,11 @@ pub(crate) struct RawGroup {
     pub name: S<String>,
     /// Number of devices.
     pub count: S<i64>,
-    /// Client-id pattern with {group} and {index} (default "{group}-{index}").
+    /// Client-id pattern with {group}, {index} and {shard} (default "{group}-{index}").
     #[serde(default)]
     pub client_id: Option<S<String>>,
-    /// Topic pattern with {group} and {index}.
+    /// Topic pattern with {group}, {index} and {shard} (the shard running the device, 0 in one
+    /// process: a {shard} level lets each shard's observers hear only their own devices).
     pub topic: S<String>,
     /// Messages per second per device (phases scale it).
     pub rate: S<f64>,
@@ -390,7 +391,8 @@ pub(crate) struct RawObserver {
     /// ("$share/name/filter") they form one group in which each message reaches one member.
     #[serde(default)]
     pub count: Option<S<i64>>,
-    /// Topic filters to subscribe to ("+" and "#" wildcards; "$share/name/" prefix to share).
+    /// Topic filters to subscribe to ("+" and "#" wildcards; "$share/name/" prefix to share;
+    /// {shard} for the shard running the observer, so that it hears only that shard's devices).
     pub filters: S<Vec<S<String>>>,
     /// Requested QoS: 0, 1 (default) or 2.
     #[serde(default)]
