@@ -40,10 +40,7 @@ pub(crate) fn load_with(
     path: &Path,
     broker: Option<&crate::run_env::BrokerOverride>,
 ) -> anyhow::Result<Prepared> {
-    let shown = path.display().to_string();
-    let text = read_text(path)?;
-    let mut scenario =
-        fleetbench_scenario::parse(&shown, &text).map_err(|e| UsageError(e.to_string()))?;
+    let (mut scenario, _) = parse_file(path)?;
     if let Some(b) = broker {
         b.apply(&mut scenario).map_err(UsageError)?;
     }
@@ -56,6 +53,16 @@ pub(crate) fn load_with(
         transport,
         credentials,
     })
+}
+
+/// Read and validate one scenario file, nothing resolved on this machine: the scenario and the
+/// file's text.
+pub(crate) fn parse_file(path: &Path) -> anyhow::Result<(Scenario, String)> {
+    let shown = path.display().to_string();
+    let text = read_text(path)?;
+    let scenario =
+        fleetbench_scenario::parse(&shown, &text).map_err(|e| UsageError(e.to_string()))?;
+    Ok((scenario, text))
 }
 
 /// The file's text: a regular file of at most [`MAX_SCENARIO_BYTES`], in UTF-8.

@@ -39,6 +39,10 @@ const CPU_PER_CLIENT_MILLICORES: f64 = 0.01;
 /// The smallest CPU request (calibration and start-up need a core's share).
 const MIN_CPU_MILLICORES: f64 = 250.0;
 
+/// Connections a pod can open to one broker address with the default source-port range
+/// (`net.ipv4.ip_local_port_range`, 32768-60999).
+const MAX_CLIENTS_PER_POD: usize = 28_232;
+
 /// What one shard needs, for the pod's requests.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ShardSize {
@@ -82,29 +86,10 @@ pub fn shard_size(scenario: &Scenario, count: u32) -> ShardSize {
 
 /// Print the manifests.
 pub(crate) fn kubernetes(args: KubernetesArgs) -> anyhow::Result<Outcome> {
-    let text = std::fs::read_to_string(&args.scenario)
-        .with_context(|| format!("reading scenario {}", args.scenario.display()))
-        .map_err(|e| UsageError(format!("{e:#}")))?;
-    let prepared = crate::check::load(&args.scenario)?;
-    let scenario = &prepared.scenario;
-    fleetbench_scenario::check_sharding(scenario, args.shards)
+    let (scenario, text) = crate::check::parse_file(&args.scenario)?;
+    fleetbench_scenario::check_sharding(&scenario, args.shards)
         .map_err(|e| UsageError(format!("{}: {e}", args.scenario.display())))?;
-    let broker_url = match (&args.broker_url, &scenario.broker) {
-        (Some(url), _) => {
-            fleetbench_scenario::external_url(url)
-                .map_err(|e| UsageError(format!("--broker-url: {e}")))?;
-            url.clone()
-        }
-        (None, BrokerTarget::External(x)) => x.url_without_credentials(),
-        (None, BrokerTarget::Embedded(_)) => {
-            return Err(UsageError(
-                "the scenario uses the embedded broker, and each pod would test its own: give \
-                 --broker-url with the broker every shard reaches"
-                    .into(),
-            )
-            .into())
-        }
-    };
+    let broker_url = broker_url(&args, &scenario).map_err(UsageError)?;
     let start_at = match &args.start_at {
         Some(t) => run_env::parse_rfc3339(t).map_err(|e| UsageError(format!("--start-at: {e}")))?,
         None => round_up(SystemTime::now() + args.start_in),
@@ -114,7 +99,15 @@ pub(crate) fn kubernetes(args: KubernetesArgs) -> anyhow::Result<Outcome> {
         None => format!("fleetbench-{}", scenario.name),
     };
     let name = dns_label(&name).map_err(UsageError)?;
-    let size = shard_size(scenario, args.shards);
+    let size = shard_size(&scenario, args.shards);
+    if size.clients > MAX_CLIENTS_PER_POD {
+        eprintln!(
+            "warning: a pod would hold {} connections to one broker address, and Linux gives a \
+             pod about {MAX_CLIENTS_PER_POD} source ports per destination (32768-60999): give \
+             more --shards",
+            size.clients
+        );
+    }
     let job = Job {
         args: &args,
         name: &name,
@@ -132,6 +125,56 @@ pub(crate) fn kubernetes(args: KubernetesArgs) -> anyhow::Result<Outcome> {
     }
     crate::say(out);
     Ok(Outcome::Pass)
+}
+
+/// The broker every shard tests, and a check that the pods can reach it with what the
+/// manifests give them: only the scenario file travels (certificate files do not), and a
+/// password only through `--password-secret`.
+fn broker_url(args: &KubernetesArgs, scenario: &Scenario) -> Result<String, String> {
+    let external = match &scenario.broker {
+        BrokerTarget::External(x) => Some(x.as_ref()),
+        BrokerTarget::Embedded(_) => None,
+    };
+    if let Some(x) = external {
+        let t = &x.tls;
+        if let Some(f) = [&t.ca_file, &t.client_cert, &t.client_key]
+            .into_iter()
+            .flatten()
+            .next()
+        {
+            return Err(format!(
+                "{}: {} names a file, and only the scenario file reaches the pods: use a broker \
+                 certificate the system's CAs trust, or run the shards another way",
+                f.at, f.field
+            ));
+        }
+        if x.password_env.is_some() && args.password_secret.is_none() {
+            return Err(format!(
+                "the scenario reads the broker password from a variable the pods do not have: \
+                 give --password-secret with a Secret that holds it (it reaches the pods as \
+                 {BROKER_PASSWORD})"
+            ));
+        }
+    }
+    let username = args
+        .broker_username
+        .as_ref()
+        .or(external.and_then(|x| x.username.as_ref()));
+    if args.password_secret.is_some() && username.is_none() {
+        return Err("--password-secret needs a user name: give --broker-username".into());
+    }
+    match (&args.broker_url, external) {
+        (Some(url), _) => {
+            fleetbench_scenario::external_url(url).map_err(|e| format!("--broker-url: {e}"))?;
+            Ok(url.clone())
+        }
+        (None, Some(x)) => Ok(x.url_without_credentials()),
+        (None, None) => Err(
+            "the scenario uses the embedded broker, and each pod would test its \
+                             own: give --broker-url with the broker every shard reaches"
+                .into(),
+        ),
+    }
 }
 
 /// `t` rounded up to the next whole second.

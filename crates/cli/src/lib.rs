@@ -125,7 +125,7 @@ pub struct KubernetesArgs {
     pub broker_username: Option<String>,
     /// A Secret in the Job's namespace whose key `password` holds the broker password; it
     /// reaches the pods as FLEETBENCH_BROKER_PASSWORD and is never in the manifests.
-    #[arg(long, value_name = "SECRET", requires = "broker_username")]
+    #[arg(long, value_name = "SECRET")]
     pub password_secret: Option<String>,
     /// Name of the Job and prefix of the ConfigMap [default: fleetbench-<scenario name>].
     #[arg(long)]
