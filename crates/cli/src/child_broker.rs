@@ -19,6 +19,17 @@ pub(crate) struct ChildBroker {
     started: Instant,
     /// What the child's broker watch reported on its standard output.
     events: Arc<Mutex<Vec<WatchEvent>>>,
+    options: Options,
+    /// CPU seconds and peak memory of the processes a restart ended.
+    before: (f64, u64),
+}
+
+/// How the broker process is started (again, on a restart).
+#[derive(Debug, Clone, Copy)]
+struct Options {
+    tcp_nodelay: bool,
+    max_connections: usize,
+    mqtt5: bool,
 }
 
 /// A line `fleetbench broker` prints when its watch saw something (a rumqttd panic, a wedged
@@ -71,6 +82,25 @@ impl ChildBroker {
             .collect::<Result<_, _>>()
             .context("reading the free ports")?;
         drop(held);
+        let options = Options {
+            tcp_nodelay,
+            max_connections,
+            mqtt5,
+        };
+        Self::start_on(ports, options, Arc::default())
+    }
+
+    /// Start `fleetbench broker` on `ports` and wait for its banner.
+    fn start_on(
+        ports: Vec<u16>,
+        options: Options,
+        events: Arc<Mutex<Vec<WatchEvent>>>,
+    ) -> anyhow::Result<ChildBroker> {
+        let Options {
+            tcp_nodelay,
+            max_connections,
+            mqtt5,
+        } = options;
         let exe = std::env::current_exe().context("locating the fleetbench executable")?;
         let mut command = Command::new(exe);
         command.arg("broker");
@@ -93,7 +123,7 @@ impl ChildBroker {
             .spawn()
             .context("starting the broker process")?;
         let stdout = child.stdout.take().context("the broker process's output")?;
-        let (banner, events) = read_output(stdout);
+        let banner = read_output(stdout, events.clone());
         let mut broker = ChildBroker {
             child,
             endpoints: Endpoints {
@@ -102,6 +132,8 @@ impl ChildBroker {
             },
             started: Instant::now(),
             events,
+            options,
+            before: (0.0, 0),
         };
         match banner.recv_timeout(READY_TIMEOUT) {
             Ok(line) if line.contains("listening") => Ok(broker),
@@ -116,18 +148,57 @@ impl ChildBroker {
         }
     }
 
-    /// CPU and peak memory of the broker process so far.
-    pub(crate) fn usage(&self) -> ProcessUsage {
+    /// CPU seconds and peak memory of the current broker process.
+    fn process_usage(&self) -> (f64, u64) {
         let pid = self.child.id();
         let cpu_s = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .ok()
             .and_then(|stat| stat_cpu_seconds(&stat).map(|(_, s)| s))
             .unwrap_or(0.0);
-        let peak_rss_bytes = proc_kb(&format!("/proc/{pid}/status"), "VmHWM").unwrap_or(0);
+        (
+            cpu_s,
+            proc_kb(&format!("/proc/{pid}/status"), "VmHWM").unwrap_or(0),
+        )
+    }
+
+    /// CPU and peak memory of the broker processes so far (restarts included).
+    pub(crate) fn usage(&self) -> ProcessUsage {
+        let (cpu_s, peak) = self.process_usage();
         ProcessUsage {
-            cpu_cores: cpu_s / self.started.elapsed().as_secs_f64().max(0.001),
-            peak_rss_bytes,
+            cpu_cores: (cpu_s + self.before.0) / self.started.elapsed().as_secs_f64().max(0.001),
+            peak_rss_bytes: peak.max(self.before.1),
         }
+    }
+
+    /// A `broker_restart` fault: kill the broker process (SIGKILL: no goodbye to anyone), wait
+    /// `down`, and start it again on the same ports. What its watch saw before stays.
+    pub(crate) fn restart(&mut self, down: Duration) -> anyhow::Result<String> {
+        let (cpu_s, peak) = self.process_usage();
+        let pid = self.child.id();
+        self.end();
+        std::thread::sleep(down);
+        let began = Instant::now();
+        let mut last = None;
+        for _ in 0..ATTEMPTS {
+            let (ports, events) = (self.endpoints.ports.clone(), self.events.clone());
+            match Self::start_on(ports, self.options, events) {
+                Ok(mut next) => {
+                    next.started = self.started;
+                    next.before = (self.before.0 + cpu_s, self.before.1.max(peak));
+                    let took = began.elapsed();
+                    *self = next;
+                    return Ok(format!(
+                        "broker process {pid} killed (SIGKILL), down {down:?}, a new one ({}) \
+                         answered on the same ports {took:.1?} after its start",
+                        self.child.id()
+                    ));
+                }
+                Err(e) => last = Some(e),
+            }
+            // A port still held by the old process's sockets frees within moments.
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("the broker process did not start again")))
     }
 
     /// Stop the broker process (the one this process started, by its PID) and report what it
@@ -148,10 +219,8 @@ impl ChildBroker {
 /// Read the broker process's output on a thread of its own: the banner (sent on the channel
 /// once it comes: every listener has answered a CONNECT with a CONNACK), then its watch's
 /// events. It keeps reading so that the child never blocks on a full pipe.
-fn read_output(stdout: ChildStdout) -> (mpsc::Receiver<String>, Arc<Mutex<Vec<WatchEvent>>>) {
+fn read_output(stdout: ChildStdout, seen: Arc<Mutex<Vec<WatchEvent>>>) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let seen = events.clone();
     std::thread::spawn(move || {
         let mut line = String::new();
         let mut reader = BufReader::new(stdout);
@@ -169,7 +238,7 @@ fn read_output(stdout: ChildStdout) -> (mpsc::Receiver<String>, Arc<Mutex<Vec<Wa
             next.clear();
         }
     });
-    (rx, events)
+    rx
 }
 
 impl Drop for ChildBroker {

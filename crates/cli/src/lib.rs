@@ -13,6 +13,7 @@ mod logging;
 mod outputs;
 mod progress;
 mod report;
+mod restart_cmd;
 mod run;
 pub mod run_env;
 mod running_broker;

@@ -194,6 +194,7 @@ fn drive(
     };
     let mut fleet_options = FleetOptions::default();
     fleet_options.faults.receive_delay = args.fault_receive_delay_us.map(Duration::from_micros);
+    fleet_options.restart_broker = broker.restarter(scenario);
     let (snap_tx, snap_rx) = watch::channel(Snapshot::default());
     let meta = Meta {
         scenario: scenario.name.clone(),

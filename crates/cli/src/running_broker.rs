@@ -6,7 +6,11 @@ use fleetbench_broker::{BrokerHealth, EmbeddedBroker, EmbeddedConfig};
 use fleetbench_fleet::transport::Transport;
 use fleetbench_fleet::Target;
 use fleetbench_metrics::report::{BrokerWatch, ListenerRestartReport, ProcessUsage};
-use fleetbench_scenario::{BrokerTarget, Plan, Protocol};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fleetbench_fleet::restart::{BrokerRestarter, RestartFn};
+use fleetbench_scenario::{BrokerTarget, FaultKind, Plan, Protocol, Scenario};
 
 use crate::check::Prepared;
 use crate::child_broker::ChildBroker;
@@ -28,7 +32,8 @@ pub(crate) struct RunningBroker {
 
 enum Running {
     InProcess(EmbeddedBroker),
-    Child(ChildBroker),
+    /// Shared with the hook that restarts it for `broker_restart` faults.
+    Child(Arc<Mutex<ChildBroker>>),
     External,
 }
 
@@ -60,7 +65,12 @@ impl RunningBroker {
                 (None, Some(watch_report(&health)))
             }
             Running::Child(b) => {
-                let (usage, events) = b.stop();
+                let (usage, events) = match Arc::try_unwrap(b).map(Mutex::into_inner) {
+                    Ok(Ok(b)) => b.stop(),
+                    // Still shared (a restart thread outlived the run) or poisoned by a
+                    // panic in one: it ends when the last handle goes.
+                    _ => (ProcessUsage::default(), Vec::new()),
+                };
                 let health = BrokerWatch {
                     panics: events.iter().map(|e| e.panics).max().unwrap_or(0),
                     restarts: events.into_iter().filter_map(|e| e.restart).collect(),
@@ -76,6 +86,40 @@ impl RunningBroker {
             process,
             health,
         }
+    }
+}
+
+impl RunningBroker {
+    /// How the run restarts this broker for the scenario's `broker_restart` faults: the child
+    /// broker is killed and started again on its ports; an external broker's command is run.
+    pub(crate) fn restarter(&self, scenario: &Scenario) -> Option<BrokerRestarter> {
+        let commands: Vec<(Vec<String>, Duration)> = (scenario.faults.iter())
+            .filter_map(|f| match &f.kind {
+                FaultKind::BrokerRestart { command, timeout } => {
+                    Some((command.clone().unwrap_or_default(), *timeout))
+                }
+                _ => None,
+            })
+            .collect();
+        if commands.is_empty() {
+            return None;
+        }
+        let hook: Arc<RestartFn> = match &self.kind {
+            Running::Child(child) => {
+                let child = child.clone();
+                Arc::new(move |_, down| {
+                    let mut c = child.lock().map_err(|_| "the broker handle is poisoned")?;
+                    c.restart(down).map_err(|e| format!("{e:#}"))
+                })
+            }
+            Running::External => Arc::new(move |n, _| match commands.get(n) {
+                Some((command, timeout)) => crate::restart_cmd::run(command, *timeout),
+                None => Err(format!("no command for restart {n}")),
+            }),
+            // Validation refuses restarts of the in-process broker.
+            Running::InProcess(_) => return None,
+        };
+        Some(BrokerRestarter(hook))
     }
 }
 
@@ -180,6 +224,7 @@ impl BrokerPlan {
                 let e = child.endpoints.clone();
                 let label = format!("embedded (child process) {}", e.describe());
                 let target = embedded(e.host, e.ports);
+                let child = Arc::new(Mutex::new(child));
                 (Running::Child(child), target, label, Some(tcp_nodelay))
             }
             BrokerPlan::External => {

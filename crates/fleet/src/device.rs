@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fleetbench_metrics::{DeviceFlush, Flush};
-use fleetbench_scenario::{DeviceSpec, Mqtt5Publish};
+use fleetbench_scenario::{DeviceSpec, Mqtt5Publish, WhileDown};
 use tokio::time::{sleep_until, Instant};
 
 use crate::client::{Connection, PublishProperties, Settings};
@@ -96,6 +96,11 @@ pub(crate) struct Device<'a> {
     pub alias_max: u16,
     pub alias_set: bool,
     pub aliased: u64,
+    /// How many of the spec's fault cuts have come.
+    pub cuts_done: usize,
+    /// The cut the device is down from: when it was due (from the ramp start) and when it
+    /// happened.
+    pub cut_pending: Option<(Duration, Instant)>,
 }
 
 impl<'a> Device<'a> {
@@ -120,6 +125,8 @@ impl<'a> Device<'a> {
             alias_max: 0,
             alias_set: false,
             aliased: 0,
+            cuts_done: 0,
+            cut_pending: None,
         }
     }
 
@@ -162,6 +169,11 @@ impl<'a> Device<'a> {
             let Some(now) = pace.wake_for(self, due).await else {
                 break;
             };
+            if !self.connected && self.spec.while_down == WhileDown::Skip {
+                // Due while the connection is down: not sent, counted.
+                skipped += 1;
+                continue;
+            }
             if !self.send(due, now, &mut maker) {
                 break;
             }
@@ -246,7 +258,13 @@ impl<'a> Device<'a> {
     /// open and say goodbye.
     async fn leave(mut self, skipped: u64) -> DeviceResult {
         let ctx = self.ctx;
-        let down_at_end = self.connected_at.is_some() && !self.connected;
+        // Down because a fault cut it and not back yet: the fault's cost, not a lost device.
+        let down_at_end =
+            self.connected_at.is_some() && !self.connected && self.cut_pending.is_none();
+        if let Some((at, _)) = self.cut_pending.take() {
+            // Cut by a fault and not connected again before publishing ended.
+            self.flush.cut_downs.push((at, None));
+        }
         if let Some(at) = self.spec.drop_at.map(|d| self.w.start + d) {
             // Keep answering until the drop.
             self.wait(at, How::Plain).await;

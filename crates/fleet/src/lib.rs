@@ -18,6 +18,7 @@ pub mod payload;
 mod poller;
 pub mod probe;
 mod receive;
+pub mod restart;
 mod run;
 mod tally;
 mod ticker;
@@ -87,6 +88,9 @@ pub struct FleetOptions {
     /// connected), the broker is taken to be gone and the run ends early.
     pub broker_gone_after: Duration,
     pub faults: Faults,
+    /// How the run restarts its broker for the scenario's `broker_restart` faults (None: it
+    /// cannot, and validation refused such faults).
+    pub restart_broker: Option<restart::BrokerRestarter>,
 }
 
 impl Default for FleetOptions {
@@ -99,6 +103,7 @@ impl Default for FleetOptions {
             interrupt_grace: Duration::from_secs(1),
             broker_gone_after: Duration::from_secs(10),
             faults: Faults::default(),
+            restart_broker: None,
         }
     }
 }

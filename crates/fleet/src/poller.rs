@@ -57,6 +57,30 @@ impl Device<'_> {
             if self.gave_up || (watch_end && ctx.end.is_cancelled()) {
                 return Wait::Ended;
             }
+            if let Some(cut_at) = self.next_cut() {
+                // A fault is due to cut the connection before anything else happens.
+                if Instant::now() >= cut_at {
+                    self.cut();
+                    continue;
+                }
+                tokio::select! {
+                    biased;
+                    _ = &mut end, if watch_end => return Wait::Ended,
+                    _ = &mut timer => return Wait::Due,
+                    _ = sleep_until(cut_at) => continue,
+                    r = self.conn.poll(), if self.retry_at.is_none() => {
+                        if self.handle(r, how) {
+                            return Wait::Due;
+                        }
+                        continue;
+                    }
+                    _ = sleep_until(self.retry_at.unwrap_or(cut_at)), if self.retry_at.is_some() => {
+                        self.retry_at = None;
+                        self.attempt_start = Instant::now();
+                        continue;
+                    }
+                }
+            }
             if let Some(retry_at) = self.retry_at {
                 // Backing off: nothing happens on the connection until the next attempt.
                 tokio::select! {
@@ -75,16 +99,48 @@ impl Device<'_> {
                 _ = &mut end, if watch_end => return Wait::Ended,
                 _ = &mut timer => return Wait::Due,
                 r = self.conn.poll() => {
-                    let first = self.connected_at.is_none();
-                    self.event(r);
-                    match how {
-                        How::Event | How::Finish => return Wait::Due,
-                        How::Connect if first && self.connected_at.is_some() => return Wait::Due,
-                        _ => {}
+                    if self.handle(r, how) {
+                        return Wait::Due;
                     }
                 }
             }
         }
+    }
+
+    /// Take one result of the connection; true when the wait should end there.
+    fn handle(&mut self, r: Result<Ev, ConnError>, how: How) -> bool {
+        let first = self.connected_at.is_none();
+        self.event(r);
+        match how {
+            How::Event | How::Finish => true,
+            How::Connect => first && self.connected_at.is_some(),
+            _ => false,
+        }
+    }
+
+    /// When the next fault cuts the connection, if one is still to come.
+    fn next_cut(&self) -> Option<Instant> {
+        (self.spec.cuts.get(self.cuts_done)).map(|c| self.w.start + *c)
+    }
+
+    /// A fault cuts the connection now, without a DISCONNECT, like a lost network: the device
+    /// reconnects by its group's backoff. A cut while the connection is down changes nothing.
+    fn cut(&mut self) {
+        let due = self.spec.cuts.get(self.cuts_done).copied();
+        self.cuts_done += 1;
+        if !self.connected {
+            return;
+        }
+        let now = Instant::now();
+        self.cut_pending = due.map(|at| (at, now));
+        self.conn.clean();
+        self.ctx.listening[self.pos as usize].store(false, Ordering::Relaxed);
+        self.connected = false;
+        self.flush.connected = Some(false);
+        self.send_flush(now);
+        self.attempts = 1;
+        let draw = rand::Rng::random::<f64>(&mut rand::rng());
+        self.retry_at = Some(now + self.spec.reconnect.wait(1, draw));
     }
 
     /// One event of the connection, or its failure.
@@ -117,6 +173,11 @@ impl Device<'_> {
         self.flush.connected = Some(true);
         self.connected = true;
         self.attempts = 0;
+        if let Some((at, cut)) = self.cut_pending.take() {
+            self.flush
+                .cut_downs
+                .push((at, Some(now.duration_since(cut))));
+        }
         self.connected_at.get_or_insert(now);
         if let Some(s) = &spec.status {
             let payload = Bytes::from(s.payload.clone().into_bytes());

@@ -21,6 +21,7 @@ use crate::controller::run_controller;
 use crate::ctx::{Controls, RunCtx};
 use crate::device::run_device;
 use crate::observer::{spawn_observer, ObserverHandle, ObserverResult};
+use crate::restart::run_restarts;
 use crate::tally::{behaviour, DeviceTally};
 use crate::ticker::{tick_loop, watch_broker};
 use crate::timer::PreciseTimer;
@@ -195,11 +196,20 @@ impl<'a> Run<'a> {
                 Instant::now()
             }
         });
+        let restarting = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let watch = tokio::spawn(watch_broker(
             self.live.clone(),
             ctx.opts.broker_gone_after,
             ctx.end.clone(),
+            restarting.clone(),
         ));
+        let restarts = (ctx.opts.restart_broker.clone())
+            .filter(|_| !self.plan.broker_restarts.is_empty())
+            .zip(self.ramp_start)
+            .map(|(hook, ramp)| {
+                let list = self.plan.broker_restarts.clone();
+                tokio::spawn(run_restarts(hook, list, ramp, restarting, ctx.end.clone()))
+            });
         let controllers: Vec<_> = (self.plan.controllers.iter().enumerate())
             .map(|(i, spec)| {
                 let index = self.plan.observers.len() + i;
@@ -213,6 +223,14 @@ impl<'a> Run<'a> {
         let _ = self.controls.commands_done.send(true);
         for d in devices {
             tally.add(d.await.map_err(|e| FleetError::Task(e.to_string()))?);
+        }
+        if let Some(r) = restarts {
+            if r.is_finished() {
+                tally.restarts = r.await.unwrap_or_default();
+            } else {
+                // Publishing ended first: a restart still to come does not happen.
+                r.abort();
+            }
         }
         // The watch ends only when it found the broker gone.
         if watch.is_finished() {
@@ -394,5 +412,11 @@ fn outcome(
         disconnected: tally.disconnected,
         sent_per_device: tally.sent,
         interval_log: aggregator.take_interval_log(),
+        timeline: fleetbench_metrics::timeline::from(
+            aggregator.take_timeline(),
+            Duration::from_nanos(ctx.ramp_start_ns.load(Ordering::Relaxed)),
+        ),
+        restarts: tally.restarts,
+        cut_downs: aggregator.take_cut_downs(),
     })
 }

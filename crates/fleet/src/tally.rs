@@ -30,6 +30,8 @@ pub(crate) struct DeviceTally {
     pub ended: Option<Instant>,
     /// Set when the broker watch ended the run.
     pub broker_gone: Option<BrokerGone>,
+    /// The broker restarts the faults made.
+    pub restarts: Vec<fleetbench_metrics::RestartEvent>,
 }
 
 impl DeviceTally {
@@ -60,6 +62,7 @@ impl DeviceTally {
             commands: None,
             ended: None,
             broker_gone: None,
+            restarts: Vec::new(),
         }
     }
 

@@ -2,6 +2,8 @@
 //! once a tick), and the broker watch that ends the run when every client has been
 //! disconnected for long enough.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fleetbench_metrics::aggregate::Phase;
@@ -47,11 +49,13 @@ pub(crate) async fn tick_loop(
 }
 
 /// End the run early (`end`) when every device and observer has been disconnected for
-/// `after`, once some client had connected: the broker went away. Records when.
+/// `after`, once some client had connected: the broker went away. Records when. While
+/// `restarting` is up (a `broker_restart` fault), nobody connected is expected.
 pub(crate) async fn watch_broker(
     mut live: watch::Receiver<Snapshot>,
     after: Duration,
     end: CancellationToken,
+    restarting: Arc<AtomicBool>,
 ) -> Option<BrokerGone> {
     let mut seen_up = false;
     let mut down_since: Option<Duration> = None;
@@ -65,7 +69,8 @@ pub(crate) async fn watch_broker(
             )
         };
         seen_up |= up > 0;
-        if !running || !seen_up || up > 0 {
+        // A broker restarted on purpose is not gone: the wait starts when it is back.
+        if !running || !seen_up || up > 0 || restarting.load(Ordering::Relaxed) {
             down_since = None;
             continue;
         }

@@ -193,6 +193,9 @@ pub struct Aggregator {
     expected: u64,
     groups: Vec<GroupSnapshot>,
     cpu: CpuSampler,
+    timeline: Vec<crate::timeline::Point>,
+    /// Every connection a fault cut: the device's group, when, and how long until it was back.
+    cut_downs: Vec<crate::timeline::CutDown>,
 }
 
 /// Rates of one tick, per second.
@@ -255,6 +258,8 @@ impl Aggregator {
                 ..GroupSnapshot::default()
             }],
             cpu: CpuSampler::new(),
+            timeline: Vec::new(),
+            cut_downs: Vec::new(),
         };
         (tx, agg)
     }
@@ -306,6 +311,13 @@ impl Aggregator {
                 if let Some(us) = d.connect_us {
                     self.interval_connect.record_us(us);
                 }
+                self.cut_downs.extend(d.cut_downs.iter().map(|(at, down)| {
+                    crate::timeline::CutDown {
+                        group,
+                        at: *at,
+                        down: *down,
+                    }
+                }));
                 for (i, n) in d.phase_sent.iter().enumerate().filter(|(_, n)| **n > 0) {
                     let p = self.totals.phase(i);
                     p.sent += n;
@@ -344,6 +356,13 @@ impl Aggregator {
         self.log_interval(elapsed);
         let rates = self.rates(elapsed);
         let snapshot = self.snapshot(elapsed, phase, &rates);
+        self.timeline.push(crate::timeline::Point {
+            elapsed,
+            devices_connected: snapshot.devices_connected,
+            connects: self.interval_connect.count(),
+            connection_errors: crate::timeline::connection_errors(&snapshot.errors),
+            delivered: self.delivered,
+        });
         self.totals.cpu = self.cpu.average();
         self.interval_intended.reset();
         self.interval_send.reset();
@@ -463,6 +482,17 @@ impl Aggregator {
                     .record(e.to_string());
             }
         }
+    }
+
+    /// Every connection a fault cut: its group, when (from the ramp start) and how long it
+    /// was down.
+    pub fn take_cut_downs(&mut self) -> Vec<crate::timeline::CutDown> {
+        std::mem::take(&mut self.cut_downs)
+    }
+
+    /// Every tick so far, from the run clock's start.
+    pub fn take_timeline(&mut self) -> Vec<crate::timeline::Point> {
+        std::mem::take(&mut self.timeline)
     }
 
     /// The interval log so far (one interval per tick and distribution); leaves an empty one.

@@ -86,7 +86,7 @@ pub fn evaluate(e: &Expectations, r: &Report) -> Vec<ExpectationResult> {
     let or = |v: Option<u64>, default: u64| Some(v.unwrap_or(default) as f64);
     let b = &r.behaviour;
     let zero_if = |used: bool| used.then_some(0.0);
-    let limits: [(Metric, Option<f64>); 29] = [
+    let limits: [(Metric, Option<f64>); 30] = [
         (
             DeliveredRatio,
             Some(e.delivered_ratio.unwrap_or(DEFAULT_DELIVERED_RATIO)),
@@ -125,6 +125,8 @@ pub fn evaluate(e: &Expectations, r: &Report) -> Vec<ExpectationResult> {
         (UserPropsMissing, zero_if(b.mqtt5.is_some())),
         (ExpiryMissing, zero_if(b.mqtt5.is_some())),
         (DeliveredAfterExpiry, zero_if(b.mqtt5.is_some())),
+        // A fault that could not be injected leaves a run that did not test what it says.
+        (FaultsFailed, zero_if(!r.faults.is_empty())),
         // A generator that fell behind its schedule measures itself, not the broker.
         (
             GeneratorLateShare,

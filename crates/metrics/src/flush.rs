@@ -2,6 +2,8 @@
 //! lateness, acknowledgements and connection changes; an observer's deliveries and their
 //! latency; errors.
 
+use std::time::Duration;
+
 use crate::hist::LatencyHistogram;
 
 /// What a device task hands over, at most once a tick and once more when it ends.
@@ -25,6 +27,9 @@ pub struct DeviceFlush {
     /// Of the messages sent since the last flush, how many were due in each load phase (empty
     /// when the scenario has no phases).
     pub phase_sent: Vec<u64>,
+    /// Connections a fault cut since the last flush: when (from the ramp start), and how long
+    /// until the device was connected again (None: it never was).
+    pub cut_downs: Vec<(Duration, Option<Duration>)>,
 }
 
 /// What an observer task hands over once a tick.

@@ -62,6 +62,7 @@ impl Report {
             subscriptions_not_granted: subscriptions_not_granted(plan, run),
             qos_mismatches: qos_mismatches(run),
             shards: Vec::new(),
+            faults: crate::fault_cost::costs(scenario, run),
         };
         let t = &run.totals;
         match Histograms::encode(&t.from_intended, &t.from_send, &t.ack, &t.connect) {

@@ -10,6 +10,7 @@ pub mod compare;
 pub mod cpu;
 pub mod env;
 pub mod expect;
+pub mod fault_cost;
 pub mod finding;
 #[cfg(test)]
 mod fixture;
@@ -24,9 +25,10 @@ pub mod outcome;
 pub mod report;
 pub mod shards;
 pub mod summary;
+pub mod timeline;
 
 pub use aggregate::{Aggregator, DeviceFlush, Flush, ObserverFlush, Snapshot};
 pub use hist::LatencyHistogram;
 pub use ledger::{Delivery, Ledger, StreamOutcome};
-pub use outcome::{BrokerGone, RunContext, RunOutcome};
+pub use outcome::{BrokerGone, RestartEvent, RunContext, RunOutcome};
 pub use report::Report;

@@ -81,6 +81,7 @@ pub fn merge(reports: &[Report], kind: MergeKind) -> Result<Report, MergeError> 
         kind,
         reports: reports.len() as u32,
     });
+    out.faults = crate::fault_cost::merge(reports, concurrent);
     // Repeats of sharded runs keep every repeat's shards: any hole in any of them counts.
     out.shards = reports.iter().flat_map(|r| r.shards.clone()).collect();
     if let Some(n) = split {

@@ -40,7 +40,10 @@ pub fn value(m: Metric, r: &Report) -> Option<f64> {
         P99Puback => r.latency.puback.p99_us as f64,
         DeliverPerS => r.throughput.deliver_per_s,
         PublishPerS => r.throughput.publish_per_s,
-        Errors => r.errors.values().map(|g| g.count).sum::<u64>() as f64,
+        // Connection errors a fault caused are its cost (in `faults`), not a troubled run.
+        Errors => (r.errors.values().map(|g| g.count).sum::<u64>())
+            .saturating_sub(r.faults.iter().map(|f| f.connection_errors).sum())
+            as f64,
         NeverConnected => f64::from(r.timing.never_connected),
         Disconnected => f64::from(r.timing.disconnected),
         BrokerGone => f64::from(u8::from(r.run.broker_gone.is_some())),
@@ -61,6 +64,10 @@ pub fn value(m: Metric, r: &Report) -> Option<f64> {
         DeliveredAfterExpiry => b.mqtt5.as_ref()?.delivered_after_expiry as f64,
         ShardsMissing => crate::shards::missing(r)?.len() as f64,
         ShardsFailed => crate::shards::failed(r)?.len() as f64,
+        FaultsFailed => {
+            (!r.faults.is_empty()).then_some(())?;
+            r.faults.iter().filter(|f| f.failed.is_some()).count() as f64
+        }
     })
 }
 
@@ -110,6 +117,7 @@ mod tests {
             Metric::BrokerRestarts,
             Metric::ShardsMissing,
             Metric::ShardsFailed,
+            Metric::FaultsFailed,
         ];
         for &m in Metric::ALL {
             assert_eq!(value(m, &r).is_some(), !behaviours.contains(&m), "{m}");

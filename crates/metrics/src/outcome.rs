@@ -45,6 +45,23 @@ pub struct RunOutcome {
     pub delivered_qos: [[u64; 3]; 3],
     /// Statuses, wills, sessions and commands, as far as the scenario uses them.
     pub behaviour: Behaviour,
+    /// Every tick, from the start of the connect ramp (the faults' costs are read from it).
+    pub timeline: Vec<crate::timeline::Point>,
+    /// What each broker restart did, in order.
+    pub restarts: Vec<RestartEvent>,
+    /// Every connection a fault cut: its group, when and how long until it was back.
+    pub cut_downs: Vec<crate::timeline::CutDown>,
+}
+
+/// A broker restart (a `broker_restart` fault), as it happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestartEvent {
+    /// When it began, from the start of the connect ramp.
+    pub at: Duration,
+    /// How long the restart took (the broker down, started again, or the command run).
+    pub took: Duration,
+    /// What happened, in words, or why it failed.
+    pub result: Result<String, String>,
 }
 
 impl RunOutcome {
@@ -76,6 +93,9 @@ impl RunOutcome {
             interval_log: Default::default(),
             delivered_qos: [[0; 3]; 3],
             behaviour: Behaviour::default(),
+            timeline: Vec::new(),
+            restarts: Vec::new(),
+            cut_downs: Vec::new(),
         }
     }
 }

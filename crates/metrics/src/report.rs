@@ -75,6 +75,47 @@ pub struct Report {
     /// single run's report and from merged repeats).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardRow>,
+    /// What each of the scenario's faults cost, in the order they started (absent without
+    /// faults).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultReport>,
+}
+
+/// What one fault cost. Times are seconds from the fault's start unless named otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct FaultReport {
+    /// What and when, in words ("disconnect of sensor at 20s").
+    pub fault: String,
+    /// "disconnect", "churn" or "broker_restart".
+    pub kind: String,
+    /// When it started, from the start of the connect ramp, and how long it was meant to last.
+    pub at_s: f64,
+    pub for_s: f64,
+    /// Connections it cut: the devices a disconnect dropped, the drops of a churn, every
+    /// device for a broker restart.
+    pub cuts: u64,
+    /// Devices connected just before it, and the fewest while it lasted and recovered.
+    pub connected_before: u64,
+    pub lowest_connected: u64,
+    /// Until as many devices were connected as before, after the fault's window; null when
+    /// they never were.
+    pub recovery_s: Option<f64>,
+    /// The most connections completed per second from its start to its recovery.
+    pub peak_reconnects_per_s: f64,
+    /// Connection errors (refused, reset, timed out, ...) from its start to its recovery.
+    pub connection_errors: u64,
+    /// Until the delivery rate was back within 5% of its level in the 5 s before the fault,
+    /// after the fault's window; null when it never was (or there was no steady level).
+    pub delivery_recovery_s: Option<f64>,
+    /// A broker restart: what happened and how long it took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_s: Option<f64>,
+    /// A broker restart that failed: why. The fault did not happen as the scenario says, and
+    /// the verdict fails (`faults_failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
 }
 
 /// One shard of a merged sharded run: enough to tell a slow, overloaded or failed pod.

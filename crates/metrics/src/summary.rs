@@ -54,6 +54,7 @@ pub fn render(r: &Report) -> String {
     resources(&mut out, r);
     latency(&mut out, r);
     shard_table(&mut out, r);
+    fault_table(&mut out, r);
     behaviour_lines(&mut out, &r.behaviour);
     phases(&mut out, r);
     judgement(&mut out, r);
@@ -85,6 +86,40 @@ fn header(out: &mut String, r: &Report) {
             "  common start {}, started {:.2}s after it",
             s.at, s.lateness_s
         );
+    }
+}
+
+/// What each fault cost: connections cut, devices connected before and at the lowest, time
+/// until as many were connected again, the peak reconnect rate, connection errors, and time
+/// until the delivery rate was back.
+fn fault_table(out: &mut String, r: &Report) {
+    if r.faults.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "  {:<30} {:>7} {:>8} {:>7} {:>9} {:>9} {:>8} {:>9}",
+        "fault", "cuts", "before", "lowest", "recovery", "peak c/s", "errors", "rate back"
+    );
+    let secs = |s: Option<f64>| s.map_or_else(|| "never".to_string(), |s| format!("{s:.2}s"));
+    for f in &r.faults {
+        let _ = writeln!(
+            out,
+            "  {:<30} {:>7} {:>8} {:>7} {:>9} {:>9.0} {:>8} {:>9}",
+            f.fault,
+            fmt_count(f.cuts),
+            fmt_count(f.connected_before),
+            fmt_count(f.lowest_connected),
+            secs(f.recovery_s),
+            f.peak_reconnects_per_s,
+            fmt_count(f.connection_errors),
+            secs(f.delivery_recovery_s),
+        );
+        if let Some(why) = &f.failed {
+            let _ = writeln!(out, "    FAILED: {why}");
+        } else if let (Some(what), Some(took)) = (&f.restart, f.restart_s) {
+            let _ = writeln!(out, "    restart took {took:.2}s: {what}");
+        }
     }
 }
 

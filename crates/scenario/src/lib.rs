@@ -6,6 +6,7 @@
 //!
 //! This crate is pure: no IO, no async runtime. Callers read the file and pass its text.
 
+mod cuts;
 mod error;
 pub mod load;
 pub mod metric;
@@ -21,8 +22,8 @@ pub use error::{Located, Location, ScenarioError, ScenarioErrors};
 pub use metric::Metric;
 pub use model::{
     url_host, Backoff, BrokerTarget, Commands, Controller, DeviceGroup, DeviceMessage,
-    EmbeddedBroker, Expectations, ExternalBroker, GroupBehaviour, Mqtt5Publish, ObserverGroup,
-    Offline, Protocol, Qos, Regression, Scenario, Scheme, TlsFiles,
+    EmbeddedBroker, Expectations, ExternalBroker, Fault, FaultKind, GroupBehaviour, Mqtt5Publish,
+    ObserverGroup, Offline, Protocol, Qos, Regression, Scenario, Scheme, TlsFiles, WhileDown,
 };
 pub use plan::{CommandTopics, ControllerSpec, DeviceSpec, MessageSpec, ObserverSpec, Plan};
 pub use shard::{check_sharding, Shard, ShardingError};

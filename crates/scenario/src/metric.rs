@@ -54,6 +54,7 @@ metrics! {
     DeliveredAfterExpiry,
     ShardsMissing,
     ShardsFailed,
+    FaultsFailed,
 }
 
 /// Which way a figure gets better.
@@ -146,6 +147,7 @@ impl Metric {
             ),
             ShardsMissing => ("shards_missing", "shards missing", Count, Lower),
             ShardsFailed => ("shards_failed", "shards failed", Count, Lower),
+            FaultsFailed => ("faults_failed", "faults failed", Count, Lower),
         }
     }
 

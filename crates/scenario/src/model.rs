@@ -75,6 +75,8 @@ pub struct Scenario {
     pub observers: Vec<ObserverGroup>,
     /// Clients that command device groups and time the answers.
     pub controllers: Vec<Controller>,
+    /// Faults injected into the run, in the order of their start.
+    pub faults: Vec<Fault>,
     pub expect: Expectations,
     pub regression: Regression,
 }
@@ -239,7 +241,20 @@ pub struct GroupBehaviour {
     pub drop_at: Option<Duration>,
     pub commands: Option<Commands>,
     pub reconnect: Backoff,
+    /// What happens to messages due while the connection is down.
+    pub while_down: WhileDown,
     pub mqtt5: Option<Mqtt5Publish>,
+}
+
+/// What a device does with messages that fall due while its connection is down.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhileDown {
+    /// Keep them and send them, late, once connected again.
+    #[default]
+    Queue,
+    /// Do not send them; count them as skipped.
+    Skip,
 }
 
 /// The MQTT version the clients speak.
@@ -460,4 +475,46 @@ mod tests {
         let fixed = Backoff { jitter: 0.0, ..b };
         assert_eq!(fixed.wait(2, 0.7), Duration::from_millis(200));
     }
+}
+
+/// A fault injected into the run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fault {
+    #[serde(flatten)]
+    pub kind: FaultKind,
+    /// When it starts, from the start of the connect ramp.
+    #[serde(serialize_with = "ser_duration")]
+    pub at: Duration,
+    /// How long it lasts (0 for a disconnect, which happens at once).
+    #[serde(rename = "for", serialize_with = "ser_duration")]
+    pub length: Duration,
+}
+
+impl Fault {
+    /// A name for reports: "disconnect of sensor at 20s".
+    pub fn label(&self) -> String {
+        let at = humantime::format_duration(self.at);
+        match &self.kind {
+            FaultKind::Disconnect { group, .. } => format!("disconnect of {group} at {at}"),
+            FaultKind::Churn { group, .. } => format!("churn of {group} at {at}"),
+            FaultKind::BrokerRestart { .. } => format!("broker_restart at {at}"),
+        }
+    }
+}
+
+/// What a fault does.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FaultKind {
+    /// `devices` of group `group` drop their connections at once and reconnect by backoff.
+    Disconnect { group: String, devices: u32 },
+    /// Devices of `group` drop at `rate` per second over the window.
+    Churn { group: String, rate: f64 },
+    /// The broker goes away and comes back: the child broker killed and started again after
+    /// the fault's length, or `command` run for an external broker.
+    BrokerRestart {
+        command: Option<Vec<String>>,
+        #[serde(serialize_with = "ser_duration")]
+        timeout: Duration,
+    },
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::load::{Arrivals, LoadShape, Schedule, SplitMix64};
 use crate::model::{
-    Backoff, DeviceGroup, DeviceMessage, Mqtt5Publish, Offline, Protocol, Qos, Scenario,
+    Backoff, DeviceGroup, DeviceMessage, Mqtt5Publish, Offline, Protocol, Qos, Scenario, WhileDown,
 };
 use crate::payload::Payload;
 use crate::shard::Shard;
@@ -44,8 +44,12 @@ pub struct DeviceSpec {
     /// Command and reply topics, when the device takes commands.
     pub commands: Option<CommandTopics>,
     pub reconnect: Backoff,
+    pub while_down: WhileDown,
     /// MQTT 5 properties of its data messages, rendered for this device.
     pub mqtt5: Option<Arc<Mqtt5Publish>>,
+    /// When faults cut its connection (no DISCONNECT; it reconnects by its backoff), from the
+    /// ramp start, in order.
+    pub cuts: Vec<Duration>,
 }
 
 /// A device's status or will, rendered for that device.
@@ -153,6 +157,8 @@ impl DeviceSpec {
                 qos: c.qos,
             }),
             reconnect: b.reconnect,
+            while_down: b.while_down,
+            cuts: Vec::new(),
             mqtt5: b.mqtt5.as_ref().map(|m| {
                 Arc::new(Mqtt5Publish {
                     user_properties: m
@@ -237,6 +243,8 @@ pub struct Plan {
     /// The load over time that every device's schedule follows.
     pub shape: LoadShape,
     pub protocol: Protocol,
+    /// The broker restarts the faults call for: (when, from the ramp start; how long down).
+    pub broker_restarts: Vec<(Duration, Duration)>,
 }
 
 impl Plan {
@@ -273,6 +281,7 @@ impl Plan {
             }
             first_id += g.count;
         }
+        crate::cuts::assign(scenario, &mut devices);
         let suffix = suffix(shard);
         let observers = observers(scenario, &devices, shard);
         let controllers = scenario
@@ -295,6 +304,10 @@ impl Plan {
             total_devices: first_id,
             shape,
             protocol: scenario.protocol,
+            broker_restarts: (scenario.faults.iter())
+                .filter(|f| matches!(f.kind, crate::model::FaultKind::BrokerRestart { .. }))
+                .map(|f| (f.at, f.length))
+                .collect(),
         }
     }
 

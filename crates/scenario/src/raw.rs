@@ -92,6 +92,10 @@ pub(crate) struct RawScenario {
     /// Clients that send commands to a device group and time the answers.
     #[serde(default)]
     pub controller: Vec<S<RawController>>,
+    /// Faults injected into the run: devices dropped at once, devices flapping, the broker
+    /// restarted. The report says what each one cost.
+    #[serde(default)]
+    pub fault: Vec<S<RawFault>>,
     /// What the run must show to pass.
     #[serde(default)]
     pub expect: Option<S<RawExpect>>,
@@ -214,6 +218,11 @@ pub(crate) struct RawGroup {
     /// How a device waits between attempts after losing its connection.
     #[serde(default)]
     pub reconnect: Option<S<RawReconnect>>,
+    /// What a device does with messages that fall due while its connection is down: "queue"
+    /// them and send them late once it is back (default; latency from intended shows the
+    /// wait), or "skip" them (counted as skipped, neither sent nor expected).
+    #[serde(default)]
+    pub while_down: Option<S<String>>,
     /// MQTT 5 publish properties of the group's data messages (needs protocol = "5").
     #[serde(default)]
     pub mqtt5: Option<S<RawMqtt5>>,
@@ -492,4 +501,43 @@ pub(crate) struct RawRegression {
     /// Metrics shown but not gated.
     #[serde(default)]
     pub skip: Vec<S<String>>,
+}
+
+/// A fault, `[[fault]]`: what happens, when (`at`, from the start of the connect ramp) and for
+/// how long (`for`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFault {
+    /// "disconnect": a share (or a count) of a group's devices drop their connections at once,
+    /// without a DISCONNECT, and reconnect by the group's backoff (a reconnect storm).
+    /// "churn": devices of a group keep dropping and reconnecting at `rate` per second over
+    /// the window (flapping). "broker_restart": the broker goes away and comes back on the
+    /// same ports (the child broker: killed with SIGKILL, started again after `for`; an
+    /// external broker: `command` is run).
+    pub kind: S<String>,
+    /// When the fault starts, from the start of the connect ramp ("20s").
+    pub at: S<String>,
+    /// How long it lasts: the churn's window; how long a killed child broker stays down
+    /// (default "0s": started again at once).
+    #[serde(default, rename = "for")]
+    pub length: Option<S<String>>,
+    /// The device group (disconnect, churn).
+    #[serde(default)]
+    pub group: Option<S<String>>,
+    /// disconnect: the share of the group's devices that drop (0 to 1; default 1).
+    #[serde(default)]
+    pub share: Option<S<f64>>,
+    /// disconnect: how many of the group's devices drop (instead of a share).
+    #[serde(default)]
+    pub count: Option<S<i64>>,
+    /// churn: drops per second over the group, spread at random over its devices.
+    #[serde(default)]
+    pub rate: Option<S<f64>>,
+    /// broker_restart of an external broker: the command that restarts it, as program and
+    /// arguments (`["systemctl", "restart", "mosquitto"]`); its output is logged.
+    #[serde(default)]
+    pub command: Option<S<Vec<String>>>,
+    /// How long `command` may take (default "60s").
+    #[serde(default)]
+    pub timeout: Option<S<String>>,
 }

@@ -65,6 +65,11 @@ pub enum Finding {
     Unexpected {
         deliveries: u64,
     },
+    /// A fault that could not be injected (a restart that failed).
+    FaultFailed {
+        fault: String,
+        why: String,
+    },
     /// Shards of a sharded run whose reports were not merged, by `index/count`.
     ShardsMissing {
         shards: Vec<String>,
@@ -154,6 +159,12 @@ pub fn findings(r: &Report) -> Vec<Finding> {
             .map(|m| Finding::QosMismatch { m: *m, embedded }),
     );
     out.extend(shard_health(r));
+    out.extend(r.faults.iter().filter_map(|f| {
+        Some(Finding::FaultFailed {
+            fault: f.fault.clone(),
+            why: f.failed.clone()?,
+        })
+    }));
     out.extend(run_health(r));
     out.extend(behaviour(&r.behaviour).into_iter().map(Finding::Behaviour));
     if r.totals.unexpected > 0 {

@@ -85,6 +85,11 @@ impl fmt::Display for Finding {
                 if shards.len() == 1 { "has" } else { "have" },
             ),
             ShardsFailed { shards } => shards_failed(f, shards),
+            FaultFailed { fault, why } => write!(
+                f,
+                "the {fault} did not happen as the scenario says ({why}): the run did not test \
+                 what it claims, so the verdict fails"
+            ),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::model::{
     Backoff, Commands, Controller, DeviceGroup, DeviceMessage, GroupBehaviour, Mqtt5Publish,
-    Protocol, Qos,
+    Protocol, Qos, WhileDown,
 };
 use crate::raw::{
     RawCommands, RawController, RawDeviceMessage, RawGroup, RawMqtt5, RawReconnect, RawScenario, S,
@@ -54,6 +54,20 @@ pub(crate) fn group_behaviour(
         reconnect: match &g.reconnect {
             Some(r) => reconnect(cx, r.get_ref(), &f("reconnect"))?,
             None => Backoff::default(),
+        },
+        while_down: match g.while_down.as_ref() {
+            None => WhileDown::Queue,
+            Some(w) => match w.get_ref().as_str() {
+                "queue" => WhileDown::Queue,
+                "skip" => WhileDown::Skip,
+                other => {
+                    return Err(cx.err(
+                        w.span(),
+                        f("while_down"),
+                        format!("{other:?}: expected \"queue\" (default) or \"skip\""),
+                    ))
+                }
+            },
         },
         mqtt5: g
             .mqtt5

@@ -10,6 +10,7 @@ mod behaviours;
 mod broker;
 mod ctx;
 mod expect;
+mod faults;
 mod groups;
 mod load;
 mod observers;
@@ -43,6 +44,17 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioErrors> 
         Some(e) => expect::expectations(&cx, e.get_ref()),
         None => Ok(Expectations::default()),
     });
+    let faults = match (&fleet.groups, &broker) {
+        (Some(groups), Some(broker)) => faults::faults(
+            &cx,
+            &raw.fault,
+            groups,
+            broker,
+            Timing::known(timing.duration),
+            &mut found,
+        ),
+        _ => None,
+    };
     let regression = found.keep(match &raw.regression {
         Some(r) => regression::regression(&cx, r.get_ref()),
         None => Ok(Regression::default()),
@@ -61,8 +73,8 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioErrors> 
     else {
         return Err(incomplete());
     };
-    let (Some(groups), Some(observers), Some(controllers)) =
-        (fleet.groups, fleet.observers, fleet.controllers)
+    let (Some(groups), Some(observers), Some(controllers), Some(faults)) =
+        (fleet.groups, fleet.observers, fleet.controllers, faults)
     else {
         return Err(incomplete());
     };
@@ -79,6 +91,7 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioErrors> 
         groups,
         observers,
         controllers,
+        faults,
         expect,
         regression,
     })

@@ -1,0 +1,312 @@
+//! What each fault cost, read from the run's timeline (devices connected, connects, connection
+//! errors and deliveries, tick by tick, from the start of the connect ramp) and the plan (which
+//! connections the faults cut).
+
+use std::time::Duration;
+
+use fleetbench_scenario::{Fault, FaultKind, Scenario};
+
+use crate::outcome::{RestartEvent, RunOutcome};
+use crate::report::FaultReport;
+use crate::timeline::{CutDown, Point};
+
+/// The steady delivery rate is taken over this long before a fault.
+const STEADY_WINDOW: Duration = Duration::from_secs(5);
+/// The delivery rate after a fault is taken over this long.
+const RATE_WINDOW: Duration = Duration::from_secs(1);
+/// How close to the steady rate counts as recovered.
+const RATE_TOLERANCE: f64 = 0.05;
+
+/// One row per fault of `scenario`, in the order they started.
+pub fn costs(scenario: &Scenario, run: &RunOutcome) -> Vec<FaultReport> {
+    let mut restarts = run.restarts.iter();
+    scenario
+        .faults
+        .iter()
+        .map(|f| {
+            let (kind, measured) = match &f.kind {
+                FaultKind::Disconnect { group, .. } => {
+                    ("disconnect", cut(scenario, run, group, |c| c == f.at))
+                }
+                FaultKind::Churn { group, .. } => {
+                    let end = f.at + f.length;
+                    ("churn", cut(scenario, run, group, |c| c >= f.at && c < end))
+                }
+                FaultKind::BrokerRestart { .. } => ("broker_restart", None),
+            };
+            let restart = restarts.next().filter(|_| kind == "broker_restart");
+            cost(f, kind, measured, &run.timeline, restart)
+        })
+        .collect()
+}
+
+/// What the devices said of a disconnect's or churn's cuts: how many, the time from the fault's
+/// start until the last was back (None: one never was), and how many were down at once.
+struct Cuts {
+    count: u64,
+    recovery: Option<Duration>,
+    most_down: u64,
+}
+
+/// The cuts of `group` whose time `when` accepts.
+fn cut(
+    scenario: &Scenario,
+    run: &RunOutcome,
+    group: &str,
+    when: impl Fn(Duration) -> bool,
+) -> Option<Cuts> {
+    let gi = scenario.groups.iter().position(|g| g.name == group)?;
+    let mine: Vec<&CutDown> = (run.cut_downs.iter())
+        .filter(|c| c.group == gi && when(c.at))
+        .collect();
+    let first = mine.iter().map(|c| c.at).min()?;
+    let back: Option<Vec<Duration>> = mine.iter().map(|c| c.down.map(|d| c.at + d)).collect();
+    // The most down at once: sweep the intervals' starts and ends in time order.
+    let mut edges: Vec<(Duration, i64)> = mine
+        .iter()
+        .flat_map(|c| [(c.at, 1), (c.down.map_or(Duration::MAX, |d| c.at + d), -1)])
+        .collect();
+    edges.sort();
+    let (mut down, mut most) = (0i64, 0i64);
+    for (_, step) in edges {
+        down += step;
+        most = most.max(down);
+    }
+    Some(Cuts {
+        count: mine.len() as u64,
+        recovery: back.map(|b| b.into_iter().max().unwrap_or(first).saturating_sub(first)),
+        most_down: most.max(0) as u64,
+    })
+}
+
+fn cost(
+    f: &Fault,
+    kind: &str,
+    cuts: Option<Cuts>,
+    timeline: &[Point],
+    restart: Option<&RestartEvent>,
+) -> FaultReport {
+    let before = last_at_or_before(timeline, f.at);
+    let connected_before = before.map_or(0, |p| u64::from(p.devices_connected));
+    // The window ends when the fault is over: a restart when the broker is back.
+    let window_end = f.at + restart.map_or(f.length, |r| r.took.max(f.length));
+    let (count, recovery, lowest) = match cuts {
+        Some(c) => (
+            c.count,
+            c.recovery,
+            connected_before.saturating_sub(c.most_down),
+        ),
+        // A broker restart: read from the timeline (the broker is down for a while, so the
+        // dip shows at the ticks).
+        None => {
+            let after = timeline.iter().filter(|p| p.elapsed > f.at);
+            let back = after
+                .clone()
+                .find(|p| {
+                    p.elapsed >= window_end && u64::from(p.devices_connected) >= connected_before
+                })
+                .map(|p| p.elapsed - f.at);
+            let until = back.map_or(Duration::MAX, |b| f.at + b);
+            let lowest = (after.filter(|p| p.elapsed <= until))
+                .map(|p| u64::from(p.devices_connected))
+                .min()
+                .unwrap_or(connected_before);
+            (connected_before, back, lowest)
+        }
+    };
+    let until = recovery.map_or(Duration::MAX, |r| f.at + r);
+    let errors_at = |t: Duration| last_at_or_before(timeline, t).map_or(0, |p| p.connection_errors);
+    // Errors of the fault: from its start to the first tick at or after its recovery.
+    let after_recovery = (timeline.iter())
+        .find(|p| p.elapsed >= until)
+        .or(timeline.last())
+        .map_or(0, |p| p.connection_errors);
+    FaultReport {
+        fault: f.label(),
+        kind: kind.to_string(),
+        at_s: f.at.as_secs_f64(),
+        for_s: f.length.as_secs_f64(),
+        cuts: count,
+        connected_before,
+        lowest_connected: lowest,
+        recovery_s: recovery.map(|r| r.as_secs_f64()),
+        peak_reconnects_per_s: peak_connects(timeline, f.at, until),
+        connection_errors: after_recovery.saturating_sub(errors_at(f.at)),
+        delivery_recovery_s: delivery_recovery(timeline, f.at, window_end)
+            .map(|t| t.saturating_sub(f.at).as_secs_f64()),
+        restart: restart.and_then(|r| r.result.as_ref().ok().cloned()),
+        restart_s: restart.map(|r| r.took.as_secs_f64()),
+        failed: restart.and_then(|r| r.result.as_ref().err().cloned()),
+    }
+}
+
+/// The faults of merged reports, fault by fault: counts add up (shards cut and reconnect side
+/// by side; repeats one after the other), times and rates are the worst report's (rates add up
+/// over shards, which run at the same time). A failure in any report stays.
+pub(crate) fn merge(reports: &[crate::Report], concurrent: bool) -> Vec<FaultReport> {
+    let Some(first) = reports.first() else {
+        return Vec::new();
+    };
+    let mut out = first.faults.clone();
+    for (i, f) in out.iter_mut().enumerate() {
+        let all: Vec<&FaultReport> = reports.iter().filter_map(|r| r.faults.get(i)).collect();
+        let max = |v: &dyn Fn(&FaultReport) -> Option<f64>| -> Option<f64> {
+            let each: Vec<Option<f64>> = all.iter().map(|f| v(f)).collect();
+            // Unrecovered anywhere is unrecovered.
+            each.iter().try_fold(0.0f64, |m, x| x.map(|x| m.max(x)))
+        };
+        f.cuts = all.iter().map(|f| f.cuts).sum();
+        f.connected_before = all.iter().map(|f| f.connected_before).sum();
+        f.lowest_connected = all.iter().map(|f| f.lowest_connected).sum();
+        f.connection_errors = all.iter().map(|f| f.connection_errors).sum();
+        f.recovery_s = max(&|f| f.recovery_s);
+        f.delivery_recovery_s = max(&|f| f.delivery_recovery_s);
+        let peaks = all.iter().map(|f| f.peak_reconnects_per_s);
+        f.peak_reconnects_per_s = if concurrent {
+            peaks.sum()
+        } else {
+            peaks.fold(0.0, f64::max)
+        };
+        f.failed = all.iter().find_map(|f| f.failed.clone());
+    }
+    out
+}
+
+fn last_at_or_before(timeline: &[Point], t: Duration) -> Option<&Point> {
+    timeline.iter().take_while(|p| p.elapsed <= t).last()
+}
+
+/// The most connections completed per second in one tick between `from` and `until`.
+fn peak_connects(timeline: &[Point], from: Duration, until: Duration) -> f64 {
+    timeline
+        .windows(2)
+        // Ticks from the fault's start through the one holding its recovery.
+        .filter(|w| w[1].elapsed > from && w[0].elapsed < until)
+        .map(|w| {
+            let tick = (w[1].elapsed - w[0].elapsed).as_secs_f64();
+            if tick > 0.0 {
+                w[1].connects as f64 / tick
+            } else {
+                0.0
+            }
+        })
+        .fold(0.0, f64::max)
+}
+
+/// Deliveries per second over `window` ending at point `i`.
+fn rate_at(timeline: &[Point], i: usize, window: Duration) -> Option<f64> {
+    let end = timeline.get(i)?;
+    let start = timeline[..i]
+        .iter()
+        .rev()
+        .find(|p| end.elapsed.saturating_sub(p.elapsed) >= window)?;
+    let secs = (end.elapsed - start.elapsed).as_secs_f64();
+    (secs > 0.0).then(|| (end.delivered - start.delivered.min(end.delivered)) as f64 / secs)
+}
+
+/// When, at or after `window_end`, the delivery rate over a second was back within 5% of the
+/// steady rate before `at`.
+fn delivery_recovery(timeline: &[Point], at: Duration, window_end: Duration) -> Option<Duration> {
+    let before = timeline.iter().rposition(|p| p.elapsed <= at)?;
+    let steady = rate_at(timeline, before, STEADY_WINDOW)?;
+    if steady <= 0.0 {
+        return None;
+    }
+    (0..timeline.len())
+        .filter(|i| timeline[*i].elapsed >= window_end + RATE_WINDOW)
+        .find(|i| {
+            rate_at(timeline, *i, RATE_WINDOW)
+                .is_some_and(|r| (r - steady).abs() <= RATE_TOLERANCE * steady)
+        })
+        .map(|i| timeline[i].elapsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(ms: u64, connected: u32, connects: u64, errors: u64, delivered: u64) -> Point {
+        Point {
+            elapsed: Duration::from_millis(ms),
+            devices_connected: connected,
+            connects,
+            connection_errors: errors,
+            delivered,
+        }
+    }
+
+    fn scenario(fault: &str) -> Scenario {
+        let text = format!(
+            "name = \"f\"\nduration = \"30s\"\n[broker]\nprocess = \"child\"\n[[group]]\n\
+             name = \"s\"\ncount = 100\ntopic = \"t/{{index}}\"\nrate = 1.0\n[[observer]]\n\
+             name = \"o\"\nfilters = [\"t/#\"]\n[[fault]]\n{fault}"
+        );
+        fleetbench_scenario::parse("f.toml", &text).expect("scenario")
+    }
+
+    /// 100 devices delivering 100/s; at 10 s a fault; back over a second.
+    fn timeline() -> Vec<Point> {
+        let mut t: Vec<Point> = (0..=40u64)
+            .map(|i| point(i * 250, 100, 0, 0, i * 25))
+            .collect();
+        let at = 10_000;
+        for (k, (c, n, e)) in [(0, 0, 100), (40, 40, 100), (80, 40, 100), (100, 20, 100)]
+            .iter()
+            .enumerate()
+        {
+            t.push(point(at + (k as u64 + 1) * 250, *c, *n, *e, 1_000));
+        }
+        t.extend((5..=20u64).map(|k| point(at + k * 250, 100, 0, 100, 1_000 + (k - 4) * 25)));
+        t
+    }
+
+    #[test]
+    fn a_disconnect_is_measured_by_its_devices() {
+        let s = scenario("kind = \"disconnect\"\nat = \"10s\"\ngroup = \"s\"\nshare = 0.5\n");
+        let mut run = RunOutcome::not_started(
+            &fleetbench_scenario::Plan::build(&s, fleetbench_scenario::Shard::WHOLE),
+            false,
+        );
+        run.timeline = timeline();
+        let at = Duration::from_secs(10);
+        run.cut_downs = (0..50u64)
+            .map(|i| CutDown {
+                group: 0,
+                at,
+                down: Some(Duration::from_millis(100 + 10 * i)),
+            })
+            .collect();
+        let r = &costs(&s, &run)[0];
+        assert_eq!(
+            (r.cuts, r.connected_before, r.lowest_connected),
+            (50, 100, 50)
+        );
+        // The last of the 50 was back 590 ms after the cut.
+        assert_eq!(r.recovery_s, Some(0.59));
+        assert_eq!(r.peak_reconnects_per_s, 160.0);
+        assert_eq!(r.connection_errors, 100);
+        assert!(r.delivery_recovery_s.is_some_and(|t| t >= 1.0), "{r:?}");
+        // One device that never came back: never recovered.
+        run.cut_downs[7].down = None;
+        assert_eq!(costs(&s, &run)[0].recovery_s, None);
+    }
+
+    #[test]
+    fn a_broker_restart_is_read_from_the_timeline() {
+        let s = scenario("kind = \"broker_restart\"\nat = \"10s\"\n");
+        let mut run = RunOutcome::not_started(
+            &fleetbench_scenario::Plan::build(&s, fleetbench_scenario::Shard::WHOLE),
+            false,
+        );
+        run.timeline = timeline();
+        run.restarts = vec![RestartEvent {
+            at: Duration::from_secs(10),
+            took: Duration::from_millis(300),
+            result: Err("the port was taken".into()),
+        }];
+        let r = &costs(&s, &run)[0];
+        assert_eq!((r.connected_before, r.lowest_connected), (100, 0));
+        assert_eq!(r.recovery_s, Some(1.0));
+        assert_eq!(r.failed.as_deref(), Some("the port was taken"));
+    }
+}

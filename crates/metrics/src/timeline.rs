@@ -1,0 +1,64 @@
+//! The run tick by tick: devices connected, connects, connection errors and deliveries. Each
+//! fault's cost is read from it (`crate::fault_cost`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::aggregate::ErrorGroup;
+
+/// The error kinds that name a failed or lost connection.
+pub const CONNECTION_ERRORS: [&str; 7] = [
+    "connect refused",
+    "io",
+    "timeout",
+    "tls",
+    "websocket",
+    "connection",
+    "protocol",
+];
+
+/// One tick.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Point {
+    /// When the tick ended: from the run clock's start while running, from the start of the
+    /// connect ramp in an outcome.
+    pub elapsed: Duration,
+    pub devices_connected: u32,
+    /// Connections completed (CONNACKs) during the tick.
+    pub connects: u64,
+    /// Connection errors so far.
+    pub connection_errors: u64,
+    /// Deliveries so far.
+    pub delivered: u64,
+}
+
+/// A connection a fault cut.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CutDown {
+    /// The device's group (its position in the scenario).
+    pub group: usize,
+    /// When the fault cut it, from the start of the connect ramp.
+    pub at: Duration,
+    /// How long until the device was connected again; None when it never was.
+    pub down: Option<Duration>,
+}
+
+/// Connection errors among `errors`.
+pub fn connection_errors(errors: &BTreeMap<&'static str, ErrorGroup>) -> u64 {
+    (errors.iter())
+        .filter(|(k, _)| CONNECTION_ERRORS.contains(k))
+        .map(|(_, g)| g.count)
+        .sum()
+}
+
+/// `points` with their times counted from `start` (points before it are dropped).
+pub fn from(points: Vec<Point>, start: Duration) -> Vec<Point> {
+    points
+        .into_iter()
+        .filter(|p| p.elapsed >= start)
+        .map(|p| Point {
+            elapsed: p.elapsed - start,
+            ..p
+        })
+        .collect()
+}

@@ -1,0 +1,280 @@
+//! Faults: `[[fault]]` tables, each checked against the groups it names, the run's duration and
+//! the broker it would restart, before anything connects.
+
+use std::time::Duration;
+
+use crate::model::{BrokerTarget, DeviceGroup, Fault, FaultKind};
+use crate::raw::{RawFault, S};
+
+use super::ctx::{Ctx, Found, R};
+
+/// The kinds a `[[fault]]` may be.
+const KINDS: [&str; 3] = ["disconnect", "churn", "broker_restart"];
+
+/// How long a restart command may take unless the fault says otherwise.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Every fault, sorted by start (None when any is wrong; each mistake is in `found`).
+pub(crate) fn faults(
+    cx: &Ctx,
+    raw: &[S<RawFault>],
+    groups: &[DeviceGroup],
+    broker: &BrokerTarget,
+    duration: Duration,
+    found: &mut Found,
+) -> Option<Vec<Fault>> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut all = true;
+    for (i, f) in raw.iter().enumerate() {
+        match found.keep(fault(cx, i, f, groups, broker, duration)) {
+            Some(f) => out.push(f),
+            None => all = false,
+        }
+    }
+    out.sort_by_key(|f| f.at);
+    all.then_some(out)
+}
+
+fn fault(
+    cx: &Ctx,
+    i: usize,
+    raw: &S<RawFault>,
+    groups: &[DeviceGroup],
+    broker: &BrokerTarget,
+    duration: Duration,
+) -> R<Fault> {
+    let f = raw.get_ref();
+    let field = |name: &str| format!("fault[{i}].{name}");
+    let at = cx.positive_duration(&f.at, &field("at"))?;
+    let length = match &f.length {
+        Some(l) => cx.duration(l, &field("for"))?,
+        None => Duration::ZERO,
+    };
+    if at + length >= duration {
+        let (span, name) = match &f.length {
+            Some(l) if at < duration => (l.span(), "for"),
+            _ => (f.at.span(), "at"),
+        };
+        return Err(cx.err(
+            span,
+            field(name),
+            format!(
+                "the fault's window ends at {}, past the end of publishing at {}; a fault must \
+                 end while devices publish, so that its cost can be seen",
+                humantime::format_duration(at + length),
+                humantime::format_duration(duration)
+            ),
+        ));
+    }
+    let kind = match f.kind.get_ref().as_str() {
+        "disconnect" => disconnect(cx, i, f, groups)?,
+        "churn" => churn(cx, i, f, groups, length)?,
+        "broker_restart" => broker_restart(cx, i, f, broker)?,
+        other => {
+            return Err(cx.err(
+                f.kind.span(),
+                field("kind"),
+                format!("{other:?} is not a fault; expected one of {KINDS:?}"),
+            ))
+        }
+    };
+    let only =
+        |present: bool, span: Option<std::ops::Range<usize>>, name: &str, kinds: &str| match span {
+            Some(span) if !present => {
+                Err(cx.err(span, field(name), format!("applies to {kinds} only")))
+            }
+            _ => Ok(()),
+        };
+    let is = |k: &str| f.kind.get_ref() == k;
+    only(
+        is("disconnect") || is("churn"),
+        f.group.as_ref().map(S::span),
+        "group",
+        "disconnect and churn",
+    )?;
+    only(
+        is("disconnect"),
+        f.share.as_ref().map(S::span),
+        "share",
+        "disconnect",
+    )?;
+    only(
+        is("disconnect"),
+        f.count.as_ref().map(S::span),
+        "count",
+        "disconnect",
+    )?;
+    only(is("churn"), f.rate.as_ref().map(S::span), "rate", "churn")?;
+    only(
+        is("broker_restart"),
+        f.command.as_ref().map(S::span),
+        "command",
+        "broker_restart",
+    )?;
+    only(
+        is("broker_restart"),
+        f.timeout.as_ref().map(S::span),
+        "timeout",
+        "broker_restart",
+    )?;
+    if is("disconnect") {
+        if let Some(l) = &f.length {
+            return Err(cx.err(
+                l.span(),
+                field("for"),
+                "a disconnect happens at once and its devices reconnect by the group's backoff; \
+                 leave \"for\" out",
+            ));
+        }
+    }
+    Ok(Fault { kind, at, length })
+}
+
+/// The group a fault names.
+fn group<'g>(cx: &Ctx, i: usize, f: &RawFault, groups: &'g [DeviceGroup]) -> R<&'g DeviceGroup> {
+    let field = format!("fault[{i}].group");
+    let Some(name) = &f.group else {
+        return Err(cx.err(
+            f.kind.span(),
+            field,
+            "names no device group; add group = \"...\"",
+        ));
+    };
+    groups
+        .iter()
+        .find(|g| &g.name == name.get_ref())
+        .ok_or_else(|| {
+            let known: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+            cx.err(
+                name.span(),
+                field,
+                format!(
+                    "no device group is called {:?}; expected one of {known:?}",
+                    name.get_ref()
+                ),
+            )
+        })
+}
+
+fn disconnect(cx: &Ctx, i: usize, f: &RawFault, groups: &[DeviceGroup]) -> R<FaultKind> {
+    let g = group(cx, i, f, groups)?;
+    let devices = match (&f.share, &f.count) {
+        (Some(_), Some(c)) => {
+            return Err(cx.err(
+                c.span(),
+                format!("fault[{i}].count"),
+                "give share or count, not both",
+            ))
+        }
+        (Some(s), None) => {
+            let share = *s.get_ref();
+            if !(share > 0.0 && share <= 1.0) {
+                return Err(cx.err(
+                    s.span(),
+                    format!("fault[{i}].share"),
+                    format!("{share} is not a share; expected more than 0 and at most 1"),
+                ));
+            }
+            ((f64::from(g.count) * share).round() as u32).max(1)
+        }
+        (None, Some(c)) => cx.count(c, &format!("fault[{i}].count"), 1, i64::from(g.count))?,
+        (None, None) => g.count,
+    };
+    Ok(FaultKind::Disconnect {
+        group: g.name.clone(),
+        devices,
+    })
+}
+
+fn churn(
+    cx: &Ctx,
+    i: usize,
+    f: &RawFault,
+    groups: &[DeviceGroup],
+    length: Duration,
+) -> R<FaultKind> {
+    let g = group(cx, i, f, groups)?;
+    if length.is_zero() {
+        return Err(cx.err(
+            f.kind.span(),
+            format!("fault[{i}].for"),
+            "churn lasts a window: give for = \"30s\"",
+        ));
+    }
+    let Some(r) = &f.rate else {
+        return Err(cx.err(
+            f.kind.span(),
+            format!("fault[{i}].rate"),
+            "churn needs rate, the drops per second over the group",
+        ));
+    };
+    let rate = *r.get_ref();
+    let most = f64::from(g.count) * 10.0;
+    if !(rate > 0.0 && rate <= most) {
+        return Err(cx.err(
+            r.span(),
+            format!("fault[{i}].rate"),
+            format!(
+                "{rate} drops per second: expected more than 0 and at most {most} (ten per \
+                 device of the group per second)"
+            ),
+        ));
+    }
+    Ok(FaultKind::Churn {
+        group: g.name.clone(),
+        rate,
+    })
+}
+
+fn broker_restart(cx: &Ctx, i: usize, f: &RawFault, broker: &BrokerTarget) -> R<FaultKind> {
+    let field = |name: &str| format!("fault[{i}].{name}");
+    let timeout = match &f.timeout {
+        Some(t) => cx.positive_duration(t, &field("timeout"))?,
+        None => DEFAULT_TIMEOUT,
+    };
+    match (broker, &f.command) {
+        (BrokerTarget::Embedded(e), None) if e.child_process => Ok(FaultKind::BrokerRestart {
+            command: None,
+            timeout,
+        }),
+        (BrokerTarget::Embedded(_), None) => Err(cx.err(
+            f.kind.span(),
+            field("kind"),
+            "the in-process broker cannot be restarted (rumqttd 0.20 cannot close its listeners \
+             and start them again in one process); set [broker] process = \"child\" so that \
+             fleetbench can kill it and start it again",
+        )),
+        (BrokerTarget::Embedded(_), Some(c)) => Err(cx.err(
+            c.span(),
+            field("command"),
+            "restarts an external broker; the embedded broker is restarted by fleetbench (with \
+             [broker] process = \"child\")",
+        )),
+        (BrokerTarget::External(_), None) => Err(cx.err(
+            f.kind.span(),
+            field("command"),
+            "an external broker is restarted by a command fleetbench runs: add command = \
+             [\"systemctl\", \"restart\", \"mosquitto\"] (or your own)",
+        )),
+        (BrokerTarget::External(_), Some(c)) => {
+            if c.get_ref().first().is_none_or(|p| p.trim().is_empty()) {
+                return Err(cx.err(
+                    c.span(),
+                    field("command"),
+                    "is empty; expected the program and its arguments",
+                ));
+            }
+            if let Some(l) = &f.length {
+                return Err(cx.err(
+                    l.span(),
+                    field("for"),
+                    "an external broker is down as long as its command takes; leave \"for\" out",
+                ));
+            }
+            Ok(FaultKind::BrokerRestart {
+                command: Some(c.get_ref().clone()),
+                timeout,
+            })
+        }
+    }
+}
