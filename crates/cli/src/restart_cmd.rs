@@ -76,3 +76,35 @@ fn read_some(mut stream: Box<dyn Read + Send>) -> String {
     }
     String::from_utf8_lossy(&kept).into_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(args: &[&str]) -> Vec<String> {
+        args.iter().map(|a| a.to_string()).collect()
+    }
+
+    #[test]
+    fn a_command_that_succeeds_fails_or_hangs_is_told_apart() {
+        let ok = run(
+            &cmd(&["sh", "-c", "echo restarted"]),
+            Duration::from_secs(5),
+        );
+        assert!(ok.is_ok_and(|s| s.contains("finished")));
+        let failed = run(&cmd(&["sh", "-c", "exit 3"]), Duration::from_secs(5));
+        assert!(failed.is_err_and(|e| e.contains("failed") && e.contains('3')));
+        let began = Instant::now();
+        let hung = run(&cmd(&["sleep", "30"]), Duration::from_millis(300));
+        assert!(hung.is_err_and(|e| e.contains("did not finish within")));
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "it was ended, not waited for"
+        );
+        let missing = run(
+            &cmd(&["/nonexistent/restart-broker"]),
+            Duration::from_secs(1),
+        );
+        assert!(missing.is_err_and(|e| e.contains("could not start")));
+    }
+}

@@ -208,7 +208,9 @@ fn rate_at(timeline: &[Point], i: usize, window: Duration) -> Option<f64> {
 /// steady rate before `at`.
 fn delivery_recovery(timeline: &[Point], at: Duration, window_end: Duration) -> Option<Duration> {
     let before = timeline.iter().rposition(|p| p.elapsed <= at)?;
-    let steady = rate_at(timeline, before, STEADY_WINDOW)?;
+    // Over the 5 s before the fault, or as much of them as the run had.
+    let had = at.saturating_sub(timeline.first()?.elapsed);
+    let steady = rate_at(timeline, before, STEADY_WINDOW.min(had))?;
     if steady <= 0.0 {
         return None;
     }

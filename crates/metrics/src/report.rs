@@ -365,7 +365,8 @@ pub struct Totals {
     /// Arrivals from devices no observer expected (other shards, stray publishers).
     pub unexpected: u64,
     /// Messages that fell due before their device had connected (all of a device's that never
-    /// connected) and were not sent: not part of `sent` or `expected`.
+    /// connected), or while it was down in a group that skips them (`while_down = "skip"`),
+    /// and were not sent: not part of `sent` or `expected`.
     #[serde(default)]
     pub skipped: u64,
 }

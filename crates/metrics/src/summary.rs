@@ -179,7 +179,7 @@ fn ledger(out: &mut String, r: &Report) {
     if t.skipped > 0 {
         let _ = writeln!(
             out,
-            "  skipped {}: due before their device connected (not sent, not expected)",
+            "  skipped {}: due while their device was not connected (not sent, not expected)",
             fmt_count(t.skipped)
         );
     }

@@ -20,6 +20,8 @@ pub enum Finding {
     LostAtGuaranteedQos {
         lost: u64,
         embedded: bool,
+        /// The broker restarts the run made (their labels): the loss happened across them.
+        restarts: Vec<String>,
     },
     SubscriptionNotGranted(SubscriptionGrant),
     QosMismatch {
@@ -145,7 +147,15 @@ pub fn findings(r: &Report) -> Vec<Finding> {
     let mut out = Vec::new();
     let lost = r.lost_at_guaranteed_qos();
     if lost > 0 {
-        out.push(Finding::LostAtGuaranteedQos { lost, embedded });
+        let restarts = (r.faults.iter())
+            .filter(|f| f.kind == "broker_restart" && f.failed.is_none())
+            .map(|f| f.fault.clone())
+            .collect();
+        out.push(Finding::LostAtGuaranteedQos {
+            lost,
+            embedded,
+            restarts,
+        });
     }
     out.extend(
         r.subscriptions_not_granted

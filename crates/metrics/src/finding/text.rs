@@ -18,7 +18,11 @@ impl fmt::Display for Finding {
     fn fmt(&self, f: &mut Formatter<'_>) -> Result {
         use Finding::*;
         match self {
-            LostAtGuaranteedQos { lost, embedded } => lost_guarantee(f, *lost, *embedded),
+            LostAtGuaranteedQos {
+                lost,
+                embedded,
+                restarts,
+            } => lost_guarantee(f, *lost, *embedded, restarts),
             SubscriptionNotGranted(g) => not_granted(f, g),
             QosMismatch { m, embedded } => other_qos(f, m, *embedded),
             BrokerGone {
@@ -94,21 +98,33 @@ impl fmt::Display for Finding {
     }
 }
 
-fn lost_guarantee(f: &mut Formatter<'_>, lost: u64, embedded: bool) -> Result {
+fn lost_guarantee(f: &mut Formatter<'_>, lost: u64, embedded: bool, restarts: &[String]) -> Result {
     write!(
         f,
         "{} messages delivered at QoS 1 or 2 never reached their observer: the broker broke its \
          delivery guarantee.",
         fmt_count(lost)
     )?;
-    if embedded {
-        f.write_str(
+    match (embedded, restarts.is_empty()) {
+        (true, false) => write!(
+            f,
+            " The run restarted the broker ({}), and rumqttd keeps sessions and queued messages \
+             in memory only: what it had acknowledged and not yet delivered went with it.",
+            restarts.join(", ")
+        ),
+        (false, false) => write!(
+            f,
+            " The run restarted the broker ({}): a broker that persists sessions loses nothing \
+             across a restart.",
+            restarts.join(", ")
+        ),
+        (true, true) => f.write_str(
             " rumqttd acknowledges publishes and drops messages when a subscriber falls further \
              behind than its in-memory log holds (a 'Read cursor start jumped' warning in its \
              log).",
-        )?;
+        ),
+        (false, true) => Ok(()),
     }
-    Ok(())
 }
 
 fn not_granted(f: &mut Formatter<'_>, g: &SubscriptionGrant) -> Result {

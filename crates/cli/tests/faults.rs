@@ -1,0 +1,132 @@
+//! Faults end to end: the shipped fault scenarios run on the embedded broker, and each fault's
+//! row in the report says what it cost.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::cli::{finish, start_run};
+use fleetbench_metrics::Report;
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../scenarios/{name}.toml"))
+}
+
+/// One run at a time: these runs measure timing (recovery, lateness) on a small machine.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Run `file`; its exit code, its report and what it printed.
+fn run(file: &Path) -> (Option<i32>, Report, String) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("report.json");
+    let (out, _) = finish(start_run(file, &path, &[]), Duration::from_secs(120));
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}: {printed}"));
+    (
+        out.status.code(),
+        serde_json::from_str(&text).expect("a report"),
+        printed,
+    )
+}
+
+#[test]
+fn a_reconnect_storm_is_measured_and_loses_nothing() {
+    let (code, r, out) = run(&scenario("reconnect-storm"));
+    assert_eq!(code, Some(0), "{out}");
+    let f = &r.faults[0];
+    assert_eq!(f.kind, "disconnect");
+    assert_eq!(
+        (f.cuts, f.connected_before, f.lowest_connected),
+        (250, 500, 250),
+        "{f:?}"
+    );
+    // Back by the backoff (100-200 ms) plus a CONNECT.
+    let recovery = f.recovery_s.expect("every device came back");
+    assert!(recovery > 0.1 && recovery < 3.0, "{f:?}");
+    assert!(f.peak_reconnects_per_s >= 100.0, "{f:?}");
+    assert!(f.delivery_recovery_s.is_some(), "{f:?}");
+    assert_eq!((r.totals.delivered, r.totals.lost), (r.totals.sent, 0));
+    assert!(out.contains("disconnect of sensor at 6s"), "{out}");
+}
+
+#[test]
+fn churn_skips_what_falls_due_while_down_and_every_due_message_is_counted() {
+    let (code, r, out) = run(&scenario("churn"));
+    assert_eq!(code, Some(0), "{out}");
+    let f = &r.faults[0];
+    assert_eq!(f.kind, "churn");
+    // 20 drops a second for 6 s, those that found their device connected.
+    assert!(f.cuts > 60 && f.cuts <= 180, "{f:?}");
+    assert!(f.lowest_connected < 200, "{f:?}");
+    assert!(f.recovery_s.is_some(), "{f:?}");
+    // 200 devices x 2 msg/s x 12 s fell due: each one sent or skipped, none lost.
+    assert_eq!(r.totals.sent + r.totals.skipped, 4_800);
+    assert!(r.totals.skipped > 0);
+    assert_eq!((r.totals.delivered, r.totals.lost), (r.totals.sent, 0));
+}
+
+#[test]
+fn a_broker_restart_is_survived_and_what_it_cost_is_reported() {
+    let (code, r, out) = run(&scenario("broker-restart"));
+    assert_eq!(code, Some(0), "{out}");
+    let f = &r.faults[0];
+    assert_eq!(f.kind, "broker_restart");
+    assert!(f.failed.is_none(), "{f:?}");
+    let took = f.restart_s.expect("restarted");
+    assert!((1.0..5.0).contains(&took), "down 1 s, then started: {f:?}");
+    assert_eq!((f.connected_before, f.lowest_connected), (300, 0), "{f:?}");
+    assert!(f.recovery_s.is_some_and(|s| s >= took), "{f:?}");
+    assert!(f.connection_errors > 0, "refused while it was down: {f:?}");
+    // The errors while it was down are the fault's cost, not a troubled run.
+    assert!(r.expectations.iter().any(|e| e.name == "errors" && e.ok));
+    assert!(
+        r.run.broker_gone.is_none(),
+        "a restart is not a broker gone"
+    );
+}
+
+#[test]
+fn qos_1_lost_across_a_rumqttd_restart_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(scenario("broker-restart")).expect("read");
+    let text = text
+        .replace("qos = 0", "qos = 1")
+        .replace("while_down = \"skip\"", "while_down = \"queue\"")
+        .replace(
+            "filters = [\"plant/#\"]",
+            "filters = [\"plant/#\"]\nclean_session = false",
+        );
+    let file = dir.path().join("restart-qos1.toml");
+    std::fs::write(&file, text).expect("write");
+    let (code, r, out) = run(&file);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(r.lost_at_guaranteed_qos() > 0, "{out}");
+    assert!(
+        r.findings.iter().any(|f| f.contains("restarted the broker")
+            && f.contains("keeps sessions and queued messages in memory only")),
+        "{:?}",
+        r.findings
+    );
+}
+
+#[test]
+fn bad_fault_definitions_are_refused_before_connecting() {
+    // The mistakes corpus (tests/mistakes/49-54) names line and field; here, `run` too.
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/mistakes/51-restart-in-process-broker.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+        .arg("run")
+        .arg(&file)
+        .args(["--no-tui", "--quiet"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fault[0].kind"));
+}
