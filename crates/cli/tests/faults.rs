@@ -130,3 +130,101 @@ fn bad_fault_definitions_are_refused_before_connecting() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("fault[0].kind"));
 }
+
+#[test]
+fn a_flaky_network_costs_what_its_windows_say() {
+    let (code, r, out) = run(&scenario("flaky-network"));
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(r.faults.len(), 4);
+    let [delay, drop, cut, blackhole] = [0, 1, 2, 3].map(|i| &r.faults[i]);
+    assert_eq!(delay.dropped, Some(0));
+    // Lost: what the proxy dropped, and what was on its way when the cut came (QoS 0: at most
+    // a message or two per sensor).
+    let dropped = drop.dropped.expect("counted");
+    assert!(dropped > 0);
+    assert!(
+        r.totals.lost >= dropped && r.totals.lost - dropped <= 200,
+        "{:?}",
+        r.totals
+    );
+    // The cut drops every connection and refuses reconnects until it ends.
+    assert!(cut.cuts >= 100 && cut.lowest_connected == 0, "{cut:?}");
+    assert!(cut.recovery_s.is_some_and(|s| s >= 2.0), "{cut:?}");
+    // A blackhole keeps connections open.
+    assert_eq!(
+        blackhole.lowest_connected, blackhole.connected_before,
+        "{blackhole:?}"
+    );
+    assert!(
+        r.latency.from_send.max_us >= 1_500_000,
+        "held for the blackhole's 2 s"
+    );
+    // After a cut and a blackhole the delivery rate comes back, and the report says when.
+    for f in [cut, blackhole] {
+        assert!(f.delivery_recovery_s.is_some_and(|s| s >= f.for_s), "{f:?}");
+    }
+}
+
+/// 50 QoS 0 sensors at 10 msg/s for 8 s; `fault` is a [[fault]] table.
+fn proxied(fault: &str, warmup: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("proxied.toml");
+    let text = format!(
+        "name = \"proxied\"\nduration = \"8s\"\nwarmup = \"{warmup}\"\ndrain_timeout = \"2s\"\n\
+         [[group]]\nname = \"sensor\"\ncount = 50\ntopic = \"p/{{index}}\"\nrate = 10.0\nqos = 0\n\
+         [[observer]]\nname = \"all\"\nfilters = [\"p/#\"]\nqos = 0\n{fault}\n\
+         [expect]\ndelivered_ratio = 0.5\n"
+    );
+    std::fs::write(&file, text).expect("write");
+    (dir, file)
+}
+
+#[test]
+fn the_proxy_drops_exactly_what_the_report_counts_lost() {
+    let (_dir, file) = proxied(
+        "[[fault]]\nkind = \"network\"\nat = \"2s\"\nfor = \"4s\"\ndrop = 0.3\n",
+        "0s",
+    );
+    let (code, r, out) = run(&file);
+    assert_eq!(code, Some(0), "{out}");
+    let dropped = r.faults[0]
+        .dropped
+        .expect("a network fault counts its drops");
+    // 50 sensors x 10/s x 4 s = 2,000 publishes in the window, 30% of them dropped.
+    assert!((480..=720).contains(&dropped), "{dropped}");
+    assert_eq!(
+        r.totals.lost, dropped,
+        "every dropped publish is lost, and nothing else"
+    );
+    assert!(
+        out.contains(&format!("dropped {dropped} QoS 0 publishes")),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_proxy_adds_its_delay_to_the_latency() {
+    // The whole measured window (after a 1.5 s warm-up) inside a 20 ms delay, against the same
+    // run without it: the devices' leg to the broker passes the proxy once.
+    let (_d1, plain) = proxied("", "1500ms");
+    let (_d2, delayed) = proxied(
+        "[[fault]]\nkind = \"network\"\nat = \"1s\"\nfor = \"6900ms\"\ndelay = \"20ms\"\n",
+        "1500ms",
+    );
+    let (code, base, out) = run(&plain);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, slow, out) = run(&delayed);
+    assert_eq!(code, Some(0), "{out}");
+    let shift_us = slow.latency.from_send.p50_us as f64 - base.latency.from_send.p50_us as f64;
+    assert!(
+        (18_000.0..=22_000.0).contains(&shift_us),
+        "p50 from send {} us with the delay, {} us without: a shift of {shift_us} us, not 20 ms \
+         within 10%",
+        slow.latency.from_send.p50_us,
+        base.latency.from_send.p50_us
+    );
+    assert_eq!(
+        (slow.totals.lost, slow.totals.delivered),
+        (0, slow.totals.sent)
+    );
+}

@@ -13,6 +13,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
 use crate::clock::RunClock;
 use crate::events::Events;
 use crate::run::Timing;
@@ -22,6 +24,10 @@ use crate::{FleetOptions, Target};
 pub(crate) struct RunCtx {
     pub clock: RunClock,
     pub target: Target,
+    /// Where devices connect: the broker, or the network faults' proxy in front of it.
+    pub device_target: Target,
+    /// What the network faults' proxy did, when there is one.
+    pub proxy: Option<Arc<crate::proxy::ProxyStats>>,
     pub opts: FleetOptions,
     pub timing: Timing,
     /// Recordings go to the aggregator through it, once a tick per task.
@@ -95,6 +101,8 @@ impl RunCtx {
         let (commands_tx, commands_done) = watch::channel(plan.controllers.is_empty());
         let ctx = RunCtx {
             clock: RunClock::start(),
+            device_target: target.clone(),
+            proxy: None,
             target,
             opts,
             timing,

@@ -57,7 +57,7 @@ pub(crate) async fn run_device(pos: u32, ctx: Arc<RunCtx>) -> DeviceResult {
         max_packet: spec.largest_payload() + 1024,
         will: spec.will.clone(),
         ..Settings::of(
-            &ctx.target,
+            &ctx.device_target,
             spec.id as usize,
             &spec.client_id,
             ctx.opts.connect_timeout,

@@ -17,6 +17,7 @@ mod observer;
 pub mod payload;
 mod poller;
 pub mod probe;
+mod proxy;
 mod receive;
 pub mod restart;
 mod run;

@@ -155,7 +155,12 @@ impl Observer {
         };
         tokio::pin!(away);
         let mut went_offline = false;
-        let mut last_flush = Instant::now();
+        // Flushes follow the run clock's tick grid (the ticker's), one per tick, so that rates
+        // read from consecutive snapshots do not jump by a flush.
+        let tick_ns = self.ctx.opts.tick.as_nanos().max(1) as u64;
+        let clock = self.ctx.clock;
+        let period = move |now: Instant| clock.ns_at(now) / tick_ns;
+        let mut last_period = period(Instant::now());
         let mut cutoff = self.ctx.cutoff.clone();
         loop {
             let event = tokio::select! {
@@ -181,8 +186,8 @@ impl Observer {
                 Next::Skip => continue,
                 Next::Stop => break,
             }
-            if now.duration_since(last_flush) >= self.ctx.opts.tick {
-                last_flush = now;
+            if period(now) != last_period {
+                last_period = period(now);
                 let _ = self
                     .ctx
                     .flush

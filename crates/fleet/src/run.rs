@@ -109,7 +109,22 @@ impl<'a> Run<'a> {
         let timer =
             PreciseTimer::start().map_err(|e| FleetError::Task(format!("timer thread: {e}")))?;
         let end = stop.child_token();
-        let (ctx, controls) = RunCtx::new(plan, target, timing, opts, flush, end, timer);
+        let (mut ctx, controls) = RunCtx::new(plan, target, timing, opts, flush, end, timer);
+        if !plan.network.is_empty() {
+            // Network faults: the devices connect through the proxy.
+            let t = &ctx.target;
+            let (ports, stats) = crate::proxy::start(
+                &t.host,
+                &t.ports,
+                &plan.network,
+                ctx.ramp.clone(),
+                ctx.end.clone(),
+            )
+            .map_err(|e| FleetError::Task(format!("starting the network proxy: {e}")))?;
+            ctx.device_target.host = "127.0.0.1".into();
+            ctx.device_target.ports = ports;
+            ctx.proxy = Some(stats);
+        }
         let ctx = Arc::new(ctx);
         let (phase, phase_rx) = watch::channel(Phase::Connecting);
         let (ticker_done, done_rx) = watch::channel(false);
@@ -418,5 +433,10 @@ fn outcome(
         ),
         restarts: tally.restarts,
         cut_downs: aggregator.take_cut_downs(),
+        network: ctx.proxy.as_ref().map_or_else(Vec::new, |p| {
+            (p.dropped.iter().zip(&p.cut))
+                .map(|(d, c)| (d.load(Ordering::Relaxed), c.load(Ordering::Relaxed)))
+                .collect()
+        }),
     })
 }

@@ -20,6 +20,10 @@ const RATE_TOLERANCE: f64 = 0.05;
 /// One row per fault of `scenario`, in the order they started.
 pub fn costs(scenario: &Scenario, run: &RunOutcome) -> Vec<FaultReport> {
     let mut restarts = run.restarts.iter();
+    let mut network = run.network.iter();
+    // The steady level before a fault is taken after the warm-up and after the previous
+    // fault's window and reconnects.
+    let mut quiet_from = scenario.warmup;
     scenario
         .faults
         .iter()
@@ -33,9 +37,22 @@ pub fn costs(scenario: &Scenario, run: &RunOutcome) -> Vec<FaultReport> {
                     ("churn", cut(scenario, run, group, |c| c >= f.at && c < end))
                 }
                 FaultKind::BrokerRestart { .. } => ("broker_restart", None),
+                FaultKind::Network(_) => ("network", None),
             };
-            let restart = restarts.next().filter(|_| kind == "broker_restart");
-            cost(f, kind, measured, &run.timeline, restart)
+            let restart = if kind == "broker_restart" {
+                restarts.next()
+            } else {
+                None
+            };
+            let mut row = cost(f, kind, measured, (&run.timeline, quiet_from), restart);
+            if kind == "network" {
+                let (dropped, cut) = network.next().copied().unwrap_or_default();
+                row.dropped = Some(dropped);
+                row.cuts = cut;
+            }
+            let settled = row.recovery_s.unwrap_or(0.0).max(row.for_s);
+            quiet_from = quiet_from.max(f.at + Duration::from_secs_f64(settled));
+            row
         })
         .collect()
 }
@@ -83,7 +100,7 @@ fn cost(
     f: &Fault,
     kind: &str,
     cuts: Option<Cuts>,
-    timeline: &[Point],
+    (timeline, warmup): (&[Point], Duration),
     restart: Option<&RestartEvent>,
 ) -> FaultReport {
     let before = last_at_or_before(timeline, f.at);
@@ -132,11 +149,12 @@ fn cost(
         recovery_s: recovery.map(|r| r.as_secs_f64()),
         peak_reconnects_per_s: peak_connects(timeline, f.at, until),
         connection_errors: after_recovery.saturating_sub(errors_at(f.at)),
-        delivery_recovery_s: delivery_recovery(timeline, f.at, window_end)
+        delivery_recovery_s: delivery_recovery(timeline, f.at, window_end, warmup)
             .map(|t| t.saturating_sub(f.at).as_secs_f64()),
         restart: restart.and_then(|r| r.result.as_ref().ok().cloned()),
         restart_s: restart.map(|r| r.took.as_secs_f64()),
         failed: restart.and_then(|r| r.result.as_ref().err().cloned()),
+        dropped: None,
     }
 }
 
@@ -168,6 +186,9 @@ pub(crate) fn merge(reports: &[crate::Report], concurrent: bool) -> Vec<FaultRep
             peaks.fold(0.0, f64::max)
         };
         f.failed = all.iter().find_map(|f| f.failed.clone());
+        if f.dropped.is_some() {
+            f.dropped = Some(all.iter().filter_map(|f| f.dropped).sum());
+        }
     }
     out
 }
@@ -205,12 +226,21 @@ fn rate_at(timeline: &[Point], i: usize, window: Duration) -> Option<f64> {
 }
 
 /// When, at or after `window_end`, the delivery rate over a second was back within 5% of the
-/// steady rate before `at`.
-fn delivery_recovery(timeline: &[Point], at: Duration, window_end: Duration) -> Option<Duration> {
+/// steady rate before `at` (over the 5 s before it, from `quiet_from` at the earliest: the end
+/// of the warm-up or of the previous fault; at least a second of it).
+fn delivery_recovery(
+    timeline: &[Point],
+    at: Duration,
+    window_end: Duration,
+    quiet_from: Duration,
+) -> Option<Duration> {
     let before = timeline.iter().rposition(|p| p.elapsed <= at)?;
-    // Over the 5 s before the fault, or as much of them as the run had.
-    let had = at.saturating_sub(timeline.first()?.elapsed);
-    let steady = rate_at(timeline, before, STEADY_WINDOW.min(had))?;
+    let from = at.saturating_sub(STEADY_WINDOW).max(quiet_from);
+    let span = timeline[before].elapsed.checked_sub(from)?;
+    if span < RATE_WINDOW {
+        return None;
+    }
+    let steady = rate_at(timeline, before, span)?;
     if steady <= 0.0 {
         return None;
     }

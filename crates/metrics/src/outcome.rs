@@ -51,6 +51,8 @@ pub struct RunOutcome {
     pub restarts: Vec<RestartEvent>,
     /// Every connection a fault cut: its group, when and how long until it was back.
     pub cut_downs: Vec<crate::timeline::CutDown>,
+    /// Per network fault, in order: QoS 0 publishes the proxy dropped, connections it cut.
+    pub network: Vec<(u64, u64)>,
 }
 
 /// A broker restart (a `broker_restart` fault), as it happened.
@@ -96,6 +98,7 @@ impl RunOutcome {
             timeline: Vec::new(),
             restarts: Vec::new(),
             cut_downs: Vec::new(),
+            network: Vec::new(),
         }
     }
 }

@@ -107,6 +107,10 @@ pub struct FaultReport {
     /// Until the delivery rate was back within 5% of its level in the 5 s before the fault,
     /// after the fault's window; null when it never was (or there was no steady level).
     pub delivery_recovery_s: Option<f64>,
+    /// A network fault: the devices' QoS 0 publishes the proxy dropped (each one lost: the
+    /// report's `lost` includes them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<u64>,
     /// A broker restart: what happened and how long it took.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart: Option<String>,

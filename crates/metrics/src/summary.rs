@@ -115,6 +115,9 @@ fn fault_table(out: &mut String, r: &Report) {
             fmt_count(f.connection_errors),
             secs(f.delivery_recovery_s),
         );
+        if let Some(n) = f.dropped.filter(|n| *n > 0) {
+            let _ = writeln!(out, "    dropped {} QoS 0 publishes", fmt_count(n));
+        }
         if let Some(why) = &f.failed {
             let _ = writeln!(out, "    FAILED: {why}");
         } else if let (Some(what), Some(took)) = (&f.restart, f.restart_s) {

@@ -23,7 +23,8 @@ pub use metric::Metric;
 pub use model::{
     url_host, Backoff, BrokerTarget, Commands, Controller, DeviceGroup, DeviceMessage,
     EmbeddedBroker, Expectations, ExternalBroker, Fault, FaultKind, GroupBehaviour, Mqtt5Publish,
-    ObserverGroup, Offline, Protocol, Qos, Regression, Scenario, Scheme, TlsFiles, WhileDown,
+    NetworkFault, ObserverGroup, Offline, Protocol, Qos, Regression, Scenario, Scheme, TlsFiles,
+    WhileDown,
 };
 pub use plan::{CommandTopics, ControllerSpec, DeviceSpec, MessageSpec, ObserverSpec, Plan};
 pub use shard::{check_sharding, Shard, ShardingError};

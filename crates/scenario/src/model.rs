@@ -498,6 +498,7 @@ impl Fault {
             FaultKind::Disconnect { group, .. } => format!("disconnect of {group} at {at}"),
             FaultKind::Churn { group, .. } => format!("churn of {group} at {at}"),
             FaultKind::BrokerRestart { .. } => format!("broker_restart at {at}"),
+            FaultKind::Network(_) => format!("network at {at}"),
         }
     }
 }
@@ -517,4 +518,20 @@ pub enum FaultKind {
         #[serde(serialize_with = "ser_duration")]
         timeout: Duration,
     },
+    /// For the window, the devices' connections pass through a proxy that delays packets,
+    /// drops a share of QoS 0 publishes, cuts connections or holds everything.
+    Network(NetworkFault),
+}
+
+/// What a network fault does to the devices' connections for its window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct NetworkFault {
+    #[serde(serialize_with = "ser_duration")]
+    pub delay: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub jitter: Duration,
+    /// Share of the devices' QoS 0 publishes dropped.
+    pub drop: f64,
+    pub cut: bool,
+    pub blackhole: bool,
 }

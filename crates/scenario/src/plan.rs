@@ -245,6 +245,8 @@ pub struct Plan {
     pub protocol: Protocol,
     /// The broker restarts the faults call for: (when, from the ramp start; how long down).
     pub broker_restarts: Vec<(Duration, Duration)>,
+    /// The network faults, in order of their start: the devices then connect through a proxy.
+    pub network: Vec<crate::model::Fault>,
 }
 
 impl Plan {
@@ -307,6 +309,10 @@ impl Plan {
             broker_restarts: (scenario.faults.iter())
                 .filter(|f| matches!(f.kind, crate::model::FaultKind::BrokerRestart { .. }))
                 .map(|f| (f.at, f.length))
+                .collect(),
+            network: (scenario.faults.iter())
+                .filter(|f| matches!(f.kind, crate::model::FaultKind::Network(_)))
+                .cloned()
                 .collect(),
         }
     }

@@ -513,7 +513,10 @@ pub(crate) struct RawFault {
     /// "churn": devices of a group keep dropping and reconnecting at `rate` per second over
     /// the window (flapping). "broker_restart": the broker goes away and comes back on the
     /// same ports (the child broker: killed with SIGKILL, started again after `for`; an
-    /// external broker: `command` is run).
+    /// external broker: `command` is run). "network": for the window, the devices' connections
+    /// to the broker (through a proxy inside fleetbench; observers connect directly) get
+    /// `delay` and `jitter`, lose a share of QoS 0 publishes (`drop`), are `cut`, or pass
+    /// nothing (`blackhole`).
     pub kind: S<String>,
     /// When the fault starts, from the start of the connect ramp ("20s").
     pub at: S<String>,
@@ -540,4 +543,23 @@ pub(crate) struct RawFault {
     /// How long `command` may take (default "60s").
     #[serde(default)]
     pub timeout: Option<S<String>>,
+    /// network: latency added to every packet between the devices and the broker, each way
+    /// ("50ms").
+    #[serde(default)]
+    pub delay: Option<S<String>>,
+    /// network: up to this much more or less than `delay`, at random per packet (order kept).
+    #[serde(default)]
+    pub jitter: Option<S<String>>,
+    /// network: the share (0 to 1) of the devices' QoS 0 publishes dropped on their way to the
+    /// broker.
+    #[serde(default)]
+    pub drop: Option<S<f64>>,
+    /// network: cut every device connection at the window's start and refuse new ones until
+    /// its end.
+    #[serde(default)]
+    pub cut: Option<S<bool>>,
+    /// network: let nothing through for the window while connections stay open (half-open);
+    /// what was held goes on at its end.
+    #[serde(default)]
+    pub blackhole: Option<S<bool>>,
 }

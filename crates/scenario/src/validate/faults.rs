@@ -9,7 +9,7 @@ use crate::raw::{RawFault, S};
 use super::ctx::{Ctx, Found, R};
 
 /// The kinds a `[[fault]]` may be.
-const KINDS: [&str; 3] = ["disconnect", "churn", "broker_restart"];
+const KINDS: [&str; 4] = ["disconnect", "churn", "broker_restart", "network"];
 
 /// How long a restart command may take unless the fault says otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -70,6 +70,7 @@ fn fault(
         "disconnect" => disconnect(cx, i, f, groups)?,
         "churn" => churn(cx, i, f, groups, length)?,
         "broker_restart" => broker_restart(cx, i, f, broker)?,
+        "network" => network(cx, i, f, broker, length)?,
         other => {
             return Err(cx.err(
                 f.kind.span(),
@@ -117,6 +118,15 @@ fn fault(
         "timeout",
         "broker_restart",
     )?;
+    for (name, span) in [
+        ("delay", f.delay.as_ref().map(S::span)),
+        ("jitter", f.jitter.as_ref().map(S::span)),
+        ("drop", f.drop.as_ref().map(S::span)),
+        ("cut", f.cut.as_ref().map(S::span)),
+        ("blackhole", f.blackhole.as_ref().map(S::span)),
+    ] {
+        only(is("network"), span, name, "network")?;
+    }
     if is("disconnect") {
         if let Some(l) = &f.length {
             return Err(cx.err(
@@ -277,4 +287,83 @@ fn broker_restart(cx: &Ctx, i: usize, f: &RawFault, broker: &BrokerTarget) -> R<
             })
         }
     }
+}
+
+fn network(
+    cx: &Ctx,
+    i: usize,
+    f: &RawFault,
+    broker: &BrokerTarget,
+    length: Duration,
+) -> R<FaultKind> {
+    let field = |name: &str| format!("fault[{i}].{name}");
+    if length.is_zero() {
+        return Err(cx.err(
+            f.kind.span(),
+            field("for"),
+            "a network fault lasts a window: give for = \"10s\"",
+        ));
+    }
+    if let BrokerTarget::External(x) = broker {
+        if x.scheme != crate::model::Scheme::Mqtt {
+            return Err(cx.err(
+                f.kind.span(),
+                field("kind"),
+                format!(
+                    "the network proxy carries MQTT over plain TCP, and the broker is reached by \
+                     {}://: it cannot see into that transport (TLS or WebSocket)",
+                    x.scheme.as_str()
+                ),
+            ));
+        }
+    }
+    let duration = |v: &Option<S<String>>, name: &str| {
+        v.as_ref()
+            .map(|d| cx.duration(d, &field(name)))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    };
+    let (delay, jitter) = (duration(&f.delay, "delay")?, duration(&f.jitter, "jitter")?);
+    if let Some(j) = f.jitter.as_ref().filter(|_| jitter > delay) {
+        return Err(cx.err(
+            j.span(),
+            field("jitter"),
+            "is larger than delay: a packet cannot arrive before it was sent",
+        ));
+    }
+    let drop = match &f.drop {
+        Some(d) if !(0.0..=1.0).contains(d.get_ref()) => {
+            return Err(cx.err(
+                d.span(),
+                field("drop"),
+                format!("{} is not a share; expected 0 to 1", d.get_ref()),
+            ))
+        }
+        Some(d) => *d.get_ref(),
+        None => 0.0,
+    };
+    let cut = f.cut.as_ref().is_some_and(|c| *c.get_ref());
+    let blackhole = f.blackhole.as_ref().is_some_and(|b| *b.get_ref());
+    if delay.is_zero() && drop == 0.0 && !cut && !blackhole {
+        return Err(cx.err(
+            f.kind.span(),
+            field("kind"),
+            "does nothing: give delay, drop, cut = true or blackhole = true",
+        ));
+    }
+    if cut && blackhole {
+        return Err(cx.err(
+            f.kind.span(),
+            field("cut"),
+            "cut and blackhole exclude each other (a cut closes connections, a blackhole keeps \
+             them open): use two faults",
+        ));
+    }
+    Ok(FaultKind::Network(crate::model::NetworkFault {
+        delay,
+        jitter,
+        drop,
+        cut,
+        blackhole,
+    }))
 }
