@@ -165,6 +165,18 @@ fn a_flaky_network_costs_what_its_windows_say() {
     }
 }
 
+#[test]
+fn a_slow_consumer_is_queued_for_and_its_wait_shows_in_latency() {
+    let (code, r, out) = run(&scenario("slow-consumer"));
+    assert_eq!(code, Some(0), "{out}");
+    let f = &r.faults[0];
+    assert_eq!((f.kind.as_str(), f.cuts), ("slow_consumer", 0), "{f:?}");
+    // What fell due while the slow observer did not read waited up to its 3 s.
+    let max = r.latency.from_intended.max_us;
+    assert!((2_500_000..4_000_000).contains(&max), "{max} us");
+    assert_eq!((r.totals.lost, r.totals.delivered), (0, r.totals.expected));
+}
+
 /// 50 QoS 0 sensors at 10 msg/s for 8 s; `fault` is a [[fault]] table.
 fn proxied(fault: &str, warmup: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -155,6 +155,19 @@ impl Observer {
         };
         tokio::pin!(away);
         let mut went_offline = false;
+        // Slow consumer faults: told when each window starts, the observer stops reading its
+        // socket for it (the connection stays open; the broker must queue or drop).
+        let (stall_tx, mut stalls) = tokio::sync::mpsc::unbounded_channel::<Duration>();
+        if !self.spec.stalls.is_empty() {
+            let (ctx, windows) = (self.ctx.clone(), self.spec.stalls.clone());
+            tokio::spawn(async move {
+                for (at, length) in windows {
+                    if !wait_from_ramp(&ctx, at).await || stall_tx.send(length).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
         // Flushes follow the run clock's tick grid (the ticker's), one per tick, so that rates
         // read from consecutive snapshots do not jump by a flush.
         let tick_ns = self.ctx.opts.tick.as_nanos().max(1) as u64;
@@ -171,6 +184,11 @@ impl Observer {
                     if !self.go_offline(&mut eventloop, length).await {
                         break;
                     }
+                    continue;
+                }
+                Some(length) = stalls.recv() => {
+                    tracing::debug!(observer = %self.spec.client_id, ?length, "not reading (slow consumer)");
+                    tokio::time::sleep(length).await;
                     continue;
                 }
                 e = eventloop.poll() => e,

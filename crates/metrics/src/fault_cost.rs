@@ -38,6 +38,7 @@ pub fn costs(scenario: &Scenario, run: &RunOutcome) -> Vec<FaultReport> {
                 }
                 FaultKind::BrokerRestart { .. } => ("broker_restart", None),
                 FaultKind::Network(_) => ("network", None),
+                FaultKind::SlowConsumer { .. } => ("slow_consumer", None),
             };
             let restart = if kind == "broker_restart" {
                 restarts.next()
@@ -128,7 +129,13 @@ fn cost(
                 .map(|p| u64::from(p.devices_connected))
                 .min()
                 .unwrap_or(connected_before);
-            (connected_before, back, lowest)
+            // A restart or a network cut takes every connection; a slow consumer none.
+            let taken = if kind == "slow_consumer" {
+                0
+            } else {
+                connected_before
+            };
+            (taken, back, lowest)
         }
     };
     let until = recovery.map_or(Duration::MAX, |r| f.at + r);

@@ -35,7 +35,9 @@ pub(crate) fn assign(scenario: &Scenario, devices: &mut [DeviceSpec]) {
                 };
                 (gi, churn(&mut rng, g.count, *rate, fault.at, fault.length))
             }
-            FaultKind::BrokerRestart { .. } | FaultKind::Network(_) => continue,
+            FaultKind::BrokerRestart { .. }
+            | FaultKind::Network(_)
+            | FaultKind::SlowConsumer { .. } => continue,
         };
         for (index, when) in cuts {
             if let Some(&p) = at.get(&(group, index)) {

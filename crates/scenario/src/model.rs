@@ -499,6 +499,7 @@ impl Fault {
             FaultKind::Churn { group, .. } => format!("churn of {group} at {at}"),
             FaultKind::BrokerRestart { .. } => format!("broker_restart at {at}"),
             FaultKind::Network(_) => format!("network at {at}"),
+            FaultKind::SlowConsumer { observer } => format!("slow_consumer {observer} at {at}"),
         }
     }
 }
@@ -521,6 +522,8 @@ pub enum FaultKind {
     /// For the window, the devices' connections pass through a proxy that delays packets,
     /// drops a share of QoS 0 publishes, cuts connections or holds everything.
     Network(NetworkFault),
+    /// The observers of `observer` stop reading their sockets for the window.
+    SlowConsumer { observer: String },
 }
 
 /// What a network fault does to the devices' connections for its window.

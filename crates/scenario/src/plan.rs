@@ -197,6 +197,12 @@ fn observers(scenario: &Scenario, devices: &[DeviceSpec], shard: Shard) -> Vec<O
                 clean_session: o.clean_session,
                 offline: o.offline,
                 join_at: o.join_at,
+                stalls: (scenario.faults.iter())
+                    .filter(|f| {
+                        matches!(&f.kind, crate::model::FaultKind::SlowConsumer { observer } if *observer == o.name)
+                    })
+                    .map(|f| (f.at, f.length))
+                    .collect(),
             });
         }
     }
@@ -231,6 +237,9 @@ pub struct ObserverSpec {
     pub offline: Option<Offline>,
     /// A late observer connects this long after the ramp start.
     pub join_at: Option<Duration>,
+    /// Windows (from the ramp start, length) in which it stops reading its socket: a slow
+    /// consumer fault.
+    pub stalls: Vec<(Duration, Duration)>,
 }
 
 #[derive(Debug, Clone)]

@@ -516,7 +516,8 @@ pub(crate) struct RawFault {
     /// external broker: `command` is run). "network": for the window, the devices' connections
     /// to the broker (through a proxy inside fleetbench; observers connect directly) get
     /// `delay` and `jitter`, lose a share of QoS 0 publishes (`drop`), are `cut`, or pass
-    /// nothing (`blackhole`).
+    /// nothing (`blackhole`). "slow_consumer": an observer stops reading its socket for the
+    /// window (its connection stays open), so that the broker must queue or drop.
     pub kind: S<String>,
     /// When the fault starts, from the start of the connect ramp ("20s").
     pub at: S<String>,
@@ -527,6 +528,9 @@ pub(crate) struct RawFault {
     /// The device group (disconnect, churn).
     #[serde(default)]
     pub group: Option<S<String>>,
+    /// slow_consumer: the observer (by name) that stops reading its socket for the window.
+    #[serde(default)]
+    pub observer: Option<S<String>>,
     /// disconnect: the share of the group's devices that drop (0 to 1; default 1).
     #[serde(default)]
     pub share: Option<S<f64>>,

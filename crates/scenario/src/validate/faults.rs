@@ -3,13 +3,19 @@
 
 use std::time::Duration;
 
-use crate::model::{BrokerTarget, DeviceGroup, Fault, FaultKind};
+use crate::model::{BrokerTarget, DeviceGroup, Fault, FaultKind, ObserverGroup};
 use crate::raw::{RawFault, S};
 
 use super::ctx::{Ctx, Found, R};
 
 /// The kinds a `[[fault]]` may be.
-const KINDS: [&str; 4] = ["disconnect", "churn", "broker_restart", "network"];
+const KINDS: [&str; 5] = [
+    "disconnect",
+    "churn",
+    "broker_restart",
+    "network",
+    "slow_consumer",
+];
 
 /// How long a restart command may take unless the fault says otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -18,7 +24,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) fn faults(
     cx: &Ctx,
     raw: &[S<RawFault>],
-    groups: &[DeviceGroup],
+    (groups, observers): (&[DeviceGroup], &[ObserverGroup]),
     broker: &BrokerTarget,
     duration: Duration,
     found: &mut Found,
@@ -26,7 +32,7 @@ pub(crate) fn faults(
     let mut out = Vec::with_capacity(raw.len());
     let mut all = true;
     for (i, f) in raw.iter().enumerate() {
-        match found.keep(fault(cx, i, f, groups, broker, duration)) {
+        match found.keep(fault(cx, i, f, (groups, observers), broker, duration)) {
             Some(f) => out.push(f),
             None => all = false,
         }
@@ -39,7 +45,7 @@ fn fault(
     cx: &Ctx,
     i: usize,
     raw: &S<RawFault>,
-    groups: &[DeviceGroup],
+    (groups, observers): (&[DeviceGroup], &[ObserverGroup]),
     broker: &BrokerTarget,
     duration: Duration,
 ) -> R<Fault> {
@@ -71,6 +77,7 @@ fn fault(
         "churn" => churn(cx, i, f, groups, length)?,
         "broker_restart" => broker_restart(cx, i, f, broker)?,
         "network" => network(cx, i, f, broker, length)?,
+        "slow_consumer" => slow_consumer(cx, i, f, observers, length)?,
         other => {
             return Err(cx.err(
                 f.kind.span(),
@@ -117,6 +124,12 @@ fn fault(
         f.timeout.as_ref().map(S::span),
         "timeout",
         "broker_restart",
+    )?;
+    only(
+        is("slow_consumer"),
+        f.observer.as_ref().map(S::span),
+        "observer",
+        "slow_consumer",
     )?;
     for (name, span) in [
         ("delay", f.delay.as_ref().map(S::span)),
@@ -366,4 +379,42 @@ fn network(
         cut,
         blackhole,
     }))
+}
+
+fn slow_consumer(
+    cx: &Ctx,
+    i: usize,
+    f: &RawFault,
+    observers: &[ObserverGroup],
+    length: Duration,
+) -> R<FaultKind> {
+    let field = format!("fault[{i}].observer");
+    if length.is_zero() {
+        return Err(cx.err(
+            f.kind.span(),
+            format!("fault[{i}].for"),
+            "a slow consumer stops reading for a window: give for = \"5s\"",
+        ));
+    }
+    let Some(name) = &f.observer else {
+        return Err(cx.err(
+            f.kind.span(),
+            field,
+            "names no observer; add observer = \"...\"",
+        ));
+    };
+    if !observers.iter().any(|o| &o.name == name.get_ref()) {
+        let known: Vec<&str> = observers.iter().map(|o| o.name.as_str()).collect();
+        return Err(cx.err(
+            name.span(),
+            field,
+            format!(
+                "no observer is called {:?}; expected one of {known:?}",
+                name.get_ref()
+            ),
+        ));
+    }
+    Ok(FaultKind::SlowConsumer {
+        observer: name.get_ref().clone(),
+    })
 }

@@ -44,11 +44,11 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioErrors> 
         Some(e) => expect::expectations(&cx, e.get_ref()),
         None => Ok(Expectations::default()),
     });
-    let faults = match (&fleet.groups, &broker) {
-        (Some(groups), Some(broker)) => faults::faults(
+    let faults = match (&fleet.groups, &fleet.observers, &broker) {
+        (Some(groups), Some(observers), Some(broker)) => faults::faults(
             &cx,
             &raw.fault,
-            groups,
+            (groups, observers),
             broker,
             Timing::known(timing.duration),
             &mut found,
