@@ -86,74 +86,64 @@ fn fault(
             ))
         }
     };
-    let only =
-        |present: bool, span: Option<std::ops::Range<usize>>, name: &str, kinds: &str| match span {
-            Some(span) if !present => {
-                Err(cx.err(span, field(name), format!("applies to {kinds} only")))
-            }
-            _ => Ok(()),
-        };
-    let is = |k: &str| f.kind.get_ref() == k;
-    only(
-        is("disconnect") || is("churn"),
-        f.group.as_ref().map(S::span),
-        "group",
-        "disconnect and churn",
-    )?;
-    only(
-        is("disconnect"),
-        f.share.as_ref().map(S::span),
-        "share",
-        "disconnect",
-    )?;
-    only(
-        is("disconnect"),
-        f.count.as_ref().map(S::span),
-        "count",
-        "disconnect",
-    )?;
-    only(is("churn"), f.rate.as_ref().map(S::span), "rate", "churn")?;
-    only(
-        is("broker_restart"),
-        f.command.as_ref().map(S::span),
-        "command",
-        "broker_restart",
-    )?;
-    only(
-        is("broker_restart"),
-        f.timeout.as_ref().map(S::span),
-        "timeout",
-        "broker_restart",
-    )?;
-    only(
-        is("slow_consumer"),
-        f.observer.as_ref().map(S::span),
-        "observer",
-        "slow_consumer",
-    )?;
-    for (name, span) in [
-        ("delay", f.delay.as_ref().map(S::span)),
-        ("jitter", f.jitter.as_ref().map(S::span)),
-        ("drop", f.drop.as_ref().map(S::span)),
-        ("cut", f.cut.as_ref().map(S::span)),
-        ("blackhole", f.blackhole.as_ref().map(S::span)),
-    ] {
-        only(is("network"), span, name, "network")?;
-    }
-    if is("disconnect") {
-        if let Some(l) = &f.length {
-            return Err(cx.err(
-                l.span(),
-                field("for"),
-                "a disconnect happens at once and its devices reconnect by the group's backoff; \
-                 leave \"for\" out",
-            ));
-        }
-    }
+    fields_fit(cx, i, f)?;
     Ok(Fault { kind, at, length })
 }
 
-/// The group a fault names.
+/// Every field the fault gives belongs to its kind (the spans of those given, by name, with
+/// the kinds that take them).
+fn fields_fit(cx: &Ctx, i: usize, f: &RawFault) -> R<()> {
+    let kind = f.kind.get_ref().as_str();
+    let given: [(&str, Option<std::ops::Range<usize>>, &[&str]); 13] = [
+        (
+            "group",
+            f.group.as_ref().map(S::span),
+            &["disconnect", "churn"],
+        ),
+        ("share", f.share.as_ref().map(S::span), &["disconnect"]),
+        ("count", f.count.as_ref().map(S::span), &["disconnect"]),
+        ("rate", f.rate.as_ref().map(S::span), &["churn"]),
+        (
+            "command",
+            f.command.as_ref().map(S::span),
+            &["broker_restart"],
+        ),
+        (
+            "timeout",
+            f.timeout.as_ref().map(S::span),
+            &["broker_restart"],
+        ),
+        (
+            "observer",
+            f.observer.as_ref().map(S::span),
+            &["slow_consumer"],
+        ),
+        ("delay", f.delay.as_ref().map(S::span), &["network"]),
+        ("jitter", f.jitter.as_ref().map(S::span), &["network"]),
+        ("drop", f.drop.as_ref().map(S::span), &["network"]),
+        ("cut", f.cut.as_ref().map(S::span), &["network"]),
+        ("blackhole", f.blackhole.as_ref().map(S::span), &["network"]),
+        // A disconnect happens at once; its devices come back by their backoff.
+        (
+            "for",
+            f.length.as_ref().map(S::span),
+            &["churn", "broker_restart", "network", "slow_consumer"],
+        ),
+    ];
+    for (name, span, kinds) in given {
+        if let Some(span) = span.filter(|_| !kinds.contains(&kind)) {
+            return Err(cx.err(
+                span,
+                format!("fault[{i}].{name}"),
+                format!("applies to {} faults only", kinds.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The group a fault names (one without a last will: the wills a fault's cuts make are not
+/// accounted for yet, and would count as unexpected).
 fn group<'g>(cx: &Ctx, i: usize, f: &RawFault, groups: &'g [DeviceGroup]) -> R<&'g DeviceGroup> {
     let field = format!("fault[{i}].group");
     let Some(name) = &f.group else {
@@ -163,20 +153,29 @@ fn group<'g>(cx: &Ctx, i: usize, f: &RawFault, groups: &'g [DeviceGroup]) -> R<&
             "names no device group; add group = \"...\"",
         ));
     };
-    groups
-        .iter()
-        .find(|g| &g.name == name.get_ref())
-        .ok_or_else(|| {
-            let known: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
-            cx.err(
-                name.span(),
-                field,
-                format!(
-                    "no device group is called {:?}; expected one of {known:?}",
-                    name.get_ref()
-                ),
-            )
-        })
+    let Some(g) = groups.iter().find(|g| &g.name == name.get_ref()) else {
+        let known: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+        return Err(cx.err(
+            name.span(),
+            field,
+            format!(
+                "no device group is called {:?}; expected one of {known:?}",
+                name.get_ref()
+            ),
+        ));
+    };
+    if g.behaviour.will.is_some() {
+        return Err(cx.err(
+            name.span(),
+            field,
+            format!(
+                "group {:?} leaves a last will, and the wills a fault's cuts make are not \
+                 accounted for yet (they would count as unexpected); cut a group without a will",
+                g.name
+            ),
+        ));
+    }
+    Ok(g)
 }
 
 fn disconnect(cx: &Ctx, i: usize, f: &RawFault, groups: &[DeviceGroup]) -> R<FaultKind> {
