@@ -90,11 +90,14 @@ fn fault(
     Ok(Fault { kind, at, length })
 }
 
+/// A field of a fault: its name, its span when given, the kinds that take it.
+type Given<'a> = (&'a str, Option<std::ops::Range<usize>>, &'a [&'a str]);
+
 /// Every field the fault gives belongs to its kind (the spans of those given, by name, with
 /// the kinds that take them).
 fn fields_fit(cx: &Ctx, i: usize, f: &RawFault) -> R<()> {
     let kind = f.kind.get_ref().as_str();
-    let given: [(&str, Option<std::ops::Range<usize>>, &[&str]); 13] = [
+    let given: [Given; 13] = [
         (
             "group",
             f.group.as_ref().map(S::span),
