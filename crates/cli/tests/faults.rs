@@ -171,6 +171,12 @@ fn a_slow_consumer_is_queued_for_and_its_wait_shows_in_latency() {
     assert_eq!(code, Some(0), "{out}");
     let f = &r.faults[0];
     assert_eq!((f.kind.as_str(), f.cuts), ("slow_consumer", 0), "{f:?}");
+    // The fault's own row shows the wait during its window, and its end after.
+    let (during, after) = (
+        f.p99_during_us.expect("during"),
+        f.p99_after_us.expect("after"),
+    );
+    assert!(during >= 2_000_000 && after < during, "{f:?}");
     // What fell due while the slow observer did not read waited up to its 3 s.
     let max = r.latency.from_intended.max_us;
     assert!((2_500_000..4_000_000).contains(&max), "{max} us");

@@ -401,6 +401,10 @@ fn outcome(
         );
     }
     let behaviour = behaviour(plan, &results, &tally)?;
+    let ramp_offset = match ctx.ramp_start_ns.load(Ordering::Relaxed) {
+        u64::MAX => Duration::ZERO,
+        ns => Duration::from_nanos(ns),
+    };
     let connect_all = tally.connect_all(ctx.window().start);
     Ok(RunOutcome {
         accounting,
@@ -427,10 +431,8 @@ fn outcome(
         disconnected: tally.disconnected,
         sent_per_device: tally.sent,
         interval_log: aggregator.take_interval_log(),
-        timeline: fleetbench_metrics::timeline::from(
-            aggregator.take_timeline(),
-            Duration::from_nanos(ctx.ramp_start_ns.load(Ordering::Relaxed)),
-        ),
+        timeline: fleetbench_metrics::timeline::from(aggregator.take_timeline(), ramp_offset),
+        ramp_offset,
         restarts: tally.restarts,
         cut_downs: aggregator.take_cut_downs(),
         network: ctx.proxy.as_ref().map_or_else(Vec::new, |p| {

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use fleetbench_scenario::{Fault, FaultKind, Scenario};
 
+use crate::hist::LatencyHistogram;
+use crate::hlog::{Distribution, LoggedInterval};
 use crate::outcome::{RestartEvent, RunOutcome};
 use crate::report::FaultReport;
 use crate::timeline::{CutDown, Point};
@@ -19,6 +21,7 @@ const RATE_TOLERANCE: f64 = 0.05;
 
 /// One row per fault of `scenario`, in the order they started.
 pub fn costs(scenario: &Scenario, run: &RunOutcome) -> Vec<FaultReport> {
+    let intended = intended_intervals(run);
     let mut restarts = run.restarts.iter();
     let mut network = run.network.iter();
     // The steady level before a fault is taken after the warm-up and after the previous
@@ -46,6 +49,15 @@ pub fn costs(scenario: &Scenario, run: &RunOutcome) -> Vec<FaultReport> {
                 None
             };
             let mut row = cost(f, kind, measured, (&run.timeline, quiet_from), restart);
+            // During: the window, or until the devices were back (a disconnect has no window).
+            let during = [row.restart_s, row.recovery_s]
+                .into_iter()
+                .flatten()
+                .fold(row.for_s, f64::max);
+            let window_end = f.at + Duration::from_secs_f64(during);
+            let after_end = window_end + (window_end - f.at).max(AFTER_WINDOW);
+            row.p99_during_us = p99_between(&intended, run.ramp_offset, f.at, window_end);
+            row.p99_after_us = p99_between(&intended, run.ramp_offset, window_end, after_end);
             if kind == "network" {
                 let (dropped, cut) = network.next().copied().unwrap_or_default();
                 row.dropped = Some(dropped);
@@ -56,6 +68,47 @@ pub fn costs(scenario: &Scenario, run: &RunOutcome) -> Vec<FaultReport> {
             row
         })
         .collect()
+}
+
+/// Latency after a fault is taken over as long as its window, and at least this long.
+const AFTER_WINDOW: Duration = Duration::from_secs(5);
+
+/// The run's latency-from-intended intervals (read back from its interval log; none when the
+/// scenario has no faults or the log does not read).
+fn intended_intervals(run: &RunOutcome) -> Vec<LoggedInterval> {
+    let mut bytes = Vec::new();
+    if run
+        .interval_log
+        .write_to(&mut bytes, std::time::UNIX_EPOCH, "faults")
+        .is_err()
+    {
+        return Vec::new();
+    }
+    crate::hlog::read(&bytes)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| i.metric == Some(Distribution::FromIntended))
+        .collect()
+}
+
+/// p99 of the deliveries recorded in the ticks that overlap `[from, to)` (from the ramp start).
+fn p99_between(
+    intervals: &[LoggedInterval],
+    ramp_offset: Duration,
+    from: Duration,
+    to: Duration,
+) -> Option<u64> {
+    let mut h = LatencyHistogram::new();
+    for i in intervals {
+        let Some(start) = i.start.checked_sub(ramp_offset) else {
+            continue;
+        };
+        // Every tick that overlaps the span: a short span still has its tick.
+        if start < to && start + i.length > from {
+            h.add(&i.histogram);
+        }
+    }
+    (h.count() > 0).then(|| h.summary().p99_us)
 }
 
 /// What the devices said of a disconnect's or churn's cuts: how many, the time from the fault's
@@ -162,12 +215,15 @@ fn cost(
         restart_s: restart.map(|r| r.took.as_secs_f64()),
         failed: restart.and_then(|r| r.result.as_ref().err().cloned()),
         dropped: None,
+        p99_during_us: None,
+        p99_after_us: None,
     }
 }
 
 /// The faults of merged reports, fault by fault: counts add up (shards cut and reconnect side
-/// by side; repeats one after the other), times and rates are the worst report's (rates add up
-/// over shards, which run at the same time). A failure in any report stays.
+/// by side; repeats one after the other), times, rates and the p99s around the window are the
+/// worst report's (reconnect rates add up over shards, which run at the same time). A failure
+/// in any report stays.
 pub(crate) fn merge(reports: &[crate::Report], concurrent: bool) -> Vec<FaultReport> {
     let Some(first) = reports.first() else {
         return Vec::new();
@@ -193,6 +249,9 @@ pub(crate) fn merge(reports: &[crate::Report], concurrent: bool) -> Vec<FaultRep
             peaks.fold(0.0, f64::max)
         };
         f.failed = all.iter().find_map(|f| f.failed.clone());
+        // Percentiles do not add up: the worst report's stands for the merge.
+        f.p99_during_us = all.iter().filter_map(|f| f.p99_during_us).max();
+        f.p99_after_us = all.iter().filter_map(|f| f.p99_after_us).max();
         if f.dropped.is_some() {
             f.dropped = Some(all.iter().filter_map(|f| f.dropped).sum());
         }

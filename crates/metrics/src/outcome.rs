@@ -53,6 +53,9 @@ pub struct RunOutcome {
     pub cut_downs: Vec<crate::timeline::CutDown>,
     /// Per network fault, in order: QoS 0 publishes the proxy dropped, connections it cut.
     pub network: Vec<(u64, u64)>,
+    /// When the connect ramp started on the run clock (the interval log counts from the
+    /// clock's start, faults from the ramp's).
+    pub ramp_offset: Duration,
 }
 
 /// A broker restart (a `broker_restart` fault), as it happened.
@@ -99,6 +102,7 @@ impl RunOutcome {
             restarts: Vec::new(),
             cut_downs: Vec::new(),
             network: Vec::new(),
+            ramp_offset: Duration::ZERO,
         }
     }
 }

@@ -107,6 +107,13 @@ pub struct FaultReport {
     /// Until the delivery rate was back within 5% of its level in the 5 s before the fault,
     /// after the fault's window; null when it never was (or there was no steady level).
     pub delivery_recovery_s: Option<f64>,
+    /// p99 latency from intended of the deliveries made during the fault (its window, or until
+    /// its devices were back if that was later), and in as long again after it (at least 5 s,
+    /// within the run); null when none were made.
+    #[serde(default)]
+    pub p99_during_us: Option<u64>,
+    #[serde(default)]
+    pub p99_after_us: Option<u64>,
     /// A network fault: the devices' QoS 0 publishes the proxy dropped (each one lost: the
     /// report's `lost` includes them).
     #[serde(default, skip_serializing_if = "Option::is_none")]

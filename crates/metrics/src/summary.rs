@@ -115,6 +115,14 @@ fn fault_table(out: &mut String, r: &Report) {
             fmt_count(f.connection_errors),
             secs(f.delivery_recovery_s),
         );
+        if let (Some(during), Some(after)) = (f.p99_during_us, f.p99_after_us) {
+            let _ = writeln!(
+                out,
+                "    p99 from intended {} during, {} after",
+                fmt_us(during),
+                fmt_us(after)
+            );
+        }
         if let Some(n) = f.dropped.filter(|n| *n > 0) {
             let _ = writeln!(out, "    dropped {} QoS 0 publishes", fmt_count(n));
         }
