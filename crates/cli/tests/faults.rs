@@ -246,3 +246,46 @@ fn the_proxy_adds_its_delay_to_the_latency() {
         (0, slow.totals.sent)
     );
 }
+
+/// `name` of scenarios/ against a mosquitto of its own (Debian's, installed by `cargo xtask
+/// test`), started by the test on a free loopback port.
+fn on_mosquitto(name: &str) -> (Option<i32>, Report, String) {
+    let broker = common::mosquitto::Mosquitto::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(scenario(name)).expect("scenario");
+    let file = dir.path().join(format!("{name}.toml"));
+    let url = format!("mqtt://127.0.0.1:{}", broker.port);
+    std::fs::write(&file, format!("{text}\n[broker]\nurl = \"{url}\"\n")).expect("write");
+    run(&file)
+}
+
+#[test]
+fn mosquitto_lives_through_the_same_storm_churn_network_and_slow_consumer() {
+    let (code, r, out) = on_mosquitto("reconnect-storm");
+    assert_eq!(code, Some(0), "{out}");
+    let f = &r.faults[0];
+    assert_eq!((f.cuts, f.lowest_connected), (250, 250), "{f:?}");
+    assert!(f.recovery_s.is_some(), "{f:?}");
+    assert_eq!((r.totals.lost, r.totals.delivered), (0, r.totals.sent));
+
+    let (code, r, out) = on_mosquitto("churn");
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(r.totals.sent + r.totals.skipped, 4_800);
+    assert_eq!(r.totals.lost, 0);
+
+    // Through the proxy in front of mosquitto: what it dropped is what was lost, and a little
+    // more where the cut caught messages on their way.
+    let (code, r, out) = on_mosquitto("flaky-network");
+    assert_eq!(code, Some(0), "{out}");
+    let dropped = r.faults[1].dropped.expect("counted");
+    assert!(
+        r.totals.lost >= dropped && r.totals.lost - dropped <= 200,
+        "{:?}",
+        r.totals
+    );
+
+    let (code, r, out) = on_mosquitto("slow-consumer");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(r.faults[0].p99_during_us.is_some_and(|p| p >= 2_000_000));
+    assert_eq!(r.totals.lost, 0, "mosquitto queues for the slow observer");
+}
