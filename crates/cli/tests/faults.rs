@@ -171,12 +171,13 @@ fn a_slow_consumer_is_queued_for_and_its_wait_shows_in_latency() {
     assert_eq!(code, Some(0), "{out}");
     let f = &r.faults[0];
     assert_eq!((f.kind.as_str(), f.cuts), ("slow_consumer", 0), "{f:?}");
-    // The fault's own row shows the wait during its window, and its end after.
+    // The fault's own row shows the wait: what the slow observer had not read is delivered as
+    // it reads again, at the window's end (in its last tick, or the next one).
     let (during, after) = (
         f.p99_during_us.expect("during"),
         f.p99_after_us.expect("after"),
     );
-    assert!(during >= 2_000_000 && after < during, "{f:?}");
+    assert!(during.max(after) >= 2_000_000, "{f:?}");
     // What fell due while the slow observer did not read waited up to its 3 s.
     let max = r.latency.from_intended.max_us;
     assert!((2_500_000..4_000_000).contains(&max), "{max} us");
@@ -286,6 +287,8 @@ fn mosquitto_lives_through_the_same_storm_churn_network_and_slow_consumer() {
 
     let (code, r, out) = on_mosquitto("slow-consumer");
     assert_eq!(code, Some(0), "{out}");
-    assert!(r.faults[0].p99_during_us.is_some_and(|p| p >= 2_000_000));
+    let f = &r.faults[0];
+    let waited = f.p99_during_us.max(f.p99_after_us);
+    assert!(waited.is_some_and(|p| p >= 2_000_000), "{f:?}");
     assert_eq!(r.totals.lost, 0, "mosquitto queues for the slow observer");
 }
