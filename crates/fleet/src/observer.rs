@@ -204,8 +204,9 @@ impl Observer {
                 Next::Skip => continue,
                 Next::Stop => break,
             }
-            if period(now) != last_period {
-                last_period = period(now);
+            let this_period = period(now);
+            if this_period != last_period {
+                last_period = this_period;
                 let _ = self
                     .ctx
                     .flush

@@ -57,36 +57,25 @@ impl Device<'_> {
             if self.gave_up || (watch_end && ctx.end.is_cancelled()) {
                 return Wait::Ended;
             }
-            if let Some(cut_at) = self.next_cut() {
-                // A fault is due to cut the connection before anything else happens.
-                if Instant::now() >= cut_at {
-                    self.cut();
-                    continue;
-                }
-                tokio::select! {
-                    biased;
-                    _ = &mut end, if watch_end => return Wait::Ended,
-                    _ = &mut timer => return Wait::Due,
-                    _ = sleep_until(cut_at) => continue,
-                    r = self.conn.poll(), if self.retry_at.is_none() => {
-                        if self.handle(r, how) {
-                            return Wait::Due;
-                        }
-                        continue;
-                    }
-                    _ = sleep_until(self.retry_at.unwrap_or(cut_at)), if self.retry_at.is_some() => {
-                        self.retry_at = None;
-                        self.attempt_start = Instant::now();
-                        continue;
-                    }
-                }
+            // A fault's cut still to come: due now, or one more thing to wake for (the branch
+            // is off, and nothing is set up, for a device without one).
+            let cut_at = self.next_cut();
+            if cut_at.is_some_and(|c| Instant::now() >= c) {
+                self.cut();
+                continue;
             }
+            let cut = async {
+                if let Some(c) = cut_at {
+                    sleep_until(c).await;
+                }
+            };
             if let Some(retry_at) = self.retry_at {
                 // Backing off: nothing happens on the connection until the next attempt.
                 tokio::select! {
                     biased;
                     _ = &mut end, if watch_end => return Wait::Ended,
                     _ = &mut timer => return Wait::Due,
+                    _ = cut, if cut_at.is_some() => {}
                     _ = sleep_until(retry_at) => {
                         self.retry_at = None;
                         self.attempt_start = Instant::now();
@@ -98,6 +87,7 @@ impl Device<'_> {
                 biased;
                 _ = &mut end, if watch_end => return Wait::Ended,
                 _ = &mut timer => return Wait::Due,
+                _ = cut, if cut_at.is_some() => {}
                 r = self.conn.poll() => {
                     if self.handle(r, how) {
                         return Wait::Due;

@@ -36,6 +36,9 @@ struct Windows {
     faults: Vec<(Duration, Duration, NetworkFault)>,
     ramp: watch::Receiver<Option<Instant>>,
     stats: Arc<ProxyStats>,
+    /// The cut window that has just begun (by index): one signal for every connection, sent
+    /// once when it starts.
+    cuts: watch::Receiver<Option<usize>>,
 }
 
 impl Windows {
@@ -72,10 +75,18 @@ pub(crate) fn start(
         dropped: faults.iter().map(|_| AtomicU64::new(0)).collect(),
         cut: faults.iter().map(|_| AtomicU64::new(0)).collect(),
     });
+    let (cut_tx, cuts) = watch::channel(None);
+    tokio::spawn(announce_cuts(
+        faults.clone(),
+        ramp.clone(),
+        cut_tx,
+        end.clone(),
+    ));
     let windows = Arc::new(Windows {
         faults,
         ramp,
         stats: stats.clone(),
+        cuts,
     });
     let mut ports = Vec::with_capacity(upstream.len());
     for &up in upstream {
@@ -87,6 +98,28 @@ pub(crate) fn start(
         tokio::spawn(accept(listener, to, windows.clone(), end.clone()));
     }
     Ok((ports, stats))
+}
+
+/// Tell every connection when a cut window begins.
+async fn announce_cuts(
+    faults: Vec<(Duration, Duration, NetworkFault)>,
+    mut ramp: watch::Receiver<Option<Instant>>,
+    cuts: watch::Sender<Option<usize>>,
+    end: CancellationToken,
+) {
+    let start = tokio::select! {
+        r = ramp.wait_for(|r| r.is_some()) => match r.ok().and_then(|r| *r) {
+            Some(start) => start,
+            None => return,
+        },
+        _ = end.cancelled() => return,
+    };
+    for (i, (at, _, _)) in faults.iter().enumerate().filter(|(_, (_, _, f))| f.cut) {
+        tokio::select! {
+            _ = sleep_until(start + *at) => { cuts.send_replace(Some(i)); }
+            _ = end.cancelled() => return,
+        }
+    }
 }
 
 async fn accept(listener: TcpListener, to: String, windows: Arc<Windows>, end: CancellationToken) {
@@ -122,16 +155,16 @@ async fn connection(client: TcpStream, server: TcpStream, windows: Arc<Windows>)
     let _ = server.set_nodelay(true);
     let (client_rx, client_tx) = client.into_split();
     let (server_rx, server_tx) = server.into_split();
+    let mut cuts = windows.cuts.clone();
+    cuts.borrow_and_update();
     let up = pump(client_rx, server_tx, windows.clone(), true);
     let down = pump(server_rx, client_tx, windows.clone(), false);
     let cut = async {
-        // A cut in force ends the connection.
-        loop {
-            if let Some((i, _, _)) = windows.now().filter(|(_, f, _)| f.cut) {
-                windows.stats.cut[i].fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        // The next cut window to begin ends the connection.
+        if let Ok(Some(i)) = cuts.changed().await.map(|()| *cuts.borrow()) {
+            windows.stats.cut[i].fetch_add(1, Ordering::Relaxed);
+        } else {
+            std::future::pending::<()>().await;
         }
     };
     tokio::select! {

@@ -21,6 +21,10 @@ const RATE_TOLERANCE: f64 = 0.05;
 
 /// One row per fault of `scenario`, in the order they started.
 pub fn costs(scenario: &Scenario, run: &RunOutcome) -> Vec<FaultReport> {
+    if scenario.faults.is_empty() {
+        // Reading the interval log back is for the faults alone.
+        return Vec::new();
+    }
     let intended = intended_intervals(run);
     let mut restarts = run.restarts.iter();
     let mut network = run.network.iter();
@@ -31,24 +35,23 @@ pub fn costs(scenario: &Scenario, run: &RunOutcome) -> Vec<FaultReport> {
         .faults
         .iter()
         .map(|f| {
-            let (kind, measured) = match &f.kind {
+            let (measured, restart, proxy) = match &f.kind {
                 FaultKind::Disconnect { group, .. } => {
-                    ("disconnect", cut(scenario, run, group, |c| c == f.at))
+                    (cut(scenario, run, group, |c| c == f.at), None, None)
                 }
                 FaultKind::Churn { group, .. } => {
                     let end = f.at + f.length;
-                    ("churn", cut(scenario, run, group, |c| c >= f.at && c < end))
+                    (
+                        cut(scenario, run, group, |c| c >= f.at && c < end),
+                        None,
+                        None,
+                    )
                 }
-                FaultKind::BrokerRestart { .. } => ("broker_restart", None),
-                FaultKind::Network(_) => ("network", None),
-                FaultKind::SlowConsumer { .. } => ("slow_consumer", None),
+                FaultKind::BrokerRestart { .. } => (None, restarts.next(), None),
+                FaultKind::Network(_) => (None, None, network.next().copied()),
+                FaultKind::SlowConsumer { .. } => (None, None, None),
             };
-            let restart = if kind == "broker_restart" {
-                restarts.next()
-            } else {
-                None
-            };
-            let mut row = cost(f, kind, measured, (&run.timeline, quiet_from), restart);
+            let mut row = cost(f, measured, (&run.timeline, quiet_from), restart);
             // During: the window, or until the devices were back (a disconnect has no window).
             let during = [row.restart_s, row.recovery_s]
                 .into_iter()
@@ -58,8 +61,7 @@ pub fn costs(scenario: &Scenario, run: &RunOutcome) -> Vec<FaultReport> {
             let after_end = window_end + (window_end - f.at).max(AFTER_WINDOW);
             row.p99_during_us = p99_between(&intended, run.ramp_offset, f.at, window_end);
             row.p99_after_us = p99_between(&intended, run.ramp_offset, window_end, after_end);
-            if kind == "network" {
-                let (dropped, cut) = network.next().copied().unwrap_or_default();
+            if let Some((dropped, cut)) = proxy {
                 row.dropped = Some(dropped);
                 row.cuts = cut;
             }
@@ -152,7 +154,6 @@ fn cut(
 
 fn cost(
     f: &Fault,
-    kind: &str,
     cuts: Option<Cuts>,
     (timeline, warmup): (&[Point], Duration),
     restart: Option<&RestartEvent>,
@@ -183,10 +184,9 @@ fn cost(
                 .min()
                 .unwrap_or(connected_before);
             // A restart or a network cut takes every connection; a slow consumer none.
-            let taken = if kind == "slow_consumer" {
-                0
-            } else {
-                connected_before
+            let taken = match f.kind {
+                FaultKind::SlowConsumer { .. } => 0,
+                _ => connected_before,
             };
             (taken, back, lowest)
         }
@@ -200,7 +200,7 @@ fn cost(
         .map_or(0, |p| p.connection_errors);
     FaultReport {
         fault: f.label(),
-        kind: kind.to_string(),
+        kind: f.kind.name().to_string(),
         at_s: f.at.as_secs_f64(),
         for_s: f.length.as_secs_f64(),
         cuts: count,

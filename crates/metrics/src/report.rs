@@ -86,7 +86,7 @@ pub struct Report {
 pub struct FaultReport {
     /// What and when, in words ("disconnect of sensor at 20s").
     pub fault: String,
-    /// "disconnect", "churn" or "broker_restart".
+    /// "disconnect", "churn", "broker_restart", "network" or "slow_consumer".
     pub kind: String,
     /// When it started, from the start of the connect ramp, and how long it was meant to last.
     pub at_s: f64,

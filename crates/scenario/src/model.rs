@@ -526,6 +526,19 @@ pub enum FaultKind {
     SlowConsumer { observer: String },
 }
 
+impl FaultKind {
+    /// Its name in scenarios and reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FaultKind::Disconnect { .. } => "disconnect",
+            FaultKind::Churn { .. } => "churn",
+            FaultKind::BrokerRestart { .. } => "broker_restart",
+            FaultKind::Network(_) => "network",
+            FaultKind::SlowConsumer { .. } => "slow_consumer",
+        }
+    }
+}
+
 /// What a network fault does to the devices' connections for its window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct NetworkFault {
