@@ -86,7 +86,7 @@ pub fn evaluate(e: &Expectations, r: &Report) -> Vec<ExpectationResult> {
     let or = |v: Option<u64>, default: u64| Some(v.unwrap_or(default) as f64);
     let b = &r.behaviour;
     let zero_if = |used: bool| used.then_some(0.0);
-    let limits: [(Metric, Option<f64>); 30] = [
+    let limits: [(Metric, Option<f64>); 31] = [
         (
             DeliveredRatio,
             Some(e.delivered_ratio.unwrap_or(DEFAULT_DELIVERED_RATIO)),
@@ -127,6 +127,10 @@ pub fn evaluate(e: &Expectations, r: &Report) -> Vec<ExpectationResult> {
         (DeliveredAfterExpiry, zero_if(b.mqtt5.is_some())),
         // A fault that could not be injected leaves a run that did not test what it says.
         (FaultsFailed, zero_if(!r.faults.is_empty())),
+        // So does one its devices never came back from: the errors of a fault are its cost,
+        // and a device a fault cut is not counted as disconnected, so this is where such a run
+        // fails.
+        (FaultsUnrecovered, zero_if(!r.faults.is_empty())),
         // A generator that fell behind its schedule measures itself, not the broker.
         (
             GeneratorLateShare,
@@ -242,5 +246,28 @@ mod tests {
         assert!(judged.iter().any(|e| e.name == "errors" && e.ok));
         assert_eq!(verdict(&judged, true), Verdict::Interrupted);
         assert_eq!(verdict(&judged, false), Verdict::Fail);
+    }
+
+    #[test]
+    fn a_fault_nobody_recovered_from_fails_the_run() {
+        let mut r = crate::fixture::report(400, 900, 0, 1_000.0);
+        r.faults = vec![crate::report::FaultReport {
+            fault: "disconnect of s at 5s".into(),
+            recovery_s: Some(0.4),
+            ..Default::default()
+        }];
+        let judged = |r: &Report| {
+            evaluate(&Expectations::default(), r)
+                .into_iter()
+                .find(|e| e.name == "faults_unrecovered")
+                .map(|e| e.ok)
+        };
+        assert_eq!(judged(&r), Some(true));
+        // Devices cut and never back are not "disconnected" and their errors are the fault's:
+        // this check is what fails such a run.
+        r.faults[0].recovery_s = None;
+        assert_eq!(judged(&r), Some(false));
+        r.faults.clear();
+        assert_eq!(judged(&r), None, "judged only when there are faults");
     }
 }

@@ -68,6 +68,10 @@ pub fn value(m: Metric, r: &Report) -> Option<f64> {
             (!r.faults.is_empty()).then_some(())?;
             r.faults.iter().filter(|f| f.failed.is_some()).count() as f64
         }
+        FaultsUnrecovered => {
+            (!r.faults.is_empty()).then_some(())?;
+            r.faults.iter().filter(|f| f.recovery_s.is_none()).count() as f64
+        }
     })
 }
 
@@ -118,6 +122,7 @@ mod tests {
             Metric::ShardsMissing,
             Metric::ShardsFailed,
             Metric::FaultsFailed,
+            Metric::FaultsUnrecovered,
         ];
         for &m in Metric::ALL {
             assert_eq!(value(m, &r).is_some(), !behaviours.contains(&m), "{m}");

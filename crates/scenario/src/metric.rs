@@ -55,6 +55,7 @@ metrics! {
     ShardsMissing,
     ShardsFailed,
     FaultsFailed,
+    FaultsUnrecovered,
 }
 
 /// Which way a figure gets better.
@@ -148,6 +149,7 @@ impl Metric {
             ShardsMissing => ("shards_missing", "shards missing", Count, Lower),
             ShardsFailed => ("shards_failed", "shards failed", Count, Lower),
             FaultsFailed => ("faults_failed", "faults failed", Count, Lower),
+            FaultsUnrecovered => ("faults_unrecovered", "faults unrecovered", Count, Lower),
         }
     }
 

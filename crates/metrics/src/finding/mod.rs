@@ -72,6 +72,12 @@ pub enum Finding {
         fault: String,
         why: String,
     },
+    /// A fault whose devices were not all connected again before publishing ended.
+    FaultUnrecovered {
+        fault: String,
+        connected_before: u64,
+        lowest: u64,
+    },
     /// Shards of a sharded run whose reports were not merged, by `index/count`.
     ShardsMissing {
         shards: Vec<String>,
@@ -175,6 +181,15 @@ pub fn findings(r: &Report) -> Vec<Finding> {
             why: f.failed.clone()?,
         })
     }));
+    out.extend(
+        (r.faults.iter())
+            .filter(|f| f.recovery_s.is_none() && f.failed.is_none())
+            .map(|f| Finding::FaultUnrecovered {
+                fault: f.fault.clone(),
+                connected_before: f.connected_before,
+                lowest: f.lowest_connected,
+            }),
+    );
     out.extend(run_health(r));
     out.extend(behaviour(&r.behaviour).into_iter().map(Finding::Behaviour));
     if r.totals.unexpected > 0 {

@@ -89,6 +89,18 @@ impl fmt::Display for Finding {
                 if shards.len() == 1 { "has" } else { "have" },
             ),
             ShardsFailed { shards } => shards_failed(f, shards),
+            FaultUnrecovered {
+                fault,
+                connected_before,
+                lowest,
+            } => write!(
+                f,
+                "the {fault} was never recovered from: {} devices were connected before it, as \
+                 few as {} during it, and they were not all back before publishing ended; the \
+                 verdict fails",
+                fmt_count(*connected_before),
+                fmt_count(*lowest)
+            ),
             FaultFailed { fault, why } => write!(
                 f,
                 "the {fault} did not happen as the scenario says ({why}): the run did not test \
