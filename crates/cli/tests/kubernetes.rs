@@ -61,14 +61,19 @@ fn fleetbench() -> Command {
     Command::new(env!("CARGO_BIN_EXE_fleetbench"))
 }
 
-/// `fleetbench deploy kubernetes FILE ARGS...`: its YAML.
-fn deploy(file: &Path, args: &[&str]) -> String {
-    let out = fleetbench()
+/// What `fleetbench deploy kubernetes FILE ARGS...` did.
+fn deploy_output(file: &Path, args: &[&str]) -> Output {
+    fleetbench()
         .args(["deploy", "kubernetes"])
         .arg(file)
         .args(args)
         .output()
-        .expect("run deploy");
+        .expect("run deploy")
+}
+
+/// `fleetbench deploy kubernetes FILE ARGS...`: its YAML.
+fn deploy(file: &Path, args: &[&str]) -> String {
+    let out = deploy_output(file, args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     String::from_utf8(out.stdout).expect("UTF-8 YAML")
@@ -169,29 +174,22 @@ fn generated_manifests_validate_against_the_kubernetes_api() {
     );
     // A manifest for a broker each pod would start itself is refused, as is a scenario whose
     // observers would hear every shard.
-    let embedded = fleetbench()
-        .args(["deploy", "kubernetes"])
-        .arg(&file)
-        .args(["--shards", "2", "--image", "x"])
-        .output()
-        .expect("deploy");
+    let embedded = deploy_output(&file, &["--shards", "2", "--image", "x"]);
     assert_eq!(embedded.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&embedded.stderr).contains("--broker-url"));
     let unsplit = dir.path().join("unsplit.toml");
     std::fs::write(&unsplit, SCENARIO.replace("{shard}/", "")).expect("write");
-    let out = fleetbench()
-        .args(["deploy", "kubernetes"])
-        .arg(&unsplit)
-        .args([
+    let out = deploy_output(
+        &unsplit,
+        &[
             "--shards",
             "2",
             "--image",
             "x",
             "--broker-url",
             "mqtt://m:1883",
-        ])
-        .output()
-        .expect("deploy");
+        ],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("{shard}"));
     // Certificate files would not reach the pods: refused, naming the field and its line.
@@ -199,12 +197,7 @@ fn generated_manifests_validate_against_the_kubernetes_api() {
     let with_ca =
         format!("{SCENARIO}\n[broker]\nurl = \"mqtts://mqtt:8883\"\nca_file = \"ca.pem\"\n");
     std::fs::write(&tls, &with_ca).expect("write");
-    let out = fleetbench()
-        .args(["deploy", "kubernetes"])
-        .arg(&tls)
-        .args(["--shards", "2", "--image", "x"])
-        .output()
-        .expect("deploy");
+    let out = deploy_output(&tls, &["--shards", "2", "--image", "x"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     let line = with_ca

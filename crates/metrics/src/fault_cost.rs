@@ -342,6 +342,14 @@ mod tests {
         fleetbench_scenario::parse("f.toml", &text).expect("scenario")
     }
 
+    /// An outcome of `s` with the timeline below, for the test to add what the fault did.
+    fn outcome(s: &Scenario) -> RunOutcome {
+        let plan = fleetbench_scenario::Plan::build(s, fleetbench_scenario::Shard::WHOLE);
+        let mut run = RunOutcome::not_started(&plan, false);
+        run.timeline = timeline();
+        run
+    }
+
     /// 100 devices delivering 100/s; at 10 s a fault; back over a second.
     fn timeline() -> Vec<Point> {
         let mut t: Vec<Point> = (0..=40u64)
@@ -361,11 +369,7 @@ mod tests {
     #[test]
     fn a_disconnect_is_measured_by_its_devices() {
         let s = scenario("kind = \"disconnect\"\nat = \"10s\"\ngroup = \"s\"\nshare = 0.5\n");
-        let mut run = RunOutcome::not_started(
-            &fleetbench_scenario::Plan::build(&s, fleetbench_scenario::Shard::WHOLE),
-            false,
-        );
-        run.timeline = timeline();
+        let mut run = outcome(&s);
         let at = Duration::from_secs(10);
         run.cut_downs = (0..50u64)
             .map(|i| CutDown {
@@ -392,11 +396,7 @@ mod tests {
     #[test]
     fn a_broker_restart_is_read_from_the_timeline() {
         let s = scenario("kind = \"broker_restart\"\nat = \"10s\"\n");
-        let mut run = RunOutcome::not_started(
-            &fleetbench_scenario::Plan::build(&s, fleetbench_scenario::Shard::WHOLE),
-            false,
-        );
-        run.timeline = timeline();
+        let mut run = outcome(&s);
         run.restarts = vec![RestartEvent {
             at: Duration::from_secs(10),
             took: Duration::from_millis(300),

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use crate::aggregate::ErrorGroup;
 
-/// The error kinds that name a failed or lost connection.
+/// The error kinds that name a failed or lost connection, in the order a finding looks for
+/// the latest cause.
 pub const CONNECTION_ERRORS: [&str; 7] = [
     "connect refused",
     "io",

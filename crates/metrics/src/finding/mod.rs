@@ -207,19 +207,11 @@ fn failed(r: &Report, m: Metric) -> bool {
 
 /// The latest error of the connection kinds, for naming a cause.
 fn latest_connection_error(r: &Report) -> Option<String> {
-    [
-        "connect refused",
-        "io",
-        "timeout",
-        "tls",
-        "websocket",
-        "connection",
-        "protocol",
-    ]
-    .iter()
-    .filter_map(|k| r.errors.get(*k))
-    .map(|g| g.latest.chars().take(120).collect::<String>())
-    .next()
+    crate::timeline::CONNECTION_ERRORS
+        .iter()
+        .filter_map(|k| r.errors.get(*k))
+        .map(|g| g.latest.chars().take(120).collect::<String>())
+        .next()
 }
 
 /// What the run says about its own trustworthiness.

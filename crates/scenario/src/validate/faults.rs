@@ -17,6 +17,9 @@ const KINDS: [&str; 5] = [
     "slow_consumer",
 ];
 
+/// The kinds that last a window (`for`).
+const WINDOWED: [&str; 3] = ["churn", "network", "slow_consumer"];
+
 /// How long a restart command may take unless the fault says otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -72,12 +75,22 @@ fn fault(
             ),
         ));
     }
+    if length.is_zero() && WINDOWED.contains(&f.kind.get_ref().as_str()) {
+        return Err(cx.err(
+            f.kind.span(),
+            field("for"),
+            format!(
+                "a {} fault lasts a window: give for = \"10s\"",
+                f.kind.get_ref()
+            ),
+        ));
+    }
     let kind = match f.kind.get_ref().as_str() {
         "disconnect" => disconnect(cx, i, f, groups)?,
-        "churn" => churn(cx, i, f, groups, length)?,
+        "churn" => churn(cx, i, f, groups)?,
         "broker_restart" => broker_restart(cx, i, f, broker)?,
-        "network" => network(cx, i, f, broker, length)?,
-        "slow_consumer" => slow_consumer(cx, i, f, observers, length)?,
+        "network" => network(cx, i, f, broker)?,
+        "slow_consumer" => slow_consumer(cx, i, f, observers)?,
         other => {
             return Err(cx.err(
                 f.kind.span(),
@@ -148,28 +161,17 @@ fn fields_fit(cx: &Ctx, i: usize, f: &RawFault) -> R<()> {
 /// The group a fault names (one without a last will: the wills a fault's cuts make are not
 /// accounted for yet, and would count as unexpected).
 fn group<'g>(cx: &Ctx, i: usize, f: &RawFault, groups: &'g [DeviceGroup]) -> R<&'g DeviceGroup> {
-    let field = format!("fault[{i}].group");
-    let Some(name) = &f.group else {
-        return Err(cx.err(
-            f.kind.span(),
-            field,
-            "names no device group; add group = \"...\"",
-        ));
-    };
-    let Some(g) = groups.iter().find(|g| &g.name == name.get_ref()) else {
-        let known: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
-        return Err(cx.err(
-            name.span(),
-            field,
-            format!(
-                "no device group is called {:?}; expected one of {known:?}",
-                name.get_ref()
-            ),
-        ));
-    };
+    let (field, name) = (format!("fault[{i}].group"), &f.group);
+    let g = named(
+        cx,
+        (f, field.clone(), name),
+        groups,
+        |g| &g.name,
+        "device group",
+    )?;
     if g.behaviour.will.is_some() {
         return Err(cx.err(
-            name.span(),
+            name.as_ref().map_or(f.kind.span(), S::span),
             field,
             format!(
                 "group {:?} leaves a last will, and the wills a fault's cuts make are not \
@@ -211,21 +213,8 @@ fn disconnect(cx: &Ctx, i: usize, f: &RawFault, groups: &[DeviceGroup]) -> R<Fau
     })
 }
 
-fn churn(
-    cx: &Ctx,
-    i: usize,
-    f: &RawFault,
-    groups: &[DeviceGroup],
-    length: Duration,
-) -> R<FaultKind> {
+fn churn(cx: &Ctx, i: usize, f: &RawFault, groups: &[DeviceGroup]) -> R<FaultKind> {
     let g = group(cx, i, f, groups)?;
-    if length.is_zero() {
-        return Err(cx.err(
-            f.kind.span(),
-            format!("fault[{i}].for"),
-            "churn lasts a window: give for = \"30s\"",
-        ));
-    }
     let Some(r) = &f.rate else {
         return Err(cx.err(
             f.kind.span(),
@@ -304,21 +293,8 @@ fn broker_restart(cx: &Ctx, i: usize, f: &RawFault, broker: &BrokerTarget) -> R<
     }
 }
 
-fn network(
-    cx: &Ctx,
-    i: usize,
-    f: &RawFault,
-    broker: &BrokerTarget,
-    length: Duration,
-) -> R<FaultKind> {
+fn network(cx: &Ctx, i: usize, f: &RawFault, broker: &BrokerTarget) -> R<FaultKind> {
     let field = |name: &str| format!("fault[{i}].{name}");
-    if length.is_zero() {
-        return Err(cx.err(
-            f.kind.span(),
-            field("for"),
-            "a network fault lasts a window: give for = \"10s\"",
-        ));
-    }
     if let BrokerTarget::External(x) = broker {
         if x.scheme != crate::model::Scheme::Mqtt {
             return Err(cx.err(
@@ -383,40 +359,49 @@ fn network(
     }))
 }
 
-fn slow_consumer(
-    cx: &Ctx,
-    i: usize,
-    f: &RawFault,
-    observers: &[ObserverGroup],
-    length: Duration,
-) -> R<FaultKind> {
+fn slow_consumer(cx: &Ctx, i: usize, f: &RawFault, observers: &[ObserverGroup]) -> R<FaultKind> {
     let field = format!("fault[{i}].observer");
-    if length.is_zero() {
+    let o = named(
+        cx,
+        (f, field, &f.observer),
+        observers,
+        |o| &o.name,
+        "observer",
+    )?;
+    Ok(FaultKind::SlowConsumer {
+        observer: o.name.clone(),
+    })
+}
+
+/// The item of `items` a fault names in `field` (`what`: "device group", "observer"), or an
+/// error that says what there is.
+fn named<'a, T>(
+    cx: &Ctx,
+    (f, field, name): (&RawFault, String, &Option<S<String>>),
+    items: &'a [T],
+    name_of: impl Fn(&T) -> &str,
+    what: &str,
+) -> R<&'a T> {
+    let Some(name) = name else {
+        let key = field.rsplit('.').next().unwrap_or("name");
         return Err(cx.err(
             f.kind.span(),
-            format!("fault[{i}].for"),
-            "a slow consumer stops reading for a window: give for = \"5s\"",
-        ));
-    }
-    let Some(name) = &f.observer else {
-        return Err(cx.err(
-            f.kind.span(),
-            field,
-            "names no observer; add observer = \"...\"",
+            field.clone(),
+            format!("names no {what}; add {key} = \"...\""),
         ));
     };
-    if !observers.iter().any(|o| &o.name == name.get_ref()) {
-        let known: Vec<&str> = observers.iter().map(|o| o.name.as_str()).collect();
-        return Err(cx.err(
-            name.span(),
-            field,
-            format!(
-                "no observer is called {:?}; expected one of {known:?}",
-                name.get_ref()
-            ),
-        ));
-    }
-    Ok(FaultKind::SlowConsumer {
-        observer: name.get_ref().clone(),
-    })
+    items
+        .iter()
+        .find(|t| name_of(t) == name.get_ref())
+        .ok_or_else(|| {
+            let known: Vec<&str> = items.iter().map(&name_of).collect();
+            cx.err(
+                name.span(),
+                field,
+                format!(
+                    "no {what} is called {:?}; expected one of {known:?}",
+                    name.get_ref()
+                ),
+            )
+        })
 }
