@@ -63,12 +63,24 @@ pub fn shard_size(scenario: &Scenario, count: u32) -> ShardSize {
         .map(|p| p.rate.max(p.rate_end))
         .fold(0.0, f64::max);
     // Shards differ by at most one device per group: the first and the last tell the largest.
-    let plans = [0, count.max(1) - 1].map(|index| Plan::build(scenario, Shard { index, count }));
-    let [first, last] = plans;
-    let biggest = if last.devices.len() > first.devices.len() {
-        last
-    } else {
-        first
+    let count = count.max(1);
+    let first = Plan::build(scenario, Shard { index: 0, count });
+    let biggest = match count {
+        1 => first,
+        _ => {
+            let last = Plan::build(
+                scenario,
+                Shard {
+                    index: count - 1,
+                    count,
+                },
+            );
+            if last.devices.len() > first.devices.len() {
+                last
+            } else {
+                first
+            }
+        }
     };
     let clients = biggest.devices.len() + biggest.observers.len() + biggest.controllers.len();
     let peak_messages_per_s = biggest.expected_deliveries_per_s() * peak;

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use fleetbench_scenario::{BrokerTarget, Located, Location, Scenario, Shard};
+use fleetbench_scenario::{BrokerTarget, ExternalBroker, Located, Location, Scenario, Shard};
 
 use crate::RunArgs;
 
@@ -33,7 +33,7 @@ pub const BROKER_PASSWORD: &str = "FLEETBENCH_BROKER_PASSWORD";
 const MAX_START_AHEAD: Duration = Duration::from_secs(24 * 3600);
 
 /// The report path, shard, start and broker of a run, flags first, then the environment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RunEnv {
     pub report: Option<PathBuf>,
     pub shard: Shard,
@@ -50,10 +50,10 @@ pub struct StartAt {
 }
 
 /// A broker given on the command line or in the environment instead of the scenario's.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct BrokerOverride {
-    /// The URL (refused if it carries credentials, so it may be shown).
-    pub url: String,
+    /// The broker its URL names (refused if the URL carries credentials).
+    pub target: ExternalBroker,
     /// The flag or variable it came from.
     pub from: &'static str,
     pub username: Option<String>,
@@ -195,10 +195,10 @@ fn broker(
         }
         return Ok(None);
     };
-    // Checked now, so that a bad URL is named before anything starts; never echoed.
-    fleetbench_scenario::external_url(&url).map_err(|e| format!("{from}: {e}"))?;
+    // Read now, so that a bad URL is named before anything starts; never echoed.
+    let target = fleetbench_scenario::external_url(&url).map_err(|e| format!("{from}: {e}"))?;
     Ok(Some(BrokerOverride {
-        url,
+        target,
         from,
         username: username.map(|(u, _)| u),
         password,
@@ -209,8 +209,7 @@ impl BrokerOverride {
     /// Point `scenario` at this broker. Certificates of an external broker the scenario names
     /// stay (their paths are relative to the scenario file); credentials given here replace its.
     pub fn apply(&self, scenario: &mut Scenario) -> Result<(), String> {
-        let mut x = fleetbench_scenario::external_url(&self.url)
-            .map_err(|e| format!("{}: {e}", self.from))?;
+        let mut x = self.target.clone();
         if let BrokerTarget::External(old) = &scenario.broker {
             if x.scheme.uses_tls() {
                 x.tls = old.tls.clone();

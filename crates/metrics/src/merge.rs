@@ -83,9 +83,11 @@ pub fn merge(reports: &[Report], kind: MergeKind) -> Result<Report, MergeError> 
     });
     out.faults = crate::fault_cost::merge(reports, concurrent);
     // Repeats of sharded runs keep every repeat's shards: any hole in any of them counts.
-    out.shards = reports.iter().flat_map(|r| r.shards.clone()).collect();
+    out.shards = match split {
+        Some(n) => crate::shards::rows(reports, n),
+        None => reports.iter().flat_map(|r| r.shards.clone()).collect(),
+    };
     if let Some(n) = split {
-        out.shards = crate::shards::rows(reports, n);
         out.run.shard = format!("merged {} of {n} shards", reports.len());
         out.run.broker = crate::shards::brokers(reports);
         // The latest shard's start stands for the run's.
