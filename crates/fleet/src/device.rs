@@ -276,6 +276,7 @@ impl<'a> Device<'a> {
                 if dropped {
                     self.connected = false;
                     self.flush.connected = Some(false);
+                    self.flush.left = true;
                 }
                 self.send_flush(Instant::now());
                 return self.result(skipped, down_at_end, dropped);

@@ -254,6 +254,7 @@ impl Device<'_> {
         }
         if std::mem::take(&mut self.connected) {
             self.flush.connected = Some(false);
+            self.flush.left = true;
         }
         self.send_flush(Instant::now());
     }

@@ -194,6 +194,8 @@ pub struct Aggregator {
     groups: Vec<GroupSnapshot>,
     cpu: CpuSampler,
     timeline: Vec<crate::timeline::Point>,
+    /// Devices that left on purpose so far (their publish window over, or `drop_at`).
+    devices_left: u32,
     /// Every connection a fault cut: the device's group, when, and how long until it was back.
     cut_downs: Vec<crate::timeline::CutDown>,
 }
@@ -259,6 +261,7 @@ impl Aggregator {
             }],
             cpu: CpuSampler::new(),
             timeline: Vec::new(),
+            devices_left: 0,
             cut_downs: Vec::new(),
         };
         (tx, agg)
@@ -311,6 +314,7 @@ impl Aggregator {
                 if let Some(us) = d.connect_us {
                     self.interval_connect.record_us(us);
                 }
+                self.devices_left += u32::from(d.left);
                 self.cut_downs.extend(d.cut_downs.iter().map(|(at, down)| {
                     crate::timeline::CutDown {
                         group,
@@ -359,6 +363,7 @@ impl Aggregator {
         self.timeline.push(crate::timeline::Point {
             elapsed,
             devices_connected: snapshot.devices_connected,
+            devices_left: self.devices_left,
             connects: self.interval_connect.count(),
             connection_errors: crate::timeline::connection_errors(&snapshot.errors),
             delivered: self.delivered,

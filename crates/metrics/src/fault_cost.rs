@@ -172,10 +172,14 @@ fn cost(
         // dip shows at the ticks).
         None => {
             let after = timeline.iter().filter(|p| p.elapsed > f.at);
+            // Back: as many connected as before, but for those that left on purpose since.
+            let left_before = before.map_or(0, |p| p.devices_left);
             let back = after
                 .clone()
                 .find(|p| {
-                    p.elapsed >= window_end && u64::from(p.devices_connected) >= connected_before
+                    let left = u64::from(p.devices_left.saturating_sub(left_before));
+                    p.elapsed >= window_end
+                        && u64::from(p.devices_connected) + left >= connected_before
                 })
                 .map(|p| p.elapsed - f.at);
             let until = back.map_or(Duration::MAX, |b| f.at + b);
@@ -327,6 +331,7 @@ mod tests {
         Point {
             elapsed: Duration::from_millis(ms),
             devices_connected: connected,
+            devices_left: 0,
             connects,
             connection_errors: errors,
             delivered,
@@ -406,5 +411,32 @@ mod tests {
         assert_eq!((r.connected_before, r.lowest_connected), (100, 0));
         assert_eq!(r.recovery_s, Some(1.0));
         assert_eq!(r.failed.as_deref(), Some("the port was taken"));
+    }
+
+    #[test]
+    fn devices_that_leave_on_purpose_do_not_keep_a_fault_unrecovered() {
+        // A network fault's window ends at 12 s, as the devices' publish windows end and they
+        // leave one by one: 100 were connected before, fewer after, and none are missing.
+        let s = scenario("kind = \"broker_restart\"\nat = \"10s\"\nfor = \"2s\"\n");
+        let mut run = outcome(&s);
+        run.timeline = (0..=60u64)
+            .map(|i| {
+                let left = if i > 44 { (i as u32 - 44) * 10 } else { 0 };
+                Point {
+                    devices_left: left.min(100),
+                    ..point(i * 250, 100 - left.min(100), 0, 0, i * 25)
+                }
+            })
+            .collect();
+        run.restarts = vec![RestartEvent {
+            at: Duration::from_secs(10),
+            took: Duration::from_secs(2),
+            result: Ok("restarted".into()),
+        }];
+        let r = &costs(&s, &run)[0];
+        assert!(
+            r.recovery_s.is_some_and(|t| (2.0..2.6).contains(&t)),
+            "{r:?}"
+        );
     }
 }

@@ -30,6 +30,9 @@ pub struct DeviceFlush {
     /// Connections a fault cut since the last flush: when (from the ramp start), and how long
     /// until the device was connected again (None: it never was).
     pub cut_downs: Vec<(Duration, Option<Duration>)>,
+    /// The connection went down because the device left on purpose (its publish window over,
+    /// or its `drop_at`), not because it was lost.
+    pub left: bool,
 }
 
 /// What an observer task hands over once a tick.

@@ -25,6 +25,9 @@ pub struct Point {
     /// connect ramp in an outcome.
     pub elapsed: Duration,
     pub devices_connected: u32,
+    /// Devices that left on purpose so far (their publish window over, or `drop_at`): a
+    /// device that left is not one a fault still keeps away.
+    pub devices_left: u32,
     /// Connections completed (CONNACKs) during the tick.
     pub connects: u64,
     /// Connection errors so far.
