@@ -205,6 +205,13 @@ fn drive(
         groups: scenario.groups.iter().map(|g| g.name.clone()).collect(),
         phases: scenario.phases.iter().map(|p| p.name.clone()).collect(),
         log_path: log_file.map(|l| l.path().display().to_string()),
+        faults: (scenario.faults.iter())
+            .map(|f| fleetbench_monitor::FaultMark {
+                label: f.label(),
+                at: f.at,
+                length: f.length,
+            })
+            .collect(),
     };
     // The monitor runs on a thread of its own and only reads snapshots: it never holds up
     // the fleet.

@@ -57,6 +57,30 @@ fn a_reconnect_storm_is_measured_and_loses_nothing() {
 }
 
 #[test]
+fn every_connection_a_storm_cuts_owes_its_last_will() {
+    // The storm's 250 sensors, each with a last will: the broker must publish one per cut.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(scenario("reconnect-storm"))
+        .expect("read")
+        .replace(
+            "while_down = \"queue\"",
+            "while_down = \"queue\"\n\
+             will = { topic = \"plant/{group}/{index}/will\", payload = \"lost {index}\", qos = 1 }",
+        );
+    let file = dir.path().join("storm-wills.toml");
+    std::fs::write(&file, text).expect("write");
+    let (code, r, out) = run(&file);
+    assert_eq!(code, Some(0), "{out}");
+    let wills = r.behaviour.wills.as_ref().expect("the scenario has wills");
+    assert_eq!(
+        (wills.dropped, wills.expected, wills.received),
+        (250, 250, 250),
+        "{wills:?}"
+    );
+    assert_eq!((wills.missing, wills.unexpected), (0, 0), "{wills:?}");
+}
+
+#[test]
 fn churn_skips_what_falls_due_while_down_and_every_due_message_is_counted() {
     let (code, r, out) = run(&scenario("churn"));
     assert_eq!(code, Some(0), "{out}");
@@ -84,6 +108,13 @@ fn a_broker_restart_is_survived_and_what_it_cost_is_reported() {
     assert_eq!((f.connected_before, f.lowest_connected), (300, 0), "{f:?}");
     assert!(f.recovery_s.is_some_and(|s| s >= took), "{f:?}");
     assert!(f.connection_errors > 0, "refused while it was down: {f:?}");
+    // By kind: refused or reset while the broker was down; the kinds add up to the count.
+    assert_eq!(
+        f.connection_errors_by.values().sum::<u64>(),
+        f.connection_errors,
+        "{f:?}"
+    );
+    assert!(out.contains("connection errors: "), "{out}");
     // The errors while it was down are the fault's cost, not a troubled run.
     assert!(r.expectations.iter().any(|e| e.name == "errors" && e.ok));
     assert!(
@@ -108,6 +139,15 @@ fn qos_1_lost_across_a_rumqttd_restart_is_named() {
     let (code, r, out) = run(&file);
     assert_eq!(code, Some(3), "{out}");
     assert!(r.lost_at_guaranteed_qos() > 0, "{out}");
+    // The loss is placed around the restart: what the broker held when it died, and what
+    // reached it before the persistent observer had subscribed again.
+    let f = &r.faults[0];
+    assert!(f.lost_during > 0, "{f:?}");
+    assert!(
+        (f.lost_during + f.lost_after) * 10 >= r.totals.lost * 9,
+        "{f:?} against {:?}",
+        r.totals
+    );
     assert!(
         r.findings.iter().any(|f| f.contains("restarted the broker")
             && f.contains("keeps sessions and queued messages in memory only")),
@@ -215,6 +255,9 @@ fn the_proxy_drops_exactly_what_the_report_counts_lost() {
         r.totals.lost, dropped,
         "every dropped publish is lost, and nothing else"
     );
+    // Each of them fell due in the fault's window, and the fault's row says so.
+    let f = &r.faults[0];
+    assert_eq!((f.lost_during, f.lost_after), (dropped, 0), "{f:?}");
     assert!(
         out.contains(&format!("dropped {dropped} QoS 0 publishes")),
         "{out}"
@@ -246,6 +289,34 @@ fn the_proxy_adds_its_delay_to_the_latency() {
         (slow.totals.lost, slow.totals.delivered),
         (0, slow.totals.sent)
     );
+}
+
+#[test]
+fn a_bandwidth_limit_queues_what_exceeds_it() {
+    // 20 sensors send 10 messages of 1 kB a second (about 10.3 kB/s each, with the MQTT
+    // header) through links of 5 kB/s for 4 s: each link falls behind by about 5.3 kB a
+    // second, 21 kB by the window's end, which it carries at 5 kB/s: about 4.2 s of waiting
+    // for the last message sent in the window. Nothing is lost; it waits.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("bandwidth.toml");
+    let text = "name = \"bandwidth\"\nduration = \"10s\"\nwarmup = \"0s\"\n\
+                drain_timeout = \"8s\"\n[[group]]\nname = \"sensor\"\ncount = 20\n\
+                topic = \"b/{index}\"\nrate = 10.0\nqos = 0\npayload_size = 1000\n\
+                [[observer]]\nname = \"all\"\nfilters = [\"b/#\"]\nqos = 0\n\
+                [[fault]]\nkind = \"network\"\nat = \"2s\"\nfor = \"4s\"\n\
+                bandwidth = \"5 kB/s\"\n[expect]\ndelivered_ratio = 1.0\n";
+    std::fs::write(&file, text).expect("write");
+    let (code, r, out) = run(&file);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!((r.totals.lost, r.totals.delivered), (0, r.totals.sent));
+    let max = r.latency.from_send.max_us;
+    assert!(
+        (3_600_000..5_000_000).contains(&max),
+        "the last message of the window waited {max} us, not about 4.2 s"
+    );
+    // The window's own row shows the wait.
+    let f = &r.faults[0];
+    assert!(f.p99_during_us.is_some_and(|p| p >= 2_000_000), "{f:?}");
 }
 
 /// `name` of scenarios/ against a mosquitto of its own (Debian's, installed by `cargo xtask
@@ -291,4 +362,85 @@ fn mosquitto_lives_through_the_same_storm_churn_network_and_slow_consumer() {
     let waited = f.p99_during_us.max(f.p99_after_us);
     assert!(waited.is_some_and(|p| p >= 2_000_000), "{f:?}");
     assert_eq!(r.totals.lost, 0, "mosquitto queues for the slow observer");
+}
+
+#[test]
+fn mosquitto_with_persistence_loses_nothing_at_qos_1_across_a_restart() {
+    // The test's mosquitto keeps its sessions on disk; the fault's command restarts it as a
+    // service manager would (SIGTERM, wait, start again as a daemon on the same port) and
+    // returns once it listens.
+    let broker = common::mosquitto::Mosquitto::start_with(|dir| {
+        let d = dir.display();
+        (
+            format!(
+                "allow_anonymous true\nuser root\npersistence true\npersistence_location {d}/\n\
+                 pid_file {d}/mosquitto.pid\nmax_queued_messages 0\nmax_inflight_messages 0\n"
+            ),
+            Vec::new(),
+        )
+    });
+    let dir = broker.dir.path();
+    let script = dir.join("restart.sh");
+    let program = common::mosquitto::mosquitto_program("mosquitto");
+    std::fs::write(
+        &script,
+        format!(
+            // The first mosquitto is this test's child: once it exits it stays a zombie
+            // until the test reaps it, so "gone" is gone or a zombie.
+            "pid={pid}\nkill -TERM \"$pid\"\n\
+             while [ -e /proc/$pid ] && [ \"$(cut -d' ' -f3 /proc/$pid/stat)\" != Z ]; do sleep 0.05; done\n\
+             {p} -c {d}/mosquitto.conf -d\n\
+             until (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null; do sleep 0.05; done\n",
+            pid = broker.pid(),
+            d = dir.display(),
+            p = program.display(),
+            port = broker.port
+        ),
+    )
+    .expect("write script");
+    let text = std::fs::read_to_string(scenario("broker-restart"))
+        .expect("read")
+        .replace("qos = 0", "qos = 1")
+        .replace("while_down = \"skip\"", "while_down = \"queue\"")
+        .replace(
+            "filters = [\"plant/#\"]",
+            "filters = [\"plant/#\"]\nclean_session = false",
+        )
+        .replace(
+            "process = \"child\"",
+            &format!("url = \"mqtt://127.0.0.1:{}\"", broker.port),
+        )
+        .replace(
+            "for = \"1s\"",
+            &format!("command = [\"bash\", \"{}\"]", script.display()),
+        );
+    let file = dir.join("restart-mosquitto.toml");
+    std::fs::write(&file, text).expect("write");
+    let result = run(&file);
+    // The restarted mosquitto is the script's daemon, started by this test: end it by its PID.
+    let daemon = std::fs::read_to_string(dir.join("mosquitto.pid")).unwrap_or_default();
+    if let Ok(pid) = daemon.trim().parse::<i32>() {
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    }
+    let (code, r, out) = result;
+    assert_eq!(code, Some(0), "{out}");
+    let f = &r.faults[0];
+    assert!(f.failed.is_none() && f.restart_s.is_some(), "{f:?}");
+    // Every device lost its connection (the restart is too quick for the ticks to see them
+    // all down at once, the errors are not).
+    assert!(f.connection_errors >= 300, "{f:?}");
+    assert!(f.recovery_s.is_some(), "{f:?}");
+    assert_eq!(
+        (r.totals.lost, f.lost_during, f.lost_after),
+        (0, 0, 0),
+        "{:?}",
+        r.totals
+    );
+    assert_eq!(r.totals.delivered, r.totals.sent);
+    // Messages resent after the restart may arrive twice: counted, never lost.
+    assert!(
+        r.totals.duplicates >= f.duplicates_during + f.duplicates_after,
+        "{f:?} against {:?}",
+        r.totals
+    );
 }

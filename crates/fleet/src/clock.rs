@@ -39,6 +39,11 @@ impl RunClock {
         t.saturating_duration_since(self.epoch).as_nanos() as u64
     }
 
+    /// The instant `d` after the epoch.
+    pub fn instant_at(&self, d: Duration) -> Instant {
+        self.epoch + d
+    }
+
     pub fn elapsed(&self) -> Duration {
         self.epoch.elapsed()
     }

@@ -60,6 +60,8 @@ pub(crate) struct RunCtx {
     /// Turns true when the controllers have sent their last command and heard every answer
     /// (or gave up): devices that take commands stay connected until then.
     pub commands_done: watch::Receiver<bool>,
+    /// The grid around the faults that devices mark their sequence numbers on.
+    pub fault_grid: fleetbench_scenario::FaultGrid,
 }
 
 /// The publish window of a run, from the ramp start.
@@ -123,6 +125,7 @@ impl RunCtx {
                 .map(|_| AtomicBool::new(false))
                 .collect(),
             commands_done,
+            fault_grid: plan.fault_grid.clone(),
         };
         let controls = Controls {
             cutoff: cutoff_tx,

@@ -22,7 +22,7 @@ use crate::poller::{How, Wait};
 
 /// What a device did: how many messages it sent (sequence numbers `0..sent`) and when it first
 /// connected.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct DeviceResult {
     pub sent: u64,
     /// Of those, how many had left (QoS 0) or been acknowledged (QoS 1 and 2) when the device
@@ -42,6 +42,10 @@ pub(crate) struct DeviceResult {
     /// It had connected, and its connection was down when its publish window ended: lost, not
     /// by design.
     pub down_at_end: bool,
+    /// Messages sent before each point of the fault grid it reached (the points after: all).
+    pub marks: Vec<u32>,
+    /// Connections of it that faults cut while they were up (each owes its last will).
+    pub cuts_made: u32,
 }
 
 /// The device at `pos` of the plan, from its connect time until it leaves.
@@ -96,11 +100,15 @@ pub(crate) struct Device<'a> {
     pub alias_max: u16,
     pub alias_set: bool,
     pub aliased: u64,
-    /// How many of the spec's fault cuts have come.
+    /// How many of the spec's fault cuts have come, and how many found the connection up.
     pub cuts_done: usize,
+    pub cuts_made: u32,
     /// The cut the device is down from: when it was due (from the ramp start) and when it
     /// happened.
     pub cut_pending: Option<(Duration, Instant)>,
+    /// Messages sent before each point of the fault grid (`marks[k]`: those due before
+    /// point `k`), as far as the schedule has come.
+    pub marks: Vec<u32>,
 }
 
 impl<'a> Device<'a> {
@@ -126,7 +134,9 @@ impl<'a> Device<'a> {
             alias_set: false,
             aliased: 0,
             cuts_done: 0,
+            cuts_made: 0,
             cut_pending: None,
+            marks: Vec::new(),
         }
     }
 
@@ -162,6 +172,7 @@ impl<'a> Device<'a> {
             if due >= publish_end {
                 break;
             }
+            self.mark(offset);
             if due < connected {
                 skipped += 1;
                 continue;
@@ -185,6 +196,16 @@ impl<'a> Device<'a> {
         }
         self.flush.sent = self.seq;
         skipped
+    }
+
+    /// Note the messages sent so far at every point of the fault grid that a message due at
+    /// `offset` (from the ramp start) has passed.
+    #[inline]
+    fn mark(&mut self, offset: Duration) {
+        let grid = &self.ctx.fault_grid.points;
+        while grid.get(self.marks.len()).is_some_and(|p| offset >= *p) {
+            self.marks.push(u32::try_from(self.seq).unwrap_or(u32::MAX));
+        }
     }
 
     /// Hand the aggregator what was recorded, once a tick.
@@ -336,6 +357,8 @@ impl<'a> Device<'a> {
             alias_refused: wants_alias && self.connected_at.is_some() && self.alias_max == 0,
             skipped,
             down_at_end,
+            marks: self.marks.clone(),
+            cuts_made: self.cuts_made,
         }
     }
 }

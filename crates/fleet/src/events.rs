@@ -92,6 +92,15 @@ pub struct DeviceFate {
     pub connected: bool,
     /// Cut its connection while connected: the broker owes its will.
     pub dropped: bool,
+    /// Connections of it that faults cut while up: the broker owes a will for each.
+    pub cut: u32,
+}
+
+impl DeviceFate {
+    /// Wills the broker owes for this device: one per connection dropped without a DISCONNECT.
+    fn wills_owed(&self) -> u64 {
+        u64::from(self.dropped) + u64::from(self.cut)
+    }
 }
 
 /// Judge statuses and wills: `heard[o][d]` is what observer `o` heard from device `d`.
@@ -107,7 +116,9 @@ pub fn judge(
     let receivers = plan.receivers();
     for (d, (dev, fate)) in plan.devices.iter().zip(fates).enumerate() {
         status.devices += u64::from(dev.status.is_some() && fate.connected);
-        wills.dropped += u64::from(dev.will.is_some() && fate.dropped);
+        if dev.will.is_some() {
+            wills.dropped += fate.wills_owed();
+        }
         for members in &receivers {
             let spec = &plan.observers[members[0]];
             let mut got = Heard::default();
@@ -138,15 +149,23 @@ pub fn judge(
                 }
             }
             if let Some(w) = dev.will.as_ref().filter(|w| hears(&w.topic)) {
-                if !fate.dropped {
-                    wills.unexpected += u64::from(got.will);
-                } else if !late || w.retain {
+                let owed = fate.wills_owed();
+                let got = u64::from(got.will);
+                if owed == 0 {
+                    wills.unexpected += got;
+                } else if late && !w.retain {
+                    // A late observer may have missed them: only more than owed is wrong.
+                    wills.unexpected += got.saturating_sub(owed);
+                } else if late {
+                    // A retained will keeps the last of them for a late observer.
                     wills.expected += 1;
-                    if got.will > 0 {
-                        wills.received += 1;
-                    } else {
-                        wills.missing += 1;
-                    }
+                    wills.received += u64::from(got > 0);
+                    wills.missing += u64::from(got == 0);
+                } else {
+                    wills.expected += owed;
+                    wills.received += got.min(owed);
+                    wills.missing += owed.saturating_sub(got);
+                    wills.unexpected += got.saturating_sub(owed);
                 }
             }
         }
@@ -205,14 +224,17 @@ mod tests {
             DeviceFate {
                 connected: true,
                 dropped: true,
+                cut: 0,
             },
             DeviceFate {
                 connected: true,
                 dropped: true,
+                cut: 0,
             },
             DeviceFate {
                 connected: true,
                 dropped: false,
+                cut: 0,
             },
         ];
         let mut live = vec![Heard::default(); 3];
@@ -236,5 +258,34 @@ mod tests {
             (6, 5, 1)
         );
         assert_eq!((status.retained_expected, status.not_retained), (3, 1));
+    }
+
+    #[test]
+    fn each_connection_a_fault_cut_owes_a_will() {
+        // Device 0 was cut twice and one will came; device 1 was cut once and dropped at the
+        // end: two owed, three came.
+        let plan = plan();
+        let fates = [
+            DeviceFate {
+                connected: true,
+                dropped: false,
+                cut: 2,
+            },
+            DeviceFate {
+                connected: true,
+                dropped: true,
+                cut: 1,
+            },
+            DeviceFate::default(),
+        ];
+        let mut live = vec![Heard::default(); 3];
+        live[0].record(EventKind::Will, false);
+        for _ in 0..3 {
+            live[1].record(EventKind::Will, false);
+        }
+        let (_, wills) = judge(&plan, &[&live], &fates);
+        let wills = wills.expect("the scenario has wills");
+        assert_eq!((wills.dropped, wills.expected), (4, 4));
+        assert_eq!((wills.received, wills.missing, wills.unexpected), (3, 1, 1));
     }
 }

@@ -43,6 +43,8 @@ pub(crate) struct ObserverResult {
     pub resumed: u64,
     /// What MQTT 5 properties arrived with the data (first arrivals).
     pub mqtt5: Mqtt5Check,
+    /// Duplicates by the slot of the fault grid their message was due in.
+    pub duplicates_by_slot: Vec<u64>,
 }
 
 /// The QoS granted to each filter once subscribed, or why the observer cannot subscribe: the
@@ -339,6 +341,7 @@ impl Observer {
             returns: self.returns,
             resumed: self.resumed,
             mqtt5: r.mqtt5,
+            duplicates_by_slot: r.duplicates_by_slot,
         }
     }
 }

@@ -121,6 +121,8 @@ impl Device<'_> {
         if !self.connected {
             return;
         }
+        // The broker owes the device's last will for each cut of a live connection.
+        self.cuts_made += 1;
         let now = Instant::now();
         self.cut_pending = due.map(|at| (at, now));
         self.conn.clean();

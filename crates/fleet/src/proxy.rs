@@ -3,8 +3,10 @@
 //! the broker directly: they are the measurement). Outside a fault's window it forwards bytes
 //! as they come. Inside one it adds `delay` (plus or minus `jitter`, order kept) to every chunk
 //! in both directions, drops a share of the devices' QoS 0 PUBLISH packets (it reads the MQTT
-//! framing of the device-to-broker stream for that), cuts every connection at the start and
-//! refuses new ones, or holds everything until the end (a blackhole: connections stay open).
+//! framing of the device-to-broker stream for that), limits each connection's bandwidth each
+//! way (bytes queue behind the link, as in a slow modem), cuts every connection at the start
+//! and refuses new ones, or holds everything until the end (a blackhole: connections stay
+//! open).
 //! It is only started when the scenario has network faults.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -182,6 +184,8 @@ async fn pump(mut rx: OwnedReadHalf, tx: OwnedWriteHalf, windows: Arc<Windows>, 
     let writer = tokio::spawn(write(tx, queue));
     let mut pending = BytesMut::with_capacity(16 * 1024);
     let mut last_release = Instant::now();
+    // When the link has carried everything handed to it so far (a bandwidth limit).
+    let mut link_free = Instant::now();
     loop {
         let mut buf = BytesMut::with_capacity(16 * 1024);
         match rx.read_buf(&mut buf).await {
@@ -209,7 +213,15 @@ async fn pump(mut rx: OwnedReadHalf, tx: OwnedWriteHalf, windows: Arc<Windows>, 
             Some((_, f, _)) => {
                 let jitter = f.jitter.as_secs_f64();
                 let shift = rand::rng().random_range(-jitter..=jitter);
-                now + Duration::from_secs_f64((f.delay.as_secs_f64() + shift).max(0.0))
+                let delayed =
+                    now + Duration::from_secs_f64((f.delay.as_secs_f64() + shift).max(0.0));
+                match f.bandwidth_bytes_per_s {
+                    Some(rate) => {
+                        link_free = serialized(link_free.max(now), chunk.len(), rate);
+                        delayed.max(link_free)
+                    }
+                    None => delayed,
+                }
             }
             None => now,
         };
@@ -221,6 +233,11 @@ async fn pump(mut rx: OwnedReadHalf, tx: OwnedWriteHalf, windows: Arc<Windows>, 
     }
     drop(out);
     let _ = writer.await;
+}
+
+/// When a link of `rate` bytes per second, free from `from`, has carried `len` more bytes.
+fn serialized(from: Instant, len: usize, rate: f64) -> Instant {
+    from + Duration::from_secs_f64(len as f64 / rate)
 }
 
 async fn write(mut tx: OwnedWriteHalf, mut queue: mpsc::UnboundedReceiver<(Instant, BytesMut)>) {
@@ -279,6 +296,16 @@ fn packet_len(b: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bandwidth_limit_spaces_chunks_by_their_size() {
+        // 8 kB/s: 1,000 bytes take 125 ms, and a second chunk queues behind the first.
+        let t0 = Instant::now();
+        let first = serialized(t0, 1_000, 8_000.0);
+        assert_eq!(first - t0, Duration::from_millis(125));
+        let second = serialized(first.max(t0), 2_000, 8_000.0);
+        assert_eq!(second - t0, Duration::from_millis(375));
+    }
 
     fn publish(qos: u8, body: &[u8]) -> Vec<u8> {
         let mut p = vec![0x30 | (qos << 1), body.len() as u8];

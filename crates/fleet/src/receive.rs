@@ -32,6 +32,9 @@ pub(crate) struct Receiver {
     pub heard: Vec<Heard>,
     /// What MQTT 5 properties arrived with the data (first arrivals).
     pub mqtt5: Mqtt5Check,
+    /// Duplicates by the slot of the fault grid their message was due in (empty without
+    /// faults).
+    pub duplicates_by_slot: Vec<u64>,
     /// Messages intended within this of the ramp start are accounted for, not measured.
     warmup_ns: u64,
 }
@@ -57,6 +60,7 @@ impl Receiver {
             delivered_qos: [[0; 3]; 3],
             heard: vec![Heard::default(); heard],
             mqtt5: Mqtt5Check::default(),
+            duplicates_by_slot: vec![0; ctx.fault_grid.points.len()],
             warmup_ns: ctx.timing.warmup.as_nanos() as u64,
         }
     }
@@ -110,10 +114,27 @@ impl Receiver {
                     }
                 }
             }
-            Delivery::Duplicate => self.flush.duplicates += 1,
+            Delivery::Duplicate => {
+                self.flush.duplicates += 1;
+                self.duplicate_in_slot(ctx, h.intended_ns);
+            }
             Delivery::Unexpected => self.flush.unexpected += 1,
         }
         Arrival::Counted
+    }
+
+    /// Count a duplicate in the slot of the fault grid its message was due in.
+    fn duplicate_in_slot(&mut self, ctx: &RunCtx, intended_ns: u64) {
+        let Some(since_ramp) = intended_ns.checked_sub(ctx.ramp_start_ns.load(Ordering::Relaxed))
+        else {
+            return;
+        };
+        let due = std::time::Duration::from_nanos(since_ramp);
+        if let Some(n) =
+            (ctx.fault_grid.slot_of(due)).and_then(|k| self.duplicates_by_slot.get_mut(k))
+        {
+            *n += 1;
+        }
     }
 
     /// The QoS each device's messages are due at, once the broker granted `granted` to the

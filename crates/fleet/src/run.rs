@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleetbench_metrics::aggregate::Phase;
-use fleetbench_metrics::ledger::{account, Ledger};
+use fleetbench_metrics::ledger::{account, lost_by_slot, Ledger};
 use fleetbench_metrics::{Aggregator, BrokerGone, RunOutcome, Snapshot};
 use fleetbench_scenario::Plan;
 use tokio::sync::watch;
@@ -129,10 +129,7 @@ impl<'a> Run<'a> {
         let (phase, phase_rx) = watch::channel(Phase::Connecting);
         let (ticker_done, done_rx) = watch::channel(false);
         let live = snapshots.subscribe();
-        let load = plan
-            .shape
-            .is_declared()
-            .then(|| (plan.shape.clone(), ctx.ramp.clone()));
+        let load = plan.shape.is_declared().then(|| plan.shape.clone());
         let ticker = tokio::spawn(tick_loop(
             aggregator,
             ctx.clock,
@@ -140,7 +137,7 @@ impl<'a> Run<'a> {
             phase_rx,
             done_rx,
             snapshots,
-            load,
+            (load, ctx.ramp.clone()),
         ));
         let observers = plan
             .observers
@@ -400,6 +397,19 @@ fn outcome(
             "arrivals beyond what devices reported as sent"
         );
     }
+    let lost_by_slot = lost_by_slot(
+        ledgers.iter().map(|(l, _)| l),
+        &tally.marks,
+        &tally.sent,
+        settled,
+        plan.fault_grid.points.len(),
+    );
+    let mut duplicates_by_slot = vec![0; plan.fault_grid.points.len()];
+    for r in &results {
+        for (sum, n) in duplicates_by_slot.iter_mut().zip(&r.duplicates_by_slot) {
+            *sum += n;
+        }
+    }
     let behaviour = behaviour(plan, &results, &tally)?;
     let ramp_offset = match ctx.ramp_start_ns.load(Ordering::Relaxed) {
         u64::MAX => Duration::ZERO,
@@ -433,6 +443,8 @@ fn outcome(
         interval_log: aggregator.take_interval_log(),
         timeline: fleetbench_metrics::timeline::from(aggregator.take_timeline(), ramp_offset),
         ramp_offset,
+        lost_by_slot,
+        duplicates_by_slot,
         restarts: tally.restarts,
         cut_downs: aggregator.take_cut_downs(),
         network: ctx.proxy.as_ref().map_or_else(Vec::new, |p| {

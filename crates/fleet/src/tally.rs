@@ -17,6 +17,8 @@ use crate::FleetError;
 /// The devices' and controllers' results, by device position.
 pub(crate) struct DeviceTally {
     pub sent: Vec<u64>,
+    /// Per device, messages sent before each point of the fault grid it reached.
+    pub marks: Vec<Vec<u32>>,
     /// Of the messages sent, how many had left or been acknowledged when the device left.
     pub completed: Vec<u64>,
     pub fates: Vec<DeviceFate>,
@@ -41,6 +43,7 @@ impl DeviceTally {
         let n = plan.devices.len();
         DeviceTally {
             sent: vec![0; n],
+            marks: vec![Vec::new(); n],
             completed: vec![0; n],
             fates: vec![DeviceFate::default(); n],
             never_connected: n as u32,
@@ -52,6 +55,7 @@ impl DeviceTally {
     pub(crate) fn with_capacity(n: usize) -> DeviceTally {
         DeviceTally {
             sent: Vec::with_capacity(n),
+            marks: Vec::with_capacity(n),
             completed: Vec::with_capacity(n),
             fates: Vec::with_capacity(n),
             last_connect: None,
@@ -71,12 +75,14 @@ impl DeviceTally {
         self.mqtt5_sent.sent_alias_only += r.aliased;
         self.mqtt5_sent.aliases_refused += u64::from(r.alias_refused);
         self.sent.push(r.sent);
+        self.marks.push(r.marks);
         self.completed.push(r.completed);
         self.skipped += r.skipped;
         self.disconnected += u32::from(r.down_at_end);
         self.fates.push(DeviceFate {
             connected: r.connected_at.is_some(),
             dropped: r.dropped,
+            cut: r.cuts_made,
         });
         match r.connected_at {
             Some(t) => self.last_connect = Some(self.last_connect.map_or(t, |l| l.max(t))),

@@ -23,16 +23,21 @@ pub(crate) async fn tick_loop(
     phase: watch::Receiver<Phase>,
     mut done: watch::Receiver<bool>,
     snapshots: watch::Sender<Snapshot>,
-    load: Option<(LoadShape, watch::Receiver<Option<Instant>>)>,
+    (load, ramp): (Option<LoadShape>, watch::Receiver<Option<Instant>>),
 ) -> Aggregator {
-    // The load phase a snapshot is in, from the ramp start.
+    // When the ramp started on the run clock, and the load phase a snapshot is in.
+    let ramp_at =
+        || (*ramp.borrow()).map(|start| Duration::from_nanos(clock.ns_at(start.into_std())));
     let load_phase = || {
-        let (shape, ramp) = load.as_ref()?;
         let start = (*ramp.borrow())?;
-        Some(shape.phase_at(start.elapsed()))
+        Some(load.as_ref()?.phase_at(start.elapsed()))
     };
-    let mut interval = tokio::time::interval(tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Ticks fall halfway between the points of the run clock's tick grid, where observers
+    // flush: a tick a little late still takes exactly one flush of each observer, so the
+    // delivery rate read from consecutive ticks does not jump by a flush. A tick missed
+    // altogether is skipped, keeping the grid.
+    let mut interval = tokio::time::interval_at(halfway_after(&clock, tick).into(), tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             _ = interval.tick() => {}
@@ -40,12 +45,25 @@ pub(crate) async fn tick_loop(
         }
         let mut snap = aggregator.tick(clock.elapsed(), *phase.borrow()).clone();
         snap.load_phase = load_phase();
+        snap.ramp_at = ramp_at();
         snapshots.send_replace(snap);
     }
     let mut snap = aggregator.tick(clock.elapsed(), Phase::Done).clone();
     snap.load_phase = load_phase();
+    snap.ramp_at = ramp_at();
     snapshots.send_replace(snap);
     aggregator
+}
+
+/// The first instant halfway between two points of the run clock's `tick` grid from now on.
+fn halfway_after(clock: &RunClock, tick: Duration) -> std::time::Instant {
+    let tick_ns = tick.as_nanos().max(1);
+    let now = clock.elapsed().as_nanos();
+    let mut at = now / tick_ns * tick_ns + tick_ns / 2;
+    if at <= now {
+        at += tick_ns;
+    }
+    clock.instant_at(Duration::from_nanos(u64::try_from(at).unwrap_or(u64::MAX)))
 }
 
 /// End the run early (`end`) when every device and observer has been disconnected for

@@ -91,6 +91,9 @@ pub struct Snapshot {
     pub cpu: CpuUsage,
     /// The load phase the run is in (None before the ramp or without phases).
     pub load_phase: Option<usize>,
+    /// When the connect ramp started on the run clock (None before it): faults and load
+    /// phases count from it.
+    pub ramp_at: Option<Duration>,
     /// Per load phase so far (empty without phases).
     pub phases: Vec<PhaseFigures>,
 }
@@ -360,12 +363,14 @@ impl Aggregator {
         self.log_interval(elapsed);
         let rates = self.rates(elapsed);
         let snapshot = self.snapshot(elapsed, phase, &rates);
+        let errors_by = crate::timeline::connection_errors(&snapshot.errors);
         self.timeline.push(crate::timeline::Point {
             elapsed,
             devices_connected: snapshot.devices_connected,
             devices_left: self.devices_left,
             connects: self.interval_connect.count(),
-            connection_errors: crate::timeline::connection_errors(&snapshot.errors),
+            connection_errors: errors_by.iter().sum(),
+            connection_errors_by: errors_by,
             delivered: self.delivered,
         });
         self.totals.cpu = self.cpu.average();
@@ -456,6 +461,7 @@ impl Aggregator {
             },
             cpu: self.cpu.sample_smoothed(),
             load_phase: None,
+            ramp_at: None,
             phases: (self.totals.phases.iter())
                 .map(|p| PhaseFigures {
                     sent: p.sent,

@@ -2,15 +2,17 @@
 //! errors and deliveries, tick by tick, from the start of the connect ramp) and the plan (which
 //! connections the faults cut).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use fleetbench_scenario::{Fault, FaultKind, Scenario};
+use fleetbench_scenario::fault_grid::LEAD;
+use fleetbench_scenario::{Fault, FaultGrid, FaultKind, Scenario};
 
 use crate::hist::LatencyHistogram;
 use crate::hlog::{Distribution, LoggedInterval};
 use crate::outcome::{RestartEvent, RunOutcome};
 use crate::report::FaultReport;
-use crate::timeline::{CutDown, Point};
+use crate::timeline::{CutDown, Point, CONNECTION_ERRORS};
 
 /// The steady delivery rate is taken over this long before a fault.
 const STEADY_WINDOW: Duration = Duration::from_secs(5);
@@ -26,6 +28,7 @@ pub fn costs(scenario: &Scenario, run: &RunOutcome) -> Vec<FaultReport> {
         return Vec::new();
     }
     let intended = intended_intervals(run);
+    let grid = FaultGrid::of(&scenario.faults, scenario.duration);
     let mut restarts = run.restarts.iter();
     let mut network = run.network.iter();
     // The steady level before a fault is taken after the warm-up and after the previous
@@ -58,9 +61,22 @@ pub fn costs(scenario: &Scenario, run: &RunOutcome) -> Vec<FaultReport> {
                 .flatten()
                 .fold(row.for_s, f64::max);
             let window_end = f.at + Duration::from_secs_f64(during);
-            let after_end = window_end + (window_end - f.at).max(AFTER_WINDOW);
+            // After: as long as the fault lasted (at least 5 s), and not into the next fault.
+            let next = (scenario.faults.iter().map(|g| g.at))
+                .filter(|t| *t > f.at)
+                .min()
+                .map_or(Duration::MAX, |t| t.saturating_sub(LEAD));
+            let after_end = (window_end + (window_end - f.at).max(AFTER_WINDOW))
+                .min(next)
+                .max(window_end);
             row.p99_during_us = p99_between(&intended, run.ramp_offset, f.at, window_end);
             row.p99_after_us = p99_between(&intended, run.ramp_offset, window_end, after_end);
+            let during_from = grid.floor(f.at.saturating_sub(LEAD));
+            let sum = |v: &[u64], from, to| grid.slots(from, to).filter_map(|k| v.get(k)).sum();
+            row.lost_during = sum(&run.lost_by_slot, during_from, window_end);
+            row.lost_after = sum(&run.lost_by_slot, window_end, after_end);
+            row.duplicates_during = sum(&run.duplicates_by_slot, during_from, window_end);
+            row.duplicates_after = sum(&run.duplicates_by_slot, window_end, after_end);
             if let Some((dropped, cut)) = proxy {
                 row.dropped = Some(dropped);
                 row.cuts = cut;
@@ -196,12 +212,7 @@ fn cost(
         }
     };
     let until = recovery.map_or(Duration::MAX, |r| f.at + r);
-    let errors_at = |t: Duration| last_at_or_before(timeline, t).map_or(0, |p| p.connection_errors);
-    // Errors of the fault: from its start to the first tick at or after its recovery.
-    let after_recovery = (timeline.iter())
-        .find(|p| p.elapsed >= until)
-        .or(timeline.last())
-        .map_or(0, |p| p.connection_errors);
+    let errors = errors_between(timeline, f.at, until);
     FaultReport {
         fault: f.label(),
         kind: f.kind.name().to_string(),
@@ -212,15 +223,15 @@ fn cost(
         lowest_connected: lowest,
         recovery_s: recovery.map(|r| r.as_secs_f64()),
         peak_reconnects_per_s: peak_connects(timeline, f.at, until),
-        connection_errors: after_recovery.saturating_sub(errors_at(f.at)),
+        connection_errors: errors.values().sum(),
+        connection_errors_by: errors,
         delivery_recovery_s: delivery_recovery(timeline, f.at, window_end, warmup)
             .map(|t| t.saturating_sub(f.at).as_secs_f64()),
         restart: restart.and_then(|r| r.result.as_ref().ok().cloned()),
         restart_s: restart.map(|r| r.took.as_secs_f64()),
         failed: restart.and_then(|r| r.result.as_ref().err().cloned()),
-        dropped: None,
-        p99_during_us: None,
-        p99_after_us: None,
+        // Set by the caller, which knows the spans around the fault.
+        ..FaultReport::default()
     }
 }
 
@@ -244,6 +255,10 @@ pub(crate) fn merge(reports: &[crate::Report], concurrent: bool) -> Vec<FaultRep
         f.connected_before = all.iter().map(|f| f.connected_before).sum();
         f.lowest_connected = all.iter().map(|f| f.lowest_connected).sum();
         f.connection_errors = all.iter().map(|f| f.connection_errors).sum();
+        f.connection_errors_by = BTreeMap::new();
+        for (kind, n) in all.iter().flat_map(|f| &f.connection_errors_by) {
+            *f.connection_errors_by.entry(kind.clone()).or_default() += n;
+        }
         f.recovery_s = max(&|f| f.recovery_s);
         f.delivery_recovery_s = max(&|f| f.delivery_recovery_s);
         let peaks = all.iter().map(|f| f.peak_reconnects_per_s);
@@ -256,11 +271,32 @@ pub(crate) fn merge(reports: &[crate::Report], concurrent: bool) -> Vec<FaultRep
         // Percentiles do not add up: the worst report's stands for the merge.
         f.p99_during_us = all.iter().filter_map(|f| f.p99_during_us).max();
         f.p99_after_us = all.iter().filter_map(|f| f.p99_after_us).max();
+        f.lost_during = all.iter().map(|f| f.lost_during).sum();
+        f.lost_after = all.iter().map(|f| f.lost_after).sum();
+        f.duplicates_during = all.iter().map(|f| f.duplicates_during).sum();
+        f.duplicates_after = all.iter().map(|f| f.duplicates_after).sum();
         if f.dropped.is_some() {
             f.dropped = Some(all.iter().filter_map(|f| f.dropped).sum());
         }
     }
     out
+}
+
+/// Connection errors by kind from `from` to the first tick at or after `until` (the end of
+/// the timeline when there is none).
+fn errors_between(timeline: &[Point], from: Duration, until: Duration) -> BTreeMap<String, u64> {
+    let at_start = last_at_or_before(timeline, from).map(|p| p.connection_errors_by);
+    let at_end = (timeline.iter())
+        .find(|p| p.elapsed >= until)
+        .or(timeline.last())
+        .map(|p| p.connection_errors_by);
+    let (start, end) = (at_start.unwrap_or_default(), at_end.unwrap_or_default());
+    CONNECTION_ERRORS
+        .iter()
+        .zip(start.iter().zip(end))
+        .filter(|(_, (s, e))| e > *s)
+        .map(|(k, (s, e))| (k.to_string(), e - s))
+        .collect()
 }
 
 fn last_at_or_before(timeline: &[Point], t: Duration) -> Option<&Point> {
@@ -334,6 +370,7 @@ mod tests {
             devices_left: 0,
             connects,
             connection_errors: errors,
+            connection_errors_by: [0, errors, 0, 0, 0, 0, 0],
             delivered,
         }
     }
@@ -392,6 +429,11 @@ mod tests {
         assert_eq!(r.recovery_s, Some(0.59));
         assert_eq!(r.peak_reconnects_per_s, 160.0);
         assert_eq!(r.connection_errors, 100);
+        // By kind: the 100 were io errors (resets).
+        assert_eq!(
+            r.connection_errors_by,
+            BTreeMap::from([("io".to_string(), 100)])
+        );
         assert!(r.delivery_recovery_s.is_some_and(|t| t >= 1.0), "{r:?}");
         // One device that never came back: never recovered.
         run.cut_downs[7].down = None;

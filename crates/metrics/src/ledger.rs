@@ -84,6 +84,13 @@ impl Stream {
         (from..to).filter(|s| !self.arrived(*s)).count() as u64
     }
 
+    /// Of the sequence numbers `from..to`, how many are lost at the cutoff (as
+    /// [`Stream::outcome`] counts them: in flight ones are not).
+    pub fn lost_in(&self, from: u64, to: u64, sent: u64, settled: u64) -> u64 {
+        let horizon = settled.max(self.highest.map_or(0, |h| h + 1)).min(sent);
+        self.missing_in(from.min(horizon), to.min(horizon))
+    }
+
     /// Account for the `sent` messages (sequence numbers `0..sent`) of this stream at the cutoff.
     ///
     /// `settled` is how many of them were sent at least a drain timeout before the cutoff: a
@@ -284,6 +291,34 @@ pub fn account<'a>(
     acc
 }
 
+/// Lost messages by the slot of the fault grid they were due in: `marks[d][k]` is how many
+/// messages device `d` had sent before point `k` (past the end of its marks: all it sent),
+/// and slot `k` runs from point `k` to point `k + 1`.
+pub fn lost_by_slot<'a>(
+    ledgers: impl IntoIterator<Item = &'a Ledger>,
+    marks: &[Vec<u32>],
+    sent: &[u64],
+    settled: &[u64],
+    points: usize,
+) -> Vec<u64> {
+    let mut lost = vec![0; points];
+    if points < 2 {
+        return lost;
+    }
+    for ledger in ledgers {
+        for (device, stream) in ledger.streams() {
+            let s = sent.get(device).copied().unwrap_or(0);
+            let settled = settled.get(device).copied().unwrap_or(0).min(s);
+            let mine = marks.get(device).map_or(&[][..], Vec::as_slice);
+            let mark = |k: usize| mine.get(k).map_or(s, |m| u64::from(*m).min(s));
+            for (k, n) in lost.iter_mut().enumerate().take(points - 1) {
+                *n += stream.lost_in(mark(k), mark(k + 1), s, settled);
+            }
+        }
+    }
+    lost
+}
+
 #[cfg(test)]
 mod accounting_tests {
     use super::*;
@@ -308,5 +343,21 @@ mod accounting_tests {
         assert_eq!(acc.by_qos[1].0, 2);
         assert_eq!(acc.by_qos[1].1.lost, 2);
         assert_eq!(acc.by_qos[0].1.delivered, 5);
+    }
+
+    #[test]
+    fn lost_messages_fall_in_the_slot_they_were_due_in() {
+        // 10 sent; marks at 3 points: 2 sent before the first, 5 before the second, 8 before
+        // the third. 3 and 6 never arrived (slots 0 and 1); 9 arrived, so nothing is in
+        // flight; 1 (before the grid) is lost and in no slot.
+        let mut l = Ledger::new(&[true]);
+        for seq in [0, 2, 4, 5, 7, 8, 9] {
+            l.record(0, seq);
+        }
+        let lost = lost_by_slot([&l], &[vec![2, 5, 8]], &[10], &[10], 3);
+        assert_eq!(lost, vec![1, 1, 0]);
+        // A device that did not reach the last point had sent everything before it.
+        let lost = lost_by_slot([&l], &[vec![2]], &[10], &[10], 3);
+        assert_eq!(lost, vec![2, 0, 0]);
     }
 }

@@ -53,6 +53,10 @@ pub struct RunOutcome {
     pub cut_downs: Vec<crate::timeline::CutDown>,
     /// Per network fault, in order: QoS 0 publishes the proxy dropped, connections it cut.
     pub network: Vec<(u64, u64)>,
+    /// Lost messages and duplicates by the slot of the fault grid they were due in (empty
+    /// without faults): each fault's are added up from them.
+    pub lost_by_slot: Vec<u64>,
+    pub duplicates_by_slot: Vec<u64>,
     /// When the connect ramp started on the run clock (the interval log counts from the
     /// clock's start, faults from the ramp's).
     pub ramp_offset: Duration,
@@ -102,6 +106,8 @@ impl RunOutcome {
             restarts: Vec::new(),
             cut_downs: Vec::new(),
             network: Vec::new(),
+            lost_by_slot: Vec::new(),
+            duplicates_by_slot: Vec::new(),
             ramp_offset: Duration::ZERO,
         }
     }

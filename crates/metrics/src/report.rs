@@ -104,16 +104,33 @@ pub struct FaultReport {
     pub peak_reconnects_per_s: f64,
     /// Connection errors (refused, reset, timed out, ...) from its start to its recovery.
     pub connection_errors: u64,
+    /// The same by kind ("connect refused", "io", "timeout", ...), the kinds that occurred.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub connection_errors_by: BTreeMap<String, u64>,
     /// Until the delivery rate was back within 5% of its level in the 5 s before the fault,
     /// after the fault's window; null when it never was (or there was no steady level).
     pub delivery_recovery_s: Option<f64>,
     /// p99 latency from intended of the deliveries made during the fault (its window, or until
     /// its devices were back if that was later), and in as long again after it (at least 5 s,
-    /// within the run); null when none were made.
+    /// within the run, and ending a second before the next fault); null when none were made.
     #[serde(default)]
     pub p99_during_us: Option<u64>,
     #[serde(default)]
     pub p99_after_us: Option<u64>,
+    /// Messages lost and duplicated that were due during the fault (from a second before its
+    /// start, for those still on the wire when it struck, until the end of the span
+    /// `p99_during_us` covers) and after it (the span of `p99_after_us`), in whole seconds of
+    /// due time, and no more than a minute past its window. The report's totals hold every
+    /// message; these place the ones due around the fault. A duplicate that reached two
+    /// members of a shared subscription is in the totals only.
+    #[serde(default)]
+    pub lost_during: u64,
+    #[serde(default)]
+    pub lost_after: u64,
+    #[serde(default)]
+    pub duplicates_during: u64,
+    #[serde(default)]
+    pub duplicates_after: u64,
     /// A network fault: the devices' QoS 0 publishes the proxy dropped (each one lost: the
     /// report's `lost` includes them).
     #[serde(default, skip_serializing_if = "Option::is_none")]

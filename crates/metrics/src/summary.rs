@@ -123,6 +123,20 @@ fn fault_table(out: &mut String, r: &Report) {
                 fmt_us(after)
             );
         }
+        let _ = writeln!(
+            out,
+            "    lost {} during, {} after; duplicated {} during, {} after",
+            fmt_count(f.lost_during),
+            fmt_count(f.lost_after),
+            fmt_count(f.duplicates_during),
+            fmt_count(f.duplicates_after),
+        );
+        if !f.connection_errors_by.is_empty() {
+            let by: Vec<String> = (f.connection_errors_by.iter())
+                .map(|(kind, n)| format!("{kind} {}", fmt_count(*n)))
+                .collect();
+            let _ = writeln!(out, "    connection errors: {}", by.join(", "));
+        }
         if let Some(n) = f.dropped.filter(|n| *n > 0) {
             let _ = writeln!(out, "    dropped {} QoS 0 publishes", fmt_count(n));
         }

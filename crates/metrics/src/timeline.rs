@@ -32,6 +32,8 @@ pub struct Point {
     pub connects: u64,
     /// Connection errors so far.
     pub connection_errors: u64,
+    /// The same by kind, in the order of [`CONNECTION_ERRORS`].
+    pub connection_errors_by: [u64; CONNECTION_ERRORS.len()],
     /// Deliveries so far.
     pub delivered: u64,
 }
@@ -47,12 +49,11 @@ pub struct CutDown {
     pub down: Option<Duration>,
 }
 
-/// Connection errors among `errors`.
-pub fn connection_errors(errors: &BTreeMap<&'static str, ErrorGroup>) -> u64 {
-    (errors.iter())
-        .filter(|(k, _)| CONNECTION_ERRORS.contains(k))
-        .map(|(_, g)| g.count)
-        .sum()
+/// Connection errors among `errors`, by kind in the order of [`CONNECTION_ERRORS`].
+pub fn connection_errors(
+    errors: &BTreeMap<&'static str, ErrorGroup>,
+) -> [u64; CONNECTION_ERRORS.len()] {
+    CONNECTION_ERRORS.map(|k| errors.get(k).map_or(0, |g| g.count))
 }
 
 /// `points` with their times counted from `start` (points before it are dropped).

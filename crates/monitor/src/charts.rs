@@ -11,26 +11,20 @@ use ratatui::widgets::{
 };
 use ratatui::Frame;
 
+use crate::faults::FaultMark;
 use crate::history::History;
-use crate::theme::{block, Series, ACCENT, DIM, GOOD, WARN};
+use crate::theme::{block, Series, ACCENT, BAD, DIM, GOOD, WARN};
 
 /// A line chart over elapsed time, with its series named (and coloured) in the title: the
-/// legend ratatui would draw does not fit small terminals.
-/// A chart of two series over time; the y axis runs to 15% above the highest point (at least
-/// `y_floor`), labelled by `y_label`.
+/// legend ratatui would draw does not fit small terminals. The y axis runs to `y_max`,
+/// labelled by `y_label`; `faults` are vertical lines at the edges of the faults' windows.
 fn time_chart<'a>(
     title: &'a str,
     series: [Series<'a>; 2],
     x: [f64; 2],
-    y_floor: f64,
-    y_label: fn(f64) -> String,
+    (y_max, y_label): (f64, fn(f64) -> String),
+    faults: &'a [[(f64, f64); 2]],
 ) -> Chart<'a> {
-    let y_max = series
-        .iter()
-        .flat_map(|(_, _, data)| data.iter())
-        .map(|p| p.1)
-        .fold(y_floor, f64::max)
-        * 1.15;
     let mut spans = vec![Span::styled(
         format!(" {title}: "),
         Style::default().fg(ACCENT).bold(),
@@ -38,13 +32,11 @@ fn time_chart<'a>(
     let mut datasets = Vec::new();
     for (name, color, data) in series {
         spans.push(Span::styled(format!("{name} "), Style::default().fg(color)));
-        datasets.push(
-            Dataset::default()
-                .marker(symbols::Marker::Braille)
-                .graph_type(GraphType::Line)
-                .style(Style::default().fg(color))
-                .data(data),
-        );
+        datasets.push(line(color, data));
+    }
+    if !faults.is_empty() {
+        spans.push(Span::styled("│ fault ", Style::default().fg(BAD)));
+        datasets.extend(faults.iter().map(|edge| line(BAD, edge)));
     }
     Chart::new(datasets)
         .block(
@@ -67,6 +59,38 @@ fn time_chart<'a>(
         )
 }
 
+fn line<'a>(color: Color, data: &'a [(f64, f64)]) -> Dataset<'a> {
+    Dataset::default()
+        .marker(symbols::Marker::Braille)
+        .graph_type(GraphType::Line)
+        .style(Style::default().fg(color))
+        .data(data)
+}
+
+/// The top of a chart's y axis: 15% above the highest point of `series`, at least `floor`.
+fn y_top(series: &[Series<'_>], floor: f64) -> f64 {
+    series
+        .iter()
+        .flat_map(|(_, _, data)| data.iter())
+        .map(|p| p.1)
+        .fold(floor, f64::max)
+        * 1.15
+}
+
+/// Vertical lines from 0 to `y_max` at the edges of the faults' windows within `span`.
+fn fault_lines(
+    faults: &[FaultMark],
+    history: &History,
+    span: [f64; 2],
+    y_max: f64,
+) -> Vec<[(f64, f64); 2]> {
+    let ramp_at = history.latest().and_then(|s| s.ramp_at);
+    crate::faults::edges(faults, ramp_at, span)
+        .into_iter()
+        .map(|x| [(x, 0.0), (x, y_max)])
+        .collect()
+}
+
 /// The elapsed-time span of the history, at least one second wide.
 fn time_span(history: &History) -> [f64; 2] {
     let x_min = history
@@ -80,7 +104,7 @@ fn time_span(history: &History) -> [f64; 2] {
     [x_min, x_max]
 }
 
-pub(crate) fn rates_chart(frame: &mut Frame, area: Rect, history: &History) {
+pub(crate) fn rates_chart(frame: &mut Frame, area: Rect, history: &History, faults: &[FaultMark]) {
     let points = |f: fn(&Snapshot) -> f64| -> Vec<(f64, f64)> {
         history
             .iter()
@@ -89,21 +113,29 @@ pub(crate) fn rates_chart(frame: &mut Frame, area: Rect, history: &History) {
     };
     let publish = points(|s| s.publish_rate);
     let deliver = points(|s| s.deliver_rate);
+    let series = [
+        ("publish/s", ACCENT, publish.as_slice()),
+        ("deliver/s", GOOD, deliver.as_slice()),
+    ];
+    let (span, y_max) = (time_span(history), y_top(&series, 1.0));
+    let edges = fault_lines(faults, history, span, y_max);
     let chart = time_chart(
         "Rates",
-        [
-            ("publish/s", ACCENT, &publish),
-            ("deliver/s", GOOD, &deliver),
-        ],
-        time_span(history),
-        1.0,
-        |y| format!("{y:.0}"),
+        series,
+        span,
+        (y_max, |y| format!("{y:.0}")),
+        &edges,
     );
     frame.render_widget(chart, area);
 }
 
 /// p99 latency per tick over time, from intended and from send (shown on tall terminals).
-pub(crate) fn latency_chart(frame: &mut Frame, area: Rect, history: &History) {
+pub(crate) fn latency_chart(
+    frame: &mut Frame,
+    area: Rect,
+    history: &History,
+    faults: &[FaultMark],
+) {
     let points = |f: fn(&Snapshot) -> &LatencySummary| -> Vec<(f64, f64)> {
         history
             .iter()
@@ -113,15 +145,18 @@ pub(crate) fn latency_chart(frame: &mut Frame, area: Rect, history: &History) {
     };
     let intended = points(|s| &s.interval_from_intended);
     let send = points(|s| &s.interval_from_send);
+    let series = [
+        ("from intended", WARN, intended.as_slice()),
+        ("from send", GOOD, send.as_slice()),
+    ];
+    let (span, y_max) = (time_span(history), y_top(&series, 0.1));
+    let edges = fault_lines(faults, history, span, y_max);
     let chart = time_chart(
         "p99 per tick",
-        [
-            ("from intended", WARN, &intended),
-            ("from send", GOOD, &send),
-        ],
-        time_span(history),
-        0.1,
-        |y| format!("{y:.1}ms"),
+        series,
+        span,
+        (y_max, |y| format!("{y:.1}ms")),
+        &edges,
     );
     frame.render_widget(chart, area);
 }

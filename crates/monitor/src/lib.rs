@@ -5,9 +5,11 @@
 
 pub mod app;
 mod charts;
+mod faults;
 mod history;
 mod theme;
 pub mod view;
 
 pub use app::run;
+pub use faults::FaultMark;
 pub use view::{render, History, Meta, ViewState};

@@ -12,6 +12,7 @@ use ratatui::widgets::{Cell, Clear, Gauge, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 
 use crate::charts::{distribution, latency_chart, rates_chart, short_us};
+use crate::faults::FaultMark;
 pub use crate::history::History;
 use crate::theme::{block, ACCENT, BAD, DIM, GOOD, WARN};
 
@@ -28,6 +29,8 @@ pub struct Meta {
     /// Load phase names in order (empty: the scenario has none); snapshots' phases follow it.
     pub phases: Vec<String>,
     pub log_path: Option<String>,
+    /// The scenario's faults, marked on the charts and named while under way.
+    pub faults: Vec<FaultMark>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -63,10 +66,10 @@ pub fn render(frame: &mut Frame, meta: &Meta, history: &History, state: &ViewSta
     if middle[0].height >= 20 {
         let charts =
             Layout::vertical([Constraint::Percentage(55), Constraint::Fill(1)]).split(middle[0]);
-        rates_chart(frame, charts[0], history);
-        latency_chart(frame, charts[1], history);
+        rates_chart(frame, charts[0], history, &meta.faults);
+        latency_chart(frame, charts[1], history, &meta.faults);
     } else {
-        rates_chart(frame, middle[0], history);
+        rates_chart(frame, middle[0], history, &meta.faults);
     }
     distribution(frame, middle[1], s);
     let bottom =
@@ -100,10 +103,14 @@ fn header(frame: &mut Frame, area: Rect, meta: &Meta, s: &Snapshot, state: &View
         Span::raw(" "),
         Span::styled(meta.scenario.clone(), Style::default().bold()),
         Span::raw(" "),
-        Span::styled(
-            format!(" {} ", s.phase.label().to_uppercase()),
-            phase_style(s.phase),
-        ),
+        // A fault under way takes the phase's badge (the progress line names it).
+        match crate::faults::under_way(&meta.faults, s) {
+            Some(_) => Span::styled(" FAULT ", Style::default().fg(Color::Black).bg(BAD).bold()),
+            None => Span::styled(
+                format!(" {} ", s.phase.label().to_uppercase()),
+                phase_style(s.phase),
+            ),
+        },
     ];
     if state.stopping && s.phase != Phase::Done {
         spans.push(Span::styled(
@@ -132,10 +139,18 @@ fn progress(frame: &mut Frame, area: Rect, meta: &Meta, s: &Snapshot) {
     let elapsed = s.elapsed.as_secs_f64();
     let ratio = (elapsed / total).clamp(0.0, 1.0);
     let remaining = (total - elapsed).max(0.0);
-    let mut label = format!(
-        "elapsed {elapsed:.1}s of {total:.0}s · remaining {remaining:.1}s · drain up to {:.0}s",
-        meta.drain_timeout.as_secs_f64()
-    );
+    let mut label = match crate::faults::under_way(&meta.faults, s) {
+        // The fault under way, in place of the drain (it has to fit 80 columns).
+        Some((f, left)) => format!(
+            "{}: {:.1}s left · elapsed {elapsed:.1}s of {total:.0}s · remaining {remaining:.1}s",
+            f.label,
+            left.as_secs_f64()
+        ),
+        None => format!(
+            "elapsed {elapsed:.1}s of {total:.0}s · remaining {remaining:.1}s · drain up to {:.0}s",
+            meta.drain_timeout.as_secs_f64()
+        ),
+    };
     // The load phase the run is in, with its own figures so far.
     if let Some(i) = s.load_phase {
         let name = meta.phases.get(i).map_or("?", String::as_str);

@@ -11,7 +11,7 @@ use fleetbench_metrics::aggregate::{
 };
 use fleetbench_metrics::cpu::CpuUsage;
 use fleetbench_metrics::hist::LatencySummary;
-use fleetbench_monitor::{render, History, Meta, ViewState};
+use fleetbench_monitor::{render, FaultMark, History, Meta, ViewState};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
@@ -25,6 +25,7 @@ fn meta() -> Meta {
         groups: vec!["sensor".into(), "door".into()],
         phases: vec!["ramp-up".into(), "steady".into(), "spike".into()],
         log_path: Some("/tmp/fleetbench.log".into()),
+        faults: Vec::new(),
     }
 }
 
@@ -145,9 +146,18 @@ fn losses_and_errors() -> History {
 }
 
 fn screen(width: u16, height: u16, history: &History, state: ViewState) -> String {
+    screen_of(&meta(), (width, height), history, state)
+}
+
+fn screen_of(
+    meta: &Meta,
+    (width, height): (u16, u16),
+    history: &History,
+    state: ViewState,
+) -> String {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("terminal");
     terminal
-        .draw(|f| render(f, &meta(), history, &state))
+        .draw(|f| render(f, meta, history, &state))
         .expect("draw");
     let buffer = terminal.backend().buffer().clone();
     let mut out = String::new();
@@ -210,6 +220,54 @@ fn steady_state_shows_rates_latency_and_groups() {
         assert_eq!(text.contains("p99 per tick"), h >= 50, "{w}x{h}:\n{text}");
         check(&format!("steady-{w}x{h}"), &text);
     }
+}
+
+#[test]
+fn a_fault_under_way_is_named_and_its_window_marked_on_the_charts() {
+    // The ramp started 0.5 s into the run; a network fault from 8 s to 13 s after it. The
+    // last snapshot, at 12 s, is 11.5 s from the ramp: 1.5 s of the fault left.
+    let mut h = History::new(100);
+    for s in steady().iter() {
+        h.push(Snapshot {
+            ramp_at: Some(Duration::from_millis(500)),
+            ..s.clone()
+        });
+    }
+    let meta = Meta {
+        faults: vec![FaultMark {
+            label: "network at 8s".into(),
+            at: Duration::from_secs(8),
+            length: Duration::from_secs(5),
+        }],
+        ..meta()
+    };
+    for (w, height) in [(80, 24), (200, 50)] {
+        let text = screen_of(&meta, (w, height), &h, ViewState::default());
+        assert!(text.contains(" FAULT "), "{text}");
+        assert!(
+            !text.contains("RUNNING"),
+            "the fault takes the badge: {text}"
+        );
+        assert!(
+            text.contains("network at 8s: 1.5s left · elapsed 12.0s"),
+            "{text}"
+        );
+        assert!(
+            text.contains("│ fault"),
+            "the charts mark the window: {text}"
+        );
+        check(&format!("fault-{w}x{height}"), &text);
+    }
+    // Past the window the badge is the phase's again and the mark stays on the charts.
+    let mut later = h.clone();
+    let mut s = later.latest().cloned().expect("snapshots");
+    s.elapsed = Duration::from_secs(14);
+    later.push(s);
+    let text = screen_of(&meta, (200, 50), &later, ViewState::default());
+    assert!(
+        text.contains("RUNNING") && text.contains("│ fault"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -8,6 +8,7 @@
 
 mod cuts;
 mod error;
+pub mod fault_grid;
 pub mod load;
 pub mod metric;
 mod model;
@@ -19,6 +20,7 @@ pub mod topic;
 mod validate;
 
 pub use error::{Located, Location, ScenarioError, ScenarioErrors};
+pub use fault_grid::FaultGrid;
 pub use metric::Metric;
 pub use model::{
     url_host, Backoff, BrokerTarget, Commands, Controller, DeviceGroup, DeviceMessage,

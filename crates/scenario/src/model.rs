@@ -550,4 +550,7 @@ pub struct NetworkFault {
     pub drop: f64,
     pub cut: bool,
     pub blackhole: bool,
+    /// Bytes per second each device connection carries each way, at most.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bandwidth_bytes_per_s: Option<f64>,
 }

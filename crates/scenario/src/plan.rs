@@ -256,6 +256,9 @@ pub struct Plan {
     pub broker_restarts: Vec<(Duration, Duration)>,
     /// The network faults, in order of their start: the devices then connect through a proxy.
     pub network: Vec<crate::model::Fault>,
+    /// The grid around the faults that loss and duplicates are split over (empty without
+    /// faults).
+    pub fault_grid: crate::fault_grid::FaultGrid,
 }
 
 impl Plan {
@@ -323,6 +326,7 @@ impl Plan {
                 .filter(|f| matches!(f.kind, crate::model::FaultKind::Network(_)))
                 .cloned()
                 .collect(),
+            fault_grid: crate::fault_grid::FaultGrid::of(&scenario.faults, scenario.duration),
         }
     }
 

@@ -515,8 +515,8 @@ pub(crate) struct RawFault {
     /// same ports (the child broker: killed with SIGKILL, started again after `for`; an
     /// external broker: `command` is run). "network": for the window, the devices' connections
     /// to the broker (through a proxy inside fleetbench; observers connect directly) get
-    /// `delay` and `jitter`, lose a share of QoS 0 publishes (`drop`), are `cut`, or pass
-    /// nothing (`blackhole`). "slow_consumer": an observer stops reading its socket for the
+    /// `delay` and `jitter`, lose a share of QoS 0 publishes (`drop`), are `cut`, pass
+    /// nothing (`blackhole`), or carry at most `bandwidth`. "slow_consumer": an observer stops reading its socket for the
     /// window (its connection stays open), so that the broker must queue or drop.
     pub kind: S<String>,
     /// When the fault starts, from the start of the connect ramp ("20s").
@@ -566,4 +566,8 @@ pub(crate) struct RawFault {
     /// what was held goes on at its end.
     #[serde(default)]
     pub blackhole: Option<S<bool>>,
+    /// network: each device connection carries at most this much each way ("64 kbit/s",
+    /// "1 Mbit/s", "10 kB/s"), like a device's own slow link; what exceeds it queues.
+    #[serde(default)]
+    pub bandwidth: Option<S<String>>,
 }

@@ -84,6 +84,13 @@ impl Mosquitto {
     }
 }
 
+impl Mosquitto {
+    /// The broker's process id (for a test that restarts it as a service manager would).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Mosquitto {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -12,6 +12,7 @@ mod text;
 use crate::behaviour::Behaviour;
 use crate::metric::Metric;
 use crate::report::{BrokerWatch, QosMismatch, Report, SubscriptionGrant, Verdict};
+use crate::summary::fmt_count;
 
 /// One thing a run found out.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,6 +78,11 @@ pub enum Finding {
         fault: String,
         connected_before: u64,
         lowest: u64,
+        /// Every reconnect kept failing: more connection errors than connections cut, by kind
+        /// ("io 320, connect refused 12"); None when the devices simply were not back.
+        refused: Option<(u64, String)>,
+        /// The broker is rumqttd (embedded or a child process).
+        rumqttd: bool,
     },
     /// Shards of a sharded run whose reports were not merged, by `index/count`.
     ShardsMissing {
@@ -188,6 +194,13 @@ pub fn findings(r: &Report) -> Vec<Finding> {
                 fault: f.fault.clone(),
                 connected_before: f.connected_before,
                 lowest: f.lowest_connected,
+                refused: (f.connection_errors > f.cuts).then(|| {
+                    let by: Vec<String> = (f.connection_errors_by.iter())
+                        .map(|(k, n)| format!("{k} {}", fmt_count(*n)))
+                        .collect();
+                    (f.connection_errors, by.join(", "))
+                }),
+                rumqttd: embedded || r.resources.broker_process.is_some(),
             }),
     );
     out.extend(run_health(r));
@@ -403,6 +416,45 @@ mod tests {
         r.resources.cpu.broker = ours * 0.2;
         r.generator.cpu_cores = ours * 0.8;
         r
+    }
+
+    #[test]
+    fn a_listener_that_refuses_every_reconnect_after_a_storm_is_named() {
+        let mut r = crate::fixture::report(400, 900, 0, 1_000.0);
+        r.faults = vec![crate::report::FaultReport {
+            fault: "disconnect of sensor at 6s".into(),
+            kind: "disconnect".into(),
+            cuts: 250,
+            connected_before: 500,
+            lowest_connected: 250,
+            recovery_s: None,
+            connection_errors: 4_000,
+            connection_errors_by: [("io".to_string(), 4_000)].into(),
+            ..Default::default()
+        }];
+        let text = |r: &Report| {
+            (findings(r).iter())
+                .map(ToString::to_string)
+                .find(|f| f.contains("never recovered"))
+                .expect("unrecovered")
+        };
+        let wedged = text(&r);
+        assert!(
+            wedged.contains("4,000 connection errors: io 4,000"),
+            "{wedged}"
+        );
+        assert!(wedged.contains("refuses new CONNECTs"), "{wedged}");
+        // rumqttd's lock is named only when the broker is rumqttd.
+        assert_eq!(
+            wedged.contains("poisons a lock"),
+            r.embedded_broker(),
+            "{wedged}"
+        );
+        r.run.tcp_nodelay = Some(true);
+        assert!(text(&r).contains("poisons a lock"));
+        // Devices merely not back (no failing reconnects) are not called refused.
+        r.faults[0].connection_errors = 10;
+        assert!(!text(&r).contains("refuses"));
     }
 
     #[test]

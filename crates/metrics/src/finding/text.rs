@@ -93,14 +93,36 @@ impl fmt::Display for Finding {
                 fault,
                 connected_before,
                 lowest,
-            } => write!(
-                f,
-                "the {fault} was never recovered from: {} devices were connected before it, as \
-                 few as {} during it, and they were not all back before publishing ended; the \
-                 verdict fails",
-                fmt_count(*connected_before),
-                fmt_count(*lowest)
-            ),
+                refused,
+                rumqttd,
+            } => {
+                write!(
+                    f,
+                    "the {fault} was never recovered from: {} devices were connected before \
+                     it, as few as {} during it, and they were not all back before publishing \
+                     ended; the verdict fails",
+                    fmt_count(*connected_before),
+                    fmt_count(*lowest)
+                )?;
+                if let Some((errors, by)) = refused {
+                    write!(
+                        f,
+                        ". Reconnects kept failing ({} connection errors: {by}) while the \
+                         connections that stayed up went on: the broker's listener refuses \
+                         new CONNECTs",
+                        fmt_count(*errors)
+                    )?;
+                    if *rumqttd {
+                        write!(
+                            f,
+                            ". rumqttd does this after reconnects with reused client ids were \
+                             reset before their CONNACK (it poisons a lock of the listener); \
+                             restart the broker, and reconnect with a jittered backoff"
+                        )?;
+                    }
+                }
+                Ok(())
+            }
             FaultFailed { fault, why } => write!(
                 f,
                 "the {fault} did not happen as the scenario says ({why}): the run did not test \

@@ -110,7 +110,7 @@ type Given<'a> = (&'a str, Option<std::ops::Range<usize>>, &'a [&'a str]);
 /// the kinds that take them).
 fn fields_fit(cx: &Ctx, i: usize, f: &RawFault) -> R<()> {
     let kind = f.kind.get_ref().as_str();
-    let given: [Given; 13] = [
+    let given: [Given; 14] = [
         (
             "group",
             f.group.as_ref().map(S::span),
@@ -139,6 +139,7 @@ fn fields_fit(cx: &Ctx, i: usize, f: &RawFault) -> R<()> {
         ("drop", f.drop.as_ref().map(S::span), &["network"]),
         ("cut", f.cut.as_ref().map(S::span), &["network"]),
         ("blackhole", f.blackhole.as_ref().map(S::span), &["network"]),
+        ("bandwidth", f.bandwidth.as_ref().map(S::span), &["network"]),
         // A disconnect happens at once; its devices come back by their backoff.
         (
             "for",
@@ -158,29 +159,10 @@ fn fields_fit(cx: &Ctx, i: usize, f: &RawFault) -> R<()> {
     Ok(())
 }
 
-/// The group a fault names (one without a last will: the wills a fault's cuts make are not
-/// accounted for yet, and would count as unexpected).
+/// The group a fault names.
 fn group<'g>(cx: &Ctx, i: usize, f: &RawFault, groups: &'g [DeviceGroup]) -> R<&'g DeviceGroup> {
     let (field, name) = (format!("fault[{i}].group"), &f.group);
-    let g = named(
-        cx,
-        (f, field.clone(), name),
-        groups,
-        |g| &g.name,
-        "device group",
-    )?;
-    if g.behaviour.will.is_some() {
-        return Err(cx.err(
-            name.as_ref().map_or(f.kind.span(), S::span),
-            field,
-            format!(
-                "group {:?} leaves a last will, and the wills a fault's cuts make are not \
-                 accounted for yet (they would count as unexpected); cut a group without a will",
-                g.name
-            ),
-        ));
-    }
-    Ok(g)
+    named(cx, (f, field, name), groups, |g| &g.name, "device group")
 }
 
 fn disconnect(cx: &Ctx, i: usize, f: &RawFault, groups: &[DeviceGroup]) -> R<FaultKind> {
@@ -335,11 +317,17 @@ fn network(cx: &Ctx, i: usize, f: &RawFault, broker: &BrokerTarget) -> R<FaultKi
     };
     let cut = f.cut.as_ref().is_some_and(|c| *c.get_ref());
     let blackhole = f.blackhole.as_ref().is_some_and(|b| *b.get_ref());
-    if delay.is_zero() && drop == 0.0 && !cut && !blackhole {
+    let bandwidth = match &f.bandwidth {
+        Some(b) => Some(
+            bytes_per_s(b.get_ref()).map_err(|why| cx.err(b.span(), field("bandwidth"), why))?,
+        ),
+        None => None,
+    };
+    if delay.is_zero() && drop == 0.0 && !cut && !blackhole && bandwidth.is_none() {
         return Err(cx.err(
             f.kind.span(),
             field("kind"),
-            "does nothing: give delay, drop, cut = true or blackhole = true",
+            "does nothing: give delay, drop, bandwidth, cut = true or blackhole = true",
         ));
     }
     if cut && blackhole {
@@ -356,7 +344,49 @@ fn network(cx: &Ctx, i: usize, f: &RawFault, broker: &BrokerTarget) -> R<FaultKi
         drop,
         cut,
         blackhole,
+        bandwidth_bytes_per_s: bandwidth,
     }))
+}
+
+/// A rate of a link ("64 kbit/s", "1.5 Mbit/s", "10 kB/s") in bytes per second. Prefixes are
+/// decimal, as links are sold; bits are spelt out ("kbit/s", or "kbps"), bytes are "B".
+fn bytes_per_s(text: &str) -> Result<f64, String> {
+    const BITS: [(&str, &str, f64); 4] = [
+        ("bit/s", "bps", 1.0),
+        ("kbit/s", "kbps", 1e3),
+        ("mbit/s", "mbps", 1e6),
+        ("gbit/s", "gbps", 1e9),
+    ];
+    const BYTES: [(&str, f64); 4] = [("B/s", 1.0), ("kB/s", 1e3), ("MB/s", 1e6), ("GB/s", 1e9)];
+    let expected = "expected a rate such as \"64 kbit/s\", \"1 Mbit/s\" or \"10 kB/s\"";
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = (t[..split].trim(), t[split..].trim());
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("\"{text}\" has no number; {expected}"))?;
+    let bits = BITS
+        .iter()
+        .find(|(long, short, _)| {
+            unit.eq_ignore_ascii_case(long) || unit.eq_ignore_ascii_case(short)
+        })
+        .map(|(_, _, f)| f / 8.0);
+    let bytes = BYTES.iter().find(|(u, _)| unit == *u).map(|(_, f)| *f);
+    let per = bits.or(bytes).ok_or_else(|| {
+        format!(
+            "\"{unit}\" is not a unit of rate (bits are \"kbit/s\", bytes \"kB/s\"); {expected}"
+        )
+    })?;
+    let rate = value * per;
+    // Below 100 bytes a second a CONNECT alone takes seconds: almost surely a typo.
+    if !(100.0..=1e11).contains(&rate) {
+        return Err(format!(
+            "\"{text}\" is {rate} bytes per second; expected 100 B/s to 100 GB/s"
+        ));
+    }
+    Ok(rate)
 }
 
 fn slow_consumer(cx: &Ctx, i: usize, f: &RawFault, observers: &[ObserverGroup]) -> R<FaultKind> {
@@ -404,4 +434,22 @@ fn named<'a, T>(
                 ),
             )
         })
+}
+
+#[cfg(test)]
+mod bandwidth_tests {
+    use super::bytes_per_s;
+
+    #[test]
+    fn rates_read_in_bits_or_bytes_and_nonsense_is_named() {
+        assert_eq!(bytes_per_s("64 kbit/s"), Ok(8_000.0));
+        assert_eq!(bytes_per_s("1Mbps"), Ok(125_000.0));
+        assert_eq!(bytes_per_s("10 kB/s"), Ok(10_000.0));
+        let e = bytes_per_s("10 kb/s").expect_err("kb/s is ambiguous");
+        assert!(e.contains("\"kb/s\" is not a unit"), "{e}");
+        let e = bytes_per_s("fast").expect_err("no number");
+        assert!(e.contains("has no number"), "{e}");
+        let e = bytes_per_s("1 bit/s").expect_err("too slow");
+        assert!(e.contains("expected 100 B/s"), "{e}");
+    }
 }
