@@ -1,5 +1,5 @@
 //! `cargo xtask test`: install what the tests need when it is missing (Python packages with
-//! pip; mosquitto with apt-get, only as root: never sudo on someone's machine), then run every
+//! pip; mosquitto and chromium with apt-get, only as root: never sudo on someone's machine), then run every
 //! test and close with one total line.
 
 use std::process::{Command, Stdio};
@@ -9,12 +9,17 @@ use anyhow::{bail, Context};
 use crate::root;
 
 /// Python packages the tests drive: an MQTT client for the interoperability test,
-/// HdrHistogram's Python implementation, which reads the runs' interval logs, and the
-/// Kubernetes API schemas the generated manifests are validated against.
-const PYTHON_PACKAGES: [(&str, &str); 3] = [
+/// HdrHistogram's Python implementation, which reads the runs' interval logs, the
+/// Kubernetes API schemas the generated manifests are validated against, and Prometheus's
+/// own client, whose parser reads the live metrics endpoint.
+const PYTHON_PACKAGES: [(&str, &str); 4] = [
     ("paho.mqtt.client", "paho-mqtt>=2,<3"),
     ("hdrh.log", "hdrhistogram>=0.10,<1"),
     ("kubernetes_validate", "kubernetes-validate>=1.35,<2"),
+    (
+        "prometheus_client.openmetrics.parser",
+        "prometheus-client>=0.20,<1",
+    ),
 ];
 
 /// Install the Python packages the tests need, when missing.
@@ -41,16 +46,31 @@ fn ensure_python_packages() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Install mosquitto (the external broker of `crates/cli/tests/mosquitto.rs`) when missing,
-/// from Debian's packages. The tests start it themselves on a loopback port of their own.
-fn ensure_mosquitto() -> anyhow::Result<()> {
+/// Debian packages the tests run, by the program each provides and the variable that may name
+/// that program instead: mosquitto (the external broker the tests start on loopback ports of
+/// their own) and chromium (which opens the HTML report headless).
+const PACKAGES: [(&str, &str, &str); 2] = [
+    ("mosquitto", "mosquitto", "FLEETBENCH_MOSQUITTO"),
+    ("chromium", "chromium", "FLEETBENCH_CHROMIUM"),
+];
+
+/// Install the [`PACKAGES`] that are missing, with apt-get, as root only.
+fn ensure_debian_packages() -> anyhow::Result<()> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
-        .any(|d| d.join("mosquitto").is_file());
-    if found || std::env::var_os("FLEETBENCH_MOSQUITTO").is_some() {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .filter(|(program, _, var)| {
+            let found = std::env::split_paths(&path)
+                .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
+                .any(|d| d.join(program).is_file());
+            !found && std::env::var_os(var).is_none()
+        })
+        .map(|(_, package, _)| *package)
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
+    let list = missing.join(" ");
     let root = Command::new("id")
         .arg("-u")
         .output()
@@ -58,24 +78,31 @@ fn ensure_mosquitto() -> anyhow::Result<()> {
     if !root {
         // Never sudo on someone's machine: say what is missing and how to get it.
         bail!(
-            "the tests need mosquitto (Debian's package), which is not installed; install it \
-             (`sudo apt-get install mosquitto`, or set FLEETBENCH_MOSQUITTO to a mosquitto \
-             binary) and run the tests again"
+            "the tests need Debian's {list}, not installed; install it (`sudo apt-get install \
+             {list}`, or set FLEETBENCH_MOSQUITTO / FLEETBENCH_CHROMIUM to the programs) and run \
+             the tests again"
         );
     }
-    eprintln!("xtask: installing mosquitto for the tests (apt-get)");
+    eprintln!("xtask: installing {list} for the tests (apt-get)");
     let apt = |args: &[&str]| -> anyhow::Result<bool> {
         Ok(Command::new("apt-get")
             .args(args)
+            .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
             .context("running apt-get")?
             .success())
     };
-    if !apt(&["install", "-y", "-qq", "mosquitto"])? {
+    let install = ["install", "-y", "-qq", "--no-install-recommends"];
+    if !apt(&install)? {
         // A fresh machine may not have its package lists yet.
-        if !(apt(&["update", "-qq"])? && apt(&["install", "-y", "-qq", "mosquitto"])?) {
-            bail!("apt-get could not install mosquitto; install it and run the tests again");
+        let updated = Command::new("apt-get")
+            .args(["update", "-qq"])
+            .status()
+            .context("running apt-get")?
+            .success();
+        if !(updated && apt(&install)?) {
+            bail!("apt-get could not install {list}; install it and run the tests again");
         }
     }
     Ok(())
@@ -85,7 +112,7 @@ fn ensure_mosquitto() -> anyhow::Result<()> {
 /// binary (cargo's own last line speaks only of the last binary).
 pub(crate) fn test() -> anyhow::Result<()> {
     ensure_python_packages()?;
-    ensure_mosquitto()?;
+    ensure_debian_packages()?;
     let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut child = Command::new(&cargo_bin)
         .args(["test", "--workspace", "--all-targets"])

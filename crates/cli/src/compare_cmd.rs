@@ -9,7 +9,7 @@ use fleetbench_metrics::merge::merge;
 use fleetbench_metrics::report::MergeKind;
 use fleetbench_metrics::Report;
 
-use crate::{CompareArgs, Format, MergeArgs, Outcome, UsageError};
+use crate::{CompareArgs, Format, HtmlArgs, MergeArgs, Outcome, UsageError};
 
 fn load(path: &Path) -> anyhow::Result<Report> {
     let text = std::fs::read_to_string(path)
@@ -22,18 +22,7 @@ fn load(path: &Path) -> anyhow::Result<Report> {
 pub(crate) fn run(args: CompareArgs) -> anyhow::Result<Outcome> {
     let old = load(&args.baseline)?;
     let new = load(&args.now)?;
-    // Figures of two different scenarios compare nothing: refuse, as merge does.
-    if old.scenario_name() != new.scenario_name() {
-        return Err(UsageError(format!(
-            "{} is of scenario {:?}, the baseline {} of scenario {:?}; only reports of one \
-             scenario compare",
-            args.now.display(),
-            new.scenario_name(),
-            args.baseline.display(),
-            old.scenario_name()
-        ))
-        .into());
-    }
+    one_scenario((&old, &args.baseline), (&new, &args.now))?;
     let mut tol = tolerances_of(&new);
     if let Some(t) = args.latency_tolerance {
         tol.latency = t;
@@ -55,6 +44,44 @@ pub(crate) fn run(args: CompareArgs) -> anyhow::Result<Outcome> {
     } else {
         Outcome::Pass
     })
+}
+
+/// Figures of two different scenarios compare nothing: refuse, as merge does.
+fn one_scenario(
+    (old, old_path): (&Report, &Path),
+    (new, new_path): (&Report, &Path),
+) -> anyhow::Result<()> {
+    if old.scenario_name() == new.scenario_name() {
+        return Ok(());
+    }
+    Err(UsageError(format!(
+        "{} is of scenario {:?}, the baseline {} of scenario {:?}; only reports of one \
+         scenario compare",
+        new_path.display(),
+        new.scenario_name(),
+        old_path.display(),
+        old.scenario_name()
+    ))
+    .into())
+}
+
+/// `fleetbench report html`: a saved report (and a baseline) as one HTML page.
+pub(crate) fn run_html(args: HtmlArgs) -> anyhow::Result<Outcome> {
+    let report = load(&args.report)?;
+    let baseline = match &args.baseline {
+        Some(path) => {
+            let old = load(path)?;
+            one_scenario((&old, path), (&report, &args.report))?;
+            Some(old)
+        }
+        None => None,
+    };
+    let out = crate::outputs::Reserved::new(&args.output, "HTML report")?;
+    let page = fleetbench_metrics::html::render(&report, baseline.as_ref())
+        .context("making the HTML report")?;
+    let path = out.write(page.as_bytes())?;
+    crate::say(format_args!("wrote {}\n", path.display()));
+    Ok(Outcome::Pass)
 }
 
 /// The reports in a file (or stdin, `-`): a JSON report, or a log holding report lines

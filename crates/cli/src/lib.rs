@@ -9,6 +9,7 @@ mod child_broker;
 mod compare_cmd;
 pub mod deploy;
 mod limits;
+mod live_metrics;
 mod logging;
 mod outputs;
 mod progress;
@@ -70,6 +71,9 @@ pub enum Command {
     /// Merge reports of one scenario exactly (counts summed, histograms added, expectations
     /// judged again): shards of one run, or repeats that `compare` treats as samples.
     Merge(MergeArgs),
+    /// Turn a saved report into something to look at.
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// Print the JSON Schema of a file format (for editors and validators).
     Schema {
         #[arg(value_enum)]
@@ -97,6 +101,27 @@ pub enum ScenarioCommand {
     /// still has the last word (it also checks what a schema cannot, such as filters that
     /// match no device).
     Schema,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Write REPORT (a JSON report of `run` or `merge`) as one self-contained HTML page:
+    /// the verdict, the ledger, rates, devices and latency percentiles over time, the latency
+    /// spectrum, the tables and the findings. With --baseline, both runs are overlaid and
+    /// compared as `fleetbench compare` does.
+    Html(HtmlArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HtmlArgs {
+    /// The report to show.
+    pub report: PathBuf,
+    /// An earlier report of the same scenario to overlay and compare against.
+    #[arg(long, value_name = "OLD.json")]
+    pub baseline: Option<PathBuf>,
+    /// Where to write the page.
+    #[arg(short = 'o', long = "output", value_name = "PATH")]
+    pub output: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -204,6 +229,20 @@ pub struct RunArgs {
     /// latency distribution, one interval per snapshot, for HdrHistogram's own tools.
     #[arg(long, value_name = "PATH")]
     pub hlog: Option<PathBuf>,
+    /// Also write the report as one self-contained HTML page here (charts over time, the
+    /// latency spectrum, every table; it loads nothing from the network). `fleetbench report
+    /// html` makes one from any saved report.
+    #[arg(long, value_name = "PATH")]
+    pub html: Option<PathBuf>,
+    /// Serve live metrics for Prometheus at http://ADDR/metrics (OpenMetrics text): devices
+    /// connected, messages sent, delivered, lost, duplicated and in flight, connect failures,
+    /// late sends, latency histograms. ADDR is host:port, or a port alone on 127.0.0.1.
+    #[arg(long, value_name = "ADDR", value_parser = live_metrics::parse_listen)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Keep serving the metrics this long after the run, so that a scrape takes its final
+    /// figures (give at least your scrape interval).
+    #[arg(long, value_name = "DURATION", value_parser = live_metrics::parse_linger, requires = "metrics_listen")]
+    pub metrics_linger: Option<std::time::Duration>,
     /// Run only shard I of N of every device group (e.g. 0/4) [env: FLEETBENCH_SHARD].
     #[arg(long, value_name = "I/N", value_parser = parse_shard)]
     pub shard: Option<fleetbench_scenario::Shard>,
@@ -364,6 +403,7 @@ fn execute(opts: Opts, log_file: Option<logging::LogFile>) -> anyhow::Result<Out
         }
         Command::Compare(args) => compare_cmd::run(args),
         Command::Merge(args) => compare_cmd::run_merge(args),
+        Command::Report(ReportCommand::Html(args)) => compare_cmd::run_html(args),
         Command::Schema { of } => print_schema(of),
         Command::Scenario(ScenarioCommand::Schema) => print_schema(SchemaOf::Scenario),
         Command::Deploy(DeployCommand::Kubernetes(args)) => deploy::kubernetes(args),

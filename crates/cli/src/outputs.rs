@@ -113,13 +113,19 @@ pub(crate) struct Outputs {
     /// The report goes to stdout as one [`REPORT_LINE`] instead (`--report -`).
     pub report_to_stdout: bool,
     pub hlog: Option<Reserved>,
+    /// The HTML report (`--html`).
+    pub html: Option<Reserved>,
 }
 
 impl Outputs {
     /// Reserve the paths `run` was given (the interval log defaults to the report's path with
     /// `.hlog`; a report on stdout has none unless `--hlog` names one), before anything
     /// connects.
-    pub(crate) fn reserve(report: Option<&Path>, hlog: Option<&Path>) -> anyhow::Result<Outputs> {
+    pub(crate) fn reserve(
+        report: Option<&Path>,
+        hlog: Option<&Path>,
+        html: Option<&Path>,
+    ) -> anyhow::Result<Outputs> {
         let report_to_stdout = report == Some(Path::new(STDOUT));
         let report = report.filter(|_| !report_to_stdout);
         let hlog_path = hlog
@@ -134,8 +140,17 @@ impl Outputs {
                 .into());
             }
         }
+        let taken = [report, hlog_path.as_deref()];
+        if let Some(h) = html.filter(|h| taken.contains(&Some(*h))) {
+            return Err(UsageError(format!(
+                "--html names {}, which another output takes; give it a path of its own",
+                h.display()
+            ))
+            .into());
+        }
         Ok(Outputs {
             report: report.map(|p| Reserved::new(p, "report")).transpose()?,
+            html: html.map(|p| Reserved::new(p, "HTML report")).transpose()?,
             report_to_stdout,
             hlog: hlog_path
                 .as_deref()

@@ -36,8 +36,31 @@ pub(crate) fn run(args: RunArgs, stop: Stop, log_file: Option<LogFile>) -> anyho
     fleetbench_scenario::check_sharding(&prepared.scenario, shard.count)
         .map_err(|e| UsageError(e.to_string()))?;
     // Where the results go is settled before anything connects.
-    let outputs = Outputs::reserve(from_env.report.as_deref(), args.hlog.as_deref())?;
+    let outputs = Outputs::reserve(
+        from_env.report.as_deref(),
+        args.hlog.as_deref(),
+        args.html.as_deref(),
+    )?;
     let plan = Plan::build(&prepared.scenario, shard);
+    // The live metrics' port too: the endpoint serves the run's snapshots from the start.
+    let snapshots = watch::channel(Snapshot::default());
+    let live = match args.metrics_listen {
+        Some(addr) => {
+            let groups = prepared.scenario.groups.iter().map(|g| g.name.clone());
+            let live = crate::live_metrics::LiveMetrics::new(
+                snapshots.1.clone(),
+                &prepared.scenario.name,
+                format!("{}/{}", shard.index, shard.count),
+                groups.collect(),
+            );
+            let bound = crate::live_metrics::serve(addr, live.clone())?;
+            if !args.quiet {
+                eprintln!("live metrics at http://{bound}/metrics");
+            }
+            Some(live)
+        }
+        None => None,
+    };
     let clients = (plan.devices.len() + plan.observers.len()) as u64;
     let broker = BrokerPlan::of(&prepared);
     limits::ensure_open_files(clients, broker.descriptors_per_client(), broker.listeners())?;
@@ -65,11 +88,13 @@ pub(crate) fn run(args: RunArgs, stop: Stop, log_file: Option<LogFile>) -> anyho
         drive(
             &runtime,
             &args,
-            &prepared,
-            &plan,
+            (&prepared, &plan),
             &broker,
             &stop,
-            log_file.as_ref(),
+            Watchers {
+                log_file: log_file.as_ref(),
+                snapshots,
+            },
         )?
     };
     runtime.shutdown_timeout(Duration::from_secs(2));
@@ -87,7 +112,20 @@ pub(crate) fn run(args: RunArgs, stop: Stop, log_file: Option<LogFile>) -> anyho
         start,
     };
     let report = Report::from_run(&prepared.scenario, &plan, &fleet, &context);
-    finish(&report, &fleet, outputs, log_file.as_ref(), started_unix_s)
+    if let Some(live) = &live {
+        live.settle(&report.totals);
+    }
+    let outcome = finish(&report, &fleet, outputs, log_file.as_ref(), started_unix_s);
+    if let (Some(_), Some(linger)) = (&live, args.metrics_linger) {
+        std::thread::sleep(linger);
+    }
+    outcome
+}
+
+/// What watches a run besides the report: its log file and the channel of its snapshots.
+struct Watchers<'a> {
+    log_file: Option<&'a LogFile>,
+    snapshots: (watch::Sender<Snapshot>, watch::Receiver<Snapshot>),
 }
 
 /// The unit the regression gate states timing in: measured on this machine, now, while the
@@ -179,12 +217,15 @@ fn preflight(
 fn drive(
     runtime: &Runtime,
     args: &RunArgs,
-    prepared: &Prepared,
-    plan: &Plan,
+    (prepared, plan): (&Prepared, &Plan),
     broker: &RunningBroker,
     stop: &Stop,
-    log_file: Option<&LogFile>,
+    watchers: Watchers,
 ) -> anyhow::Result<RunOutcome> {
+    let Watchers {
+        log_file,
+        snapshots: (snap_tx, snap_rx),
+    } = watchers;
     let target = broker.target().clone();
     let scenario = &prepared.scenario;
     let timing = Timing {
@@ -195,7 +236,6 @@ fn drive(
     let mut fleet_options = FleetOptions::default();
     fleet_options.faults.receive_delay = args.fault_receive_delay_us.map(Duration::from_micros);
     fleet_options.restart_broker = broker.restarter(scenario);
-    let (snap_tx, snap_rx) = watch::channel(Snapshot::default());
     let meta = Meta {
         scenario: scenario.name.clone(),
         description: scenario.description.clone(),
@@ -284,6 +324,16 @@ fn finish(
                 }
             }
             Err(e) => failed.push(anyhow::Error::new(e).context("encoding the interval log")),
+        }
+    }
+    if let Some(out) = outputs.html {
+        match fleetbench_metrics::html::render(report, None) {
+            Ok(page) => {
+                if let Err(e) = out.write(page.as_bytes()) {
+                    failed.push(e);
+                }
+            }
+            Err(e) => failed.push(anyhow::Error::new(e).context("making the HTML report")),
         }
     }
     crate::say(summary::render(report));

@@ -94,6 +94,9 @@ pub struct Snapshot {
     /// When the connect ramp started on the run clock (None before it): faults and load
     /// phases count from it.
     pub ramp_at: Option<Duration>,
+    /// Latency since the start in fixed buckets (from intended, from send), for a live
+    /// metrics endpoint.
+    pub latency_buckets: [crate::buckets::Buckets; 2],
     /// Per load phase so far (empty without phases).
     pub phases: Vec<PhaseFigures>,
 }
@@ -169,6 +172,8 @@ pub struct Aggregator {
     totals: Totals,
     interval_intended: LatencyHistogram,
     interval_send: LatencyHistogram,
+    /// Latency since the start in a Prometheus histogram's buckets.
+    latency_buckets: [crate::buckets::Buckets; 2],
     interval_ack: LatencyHistogram,
     interval_connect: LatencyHistogram,
     /// Every tick's four distributions, for the run's HdrHistogram interval log.
@@ -236,6 +241,7 @@ impl Aggregator {
             totals: Totals::default(),
             interval_intended: LatencyHistogram::new(),
             interval_send: LatencyHistogram::new(),
+            latency_buckets: Default::default(),
             interval_ack: LatencyHistogram::new(),
             interval_connect: LatencyHistogram::new(),
             log: IntervalLog::new(),
@@ -358,6 +364,8 @@ impl Aggregator {
         }
         self.totals.from_intended.add(&self.interval_intended);
         self.totals.from_send.add(&self.interval_send);
+        self.latency_buckets[0].add(&self.interval_intended);
+        self.latency_buckets[1].add(&self.interval_send);
         self.totals.ack.add(&self.interval_ack);
         self.totals.connect.add(&self.interval_connect);
         self.log_interval(elapsed);
@@ -371,6 +379,7 @@ impl Aggregator {
             connects: self.interval_connect.count(),
             connection_errors: errors_by.iter().sum(),
             connection_errors_by: errors_by,
+            sent: self.sent_total,
             delivered: self.delivered,
         });
         self.totals.cpu = self.cpu.average();
@@ -462,6 +471,7 @@ impl Aggregator {
             cpu: self.cpu.sample_smoothed(),
             load_phase: None,
             ramp_at: None,
+            latency_buckets: self.latency_buckets,
             phases: (self.totals.phases.iter())
                 .map(|p| PhaseFigures {
                     sent: p.sent,

@@ -21,13 +21,19 @@ const RATE_WINDOW: Duration = Duration::from_secs(1);
 /// How close to the steady rate counts as recovered.
 const RATE_TOLERANCE: f64 = 0.05;
 
-/// One row per fault of `scenario`, in the order they started.
-pub fn costs(scenario: &Scenario, run: &RunOutcome) -> Vec<FaultReport> {
+/// One row per fault of `scenario`, in the order they started; `intervals` are the run's
+/// interval log's.
+pub fn costs(
+    scenario: &Scenario,
+    run: &RunOutcome,
+    intervals: &[LoggedInterval],
+) -> Vec<FaultReport> {
     if scenario.faults.is_empty() {
-        // Reading the interval log back is for the faults alone.
         return Vec::new();
     }
-    let intended = intended_intervals(run);
+    let intended: Vec<&LoggedInterval> = (intervals.iter())
+        .filter(|i| i.metric == Some(Distribution::FromIntended))
+        .collect();
     let grid = FaultGrid::of(&scenario.faults, scenario.duration);
     let mut restarts = run.restarts.iter();
     let mut network = run.network.iter();
@@ -91,27 +97,9 @@ pub fn costs(scenario: &Scenario, run: &RunOutcome) -> Vec<FaultReport> {
 /// Latency after a fault is taken over as long as its window, and at least this long.
 const AFTER_WINDOW: Duration = Duration::from_secs(5);
 
-/// The run's latency-from-intended intervals (read back from its interval log; none when the
-/// scenario has no faults or the log does not read).
-fn intended_intervals(run: &RunOutcome) -> Vec<LoggedInterval> {
-    let mut bytes = Vec::new();
-    if run
-        .interval_log
-        .write_to(&mut bytes, std::time::UNIX_EPOCH, "faults")
-        .is_err()
-    {
-        return Vec::new();
-    }
-    crate::hlog::read(&bytes)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|i| i.metric == Some(Distribution::FromIntended))
-        .collect()
-}
-
 /// p99 of the deliveries recorded in the ticks that overlap `[from, to)` (from the ramp start).
 fn p99_between(
-    intervals: &[LoggedInterval],
+    intervals: &[&LoggedInterval],
     ramp_offset: Duration,
     from: Duration,
     to: Duration,
@@ -371,6 +359,7 @@ mod tests {
             connects,
             connection_errors: errors,
             connection_errors_by: [0, errors, 0, 0, 0, 0, 0],
+            sent: delivered,
             delivered,
         }
     }
@@ -420,7 +409,7 @@ mod tests {
                 down: Some(Duration::from_millis(100 + 10 * i)),
             })
             .collect();
-        let r = &costs(&s, &run)[0];
+        let r = &costs(&s, &run, &[])[0];
         assert_eq!(
             (r.cuts, r.connected_before, r.lowest_connected),
             (50, 100, 50)
@@ -437,7 +426,7 @@ mod tests {
         assert!(r.delivery_recovery_s.is_some_and(|t| t >= 1.0), "{r:?}");
         // One device that never came back: never recovered.
         run.cut_downs[7].down = None;
-        assert_eq!(costs(&s, &run)[0].recovery_s, None);
+        assert_eq!(costs(&s, &run, &[])[0].recovery_s, None);
     }
 
     #[test]
@@ -449,7 +438,7 @@ mod tests {
             took: Duration::from_millis(300),
             result: Err("the port was taken".into()),
         }];
-        let r = &costs(&s, &run)[0];
+        let r = &costs(&s, &run, &[])[0];
         assert_eq!((r.connected_before, r.lowest_connected), (100, 0));
         assert_eq!(r.recovery_s, Some(1.0));
         assert_eq!(r.failed.as_deref(), Some("the port was taken"));
@@ -475,7 +464,7 @@ mod tests {
             took: Duration::from_secs(2),
             result: Ok("restarted".into()),
         }];
-        let r = &costs(&s, &run)[0];
+        let r = &costs(&s, &run, &[])[0];
         assert!(
             r.recovery_s.is_some_and(|t| (2.0..2.6).contains(&t)),
             "{r:?}"

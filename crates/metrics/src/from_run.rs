@@ -23,6 +23,7 @@ impl Report {
         run: &RunOutcome,
         ctx: &RunContext,
     ) -> Report {
+        let intervals = run.interval_log.latency_intervals();
         let mut report = Report {
             schema_version: SCHEMA_VERSION,
             scenario: serde_json::to_value(scenario).unwrap_or(serde_json::Value::Null),
@@ -62,7 +63,8 @@ impl Report {
             subscriptions_not_granted: subscriptions_not_granted(plan, run),
             qos_mismatches: qos_mismatches(run),
             shards: Vec::new(),
-            faults: crate::fault_cost::costs(scenario, run),
+            faults: crate::fault_cost::costs(scenario, run, &intervals),
+            series: crate::series::Series::build(&run.timeline, &intervals, run.ramp_offset),
         };
         let t = &run.totals;
         match Histograms::encode(&t.from_intended, &t.from_send, &t.ack, &t.connect) {

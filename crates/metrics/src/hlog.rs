@@ -143,6 +143,30 @@ impl IntervalLog {
     }
 }
 
+impl IntervalLog {
+    /// The latency intervals (from intended and from send) read back, in order; none when the
+    /// log does not read (its errors are the report's, from writing it).
+    pub fn latency_intervals(&self) -> Vec<LoggedInterval> {
+        let mut bytes = Vec::new();
+        if self
+            .write_to(&mut bytes, std::time::UNIX_EPOCH, "read back")
+            .is_err()
+        {
+            return Vec::new();
+        }
+        read(&bytes)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|i| {
+                matches!(
+                    i.metric,
+                    Some(Distribution::FromIntended | Distribution::FromSend)
+                )
+            })
+            .collect()
+    }
+}
+
 /// One interval read back from a log.
 #[derive(Debug, Clone)]
 pub struct LoggedInterval {

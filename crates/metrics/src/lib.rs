@@ -6,6 +6,7 @@
 
 pub mod aggregate;
 pub mod behaviour;
+pub mod buckets;
 pub mod compare;
 pub mod cpu;
 pub mod env;
@@ -18,11 +19,13 @@ mod flush;
 mod from_run;
 pub mod hist;
 pub mod hlog;
+pub mod html;
 pub mod ledger;
 pub mod merge;
 pub mod metric;
 pub mod outcome;
 pub mod report;
+pub mod series;
 pub mod shards;
 pub mod summary;
 pub mod timeline;

@@ -82,6 +82,11 @@ pub fn merge(reports: &[Report], kind: MergeKind) -> Result<Report, MergeError> 
         reports: reports.len() as u32,
     });
     out.faults = crate::fault_cost::merge(reports, concurrent);
+    // Shards ran side by side and add up; repeats ran one after the other: the first stands.
+    if concurrent {
+        let all: Vec<&crate::series::Series> = reports.iter().map(|r| &r.series).collect();
+        out.series = crate::series::Series::merge_concurrent(&all);
+    }
     // Repeats of sharded runs keep every repeat's shards: any hole in any of them counts.
     out.shards = match split {
         Some(n) => crate::shards::rows(reports, n),

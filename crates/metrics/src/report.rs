@@ -75,6 +75,12 @@ pub struct Report {
     /// single run's report and from merged repeats).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardRow>,
+    /// The run over time (counts and latency percentiles per point, downsampled; what the HTML
+    /// report draws). Absent from reports of older versions. A merge of shards adds the
+    /// shards' counts point by point and keeps the worst shard's percentiles; a merge of
+    /// repeats keeps the first repeat's.
+    #[serde(default, skip_serializing_if = "crate::series::Series::is_empty")]
+    pub series: crate::series::Series,
     /// What each of the scenario's faults cost, in the order they started (absent without
     /// faults).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -34,7 +34,8 @@ pub struct Point {
     pub connection_errors: u64,
     /// The same by kind, in the order of [`CONNECTION_ERRORS`].
     pub connection_errors_by: [u64; CONNECTION_ERRORS.len()],
-    /// Deliveries so far.
+    /// Messages sent and deliveries (first arrivals) so far.
+    pub sent: u64,
     pub delivered: u64,
 }
 
