@@ -5,11 +5,13 @@
 //! lives on accepting sockets and serving no one.
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use fleetbench_broker::{BrokerError, EmbeddedBroker, EmbeddedConfig};
 
+use crate::broker_metrics::BrokerMetrics;
 use crate::child_broker::{WatchEvent, EVENT_PREFIX};
 use crate::running_broker::watch_report;
 use crate::stop::Stop;
@@ -51,9 +53,19 @@ pub(crate) fn broker(args: BrokerArgs, stop: Stop) -> anyhow::Result<Outcome> {
         "fleetbench broker listening on {} (Ctrl-C to stop)",
         broker.endpoints().describe()
     );
+    let metrics = match args.metrics_listen {
+        Some(addr) => {
+            let ports = (0..args.listen.len()).map(|i| broker.endpoints().port_for(i));
+            let m = Arc::new(BrokerMetrics::new(ports.collect()));
+            let bound = crate::live_metrics::serve(addr, m.clone())?;
+            eprintln!("broker metrics at http://{bound}/metrics");
+            Some(m)
+        }
+        None => None,
+    };
     let mut out = std::io::stdout();
     let _ = writeln!(out, "{banner}").and_then(|()| out.flush());
-    let result = serve(&broker, &stop);
+    let result = serve(&broker, &stop, metrics.as_deref());
     broker.stop();
     result?;
     let _ = writeln!(std::io::stdout(), "fleetbench broker stopped");
@@ -77,11 +89,18 @@ fn password(var: &str) -> anyhow::Result<String> {
 }
 
 /// Until stopped: report what the broker's watch sees, and end when a listener is lost.
-fn serve(broker: &EmbeddedBroker, stop: &Stop) -> anyhow::Result<()> {
+fn serve(
+    broker: &EmbeddedBroker,
+    stop: &Stop,
+    metrics: Option<&BrokerMetrics>,
+) -> anyhow::Result<()> {
     let (mut panics, mut restarts) = (0, 0);
     while !stop.is_stopped() {
         std::thread::sleep(Duration::from_millis(200));
         let health = watch_report(&broker.health());
+        if let Some(m) = metrics {
+            m.update(health.clone());
+        }
         let mut news: Vec<WatchEvent> = health.restarts[restarts..]
             .iter()
             .map(|r| WatchEvent {

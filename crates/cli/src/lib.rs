@@ -4,6 +4,7 @@
 //! 130 interrupted (the partial report is still written).
 
 mod broker_cmd;
+mod broker_metrics;
 mod check;
 mod child_broker;
 mod compare_cmd;
@@ -308,6 +309,11 @@ pub struct BrokerArgs {
     /// listener).
     #[arg(long)]
     pub mqtt5: bool,
+    /// Serve the broker's figures for Prometheus at http://ADDR/metrics (OpenMetrics text):
+    /// connections per listener, rumqttd's panics and restarted listeners, the process's CPU
+    /// and memory. ADDR is host:port, or a port alone on 127.0.0.1.
+    #[arg(long, value_name = "ADDR", value_parser = live_metrics::parse_listen)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {

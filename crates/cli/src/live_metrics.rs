@@ -270,7 +270,7 @@ pub(crate) fn parse_linger(text: &str) -> Result<std::time::Duration, String> {
 /// Listen on `addr` now (a taken port is the user's to fix, before anything connects) and
 /// serve `metrics` from a thread of its own until the process ends: the endpoint outlives the
 /// run's runtime, so that the final figures can be scraped.
-pub(crate) fn serve(addr: SocketAddr, metrics: Arc<LiveMetrics>) -> anyhow::Result<SocketAddr> {
+pub(crate) fn serve(addr: SocketAddr, metrics: impl Collector) -> anyhow::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind(addr)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| UsageError(format!("--metrics-listen {addr}: {e}")))?;

@@ -192,3 +192,46 @@ fn a_taken_metrics_port_is_refused_before_anything_connects() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("--metrics-listen {addr}")), "{err}");
 }
+
+#[test]
+fn the_standalone_broker_serves_its_connections_and_process_figures() {
+    let (mqtt, metrics) = (free_port(), free_port());
+    let mut broker = Command::new(common::cli::BIN)
+        .args(["broker", "--allow-anonymous", "--listen"])
+        .arg(format!("127.0.0.1:{mqtt}"))
+        .arg("--metrics-listen")
+        .arg(format!("127.0.0.1:{metrics}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("broker");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = scenario(dir.path(), "4s", 20, 2.0, &common::cli::external(mqtt));
+    let run = start_run(&file, &dir.path().join("r.json"), &[]);
+    // While the run is connected: its 20 devices and its observer on the broker's port.
+    let start = Instant::now();
+    let (mut most, mut last) = (0.0f64, Vec::new());
+    while start.elapsed() < Duration::from_secs(30) && most < 21.0 {
+        if let Some(body) = scrape(metrics) {
+            last = parse(&body);
+            let port = mqtt.to_string();
+            most = most.max(sum(
+                &last,
+                "fleetbench_broker_connections",
+                &[("port", &port)],
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(sum(&last, "process_resident_memory_bytes", &[]) > 1e6);
+    assert!(
+        sum(&last, "process_cpu_seconds_total", &[]) > 0.0,
+        "it served 21 connections"
+    );
+    assert_eq!(sum(&last, "fleetbench_broker_panics_total", &[]), 0.0);
+    let (out, _) = finish(run, Duration::from_secs(60));
+    let _ = broker.kill();
+    let _ = broker.wait();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(most, 21.0, "devices and the observer on the broker's port");
+}
