@@ -127,20 +127,13 @@
       { label: "deliver/s", color: GOOD, now: rates(s, "delivered"), base: bs && rates(bs, "delivered") },
     ]);
     chart("Devices connected", [{ label: "connected", color: NOW, now: s.devices_connected, base: bs && bs.devices_connected }]);
-    var fi = s.from_intended, bfi = bs && bs.from_intended;
-    chart("Latency from intended (log)", [
-      { label: "p50", color: GOOD, now: nz(fi.p50_us), base: bfi && nz(bfi.p50_us) },
-      { label: "p99", color: WARN, now: nz(fi.p99_us), base: bfi && nz(bfi.p99_us) },
-      { label: "p99.9", color: BAD, now: nz(fi.p999_us), base: bfi && nz(bfi.p999_us) },
-      { label: "max", color: "#6b3fb0", now: nz(fi.max_us), base: bfi && nz(bfi.max_us) },
-    ], { log: true, us: true });
-    var fs = s.from_send, bfs = bs && bs.from_send;
-    chart("Latency from send (log)", [
-      { label: "p50", color: GOOD, now: nz(fs.p50_us), base: bfs && nz(bfs.p50_us) },
-      { label: "p99", color: WARN, now: nz(fs.p99_us), base: bfs && nz(bfs.p99_us) },
-      { label: "p99.9", color: BAD, now: nz(fs.p999_us), base: bfs && nz(bfs.p999_us) },
-      { label: "max", color: "#6b3fb0", now: nz(fs.max_us), base: bfs && nz(bfs.max_us) },
-    ], { log: true, us: true });
+    // p50, p99, p99.9 and max of one latency, now and in the baseline.
+    [["from_intended", "Latency from intended (log)"], ["from_send", "Latency from send (log)"]].forEach(function (k) {
+      var now = s[k[0]], old = bs && bs[k[0]];
+      chart(k[1], [["p50", "p50_us", GOOD], ["p99", "p99_us", WARN], ["p99.9", "p999_us", BAD], ["max", "max_us", "#6b3fb0"]].map(function (p) {
+        return { label: p[0], color: p[2], now: nz(now[p[1]]), base: old && nz(old[p[1]]) };
+      }), { log: true, us: true });
+    });
   } else {
     grid.appendChild(el("p", {}, ["This report has no time series (a report of an older fleetbench)."]));
   }
