@@ -89,9 +89,9 @@ fn at<'a>(report: &'a Value, path: &str) -> &'a Value {
     v
 }
 
-/// Check the page of `report_path` at `page`: rendered, silent, loading nothing, and its
-/// figures equal to the report's; returns how many figures were checked.
-fn check_page(page: &Path, report: &Value) -> usize {
+/// Check the page at `page`: rendered, silent, loading nothing, and its figures equal to
+/// `report`'s; returns the paths of the figures checked.
+fn check_page(page: &Path, report: &Value) -> Vec<String> {
     let html = std::fs::read_to_string(page).expect("page");
     for remote in ["src=\"http", "href=\"http", "url(http", "@import"] {
         assert!(!html.contains(remote), "the page refers to {remote}…");
@@ -114,7 +114,12 @@ fn check_page(page: &Path, report: &Value) -> usize {
     for (path, shown) in &figures {
         let want = at(report, path);
         let same = match want {
-            Value::Number(n) => shown.parse::<f64>().ok() == n.as_f64(),
+            // Counts exactly; a float as far as its printing (JSON readers may round the
+            // last bit differently).
+            Value::Number(n) => match (shown.parse::<f64>(), n.as_f64()) {
+                (Ok(a), Some(b)) => a == b || (a - b).abs() <= b.abs() * 1e-12,
+                _ => false,
+            },
             Value::String(s) => shown == s,
             other => shown == &other.to_string(),
         };
@@ -123,7 +128,7 @@ fn check_page(page: &Path, report: &Value) -> usize {
             "{path}: the page shows {shown}, the report has {want}"
         );
     }
-    figures.len()
+    figures.into_iter().map(|(path, _)| path).collect()
 }
 
 #[test]
@@ -142,7 +147,19 @@ fn the_html_report_of_a_run_shows_the_reports_figures_and_loads_nothing() {
     let t = report["series"]["t_s"].as_array().expect("series");
     assert!(t.len() >= 10, "{t:?}");
     let checked = check_page(&page, &report);
-    assert!(checked >= 20, "only {checked} figures on the page");
+    assert!(checked.len() >= 20, "only {checked:?} on the page");
+    for part in [
+        "totals.",
+        "expectations.",
+        "latency.",
+        "groups.0.",
+        "faults.0.",
+    ] {
+        assert!(
+            checked.iter().any(|p| p.starts_with(part)),
+            "no {part} figure: {checked:?}"
+        );
+    }
 
     // The same report against itself as a baseline, through `report html`.
     let both = dir.path().join("both.html");

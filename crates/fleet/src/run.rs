@@ -404,6 +404,13 @@ fn outcome(
         settled,
         plan.fault_grid.points.len(),
     );
+    let group_of: Vec<usize> = plan.devices.iter().map(|d| d.group).collect();
+    let by_group = fleetbench_metrics::groups::account_by_group(
+        ledgers.iter().map(|(l, _)| l),
+        (&tally.sent, settled),
+        &group_of,
+        group_of.iter().max().map_or(0, |g| g + 1),
+    );
     let mut duplicates_by_slot = vec![0; plan.fault_grid.points.len()];
     for r in &results {
         for (sum, n) in duplicates_by_slot.iter_mut().zip(&r.duplicates_by_slot) {
@@ -445,6 +452,7 @@ fn outcome(
         ramp_offset,
         lost_by_slot,
         duplicates_by_slot,
+        by_group,
         restarts: tally.restarts,
         cut_downs: aggregator.take_cut_downs(),
         network: ctx.proxy.as_ref().map_or_else(Vec::new, |p| {

@@ -85,6 +85,7 @@ pub(crate) fn report(p50: u64, p99: u64, lost: u64, deliver_per_s: f64) -> Repor
         shards: Vec::new(),
         faults: Vec::new(),
         series: Default::default(),
+        groups: Vec::new(),
     };
     r.samples = vec![r.own_sample()];
     r

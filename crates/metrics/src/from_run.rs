@@ -65,6 +65,7 @@ impl Report {
             shards: Vec::new(),
             faults: crate::fault_cost::costs(scenario, run, &intervals),
             series: crate::series::Series::build(&run.timeline, &intervals, run.ramp_offset),
+            groups: group_reports(scenario, plan, run),
         };
         let t = &run.totals;
         match Histograms::encode(&t.from_intended, &t.from_send, &t.ack, &t.connect) {
@@ -234,6 +235,32 @@ fn phase_reports(
                 deliver_per_s: t.delivered as f64 / secs,
                 from_intended: t.from_intended.summary(),
                 histogram,
+            }
+        })
+        .collect()
+}
+
+/// Each group's devices, what they sent and what became of it.
+fn group_reports(
+    scenario: &Scenario,
+    plan: &Plan,
+    run: &RunOutcome,
+) -> Vec<crate::groups::GroupReport> {
+    (scenario.groups.iter().enumerate())
+        .map(|(gi, g)| {
+            let mine = || {
+                plan.devices
+                    .iter()
+                    .enumerate()
+                    .filter(move |(_, d)| d.group == gi)
+            };
+            crate::groups::GroupReport {
+                name: g.name.clone(),
+                devices: mine().count() as u64,
+                sent: mine()
+                    .map(|(p, _)| run.sent_per_device.get(p).copied().unwrap_or(0))
+                    .sum(),
+                outcome: run.by_group.get(gi).copied().unwrap_or_default(),
             }
         })
         .collect()

@@ -17,6 +17,7 @@ pub mod finding;
 mod fixture;
 mod flush;
 mod from_run;
+pub mod groups;
 pub mod hist;
 pub mod hlog;
 pub mod html;

@@ -82,6 +82,7 @@ pub fn merge(reports: &[Report], kind: MergeKind) -> Result<Report, MergeError> 
         reports: reports.len() as u32,
     });
     out.faults = crate::fault_cost::merge(reports, concurrent);
+    out.groups = crate::groups::merge(reports);
     // Shards ran side by side and add up; repeats ran one after the other: the first stands.
     if concurrent {
         let all: Vec<&crate::series::Series> = reports.iter().map(|r| &r.series).collect();

@@ -57,6 +57,8 @@ pub struct RunOutcome {
     /// without faults): each fault's are added up from them.
     pub lost_by_slot: Vec<u64>,
     pub duplicates_by_slot: Vec<u64>,
+    /// The accounting per device group, in the scenario's order.
+    pub by_group: Vec<crate::ledger::StreamOutcome>,
     /// When the connect ramp started on the run clock (the interval log counts from the
     /// clock's start, faults from the ramp's).
     pub ramp_offset: Duration,
@@ -108,6 +110,7 @@ impl RunOutcome {
             network: Vec::new(),
             lost_by_slot: Vec::new(),
             duplicates_by_slot: Vec::new(),
+            by_group: Vec::new(),
             ramp_offset: Duration::ZERO,
         }
     }

@@ -81,6 +81,10 @@ pub struct Report {
     /// repeats keeps the first repeat's.
     #[serde(default, skip_serializing_if = "crate::series::Series::is_empty")]
     pub series: crate::series::Series,
+    /// The accounting per device group, in the scenario's order (absent from reports of older
+    /// versions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<crate::groups::GroupReport>,
     /// What each of the scenario's faults cost, in the order they started (absent without
     /// faults).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -186,10 +186,17 @@
       us(l.p90_us), fig("latency." + k + ".p99_us", l.p99_us, us(l.p99_us)), us(l.p999_us), fig("latency." + k + ".max_us", l.max_us, us(l.max_us))];
   }))]);
 
-  // Groups and load phases.
-  var groups = (r.scenario.groups || []);
-  if (groups.length) {
-    section("Device groups (as the scenario declares them)", [table(["group", "devices", "rate/s", "QoS", "topic"], groups.map(function (g) {
+  // Groups (as measured; as declared for a report without them) and load phases.
+  var declared = r.scenario.groups || [];
+  if ((r.groups || []).length) {
+    section("Device groups", [table(["group", "devices", "rate/s", "QoS", "sent", "delivered", "lost", "in flight", "duplicates"], r.groups.map(function (g, i) {
+      var d = declared[i] || {};
+      return [g.name, count(g.devices), d.rate === undefined ? "-" : String(d.rate), d.qos === undefined ? "-" : String(d.qos),
+        fig("groups." + i + ".sent", g.sent), fig("groups." + i + ".delivered", g.delivered), fig("groups." + i + ".lost", g.lost),
+        count(g.in_flight), count(g.duplicates)];
+    }))]);
+  } else if (declared.length) {
+    section("Device groups (as the scenario declares them)", [table(["group", "devices", "rate/s", "QoS", "topic"], declared.map(function (g) {
       return [g.name, count(g.count), String(g.rate), String(g.qos), g.topic];
     }))]);
   }
