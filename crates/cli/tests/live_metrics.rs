@@ -203,7 +203,7 @@ fn a_taken_metrics_port_is_refused_before_anything_connects() {
 #[test]
 fn the_standalone_broker_serves_its_connections_and_process_figures() {
     let (mqtt, metrics) = (free_port(), free_port());
-    let mut broker = Command::new(common::cli::BIN)
+    let broker = Command::new(common::cli::BIN)
         .args(["broker", "--allow-anonymous", "--listen"])
         .arg(format!("127.0.0.1:{mqtt}"))
         .arg("--metrics-listen")
@@ -212,6 +212,8 @@ fn the_standalone_broker_serves_its_connections_and_process_figures() {
         .stderr(Stdio::null())
         .spawn()
         .expect("broker");
+    // Ended by its PID however the test ends.
+    let _broker = Ended(broker);
     let dir = tempfile::tempdir().expect("tempdir");
     let extra = format!("{}{EXPECT}", common::cli::external(mqtt));
     let file = scenario(dir.path(), "4s", 20, 2.0, &extra);
@@ -240,8 +242,16 @@ fn the_standalone_broker_serves_its_connections_and_process_figures() {
     );
     assert_eq!(sum(&last, "fleetbench_broker_panics_total", &[]), 0.0);
     let (out, _) = finish(run, Duration::from_secs(60));
-    let _ = broker.kill();
-    let _ = broker.wait();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(most, 21.0, "devices and the observer on the broker's port");
+}
+
+/// A child process this test started, ended when dropped.
+struct Ended(std::process::Child);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
