@@ -340,7 +340,7 @@ impl<'a> Device<'a> {
     }
 
     /// What the device did, as it leaves.
-    fn result(&self, skipped: u64, down_at_end: bool, dropped: bool) -> DeviceResult {
+    fn result(&mut self, skipped: u64, down_at_end: bool, dropped: bool) -> DeviceResult {
         let wants_alias = self.spec.mqtt5.as_ref().is_some_and(|m| m.topic_alias);
         DeviceResult {
             sent: self.seq,
@@ -357,7 +357,7 @@ impl<'a> Device<'a> {
             alias_refused: wants_alias && self.connected_at.is_some() && self.alias_max == 0,
             skipped,
             down_at_end,
-            marks: self.marks.clone(),
+            marks: std::mem::take(&mut self.marks),
             cuts_made: self.cuts_made,
         }
     }

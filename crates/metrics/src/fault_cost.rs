@@ -11,8 +11,73 @@ use fleetbench_scenario::{Fault, FaultGrid, FaultKind, Scenario};
 use crate::hist::LatencyHistogram;
 use crate::hlog::{Distribution, LoggedInterval};
 use crate::outcome::{RestartEvent, RunOutcome};
-use crate::report::FaultReport;
 use crate::timeline::{CutDown, Point, CONNECTION_ERRORS};
+use serde::{Deserialize, Serialize};
+
+/// What one fault cost. Times are seconds from the fault's start unless named otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct FaultReport {
+    /// What and when, in words ("disconnect of sensor at 20s").
+    pub fault: String,
+    /// "disconnect", "churn", "broker_restart", "network" or "slow_consumer".
+    pub kind: String,
+    /// When it started, from the start of the connect ramp, and how long it was meant to last.
+    pub at_s: f64,
+    pub for_s: f64,
+    /// Connections it cut: the devices a disconnect dropped, the drops of a churn, every
+    /// device for a broker restart.
+    pub cuts: u64,
+    /// Devices connected just before it, and the fewest while it lasted and recovered.
+    pub connected_before: u64,
+    pub lowest_connected: u64,
+    /// Until as many devices were connected as before, after the fault's window; null when
+    /// they never were.
+    pub recovery_s: Option<f64>,
+    /// The most connections completed per second from its start to its recovery.
+    pub peak_reconnects_per_s: f64,
+    /// Connection errors (refused, reset, timed out, ...) from its start to its recovery.
+    pub connection_errors: u64,
+    /// The same by kind ("connect refused", "io", "timeout", ...), the kinds that occurred.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub connection_errors_by: BTreeMap<String, u64>,
+    /// Until the delivery rate was back within 5% of its level in the 5 s before the fault,
+    /// after the fault's window; null when it never was (or there was no steady level).
+    pub delivery_recovery_s: Option<f64>,
+    /// p99 latency from intended of the deliveries made during the fault (its window, or until
+    /// its devices were back if that was later), and in as long again after it (at least 5 s,
+    /// within the run, and ending a second before the next fault); null when none were made.
+    #[serde(default)]
+    pub p99_during_us: Option<u64>,
+    #[serde(default)]
+    pub p99_after_us: Option<u64>,
+    /// Messages lost and duplicated that were due during the fault (from a second before its
+    /// start, for those still on the wire when it struck, until the end of the span
+    /// `p99_during_us` covers) and after it (the span of `p99_after_us`), in whole seconds of
+    /// due time, and no more than a minute past its window. The report's totals hold every
+    /// message; these place the ones due around the fault. A duplicate that reached two
+    /// members of a shared subscription is in the totals only.
+    #[serde(default)]
+    pub lost_during: u64,
+    #[serde(default)]
+    pub lost_after: u64,
+    #[serde(default)]
+    pub duplicates_during: u64,
+    #[serde(default)]
+    pub duplicates_after: u64,
+    /// A network fault: the devices' QoS 0 publishes the proxy dropped (each one lost: the
+    /// report's `lost` includes them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<u64>,
+    /// A broker restart: what happened and how long it took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_s: Option<f64>,
+    /// A broker restart that failed: why. The fault did not happen as the scenario says, and
+    /// the verdict fails (`faults_failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+}
 
 /// The steady delivery rate is taken over this long before a fault.
 const STEADY_WINDOW: Duration = Duration::from_secs(5);

@@ -28,6 +28,7 @@ pub mod outcome;
 pub mod report;
 pub mod series;
 pub mod shards;
+pub mod snapshot;
 pub mod summary;
 pub mod timeline;
 

@@ -86,35 +86,40 @@ impl Series {
         let Some(first) = all.first() else {
             return Series::default();
         };
+        // Reports come from files: a short column reads as zeros, never out of bounds.
         let n = all.iter().map(|s| s.t_s.len()).min().unwrap_or(0);
-        let sum64 = |f: &dyn Fn(&Series) -> &Vec<u64>| -> Vec<u64> {
-            (0..n).map(|i| all.iter().map(|s| f(s)[i]).sum()).collect()
+        let at = |v: &[u64], i: usize| v.get(i).copied().unwrap_or(0);
+        let each = |f: &dyn Fn(&Series) -> &Vec<u64>, add: bool| -> Vec<u64> {
+            (0..n)
+                .map(|i| {
+                    let values = all.iter().map(|s| at(f(s), i));
+                    if add {
+                        values.sum()
+                    } else {
+                        values.max().unwrap_or(0)
+                    }
+                })
+                .collect()
         };
         let worst = |f: &dyn Fn(&Series) -> &PercentileSeries| PercentileSeries {
-            count: (0..n)
-                .map(|i| all.iter().map(|s| f(s).count[i]).sum())
-                .collect(),
-            p50_us: (0..n)
-                .map(|i| all.iter().map(|s| f(s).p50_us[i]).max().unwrap_or(0))
-                .collect(),
-            p99_us: (0..n)
-                .map(|i| all.iter().map(|s| f(s).p99_us[i]).max().unwrap_or(0))
-                .collect(),
-            p999_us: (0..n)
-                .map(|i| all.iter().map(|s| f(s).p999_us[i]).max().unwrap_or(0))
-                .collect(),
-            max_us: (0..n)
-                .map(|i| all.iter().map(|s| f(s).max_us[i]).max().unwrap_or(0))
-                .collect(),
+            count: each(&|s| &f(s).count, true),
+            p50_us: each(&|s| &f(s).p50_us, false),
+            p99_us: each(&|s| &f(s).p99_us, false),
+            p999_us: each(&|s| &f(s).p999_us, false),
+            max_us: each(&|s| &f(s).max_us, false),
         };
         Series {
             t_s: first.t_s[..n].to_vec(),
-            sent: sum64(&|s| &s.sent),
-            delivered: sum64(&|s| &s.delivered),
+            sent: each(&|s| &s.sent, true),
+            delivered: each(&|s| &s.delivered, true),
             devices_connected: (0..n)
-                .map(|i| all.iter().map(|s| s.devices_connected[i]).sum())
+                .map(|i| {
+                    (all.iter())
+                        .map(|s| s.devices_connected.get(i).copied().unwrap_or(0))
+                        .sum()
+                })
                 .collect(),
-            connection_errors: sum64(&|s| &s.connection_errors),
+            connection_errors: each(&|s| &s.connection_errors, true),
             from_intended: worst(&|s| &s.from_intended),
             from_send: worst(&|s| &s.from_send),
         }
@@ -213,5 +218,15 @@ mod tests {
         assert_eq!(s.from_intended.count.iter().sum::<u64>(), n as u64);
         // The device that dropped for one tick still shows.
         assert_eq!(s.devices_connected.iter().min(), Some(&0));
+    }
+
+    #[test]
+    fn shards_add_up_and_a_short_column_from_a_file_does_not_panic() {
+        let a = Series::build(&[point(250, 10, 5), point(500, 10, 9)], &[], Duration::ZERO);
+        let mut b = a.clone();
+        b.sent.pop();
+        let m = Series::merge_concurrent(&[&a, &b]);
+        assert_eq!(m.sent, vec![10, 9]);
+        assert_eq!(m.devices_connected, vec![20, 20]);
     }
 }
