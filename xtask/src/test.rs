@@ -108,29 +108,38 @@ fn ensure_debian_packages() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Run the whole suite, echo cargo's output, and close with one total line over every test
-/// binary (cargo's own last line speaks only of the last binary).
+/// Run the whole suite, every test binary even when one fails (`--no-fail-fast`), echo cargo's
+/// output, and close with one total line over every test binary (cargo's own last line speaks
+/// only of the last binary).
 pub(crate) fn test() -> anyhow::Result<()> {
     ensure_python_packages()?;
     ensure_debian_packages()?;
     let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut child = Command::new(&cargo_bin)
-        .args(["test", "--workspace", "--all-targets"])
+        .args(["test", "--workspace", "--all-targets", "--no-fail-fast"])
         .current_dir(root())
         .stdout(Stdio::piped())
         .spawn()
         .context("running cargo test")?;
     let stdout = child.stdout.take().context("cargo test's output")?;
     let (mut passed, mut failed) = (0u64, 0u64);
+    let mut failures = Vec::new();
     for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
         let line = line.context("reading cargo test's output")?;
         println!("{line}");
         if let Some(rest) = line.strip_prefix("test result: ") {
             passed += count_before(rest, "passed");
             failed += count_before(rest, "failed");
+        } else if let Some(name) =
+            (line.strip_prefix("test ")).and_then(|l| l.strip_suffix(" ... FAILED"))
+        {
+            failures.push(name.to_string());
         }
     }
     let status = child.wait().context("waiting for cargo test")?;
+    for name in &failures {
+        println!("failed: {name}");
+    }
     println!("tests: {passed} passed, {failed} failed");
     if !status.success() {
         bail!("cargo test failed ({status})");

@@ -62,6 +62,9 @@ pub(crate) struct RunCtx {
     pub commands_done: watch::Receiver<bool>,
     /// The grid around the faults that devices mark their sequence numbers on.
     pub fault_grid: fleetbench_scenario::FaultGrid,
+    /// Cancelled when the drain is over: devices stay connected until then, so that the end of
+    /// the run measures the broker, not the fleet leaving all at once.
+    pub drained: CancellationToken,
 }
 
 /// The publish window of a run, from the ramp start.
@@ -126,6 +129,7 @@ impl RunCtx {
                 .collect(),
             commands_done,
             fault_grid: plan.fault_grid.clone(),
+            drained: CancellationToken::new(),
         };
         let controls = Controls {
             cutoff: cutoff_tx,

@@ -48,13 +48,22 @@ pub(crate) struct DeviceResult {
     pub cuts_made: u32,
 }
 
-/// The device at `pos` of the plan, from its connect time until it leaves.
-pub(crate) async fn run_device(pos: u32, ctx: Arc<RunCtx>) -> DeviceResult {
+/// The device at `pos` of the plan, from its connect time until it leaves: what it did goes
+/// to `done` when its publishing is over, and it leaves when the run's drain is (or at once,
+/// when the run was stopped).
+pub(crate) async fn run_device(
+    pos: u32,
+    ctx: Arc<RunCtx>,
+    done: tokio::sync::oneshot::Sender<DeviceResult>,
+) {
     let w = ctx.window();
     let spec = &ctx.devices[pos as usize];
     tokio::select! {
         _ = sleep_until(w.start + spec.connect_at) => {}
-        _ = ctx.end.cancelled() => return DeviceResult::default(),
+        _ = ctx.end.cancelled() => {
+            let _ = done.send(DeviceResult::default());
+            return;
+        }
     }
     let conn = Connection::new(Settings {
         keep_alive: spec.keep_alive,
@@ -69,7 +78,7 @@ pub(crate) async fn run_device(pos: u32, ctx: Arc<RunCtx>) -> DeviceResult {
     });
     let mut d = Device::new(pos, &ctx, w, conn);
     let skipped = d.publish().await;
-    d.leave(skipped).await
+    d.leave(skipped, done).await;
 }
 
 /// A device under way: its spec, its connection, and what it has done.
@@ -276,8 +285,8 @@ impl<'a> Device<'a> {
     }
 
     /// The publish window is over: drop the connection (`drop_at`), or wait for the flows still
-    /// open and say goodbye.
-    async fn leave(mut self, skipped: u64) -> DeviceResult {
+    /// open, hand over what the device did, stay until the run's drain is over and say goodbye.
+    async fn leave(mut self, skipped: u64, done: tokio::sync::oneshot::Sender<DeviceResult>) {
         let ctx = self.ctx;
         // Down because a fault cut it and not back yet: the fault's cost, not a lost device.
         let down_at_end =
@@ -300,7 +309,8 @@ impl<'a> Device<'a> {
                     self.flush.left = true;
                 }
                 self.send_flush(Instant::now());
-                return self.result(skipped, down_at_end, dropped);
+                let _ = done.send(self.result(skipped, down_at_end, dropped));
+                return;
             }
         }
         // Disconnecting with a flow unfinished would discard its message (at QoS 2 the broker
@@ -329,9 +339,26 @@ impl<'a> Device<'a> {
             }
         }
         ctx.listening[self.pos as usize].store(false, Ordering::Relaxed);
-        let result = self.result(skipped, down_at_end, false);
+        let _ = done.send(self.result(skipped, down_at_end, false));
+        self.stay_until_drained().await;
         self.goodbye().await;
-        result
+    }
+
+    /// Keep the connection (answering the broker) until the run's drain is over: a fleet does
+    /// not leave all at once, and the last messages of the window are measured against a
+    /// broker that is only delivering them. A device without its connection, or in a run that
+    /// was stopped, leaves at once.
+    async fn stay_until_drained(&mut self) {
+        let ctx = self.ctx;
+        let drained = ctx.drained.cancelled();
+        tokio::pin!(drained);
+        while self.connected && !self.gave_up && !ctx.end.is_cancelled() {
+            let far = Instant::now() + Duration::from_secs(3_600);
+            tokio::select! {
+                () = &mut drained => return,
+                _ = self.wait(far, How::Event) => {}
+            }
+        }
     }
 
     /// Every publish of the data messages and of the extras has completed.
@@ -419,10 +446,12 @@ impl Pace {
         // The generator's health is judged after the warm-up, like latency.
         if due >= self.measure_from {
             let lag = now.saturating_duration_since(due);
+            let lag_us = lag.as_micros() as u64;
             if lag > d.ctx.opts.late_threshold {
                 d.flush.late_sends += 1;
+                fleetbench_metrics::flush::count_late(&mut d.flush.late_by, lag_us);
             }
-            d.flush.max_lag_us = d.flush.max_lag_us.max(lag.as_micros() as u64);
+            d.flush.max_lag_us = d.flush.max_lag_us.max(lag_us);
         }
         Some(now)
     }

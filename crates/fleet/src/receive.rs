@@ -37,6 +37,8 @@ pub(crate) struct Receiver {
     pub duplicates_by_slot: Vec<u64>,
     /// Messages intended within this of the ramp start are accounted for, not measured.
     warmup_ns: u64,
+    /// A message that left later than this after it was due was sent late.
+    late_ns: u64,
 }
 
 /// Whether a delivery counts (a fault may discard it on purpose).
@@ -62,6 +64,7 @@ impl Receiver {
             mqtt5: Mqtt5Check::default(),
             duplicates_by_slot: vec![0; ctx.fault_grid.points.len()],
             warmup_ns: ctx.timing.warmup.as_nanos() as u64,
+            late_ns: ctx.opts.late_threshold.as_nanos() as u64,
         }
     }
 
@@ -106,7 +109,13 @@ impl Receiver {
                 }
                 self.delivered.fetch_add(1, Ordering::Relaxed);
                 self.flush.delivered += 1;
-                measure(&mut self.flush, ctx, self.warmup_ns, &h, now_ns);
+                measure(
+                    &mut self.flush,
+                    ctx,
+                    (self.warmup_ns, self.late_ns),
+                    &h,
+                    now_ns,
+                );
                 // MQTT 3.1.1 runs skip the lookup.
                 if ctx.target.protocol == Protocol::V5 {
                     if let Some(sent) = ctx.devices.get(pos).and_then(|d| d.mqtt5.as_deref()) {
@@ -157,10 +166,17 @@ impl Receiver {
     }
 }
 
-/// Record a first arrival's latency (unless it was due in the warm-up) and, when the scenario
-/// declared load phases, the figures of the phase it was due in.
+/// Record a first arrival's latency (unless it was due in the warm-up; also among the on-time
+/// sends when it left within `late_ns` of its due time) and, when the scenario declared load
+/// phases, the figures of the phase it was due in.
 #[inline]
-fn measure(flush: &mut ObserverFlush, ctx: &RunCtx, warmup_ns: u64, h: &Header, now_ns: u64) {
+fn measure(
+    flush: &mut ObserverFlush,
+    ctx: &RunCtx,
+    (warmup_ns, late_ns): (u64, u64),
+    h: &Header,
+    now_ns: u64,
+) {
     // None before the ramp started (the start is u64::MAX until then).
     let since_ramp = h
         .intended_ns
@@ -170,6 +186,9 @@ fn measure(flush: &mut ObserverFlush, ctx: &RunCtx, warmup_ns: u64, h: &Header, 
     if measured {
         flush.from_intended.record_ns(from_intended);
         flush.from_send.record_ns(now_ns.saturating_sub(h.sent_ns));
+        if h.sent_ns.saturating_sub(h.intended_ns) <= late_ns {
+            flush.on_time.record_ns(from_intended);
+        }
     }
     if ctx.shape.is_declared() {
         let due = std::time::Duration::from_nanos(since_ramp.unwrap_or(0));

@@ -76,6 +76,8 @@ struct Run<'a> {
     live: watch::Receiver<Snapshot>,
     /// When the ramp started, once it has.
     ramp_start: Option<Instant>,
+    /// The device tasks, which leave once the drain is over.
+    devices: Vec<JoinHandle<()>>,
 }
 
 /// How the drain ended.
@@ -156,6 +158,7 @@ impl<'a> Run<'a> {
             ticker: Some(ticker),
             live,
             ramp_start: None,
+            devices: Vec::new(),
         })
     }
 
@@ -198,9 +201,16 @@ impl<'a> Run<'a> {
         let ctx = &self.ctx;
         self.ramp_start = Some(ctx.start_ramp(&self.controls));
         let _ = self.phase.send(Phase::Running);
-        let devices: Vec<_> = (0..self.plan.devices.len())
-            .map(|pos| tokio::spawn(run_device(pos as u32, ctx.clone())))
-            .collect();
+        let (devices, results): (Vec<_>, Vec<_>) = (0..self.plan.devices.len())
+            .map(|pos| {
+                let (done, result) = tokio::sync::oneshot::channel();
+                (
+                    tokio::spawn(run_device(pos as u32, ctx.clone(), done)),
+                    result,
+                )
+            })
+            .unzip();
+        self.devices = devices;
         let ended = tokio::spawn({
             let end = ctx.end.clone();
             async move {
@@ -228,13 +238,16 @@ impl<'a> Run<'a> {
                 tokio::spawn(run_controller(index, spec.clone(), ctx.clone()))
             })
             .collect();
-        let mut tally = DeviceTally::with_capacity(devices.len());
+        let mut tally = DeviceTally::with_capacity(results.len());
         for c in controllers {
             tally.add_commands(c.await.map_err(|e| FleetError::Task(e.to_string()))?);
         }
         let _ = self.controls.commands_done.send(true);
-        for d in devices {
-            tally.add(d.await.map_err(|e| FleetError::Task(e.to_string()))?);
+        for r in results {
+            tally.add(
+                r.await
+                    .map_err(|_| FleetError::Task("a device task ended early".into()))?,
+            );
         }
         if let Some(r) = restarts {
             if r.is_finished() {
@@ -307,9 +320,15 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// The cutoff: observers leave and hand over their ledgers; the ticker makes its last
-    /// snapshot.
+    /// The cutoff: devices leave (they stayed through the drain), then observers, which hand
+    /// over their ledgers; the ticker makes its last snapshot.
     async fn cut_off(&mut self) -> Result<Vec<ObserverResult>, FleetError> {
+        self.ctx.drained.cancel();
+        for d in self.devices.drain(..) {
+            // A goodbye takes at most its own timeout; a device task that failed is reported
+            // by the run's outcome already.
+            let _ = d.await;
+        }
         let _ = self.controls.cutoff.send(true);
         for o in &self.observers {
             let _ = o.client.try_disconnect();

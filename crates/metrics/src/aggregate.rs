@@ -64,10 +64,14 @@ pub const LADDER: [f64; 7] = [0.5, 0.75, 0.9, 0.99, 0.999, 0.9999, 1.0];
 pub struct Totals {
     pub from_intended: LatencyHistogram,
     pub from_send: LatencyHistogram,
+    /// From intended, of the messages that left on time.
+    pub on_time: LatencyHistogram,
     pub ack: LatencyHistogram,
     pub connect: LatencyHistogram,
     pub late_sends: u64,
     pub max_lag_us: u64,
+    /// Sends late by more than each step of [`crate::flush::LATE_BY_MS`].
+    pub late_by: [u64; crate::flush::LATE_BY_MS.len()],
     pub errors: BTreeMap<&'static str, ErrorGroup>,
     /// Average cores used from the first tick to the last, by component.
     pub cpu: CpuUsage,
@@ -245,6 +249,9 @@ impl Aggregator {
                     count_connection(&mut g.devices_connected, d.connected);
                 }
                 self.totals.late_sends += d.late_sends;
+                for (sum, n) in self.totals.late_by.iter_mut().zip(d.late_by) {
+                    *sum += u64::from(n);
+                }
                 self.totals.max_lag_us = self.totals.max_lag_us.max(d.max_lag_us);
                 for us in d.ack_us {
                     self.interval_ack.record_us(u64::from(us));
@@ -269,6 +276,7 @@ impl Aggregator {
             Flush::Observer(o) => {
                 self.interval_intended.add(&o.from_intended);
                 self.interval_send.add(&o.from_send);
+                self.totals.on_time.add(&o.on_time);
                 self.delivered += o.delivered;
                 self.duplicates += o.duplicates;
                 self.reordered += o.reordered;

@@ -6,6 +6,22 @@ use std::time::Duration;
 
 use crate::hist::LatencyHistogram;
 
+/// The lateness steps sends are counted by (milliseconds after they were due): the report's
+/// raw late-send figures (`generator.late_by`).
+pub const LATE_BY_MS: [u64; 10] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000];
+
+/// Count a send that left `lag_us` after it was due into `late_by` (one count per step it
+/// passed).
+#[inline]
+pub fn count_late(late_by: &mut [u32; LATE_BY_MS.len()], lag_us: u64) {
+    for (n, step) in late_by.iter_mut().zip(LATE_BY_MS) {
+        if lag_us <= step * 1_000 {
+            break;
+        }
+        *n += 1;
+    }
+}
+
 /// What a device task hands over, at most once a tick and once more when it ends.
 #[derive(Debug, Clone, Default)]
 pub struct DeviceFlush {
@@ -18,6 +34,8 @@ pub struct DeviceFlush {
     pub late_sends: u64,
     /// Largest lag behind the schedule since the last flush.
     pub max_lag_us: u64,
+    /// Sends since the last flush that left more than [`LATE_BY_MS`]`[i]` late, by `i`.
+    pub late_by: [u32; LATE_BY_MS.len()],
     /// PUBACK latencies (QoS 1) or PUBCOMP latencies (QoS 2) since the last flush.
     pub ack_us: Vec<u32>,
     /// Set on the flush after a connection is established: how long CONNECT to CONNACK took.
@@ -41,6 +59,9 @@ pub struct ObserverFlush {
     pub observer: u32,
     pub from_intended: LatencyHistogram,
     pub from_send: LatencyHistogram,
+    /// Latency from intended of the messages that left on time (within the lateness
+    /// threshold): the figures as they would be without the generator's late sends.
+    pub on_time: LatencyHistogram,
     pub delivered: u64,
     pub duplicates: u64,
     pub reordered: u64,
@@ -87,6 +108,7 @@ impl ObserverFlush {
             observer,
             from_intended: LatencyHistogram::new(),
             from_send: LatencyHistogram::new(),
+            on_time: LatencyHistogram::new(),
             delivered: 0,
             duplicates: 0,
             reordered: 0,

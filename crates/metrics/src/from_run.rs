@@ -35,6 +35,7 @@ impl Report {
             latency: latency(run),
             generator: Generator {
                 late_sends: run.totals.late_sends,
+                late_by: crate::report::LateBy::steps(&run.totals.late_by),
                 max_lag_us: run.totals.max_lag_us,
                 cpu_cores: run.totals.cpu.generator,
             },
@@ -68,7 +69,13 @@ impl Report {
             groups: group_reports(scenario, plan, run),
         };
         let t = &run.totals;
-        match Histograms::encode(&t.from_intended, &t.from_send, &t.ack, &t.connect) {
+        match Histograms::encode(
+            &t.from_intended,
+            &t.from_send,
+            &t.ack,
+            &t.connect,
+            Some(&t.on_time),
+        ) {
             Ok(h) => report.histograms = Some(h),
             Err(e) => hlog_error(&mut report.errors, e.to_string()),
         }
@@ -154,6 +161,7 @@ fn latency(run: &RunOutcome) -> Latency {
         from_send: t.from_send.summary(),
         puback: t.ack.summary(),
         connect: t.connect.summary(),
+        on_time: t.on_time.summary(),
     }
 }
 

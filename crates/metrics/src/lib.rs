@@ -15,7 +15,7 @@ pub mod fault_cost;
 pub mod finding;
 #[cfg(test)]
 mod fixture;
-mod flush;
+pub mod flush;
 mod from_run;
 pub mod groups;
 pub mod hist;

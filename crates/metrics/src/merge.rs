@@ -115,11 +115,19 @@ pub fn merge(reports: &[Report], kind: MergeKind) -> Result<Report, MergeError> 
     Ok(out)
 }
 
+/// The reports' whole-run distributions, added.
+struct Hists {
+    by: BTreeMap<Distribution, LatencyHistogram>,
+    /// From intended, of the messages sent on time: None when a report predates it.
+    on_time: Option<LatencyHistogram>,
+}
+
 /// The reports' whole-run distributions, added; every report must be of the first one's
 /// scenario and carry its histograms.
-fn histograms(reports: &[Report]) -> Result<BTreeMap<Distribution, LatencyHistogram>, MergeError> {
+fn histograms(reports: &[Report]) -> Result<Hists, MergeError> {
     let scenario = reports.first().map_or("?", |r| r.scenario_name());
     let mut hists: BTreeMap<Distribution, LatencyHistogram> = BTreeMap::new();
+    let mut on_time = Some(LatencyHistogram::new());
     for (index, r) in reports.iter().enumerate() {
         if r.scenario_name() != scenario {
             return Err(MergeError::OtherScenario {
@@ -132,14 +140,22 @@ fn histograms(reports: &[Report]) -> Result<BTreeMap<Distribution, LatencyHistog
             .histograms
             .as_ref()
             .ok_or(MergeError::NoHistograms { index })?;
-        for (d, h) in h.decode().map_err(|e| MergeError::Histogram {
+        let bad = |e: crate::hist::HistogramCodecError| MergeError::Histogram {
             index,
             detail: e.to_string(),
-        })? {
+        };
+        for (d, h) in h.decode().map_err(bad)? {
             hists.entry(d).or_default().add(&h);
         }
+        on_time = match (on_time, h.decode_on_time().map_err(bad)?) {
+            (Some(mut sum), Some(h)) => {
+                sum.add(&h);
+                Some(sum)
+            }
+            _ => None,
+        };
     }
-    Ok(hists)
+    Ok(Hists { by: hists, on_time })
 }
 
 /// Every count, summed: totals, per QoS, errors, late sends, connections, what the broker did.
@@ -165,6 +181,16 @@ fn counts(out: &mut Report, reports: &[Report]) {
         e.latest = g.latest.clone();
     }
     out.generator.late_sends = reports.iter().map(|r| r.generator.late_sends).sum();
+    let mut late_by = vec![0u64; crate::flush::LATE_BY_MS.len()];
+    for step in reports.iter().flat_map(|r| &r.generator.late_by) {
+        if let Some(i) = crate::flush::LATE_BY_MS
+            .iter()
+            .position(|s| *s == step.over_ms)
+        {
+            late_by[i] = late_by[i].saturating_add(step.sends);
+        }
+    }
+    out.generator.late_by = crate::report::LateBy::steps(&late_by);
     out.generator.max_lag_us = (reports.iter().map(|r| r.generator.max_lag_us))
         .max()
         .unwrap_or(0);
@@ -186,21 +212,27 @@ fn counts(out: &mut Report, reports: &[Report]) {
 }
 
 /// Latency from the merged histograms: the percentiles of all deliveries.
-fn latency(out: &mut Report, hists: &BTreeMap<Distribution, LatencyHistogram>) {
-    let summary = |d: Distribution| hists.get(&d).map(|h| h.summary()).unwrap_or_default();
+fn latency(out: &mut Report, hists: &Hists) {
+    let summary = |d: Distribution| hists.by.get(&d).map(|h| h.summary()).unwrap_or_default();
     out.latency = Latency {
         from_intended: summary(Distribution::FromIntended),
         from_send: summary(Distribution::FromSend),
         puback: summary(Distribution::Puback),
         connect: summary(Distribution::Connect),
+        on_time: hists
+            .on_time
+            .as_ref()
+            .map(|h| h.summary())
+            .unwrap_or_default(),
     };
     let empty = LatencyHistogram::new();
-    let h = |d: Distribution| hists.get(&d).unwrap_or(&empty);
+    let h = |d: Distribution| hists.by.get(&d).unwrap_or(&empty);
     out.histograms = Histograms::encode(
         h(Distribution::FromIntended),
         h(Distribution::FromSend),
         h(Distribution::Puback),
         h(Distribution::Connect),
+        hists.on_time.as_ref(),
     )
     .ok();
 }
@@ -394,8 +426,11 @@ mod tests {
             m.samples[1].p99_from_intended_us,
             b.latency.from_intended.p99_us
         );
-        // Expectations are judged again on the merged figures.
-        assert_eq!(m.expectations.len(), 1);
+        // Expectations are judged again on the merged figures, with the check that late sends
+        // decided no latency verdict beside the latency one.
+        assert_eq!(m.expectations.len(), 2);
+        assert_eq!(m.expectations[1].name, "generator_limited");
+        assert!(m.expectations[1].ok);
         assert_eq!(
             m.expectations[0].observed,
             m.latency.from_intended.p99_us as f64

@@ -212,6 +212,9 @@ pub struct Histograms {
     pub from_send: String,
     pub puback: String,
     pub connect: String,
+    /// From intended, of the messages that left on time (absent from older reports).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub on_time: String,
 }
 
 impl Histograms {
@@ -221,13 +224,26 @@ impl Histograms {
         from_send: &LatencyHistogram,
         puback: &LatencyHistogram,
         connect: &LatencyHistogram,
+        on_time: Option<&LatencyHistogram>,
     ) -> Result<Histograms, HistogramCodecError> {
         Ok(Histograms {
             from_intended: from_intended.to_base64()?,
             from_send: from_send.to_base64()?,
             puback: puback.to_base64()?,
             connect: connect.to_base64()?,
+            on_time: match on_time {
+                Some(h) => h.to_base64()?,
+                None => String::new(),
+            },
         })
+    }
+
+    /// The on-time distribution back; None for a report from before it was recorded.
+    pub fn decode_on_time(&self) -> Result<Option<LatencyHistogram>, HistogramCodecError> {
+        if self.on_time.is_empty() {
+            return Ok(None);
+        }
+        LatencyHistogram::from_base64(&self.on_time).map(Some)
     }
 
     /// The distributions back, by the interval log's metric names.
@@ -403,17 +419,50 @@ pub struct Latency {
     pub puback: LatencySummary,
     /// From opening a device's connection to its CONNACK.
     pub connect: LatencySummary,
+    /// From intended, of the messages that left on time (within 1 ms of their due time): the
+    /// figures as they would be without the generator's late sends, which judge whether the
+    /// late sends decided a latency verdict (zero in reports from before it was recorded).
+    #[serde(default)]
+    pub on_time: LatencySummary,
 }
 
 /// The load generator's own health: when it falls behind, latency from intended includes that.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Generator {
     /// Sends that left more than 1 ms after they were due.
     pub late_sends: u64,
+    /// Sends that left later than each step after they were due (1, 2, 5 ... 1,000 ms): the
+    /// lateness distribution (absent from older reports).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub late_by: Vec<LateBy>,
     /// The furthest any device fell behind its schedule.
     pub max_lag_us: u64,
     /// Cores the generator's threads used on average over the run.
     pub cpu_cores: f64,
+}
+
+/// Sends that left more than `over_ms` after they were due.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub struct LateBy {
+    pub over_ms: u64,
+    pub sends: u64,
+}
+
+impl LateBy {
+    /// The steps of `counts` (by [`crate::flush::LATE_BY_MS`]), up to the last one any send
+    /// passed.
+    pub fn steps(counts: &[u64]) -> Vec<LateBy> {
+        let used = counts.iter().rposition(|n| *n > 0).map_or(0, |i| i + 1);
+        (crate::flush::LATE_BY_MS.iter().zip(counts))
+            .take(used.max(1))
+            .map(|(over_ms, sends)| LateBy {
+                over_ms: *over_ms,
+                sends: *sends,
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -481,6 +530,16 @@ impl Report {
     /// The share of sends that left more than 1 ms after they were due.
     pub fn late_share(&self) -> f64 {
         self.generator.late_sends as f64 / self.totals.sent.max(1) as f64
+    }
+
+    /// Sends that left more than [`crate::expect::BEHIND_MS`] after they were due (0 in a report
+    /// from before lateness was counted by steps).
+    pub fn behind_sends(&self) -> u64 {
+        (self.generator.late_by.iter())
+            .filter(|s| s.over_ms >= crate::expect::BEHIND_MS)
+            .map(|s| s.sends)
+            .next()
+            .unwrap_or(0)
     }
 
     /// Messages lost on streams delivered at QoS 1 or 2: a broken delivery guarantee.

@@ -43,6 +43,8 @@ metrics! {
     BrokerRestarts,
     InFlightShare,
     GeneratorLateShare,
+    GeneratorLimited,
+    GeneratorBehind,
     StatusMissing,
     StatusNotRetained,
     WillsMissing,
@@ -88,6 +90,15 @@ const OLD_NAMES: [(&str, Metric); 5] = [
 ];
 
 impl Metric {
+    /// The latency figures from the intended send time a scenario's `[expect]` may limit.
+    pub const FROM_INTENDED: [Metric; 5] = [
+        P50FromIntended,
+        P90FromIntended,
+        P99FromIntended,
+        P999FromIntended,
+        MaxFromIntended,
+    ];
+
     /// The metrics a comparison of two reports judges, in the order of its table.
     pub const COMPARED: [Metric; 10] = [
         Lost,
@@ -127,6 +138,13 @@ impl Metric {
             BrokerRestarts => ("broker_restarts", "broker restarts", Count, Lower),
             InFlightShare => ("in_flight_share", "in flight share", Ratio, Lower),
             GeneratorLateShare => ("generator_late_share", "late share", Ratio, Lower),
+            GeneratorBehind => ("generator_behind", "sends 100 ms late", Ratio, Lower),
+            GeneratorLimited => (
+                "generator_limited",
+                "latency verdicts decided by late sends",
+                Count,
+                Lower,
+            ),
             StatusMissing => ("status_missing", "statuses missing", Count, Lower),
             StatusNotRetained => ("status_not_retained", "statuses not retained", Count, Lower),
             WillsMissing => ("wills_missing", "wills missing", Count, Lower),

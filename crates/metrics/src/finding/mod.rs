@@ -58,10 +58,14 @@ pub enum Finding {
     Errors {
         count: u64,
     },
+    /// The generator's lateness decided what the run judged.
     GeneratorLate {
+        /// Sends more than 1 ms late, and their share.
         late: u64,
         share: f64,
         max_lag_us: u64,
+        /// Which rule it broke.
+        rule: LateRule,
         cause: LateCause,
     },
     Behaviour(BehaviourFinding),
@@ -92,6 +96,18 @@ pub enum Finding {
     ShardsFailed {
         shards: Vec<(String, Option<Verdict>, Vec<String>)>,
     },
+}
+
+/// Which rule of the generator's lateness a run broke.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LateRule {
+    /// Latency verdicts that failed on every message and pass on the on-time sends: (name,
+    /// observed, observed on the on-time sends, limit), microseconds.
+    Decided(Vec<(String, f64, f64, f64)>),
+    /// Sends more than [`crate::expect::BEHIND_MS`] late, and their share.
+    Behind { sends: u64, share: f64 },
+    /// More sends over 1 ms late than the scenario's `max_late_share`.
+    Share { limit: f64 },
 }
 
 /// Why a generator fell behind: the advice follows the cause.
@@ -264,15 +280,43 @@ fn run_health(r: &Report) -> Vec<Finding> {
             count: r.errors.values().map(|g| g.count).sum(),
         });
     }
-    if failed(r, Metric::GeneratorLateShare) {
-        out.push(Finding::GeneratorLate {
-            late: r.generator.late_sends,
-            share: r.late_share(),
-            max_lag_us: r.generator.max_lag_us,
-            cause: late_cause(r),
-        });
-    }
+    out.extend(generator_late(r));
     out
+}
+
+/// The generator's lateness, when it decided a verdict (one finding, by the first rule broken).
+fn generator_late(r: &Report) -> Option<Finding> {
+    let rule = if failed(r, Metric::GeneratorLimited) {
+        let decided = (r.expectations.iter())
+            .filter(|e| !e.ok)
+            .filter_map(|e| Some((e, Metric::from_name(&e.name)?)))
+            .filter_map(|(e, m)| {
+                let on_time = crate::metric::on_time_value(m, &r.latency)?;
+                let all_late = r.latency.on_time.count == 0;
+                (all_late || on_time <= e.limit)
+                    .then(|| (m.label().to_string(), e.observed, on_time, e.limit))
+            })
+            .collect();
+        LateRule::Decided(decided)
+    } else if failed(r, Metric::GeneratorBehind) {
+        LateRule::Behind {
+            sends: r.behind_sends(),
+            share: r.behind_sends() as f64 / r.totals.sent.max(1) as f64,
+        }
+    } else if let Some(e) =
+        (r.expectations.iter()).find(|e| e.name == Metric::GeneratorLateShare.name() && !e.ok)
+    {
+        LateRule::Share { limit: e.limit }
+    } else {
+        return None;
+    };
+    Some(Finding::GeneratorLate {
+        late: r.generator.late_sends,
+        share: r.late_share(),
+        max_lag_us: r.generator.max_lag_us,
+        rule,
+        cause: late_cause(r),
+    })
 }
 
 /// Missing and failed shards of a merged sharded run, named.

@@ -2,7 +2,7 @@
 
 use std::fmt::{self, Formatter, Result};
 
-use super::{BehaviourFinding, Finding, LateCause};
+use super::{BehaviourFinding, Finding, LateCause, LateRule};
 use crate::report::{QosMismatch, SubscriptionGrant, Verdict};
 use crate::summary::{fmt_count, fmt_us};
 
@@ -62,17 +62,19 @@ impl fmt::Display for Finding {
                 late,
                 share,
                 max_lag_us,
+                rule,
                 cause,
-            } => write!(
-                f,
-                "the generator fell behind its schedule: {} sends ({:.2}%) left more than 1 ms \
-                 after they were due (worst {} behind). Latency from intended includes that \
-                 delay, so this run measured the load generator as much as the broker; the \
-                 verdict fails. {cause}",
-                fmt_count(*late),
-                share * 100.0,
-                fmt_us(*max_lag_us),
-            ),
+            } => {
+                generator_late(f, rule)?;
+                write!(
+                    f,
+                    " ({} sends, {:.2}%, left more than 1 ms after they were due, the worst {} \
+                     behind). {cause}",
+                    fmt_count(*late),
+                    share * 100.0,
+                    fmt_us(*max_lag_us),
+                )
+            }
             Behaviour(b) => b.fmt(f),
             Unexpected { deliveries } => write!(
                 f,
@@ -240,6 +242,46 @@ fn in_flight(f: &mut Formatter<'_>, deliveries: u64, interrupted: bool) -> Resul
              drain_timeout"
         }
     )
+}
+
+/// What the generator's lateness decided, by the rule it broke.
+fn generator_late(f: &mut fmt::Formatter<'_>, rule: &LateRule) -> fmt::Result {
+    match rule {
+        LateRule::Decided(decided) => {
+            f.write_str("the generator's late sends decided the latency verdict: ")?;
+            for (i, (label, observed, on_time, limit)) in decided.iter().enumerate() {
+                if i > 0 {
+                    f.write_str("; ")?;
+                }
+                write!(
+                    f,
+                    "{label} was {} against {}, {} on the sends that left on time",
+                    fmt_us(*observed as u64),
+                    fmt_us(*limit as u64),
+                    fmt_us(*on_time as u64)
+                )?;
+            }
+            f.write_str(
+                ". Without the generator's delay the run would pass: it measured the load \
+                 generator, not the broker, and the verdict fails",
+            )
+        }
+        LateRule::Behind { sends, share } => write!(
+            f,
+            "the generator could not keep its schedule: {} sends ({:.2}%) left more than {} ms \
+             after they were due, so the broker was offered another load than the scenario's \
+             and the verdict fails",
+            fmt_count(*sends),
+            share * 100.0,
+            crate::expect::BEHIND_MS
+        ),
+        LateRule::Share { limit } => write!(
+            f,
+            "more sends left more than 1 ms late than the scenario allows (max_late_share \
+             {:.2}%); the verdict fails",
+            limit * 100.0
+        ),
+    }
 }
 
 impl fmt::Display for LateCause {
