@@ -7,14 +7,14 @@ use fleetbench_scenario::Expectations;
 use crate::metric::{value, Better, Metric};
 use crate::report::{ExpectationResult, Report, Verdict};
 
-/// A send this late (milliseconds) means the generator could not keep the load the scenario
-/// describes: ten times the worst lateness of healthy runs on a virtual machine with timer
-/// jitter (docs/REPORT.md, "Judging the generator").
-pub const BEHIND_MS: u64 = 100;
+/// Sends this late (milliseconds) are no timer's jitter: on a virtual machine with jitter,
+/// healthy runs sent 0.03% of their messages this late, and 0.7% with a busy neighbour on the
+/// other core; generators short of CPU sent 37-62% (docs/REPORT.md, "Judging the generator").
+pub const BEHIND_MS: u64 = 10;
 
 /// The share of sends (after the warm-up) that may leave more than [`BEHIND_MS`] late before
 /// the run is judged to have measured its own generator.
-pub const MAX_BEHIND_SHARE: f64 = 0.01;
+pub const MAX_BEHIND_SHARE: f64 = 0.05;
 
 /// Fewer late sends than this are never evidence that the generator fell behind: three sends a
 /// few milliseconds late out of eighty say nothing about a run.
@@ -226,13 +226,13 @@ mod tests {
         // Three sends a few milliseconds late out of eighty: nothing to judge.
         assert_eq!(judged_late_share(3, 80), 0.0);
         assert_eq!(judged_late_share(MIN_LATE_EVIDENCE - 1, 100), 0.0);
-        // A quarter of a small run late: clearly above 1%.
+        // A quarter of a small run late: clearly above 5%.
         assert!(judged_late_share(20, 80) > 0.1);
         // A large run barely above the limit is not judged above it...
-        let barely = judged_late_share(1_030, 100_000);
+        let barely = judged_late_share(5_100, 100_000);
         assert!(barely > 0.0 && barely < MAX_BEHIND_SHARE, "{barely}");
         // ... one well above it is.
-        assert!(judged_late_share(3_000, 100_000) > MAX_BEHIND_SHARE);
+        assert!(judged_late_share(6_000, 100_000) > MAX_BEHIND_SHARE);
         // The bound never exceeds the share itself.
         for (late, sent) in [(20, 20), (50, 1_000), (10_000, 10_000)] {
             let share = late as f64 / sent as f64;
@@ -295,13 +295,13 @@ mod tests {
     }
 
     /// A report whose p99 from intended is `all_us` over every message and `on_time_us` over
-    /// the messages that left on time, with `late` sends over 1 ms and `behind` over 100 ms.
+    /// the messages that left on time, with `late` sends over 1 ms and `behind` over 10 ms.
     fn late_run(all_us: u64, on_time_us: u64, late: u64, behind: u64) -> Report {
         let mut r = crate::fixture::report(400, 900, 0, 1_000.0);
         r.latency.from_intended.p99_us = all_us;
         r.latency.on_time.p99_us = on_time_us;
         r.generator.late_sends = late;
-        r.generator.late_by = crate::report::LateBy::steps(&[late, 0, 0, 0, 0, 0, behind]);
+        r.generator.late_by = crate::report::LateBy::steps(&[late, behind, behind, behind]);
         r
     }
 
@@ -354,8 +354,8 @@ mod tests {
     #[test]
     fn a_generator_far_behind_its_schedule_fails_any_run() {
         let none = Expectations::default();
-        // 2% of sends more than 100 ms late: another load than the scenario's.
-        let behind = late_run(300_000, 1_000, 2_000, 200);
+        // 20% of sends more than 10 ms late: another load than the scenario's.
+        let behind = late_run(300_000, 1_000, 5_000, 2_000);
         assert_eq!(judged(&none, &behind, "generator_behind"), Some(false));
         let mut r = behind;
         r.judge(|r| evaluate(&none, r));
@@ -367,7 +367,7 @@ mod tests {
             r.findings
         );
         // Jitter of a few ms never reaches it.
-        let jitter = late_run(3_500, 1_100, 1_500, 0);
+        let jitter = late_run(3_500, 1_100, 1_500, 30);
         assert_eq!(judged(&none, &jitter, "generator_behind"), Some(true));
         // The share of sends over 1 ms is judged only when the scenario asks for it.
         assert_eq!(judged(&none, &jitter, "generator_late_share"), None);

@@ -219,10 +219,15 @@ fn ledger(out: &mut String, r: &Report) {
     );
     let _ = writeln!(
         out,
-        "  throughput publish {:.1}/s  deliver {:.1}/s   generator late sends {}  max lag {}",
-        r.throughput.publish_per_s,
-        r.throughput.deliver_per_s,
+        "  throughput publish {:.1}/s  deliver {:.1}/s",
+        r.throughput.publish_per_s, r.throughput.deliver_per_s,
+    );
+    let _ = writeln!(
+        out,
+        "  generator late sends {} (over {} ms: {})  max lag {}",
         fmt_count(r.generator.late_sends),
+        crate::expect::BEHIND_MS,
+        fmt_count(r.behind_sends()),
         fmt_us(r.generator.max_lag_us)
     );
 }

@@ -138,7 +138,7 @@ impl Metric {
             BrokerRestarts => ("broker_restarts", "broker restarts", Count, Lower),
             InFlightShare => ("in_flight_share", "in flight share", Ratio, Lower),
             GeneratorLateShare => ("generator_late_share", "late share", Ratio, Lower),
-            GeneratorBehind => ("generator_behind", "sends 100 ms late", Ratio, Lower),
+            GeneratorBehind => ("generator_behind", "sends 10 ms late", Ratio, Lower),
             GeneratorLimited => (
                 "generator_limited",
                 "latency verdicts decided by late sends",
