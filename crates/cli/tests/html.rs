@@ -135,7 +135,7 @@ fn check_page(page: &Path, report: &Value) -> Vec<String> {
 fn the_html_report_of_a_run_shows_the_reports_figures_and_loads_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let fault = "[[fault]]\nkind = \"disconnect\"\nat = \"2s\"\ngroup = \"s\"\nshare = 0.5\n\
-                 [expect]\ndelivered_ratio = 1.0\nmax_late_share = 1.0\n";
+                 [expect]\ndelivered_ratio = 1.0\n";
     let file = scenario(dir.path(), "5s", 20, 5.0, fault);
     let (json, page) = (dir.path().join("r.json"), dir.path().join("r.html"));
     let run = start_run(&file, &json, &["--html", page.to_str().expect("utf-8")]);

@@ -14,7 +14,7 @@ fn compare_refuses_reports_of_different_scenarios() {
     let dir = tempfile::tempdir().expect("tempdir");
     let a = dir.path().join("a.json");
     let b = dir.path().join("b.json");
-    let file = scenario(dir.path(), "1s", 2, 2.0, "[expect]\nmax_late_share = 1.0\n");
+    let file = scenario(dir.path(), "1s", 2, 2.0, "");
     let (o, _) = finish(start_run(&file, &a, &[]), Duration::from_secs(60));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let mut r = report(&a);
@@ -77,7 +77,7 @@ fn the_standalone_broker_refuses_an_empty_password() {
 #[test]
 fn logs_written_to_a_pipe_carry_no_colour_codes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = scenario(dir.path(), "1s", 2, 2.0, "[expect]\nmax_late_share = 1.0\n");
+    let file = scenario(dir.path(), "1s", 2, 2.0, "");
     let o = Command::new(BIN)
         .args(["-v", "run", file.to_str().expect("utf-8"), "--quiet"])
         .output()
@@ -147,7 +147,7 @@ fn a_password_never_reaches_the_output_even_with_debug_logs() {
         "2s",
         2,
         2.0,
-        &format!("[broker]\nurl = \"mqtt://127.0.0.1:{port}\"\nusername = \"fleet\"\npassword_env = \"FLEETBENCH_TRUST_SECRET\"\n[expect]\nmax_late_share = 1.0\n"),
+        &format!("[broker]\nurl = \"mqtt://127.0.0.1:{port}\"\nusername = \"fleet\"\npassword_env = \"FLEETBENCH_TRUST_SECRET\"\n"),
     );
     let out = dir.path().join("report.json");
     let o = Command::new(BIN)

@@ -50,9 +50,6 @@ filters = ["site/{shard}/#"]
 [expect]
 delivered_ratio = 1.0
 max_lost = 0
-# Five processes share this machine's cores with the other tests: this test is about counts,
-# so a generator that sends a little late does not fail it.
-max_late_share = 0.5
 "#;
 
 const PASSWORD: &str = "k8s-test-secret";

@@ -78,7 +78,7 @@ fn peek(body: &str, prefix: &str) -> Option<f64> {
 }
 
 /// The scenarios here judge the endpoint, not the generator's punctuality beside a scraper.
-const EXPECT: &str = "[expect]\ndelivered_ratio = 1.0\nmax_late_share = 1.0\n";
+const EXPECT: &str = "[expect]\ndelivered_ratio = 1.0\n";
 
 #[test]
 fn the_endpoint_is_scraped_during_the_run_and_ends_on_the_reports_figures() {

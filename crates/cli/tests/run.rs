@@ -23,8 +23,6 @@ qos = 1
 name = "all"
 filters = ["e2e/#"]
 [expect]
-# These tests are about the report, not the generator: a loaded test machine may send late.
-max_late_share = 1.0
 {expect}
 "#
     );
@@ -239,7 +237,6 @@ filters = ["ext/#"]
 qos = 2
 [expect]
 delivered_ratio = 1.0
-max_late_share = 1.0
 "#
     );
     let file = dir.path().join("external.toml");
@@ -373,8 +370,6 @@ rate = 5.0
 [[observer]]
 name = "all"
 filters = ["c/#"]
-[expect]
-max_late_share = 1.0
 "#;
     let file = dir.path().join("child.toml");
     std::fs::write(&file, text).expect("write");

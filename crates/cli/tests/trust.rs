@@ -73,10 +73,7 @@ fn devices_that_never_connect_fail_the_run() {
         "3s",
         6,
         5.0,
-        &format!(
-            "{}[expect]\nmax_late_share = 1.0\nmax_errors = 100000\n",
-            external(broker.port)
-        ),
+        &format!("{}[expect]\nmax_errors = 100000\n", external(broker.port)),
     );
     let out = dir.path().join("report.json");
     let (o, _) = finish(start_run(&file, &out, &[]), Duration::from_secs(60));
@@ -260,7 +257,7 @@ fn unwritable_output_paths_are_refused_before_anything_connects() {
 #[test]
 fn a_report_that_cannot_be_written_at_the_end_goes_to_a_named_fallback() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = scenario(dir.path(), "3s", 3, 5.0, "[expect]\nmax_late_share = 1.0\n");
+    let file = scenario(dir.path(), "3s", 3, 5.0, "");
     let out_dir = dir.path().join("reports");
     let out = out_dir.join("report.json");
     let child = start_run(&file, &out, &[]);
@@ -376,9 +373,7 @@ fn a_run_whose_embedded_broker_wedged_is_never_pass() {
 
 fn wedged_run(process: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = format!(
-        "[broker]\nlisteners = 2\nprocess = \"{process}\"\n[expect]\nmax_late_share = 1.0\n"
-    );
+    let broker = format!("[broker]\nlisteners = 2\nprocess = \"{process}\"\n");
     let file = scenario(dir.path(), "12s", 4, 2.0, &broker);
     let out = dir.path().join("report.json");
     let mut child = Command::new(BIN)
@@ -444,7 +439,7 @@ fn sends_due_before_a_device_connects_are_counted_not_lost_in_silence() {
     let text_with_rate = std::fs::read_to_string(&file).expect("read").replace(
         "qos = 1\n[[observer]]",
         "qos = 1\nconnect_rate = 20\n[[observer]]",
-    ) + "[expect]\nmax_late_share = 1.0\n";
+    );
     std::fs::write(&file, &text_with_rate).expect("write");
     let out = dir.path().join("report.json");
     let (o, _) = finish(start_run(&file, &out, &[]), Duration::from_secs(60));
