@@ -76,7 +76,10 @@ pub(crate) fn broker(args: BrokerArgs, stop: Stop) -> anyhow::Result<Outcome> {
 /// anyone who knows the user name).
 fn password(var: &str) -> anyhow::Result<String> {
     match std::env::var(var) {
-        Ok(p) if !p.is_empty() => Ok(p),
+        Ok(p) if !p.is_empty() => {
+            crate::logging::keep_secret(&p);
+            Ok(p)
+        }
         Ok(_) => Err(UsageError(format!(
             "--password-env names {var}, which is empty; an empty password is refused"
         ))

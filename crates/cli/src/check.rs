@@ -2,7 +2,6 @@
 //! and resolve what only this machine can tell (certificate files, the password's environment
 //! variable), so that `check` refuses everything `run` would.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use fleetbench_fleet::transport::{tls_config, TlsConfig, TlsError, Transport};
@@ -48,11 +47,58 @@ pub(crate) fn load_with(
         BrokerTarget::Embedded(_) => (Transport::Tcp, None),
         BrokerTarget::External(x) => resolve(x, path).map_err(|e| UsageError(e.to_string()))?,
     };
+    restart_programs(&scenario, path)?;
     Ok(Prepared {
         scenario,
         transport,
         credentials,
     })
+}
+
+/// Every `broker_restart` command's program can be started here: found on the PATH (a bare
+/// name) or an executable file (a path). Found after the run, a missing one would have cost the
+/// whole run.
+fn restart_programs(scenario: &Scenario, path: &Path) -> anyhow::Result<()> {
+    for f in &scenario.faults {
+        let fleetbench_scenario::FaultKind::BrokerRestart {
+            command: Some(command),
+            ..
+        } = &f.kind
+        else {
+            continue;
+        };
+        let Some(program) = command.first() else {
+            continue;
+        };
+        if !runnable(Path::new(program)) {
+            return Err(UsageError(format!(
+                "{}: {}: its command's program {program:?} {}; give a program this machine \
+                 has",
+                path.display(),
+                f.label(),
+                if program.contains('/') {
+                    "is not an executable file"
+                } else {
+                    "is not on the PATH"
+                }
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Whether `program` names an executable file, directly (with a `/`) or on the PATH.
+fn runnable(program: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.components().count() > 1 {
+        return executable(program);
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| executable(&d.join(program))))
 }
 
 /// Read and validate one scenario file, nothing resolved on this machine: the scenario and the
@@ -69,28 +115,7 @@ pub(crate) fn parse_file(path: &Path) -> anyhow::Result<(Scenario, String)> {
 fn read_text(path: &Path) -> anyhow::Result<String> {
     let shown = path.display();
     let usage = |msg: String| anyhow::Error::from(UsageError(msg));
-    let meta =
-        std::fs::metadata(path).map_err(|e| usage(format!("reading scenario {shown}: {e}")))?;
-    if !meta.is_file() {
-        let kind = if meta.is_dir() {
-            "a directory"
-        } else {
-            "not a regular file (a pipe, socket or device)"
-        };
-        return Err(usage(format!(
-            "{shown}: is {kind}; expected a scenario file (TOML)"
-        )));
-    }
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_SCENARIO_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(|e| usage(format!("reading scenario {shown}: {e}")))?;
-    if bytes.len() as u64 > MAX_SCENARIO_BYTES {
-        return Err(usage(format!(
-            "{shown}: is larger than {} KiB; a scenario file is a few kilobytes of TOML",
-            MAX_SCENARIO_BYTES >> 10
-        )));
-    }
+    let bytes = crate::inputs::read_capped(path, "scenario", MAX_SCENARIO_BYTES)?;
     String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let bytes = e.as_bytes();
@@ -131,7 +156,10 @@ fn password(var: &Located<String>) -> Result<String, ScenarioError> {
             "{} is set but empty; an empty password is refused",
             var.value
         ))),
-        Ok(p) => Ok(p),
+        Ok(p) => {
+            crate::logging::keep_secret(&p);
+            Ok(p)
+        }
         Err(std::env::VarError::NotPresent) => Err(var.error(format!(
             "{} is not set in the environment; export the broker's password in it",
             var.value

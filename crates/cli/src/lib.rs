@@ -9,12 +9,15 @@ mod check;
 mod child_broker;
 mod compare_cmd;
 pub mod deploy;
+mod inputs;
 mod limits;
 mod live_metrics;
 mod logging;
+mod merge_cmd;
 mod outputs;
 mod progress;
 mod report;
+mod report_cmd;
 mod restart_cmd;
 mod run;
 pub mod run_env;
@@ -24,7 +27,6 @@ mod stop;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -178,13 +180,13 @@ pub struct CompareArgs {
     /// Output format: a table, Markdown (CI job summaries, PR comments) or JSON.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
-    /// Relative latency increase tolerated (0.25 = +25%), overriding the scenario's
-    /// `[regression] latency`.
-    #[arg(long, value_name = "SHARE")]
+    /// Relative latency increase tolerated (0.25 = +25%; 0.0 to 10.0), overriding the
+    /// scenario's `[regression] latency`.
+    #[arg(long, value_name = "SHARE", value_parser = parse_tolerance)]
     pub latency_tolerance: Option<f64>,
-    /// Relative throughput decrease tolerated (0.10 = -10%), overriding the scenario's
-    /// `[regression] throughput`.
-    #[arg(long, value_name = "SHARE")]
+    /// Relative throughput decrease tolerated (0.10 = -10%; 0.0 to 10.0), overriding the
+    /// scenario's `[regression] throughput`.
+    #[arg(long, value_name = "SHARE", value_parser = parse_tolerance)]
     pub throughput_tolerance: Option<f64>,
 }
 
@@ -336,6 +338,16 @@ fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
+/// A regression tolerance from the command line, held to what a scenario's `[regression]`
+/// table takes.
+fn parse_tolerance(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number; expected such as 0.25 (25%)"))?;
+    fleetbench_scenario::Regression::tolerance(v)
+}
+
 pub(crate) fn parse_shard(s: &str) -> Result<fleetbench_scenario::Shard, String> {
     let (i, n) = s
         .split_once('/')
@@ -408,8 +420,14 @@ fn execute(opts: Opts, log_file: Option<logging::LogFile>) -> anyhow::Result<Out
             Ok(Outcome::Pass)
         }
         Command::Compare(args) => compare_cmd::run(args),
-        Command::Merge(args) => compare_cmd::run_merge(args),
-        Command::Report(ReportCommand::Html(args)) => compare_cmd::run_html(args),
+        Command::Merge(args) => {
+            stop::end_on_signal()?;
+            merge_cmd::run(args)
+        }
+        Command::Report(ReportCommand::Html(args)) => {
+            stop::end_on_signal()?;
+            report_cmd::html(args)
+        }
         Command::Schema { of } => print_schema(of),
         Command::Scenario(ScenarioCommand::Schema) => print_schema(SchemaOf::Scenario),
         Command::Deploy(DeployCommand::Kubernetes(args)) => deploy::kubernetes(args),
@@ -431,12 +449,4 @@ pub(crate) fn say(text: impl std::fmt::Display) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = write!(out, "{text}").and_then(|()| out.flush());
-}
-
-/// Write `bytes` to `path`, creating its folder first.
-pub(crate) fn write_file(path: &std::path::Path, bytes: &[u8], what: &str) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    std::fs::write(path, bytes).with_context(|| format!("writing {what} {}", path.display()))
 }

@@ -4,12 +4,74 @@
 //! While the monitor owns the terminal, logs go to a file of their own instead: created with an
 //! unpredictable name, owner-only, never through a link (tempfile's `O_EXCL`), and removed at
 //! the end when nothing was logged. Colour codes go only to a terminal.
+//!
+//! Secrets the process holds (the broker's password) are blanked in every line logged, whoever
+//! wrote them: a restart command that prints the password, a client error that quotes it.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
+
+/// The secrets blanked in logs.
+static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// What a secret is replaced with.
+const BLANKED: &str = "[secret]";
+
+/// Blank `secret` in everything logged from now on.
+pub(crate) fn keep_secret(secret: &str) {
+    if secret.is_empty() {
+        return;
+    }
+    let mut all = SECRETS.write().unwrap_or_else(|e| e.into_inner());
+    if !all.iter().any(|s| s == secret) {
+        all.push(secret.to_string());
+        // The longest first, so that a secret inside another is not blanked half.
+        all.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+}
+
+/// `text` with every kept secret blanked.
+pub(crate) fn blank_secrets(text: &str) -> std::borrow::Cow<'_, str> {
+    let all = SECRETS.read().unwrap_or_else(|e| e.into_inner());
+    if !all.iter().any(|s| text.contains(s.as_str())) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = text.to_string();
+    for s in all.iter() {
+        out = out.replace(s.as_str(), BLANKED);
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A log writer that blanks secrets in each line before it reaches `W` (the formatter writes
+/// an event in one piece).
+struct Blanking<M>(M);
+
+struct BlankingWriter<W>(W);
+
+impl<W: Write> Write for BlankingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        self.0.write_all(blank_secrets(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for Blanking<M> {
+    type Writer = BlankingWriter<M::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        BlankingWriter(self.0.make_writer())
+    }
+}
 
 /// Where logs went, when not to stderr.
 pub(crate) struct LogFile {
@@ -50,14 +112,14 @@ pub(crate) fn init(verbose: u8, to_file: bool) -> Option<LogFile> {
         Some((f, path)) => {
             let _ = builder
                 .with_ansi(false)
-                .with_writer(Mutex::new(f))
+                .with_writer(Blanking(Mutex::new(f)))
                 .try_init();
             Some(LogFile { path })
         }
         None => {
             let _ = builder
                 .with_ansi(std::io::stderr().is_terminal())
-                .with_writer(std::io::stderr)
+                .with_writer(Blanking(std::io::stderr))
                 .try_init();
             None
         }
@@ -82,6 +144,17 @@ fn create() -> Option<(std::fs::File, PathBuf)> {
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn kept_secrets_are_blanked_in_what_is_logged() {
+        super::keep_secret("hunter2-k8s");
+        super::keep_secret("");
+        let mut out = Vec::new();
+        let mut w = super::BlankingWriter(&mut out);
+        std::io::Write::write_all(&mut w, b"restart: password=hunter2-k8s ok\n").expect("write");
+        assert_eq!(out, b"restart: password=[secret] ok\n");
+        assert_eq!(super::blank_secrets("nothing here"), "nothing here");
+    }
 
     #[test]
     fn log_files_are_private_and_unpredictable() {

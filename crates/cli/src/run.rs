@@ -40,6 +40,7 @@ pub(crate) fn run(args: RunArgs, stop: Stop, log_file: Option<LogFile>) -> anyho
         from_env.report.as_deref(),
         args.hlog.as_deref(),
         args.html.as_deref(),
+        &[args.scenario.as_path()],
     )?;
     let plan = Plan::build(&prepared.scenario, shard);
     // The live metrics' port too: the endpoint serves the run's snapshots from the start.

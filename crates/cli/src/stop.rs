@@ -38,6 +38,7 @@ impl Stop {
                         if m.load(Ordering::Relaxed) {
                             fleetbench_monitor::app::restore_terminal();
                         }
+                        crate::outputs::remove_partials();
                         eprintln!("aborted");
                         std::process::exit(130);
                     }
@@ -49,4 +50,20 @@ impl Stop {
     pub(crate) fn is_stopped(&self) -> bool {
         self.token.is_cancelled()
     }
+}
+
+/// For a command with nothing to finish (merge, report html): the first Ctrl-C or SIGTERM
+/// removes the outputs not yet in place and ends the process (exit 130).
+pub(crate) fn end_on_signal() -> anyhow::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if signals.forever().next().is_some() {
+                crate::outputs::remove_partials();
+                eprintln!("interrupted: nothing was written");
+                std::process::exit(130);
+            }
+        })?;
+    Ok(())
 }

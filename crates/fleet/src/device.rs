@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use fleetbench_metrics::flush::Down;
 use fleetbench_metrics::{DeviceFlush, Flush};
 use fleetbench_scenario::{DeviceSpec, Mqtt5Publish, WhileDown};
 use tokio::time::{sleep_until, Instant};
@@ -115,6 +116,9 @@ pub(crate) struct Device<'a> {
     /// The cut the device is down from: when it was due (from the ramp start) and when it
     /// happened.
     pub cut_pending: Option<(Duration, Instant)>,
+    /// The connection was lost (not cut by the plan) and is not back yet: when (from the ramp
+    /// start) and the instant.
+    pub lost_since: Option<(Duration, Instant)>,
     /// Messages sent before each point of the fault grid (`marks[k]`: those due before
     /// point `k`), as far as the schedule has come.
     pub marks: Vec<u32>,
@@ -145,6 +149,7 @@ impl<'a> Device<'a> {
             cuts_done: 0,
             cuts_made: 0,
             cut_pending: None,
+            lost_since: None,
             marks: Vec::new(),
         }
     }
@@ -293,7 +298,18 @@ impl<'a> Device<'a> {
             self.connected_at.is_some() && !self.connected && self.cut_pending.is_none();
         if let Some((at, _)) = self.cut_pending.take() {
             // Cut by a fault and not connected again before publishing ended.
-            self.flush.cut_downs.push((at, None));
+            self.flush.downs.push(Down {
+                at,
+                back_after: None,
+                planned: true,
+            });
+        }
+        if let Some((at, _)) = self.lost_since.take() {
+            self.flush.downs.push(Down {
+                at,
+                back_after: None,
+                planned: false,
+            });
         }
         if let Some(at) = self.spec.drop_at.map(|d| self.w.start + d) {
             // Keep answering until the drop.

@@ -9,6 +9,8 @@ use bytes::Bytes;
 use fleetbench_scenario::{CommandTopics, Qos};
 use tokio::time::{sleep_until, Instant};
 
+use fleetbench_metrics::flush::Down;
+
 use crate::client::{ClientError, ConnError, Ev};
 use crate::device::Device;
 use crate::mqtt;
@@ -165,10 +167,14 @@ impl Device<'_> {
         self.flush.connected = Some(true);
         self.connected = true;
         self.attempts = 0;
-        if let Some((at, cut)) = self.cut_pending.take() {
-            self.flush
-                .cut_downs
-                .push((at, Some(now.duration_since(cut))));
+        let down = (self.cut_pending.take().map(|d| (d, true)))
+            .or_else(|| self.lost_since.take().map(|d| (d, false)));
+        if let Some(((at, since), planned)) = down {
+            self.flush.downs.push(Down {
+                at,
+                back_after: Some(now.duration_since(since)),
+                planned,
+            });
         }
         self.connected_at.get_or_insert(now);
         if let Some(s) = &spec.status {
@@ -222,6 +228,8 @@ impl Device<'_> {
         }
         if self.connected {
             self.connected = false;
+            let now = Instant::now();
+            self.lost_since = Some((now.saturating_duration_since(self.w.start), now));
             // At once: the live view and the broker watch count connected devices.
             self.flush.connected = Some(false);
             self.send_flush(Instant::now());

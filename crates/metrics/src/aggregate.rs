@@ -260,13 +260,13 @@ impl Aggregator {
                     self.interval_connect.record_us(us);
                 }
                 self.devices_left += u32::from(d.left);
-                self.cut_downs.extend(d.cut_downs.iter().map(|(at, down)| {
-                    crate::timeline::CutDown {
+                self.cut_downs
+                    .extend(d.downs.iter().map(|d| crate::timeline::CutDown {
                         group,
-                        at: *at,
-                        down: *down,
-                    }
-                }));
+                        at: d.at,
+                        down: d.back_after,
+                        planned: d.planned,
+                    }));
                 for (i, n) in d.phase_sent.iter().enumerate().filter(|(_, n)| **n > 0) {
                     let p = self.totals.phase(i);
                     p.sent += n;

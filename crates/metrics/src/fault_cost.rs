@@ -121,7 +121,10 @@ pub fn costs(
                         None,
                     )
                 }
-                FaultKind::BrokerRestart { .. } => (None, restarts.next(), None),
+                FaultKind::BrokerRestart { .. } => {
+                    let restart = restarts.next();
+                    (Some(lost(run, f, restart)), restart, None)
+                }
                 FaultKind::Network(_) => (None, None, network.next().copied()),
                 FaultKind::SlowConsumer { .. } => (None, None, None),
             };
@@ -190,7 +193,7 @@ struct Cuts {
     most_down: u64,
 }
 
-/// The cuts of `group` whose time `when` accepts.
+/// The planned cuts of `group` whose time `when` accepts.
 fn cut(
     scenario: &Scenario,
     run: &RunOutcome,
@@ -199,9 +202,38 @@ fn cut(
 ) -> Option<Cuts> {
     let gi = scenario.groups.iter().position(|g| g.name == group)?;
     let mine: Vec<&CutDown> = (run.cut_downs.iter())
-        .filter(|c| c.group == gi && when(c.at))
+        .filter(|c| c.planned && c.group == gi && when(c.at))
         .collect();
-    let first = mine.iter().map(|c| c.at).min()?;
+    downs(&mine, None)
+}
+
+/// How long after a restart's end devices may still find their connection gone (a dead
+/// connection can take a keep-alive to notice; a closed one is seen at once).
+const RESTART_NOTICED: Duration = Duration::from_secs(2);
+
+/// What the devices saw of broker restart `f` (`restart`: what the hook did): the connections
+/// they lost from its start until a little after it ended, and when they were back. A restart
+/// that cut nothing has no cuts, however it was planned.
+fn lost(run: &RunOutcome, f: &Fault, restart: Option<&RestartEvent>) -> Cuts {
+    let took = restart.map_or(f.length, |r| r.took.max(f.length));
+    let until = f.at + took + RESTART_NOTICED;
+    let mine: Vec<&CutDown> = (run.cut_downs.iter())
+        .filter(|c| !c.planned && c.at >= f.at && c.at <= until)
+        .collect();
+    downs(&mine, Some(f.at)).unwrap_or(Cuts {
+        count: 0,
+        recovery: Some(Duration::ZERO),
+        most_down: 0,
+    })
+}
+
+/// Cuts, recovery and the most down at once of `mine`; recovery counts from `from` (the first
+/// cut when None). None without any.
+fn downs(mine: &[&CutDown], from: Option<Duration>) -> Option<Cuts> {
+    let first = from.or_else(|| mine.iter().map(|c| c.at).min())?;
+    if mine.is_empty() {
+        return None;
+    }
     let back: Option<Vec<Duration>> = mine.iter().map(|c| c.down.map(|d| c.at + d)).collect();
     // The most down at once: sweep the intervals' starts and ends in time order.
     let mut edges: Vec<(Duration, i64)> = mine
@@ -237,8 +269,8 @@ fn cost(
             c.recovery,
             connected_before.saturating_sub(c.most_down),
         ),
-        // A broker restart: read from the timeline (the broker is down for a while, so the
-        // dip shows at the ticks).
+        // A network fault or a slow consumer: read from the timeline (the proxy counts its
+        // own cuts; a slow consumer cuts nothing).
         None => {
             let after = timeline.iter().filter(|p| p.elapsed > f.at);
             // Back: as many connected as before, but for those that left on purpose since.
@@ -256,13 +288,23 @@ fn cost(
                 .map(|p| u64::from(p.devices_connected))
                 .min()
                 .unwrap_or(connected_before);
-            // A restart or a network cut takes every connection; a slow consumer none.
-            let taken = match f.kind {
-                FaultKind::SlowConsumer { .. } => 0,
-                _ => connected_before,
-            };
-            (taken, back, lowest)
+            (0, back, lowest)
         }
+    };
+    // A restart that could not be done, or that no device saw (it restarted nothing), did not
+    // test what the scenario says: it fails, and there is nothing to recover from.
+    let failed = restart.and_then(|r| match &r.result {
+        Err(why) => Some(why.clone()),
+        Ok(what) if count == 0 => Some(format!(
+            "{what}, but no device lost its connection: nothing was restarted (a command that \
+             starts a broker already running, or restarts another one?)"
+        )),
+        Ok(_) => None,
+    });
+    let recovery = if failed.is_some() && count == 0 {
+        None
+    } else {
+        recovery
     };
     let until = recovery.map_or(Duration::MAX, |r| f.at + r);
     let errors = errors_between(timeline, f.at, until);
@@ -282,7 +324,7 @@ fn cost(
             .map(|t| t.saturating_sub(f.at).as_secs_f64()),
         restart: restart.and_then(|r| r.result.as_ref().ok().cloned()),
         restart_s: restart.map(|r| r.took.as_secs_f64()),
-        failed: restart.and_then(|r| r.result.as_ref().err().cloned()),
+        failed,
         // Set by the caller, which knows the spans around the fault.
         ..FaultReport::default()
     }
@@ -472,6 +514,7 @@ mod tests {
                 group: 0,
                 at,
                 down: Some(Duration::from_millis(100 + 10 * i)),
+                planned: true,
             })
             .collect();
         let r = &costs(&s, &run, &[])[0];
@@ -494,18 +537,50 @@ mod tests {
         assert_eq!(costs(&s, &run, &[])[0].recovery_s, None);
     }
 
-    #[test]
-    fn a_broker_restart_is_read_from_the_timeline() {
-        let s = scenario("kind = \"broker_restart\"\nat = \"10s\"\n");
-        let mut run = outcome(&s);
-        run.restarts = vec![RestartEvent {
+    fn restart(result: Result<&str, &str>) -> Vec<RestartEvent> {
+        vec![RestartEvent {
             at: Duration::from_secs(10),
             took: Duration::from_millis(300),
-            result: Err("the port was taken".into()),
-        }];
+            result: result.map(String::from).map_err(String::from),
+        }]
+    }
+
+    #[test]
+    fn a_broker_restart_is_measured_by_what_its_devices_lost() {
+        // A restart with `for = "0s"`: every device lost its connection at once and was back
+        // within 400-499 ms, too quick for the ticks to see the dip whole.
+        let s = scenario("kind = \"broker_restart\"\nat = \"10s\"\n");
+        let mut run = outcome(&s);
+        run.restarts = restart(Ok("restarted"));
+        run.cut_downs = (0..100u64)
+            .map(|i| CutDown {
+                group: 0,
+                at: Duration::from_millis(10_020),
+                down: Some(Duration::from_millis(400 + i)),
+                planned: false,
+            })
+            .collect();
         let r = &costs(&s, &run, &[])[0];
-        assert_eq!((r.connected_before, r.lowest_connected), (100, 0));
-        assert_eq!(r.recovery_s, Some(1.0));
+        assert_eq!(
+            (r.cuts, r.connected_before, r.lowest_connected),
+            (100, 100, 0)
+        );
+        assert_eq!(r.recovery_s, Some(0.519));
+        assert_eq!(r.failed, None);
+        // The same restart, which no device saw: nothing was restarted, and it fails.
+        run.cut_downs.clear();
+        let r = &costs(&s, &run, &[])[0];
+        assert_eq!((r.cuts, r.lowest_connected, r.recovery_s), (0, 100, None));
+        assert!(
+            r.failed
+                .as_deref()
+                .is_some_and(|w| w.contains("no device lost its connection")),
+            "{r:?}"
+        );
+        // A restart that could not be done: its reason, no cuts, nothing to recover.
+        run.restarts = restart(Err("the port was taken"));
+        let r = &costs(&s, &run, &[])[0];
+        assert_eq!((r.cuts, r.lowest_connected, r.recovery_s), (0, 100, None));
         assert_eq!(r.failed.as_deref(), Some("the port was taken"));
     }
 
@@ -513,7 +588,7 @@ mod tests {
     fn devices_that_leave_on_purpose_do_not_keep_a_fault_unrecovered() {
         // A network fault's window ends at 12 s, as the devices' publish windows end and they
         // leave one by one: 100 were connected before, fewer after, and none are missing.
-        let s = scenario("kind = \"broker_restart\"\nat = \"10s\"\nfor = \"2s\"\n");
+        let s = scenario("kind = \"network\"\nat = \"10s\"\nfor = \"2s\"\ndelay = \"10ms\"\n");
         let mut run = outcome(&s);
         run.timeline = (0..=60u64)
             .map(|i| {
@@ -524,11 +599,6 @@ mod tests {
                 }
             })
             .collect();
-        run.restarts = vec![RestartEvent {
-            at: Duration::from_secs(10),
-            took: Duration::from_secs(2),
-            result: Ok("restarted".into()),
-        }];
         let r = &costs(&s, &run, &[])[0];
         assert!(
             r.recovery_s.is_some_and(|t| (2.0..2.6).contains(&t)),

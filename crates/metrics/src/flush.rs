@@ -45,12 +45,22 @@ pub struct DeviceFlush {
     /// Of the messages sent since the last flush, how many were due in each load phase (empty
     /// when the scenario has no phases).
     pub phase_sent: Vec<u64>,
-    /// Connections a fault cut since the last flush: when (from the ramp start), and how long
-    /// until the device was connected again (None: it never was).
-    pub cut_downs: Vec<(Duration, Option<Duration>)>,
+    /// Connections that went down since the last flush and came back (or never did).
+    pub downs: Vec<Down>,
     /// The connection went down because the device left on purpose (its publish window over,
     /// or its `drop_at`), not because it was lost.
     pub left: bool,
+}
+
+/// A device's connection that went down.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Down {
+    /// When, from the ramp start (a planned cut: when the plan cut it).
+    pub at: Duration,
+    /// How long until the device was connected again; None when it never was.
+    pub back_after: Option<Duration>,
+    /// A fault's plan cut it; otherwise it was lost.
+    pub planned: bool,
 }
 
 /// What an observer task hands over once a tick.

@@ -136,6 +136,19 @@ pub struct StreamOutcome {
 }
 
 impl StreamOutcome {
+    /// The sum of two outcomes, or None when a count overflows.
+    pub fn checked_add(&self, o: &StreamOutcome) -> Option<StreamOutcome> {
+        Some(StreamOutcome {
+            expected: self.expected.checked_add(o.expected)?,
+            delivered: self.delivered.checked_add(o.delivered)?,
+            lost: self.lost.checked_add(o.lost)?,
+            in_flight: self.in_flight.checked_add(o.in_flight)?,
+            duplicates: self.duplicates.checked_add(o.duplicates)?,
+            reordered: self.reordered.checked_add(o.reordered)?,
+            beyond_sent: self.beyond_sent.checked_add(o.beyond_sent)?,
+        })
+    }
+
     pub fn add(&mut self, o: &StreamOutcome) {
         self.expected += o.expected;
         self.delivered += o.delivered;

@@ -8,6 +8,7 @@ pub mod aggregate;
 pub mod behaviour;
 pub mod buckets;
 pub mod compare;
+pub mod consistency;
 pub mod cpu;
 pub mod env;
 pub mod expect;

@@ -30,20 +30,35 @@ pub enum MergeError {
     Histogram { index: usize, detail: String },
     #[error("the shards do not make one whole run: {0}")]
     Shards(String),
+    #[error("the reports are not repeats of one run: {0}")]
+    Repeats(String),
+    #[error("report {index} does not add up: {detail}")]
+    Inconsistent { index: usize, detail: String },
+    #[error("the reports' counts overflow when added: no real runs add up to that")]
+    Overflow,
+    #[error("{0} reports: one merge takes at most {max}", max = crate::consistency::MAX_REPORTS)]
+    TooMany(usize),
 }
 
 /// Merge `reports` of one scenario.
 pub fn merge(reports: &[Report], kind: MergeKind) -> Result<Report, MergeError> {
     let first = reports.first().ok_or(MergeError::Empty)?;
+    if reports.len() > crate::consistency::MAX_REPORTS {
+        return Err(MergeError::TooMany(reports.len()));
+    }
+    for (index, r) in reports.iter().enumerate() {
+        crate::consistency::check_report(index, r)?;
+    }
     let hists = histograms(reports)?;
     let concurrent = kind == MergeKind::Shards;
     let split = if concurrent {
         Some(crate::shards::check(reports)?)
     } else {
+        crate::consistency::check_repeats(reports)?;
         None
     };
     let mut out = first.clone();
-    counts(&mut out, reports);
+    counts(&mut out, reports)?;
     latency(&mut out, &hists);
     if concurrent {
         side_by_side(&mut out, reports);
@@ -159,19 +174,20 @@ fn histograms(reports: &[Report]) -> Result<Hists, MergeError> {
 }
 
 /// Every count, summed: totals, per QoS, errors, late sends, connections, what the broker did.
-fn counts(out: &mut Report, reports: &[Report]) {
-    out.totals = Default::default();
-    for r in reports {
-        out.totals.add(&r.totals);
-    }
+/// The totals and their split by QoS are checked sums; the figures beside them saturate.
+fn counts(out: &mut Report, reports: &[Report]) -> Result<(), MergeError> {
+    out.totals = crate::consistency::sum_totals(reports)?;
     let mut by_qos: BTreeMap<u8, QosTotals> = BTreeMap::new();
     for q in reports.iter().flat_map(|r| &r.by_qos) {
         let e = by_qos.entry(q.qos).or_insert(QosTotals {
             qos: q.qos,
             ..QosTotals::default()
         });
-        e.streams += q.streams;
-        e.outcome.add(&q.outcome);
+        e.streams = e.streams.saturating_add(q.streams);
+        e.outcome = e
+            .outcome
+            .checked_add(&q.outcome)
+            .ok_or(MergeError::Overflow)?;
     }
     out.by_qos = by_qos.into_values().collect();
     out.errors = BTreeMap::new();
@@ -209,6 +225,7 @@ fn counts(out: &mut Report, reports: &[Report]) {
         }
     }
     out.qos_mismatches = merge_qos_mismatches(reports);
+    Ok(())
 }
 
 /// Latency from the merged histograms: the percentiles of all deliveries.
@@ -436,12 +453,41 @@ mod tests {
             m.latency.from_intended.p99_us as f64
         );
         assert_eq!(m.merged.map(|x| x.reports), Some(2));
-        // Merging is associative: (a+b) then +a equals a+b+a in counts and distributions.
-        let three = merge(&[a.clone(), b.clone(), a.clone()], MergeKind::Repeats).expect("3");
-        let nested = merge(&[m, a], MergeKind::Repeats).expect("nested");
+        // Merging is associative: (a+b) then +c equals a+b+c in counts and distributions (c:
+        // another run with a's figures).
+        let mut c = a.clone();
+        c.run.started_unix_s += 60;
+        let three = merge(&[a.clone(), b.clone(), c.clone()], MergeKind::Repeats).expect("3");
+        let nested = merge(&[m, c], MergeKind::Repeats).expect("nested");
         assert_eq!(three.latency, nested.latency);
         assert_eq!(three.totals, nested.totals);
         assert_eq!(three.samples.len(), nested.samples.len());
+    }
+
+    #[test]
+    fn repeats_are_refused_unless_they_are_runs_of_one_scenario_each_given_once() {
+        let a = report(400, 1_000, 0, 1_000.0);
+        let refused = |reports: &[Report], part: &str| {
+            let e = merge(reports, MergeKind::Repeats).expect_err(part);
+            assert!(e.to_string().contains(part), "{e}");
+        };
+        refused(&[a.clone(), a.clone(), a.clone()], "are the same run");
+        let mut shard = a.clone();
+        shard.run.shard = "1/4".into();
+        refused(&[shard.clone()], "merge with --shards");
+        let mut changed = a.clone();
+        changed.run.started_unix_s += 60;
+        changed.scenario = serde_json::json!({ "name": "sensors", "duration": "60s" });
+        refused(&[a.clone(), changed], "duration: none -> \"60s\"");
+        let mut other_build = a.clone();
+        other_build.run.started_unix_s += 60;
+        other_build.environment.git_revision = "0123abc".into();
+        refused(&[a.clone(), other_build], "one build");
+        // Counts past what any run holds, or that wrap when added, are refused, not summed.
+        let mut huge = a.clone();
+        huge.run.started_unix_s += 60;
+        huge.totals.sent = u64::MAX;
+        refused(&[a, huge], "beyond any run");
     }
 
     #[test]

@@ -72,7 +72,10 @@ pub fn value(m: Metric, r: &Report) -> Option<f64> {
         }
         FaultsUnrecovered => {
             (!r.faults.is_empty()).then_some(())?;
-            r.faults.iter().filter(|f| f.recovery_s.is_none()).count() as f64
+            // A fault that could not be done is judged by `FaultsFailed`: nothing to recover.
+            (r.faults.iter())
+                .filter(|f| f.failed.is_none() && f.recovery_s.is_none())
+                .count() as f64
         }
     })
 }

@@ -364,6 +364,21 @@ pub struct Totals {
 }
 
 impl Totals {
+    /// The sum of two runs' (or shards') totals, or None when a count overflows.
+    pub fn checked_add(&self, o: &Totals) -> Option<Totals> {
+        Some(Totals {
+            sent: self.sent.checked_add(o.sent)?,
+            expected: self.expected.checked_add(o.expected)?,
+            delivered: self.delivered.checked_add(o.delivered)?,
+            lost: self.lost.checked_add(o.lost)?,
+            duplicates: self.duplicates.checked_add(o.duplicates)?,
+            reordered: self.reordered.checked_add(o.reordered)?,
+            in_flight: self.in_flight.checked_add(o.in_flight)?,
+            unexpected: self.unexpected.checked_add(o.unexpected)?,
+            skipped: self.skipped.checked_add(o.skipped)?,
+        })
+    }
+
     /// Add another run's (or shard's) totals: every field is a count.
     pub fn add(&mut self, o: &Totals) {
         let Totals {

@@ -39,15 +39,19 @@ pub struct Point {
     pub delivered: u64,
 }
 
-/// A connection a fault cut.
+/// A device connection that went down: cut by a fault's plan, or lost (to a broker restart,
+/// the network, the broker closing it).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CutDown {
     /// The device's group (its position in the scenario).
     pub group: usize,
-    /// When the fault cut it, from the start of the connect ramp.
+    /// When it went down, from the start of the connect ramp (for a planned cut: when the
+    /// plan cut it).
     pub at: Duration,
     /// How long until the device was connected again; None when it never was.
     pub down: Option<Duration>,
+    /// A fault's plan cut it (`disconnect`, `churn`), rather than it being lost.
+    pub planned: bool,
 }
 
 /// Connection errors among `errors`, by kind in the order of [`CONNECTION_ERRORS`].

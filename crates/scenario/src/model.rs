@@ -437,6 +437,30 @@ pub struct Regression {
     pub skip: Vec<String>,
 }
 
+impl Regression {
+    /// The largest relative change a tolerance may be: 10.0 (+1,000%).
+    pub const MAX_TOLERANCE: f64 = 10.0;
+
+    /// A tolerance (a relative change: 0.25 = 25%) as the regression gate takes it, or what it
+    /// expects: a number from 0.0 to [`Regression::MAX_TOLERANCE`] (not NaN, not infinite,
+    /// not negative, any of which would switch the gate off).
+    pub fn tolerance(v: f64) -> Result<f64, String> {
+        if (0.0..=Self::MAX_TOLERANCE).contains(&v) {
+            Ok(v)
+        } else {
+            Err(format!(
+                "a relative change between 0.0 and {:.1} (0.25 = 25%), got {v}",
+                Self::MAX_TOLERANCE
+            ))
+        }
+    }
+
+    /// Whether every tolerance is one the gate takes (a report's scenario can say anything).
+    pub fn is_valid(&self) -> bool {
+        Self::tolerance(self.latency).is_ok() && Self::tolerance(self.throughput).is_ok()
+    }
+}
+
 impl Default for Regression {
     fn default() -> Self {
         Regression {

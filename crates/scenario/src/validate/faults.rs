@@ -36,12 +36,48 @@ pub(crate) fn faults(
     let mut all = true;
     for (i, f) in raw.iter().enumerate() {
         match found.keep(fault(cx, i, f, (groups, observers), broker, duration)) {
-            Some(f) => out.push(f),
+            Some(f) => out.push((i, f)),
             None => all = false,
         }
     }
-    out.sort_by_key(|f| f.at);
-    all.then_some(out)
+    out.sort_by_key(|(_, f)| f.at);
+    if all {
+        found.keep(apart(cx, raw, &out))?;
+    }
+    all.then(|| out.into_iter().map(|(_, f)| f).collect())
+}
+
+/// Faults (with their place in the file), sorted by start, must not overlap: a fault that
+/// starts while another lasts (or at the same instant) would have its cost, and the other's,
+/// measured on a run that two faults shaped at once.
+fn apart(cx: &Ctx, raw: &[S<RawFault>], sorted: &[(usize, Fault)]) -> R<()> {
+    for pair in sorted.windows(2) {
+        let ((i, a), (j, b)) = (&pair[0], &pair[1]);
+        let end = a.at + a.length;
+        if b.at <= end {
+            let lasts = if a.length.is_zero() {
+                format!("at {}", humantime::format_duration(a.at))
+            } else {
+                format!(
+                    "from {} to {}",
+                    humantime::format_duration(a.at),
+                    humantime::format_duration(end)
+                )
+            };
+            return Err(cx.err(
+                raw[*j].get_ref().at.span(),
+                format!("fault[{j}].at"),
+                format!(
+                    "starts at {}, while fault[{i}] ({}) lasts {lasts}; faults may not overlap \
+                     (their costs could not be told apart): start it after {}",
+                    humantime::format_duration(b.at),
+                    a.kind.name(),
+                    humantime::format_duration(end)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn fault(

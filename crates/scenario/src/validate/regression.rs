@@ -11,15 +11,8 @@ pub(crate) fn regression(cx: &Ctx, r: &RawRegression) -> R<Regression> {
     let share = |v: &Option<S<f64>>, field: &str, default: f64| -> R<f64> {
         match v {
             None => Ok(default),
-            Some(v) if !(0.0..=10.0).contains(v.get_ref()) => Err(cx.err(
-                v.span(),
-                format!("regression.{field}"),
-                format!(
-                    "a relative change between 0.0 and 10.0 (0.25 = 25%), got {}",
-                    v.get_ref()
-                ),
-            )),
-            Some(v) => Ok(*v.get_ref()),
+            Some(v) => Regression::tolerance(*v.get_ref())
+                .map_err(|e| cx.err(v.span(), format!("regression.{field}"), e)),
         }
     };
     let repeat = match &r.repeat {
