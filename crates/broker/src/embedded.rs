@@ -239,7 +239,8 @@ fn start_listeners(
     let mut ports = Vec::with_capacity(wanted);
     let mut tasks = Vec::with_capacity(wanted);
     for i in 0..wanted {
-        let fixed = config.ports.get(i).copied();
+        // Port 0: any free port, as a listener given none.
+        let fixed = config.ports.get(i).copied().filter(|p| *p != 0);
         let mut attempt = 0;
         let (port, task) = loop {
             attempt += 1;

@@ -23,13 +23,23 @@ pub(crate) fn broker(args: BrokerArgs, stop: Stop) -> anyhow::Result<Outcome> {
     if ips.iter().any(|ip| *ip != bind) {
         return Err(UsageError("all --listen addresses must share one IP address".into()).into());
     }
+    // Port 0 asks for a free port (the banner says which); any other port once.
+    let ports: Vec<u16> = args.listen.iter().map(|a| a.port()).collect();
+    let twice = (ports.iter().enumerate()).position(|(i, p)| *p != 0 && ports[..i].contains(p));
+    if let Some(i) = twice {
+        return Err(UsageError(format!(
+            "--listen {} is given twice (listener {i}); give each listener a port of its own",
+            args.listen[i]
+        ))
+        .into());
+    }
     let credentials = match (&args.username, &args.password_env) {
         (Some(u), Some(var)) => Some((u.clone(), password(var)?)),
         _ => None,
     };
     let config = EmbeddedConfig {
         bind,
-        ports: args.listen.iter().map(|a| a.port()).collect(),
+        ports,
         tcp_nodelay: !args.no_tcp_nodelay,
         max_connections: args.max_connections,
         credentials,

@@ -101,9 +101,15 @@ pub(crate) fn kubernetes(args: KubernetesArgs) -> anyhow::Result<Outcome> {
     let (scenario, text) = crate::check::parse_file(&args.scenario)?;
     fleetbench_scenario::check_sharding(&scenario, args.shards)
         .map_err(|e| UsageError(format!("{}: {e}", args.scenario.display())))?;
+    crate::deploy_check::arguments(&args, &scenario).map_err(UsageError)?;
     let broker_url = broker_url(&args, &scenario).map_err(UsageError)?;
     let start_at = match &args.start_at {
-        Some(t) => run_env::parse_rfc3339(t).map_err(|e| UsageError(format!("--start-at: {e}")))?,
+        Some(t) => {
+            let at =
+                run_env::parse_rfc3339(t).map_err(|e| UsageError(format!("--start-at: {e}")))?;
+            crate::deploy_check::start_ahead(at, SystemTime::now()).map_err(UsageError)?;
+            at
+        }
         None => round_up(SystemTime::now() + args.start_in),
     };
     let name = match &args.name {
@@ -129,14 +135,32 @@ pub(crate) fn kubernetes(args: KubernetesArgs) -> anyhow::Result<Outcome> {
     };
     let mut out = job.comments();
     for doc in [job.config_map(&text), job.job()] {
-        // Each document starts with "---" and ends without a newline.
-        let mut emitter = YamlEmitter::new(&mut out);
-        emitter.multiline_strings(true);
-        emitter.dump(&doc).context("writing YAML")?;
+        out.push_str(&emit(&doc)?);
         out.push('\n');
     }
     crate::say(out);
     Ok(Outcome::Pass)
+}
+
+/// One YAML document (starting with "---", ending without a newline) that reads back as `doc`:
+/// block literals where they read back whole (the scenario's text stays readable), quoted
+/// strings where they would not (a text whose first line is indented needs more than the
+/// emitter writes).
+fn emit(doc: &Yaml) -> anyhow::Result<String> {
+    for multiline in [true, false] {
+        let mut text = String::new();
+        let mut emitter = YamlEmitter::new(&mut text);
+        emitter.multiline_strings(multiline);
+        emitter.dump(doc).context("writing YAML")?;
+        let back = yaml_rust2::YamlLoader::load_from_str(&text).ok();
+        if back
+            .as_deref()
+            .is_some_and(|b| b.len() == 1 && b[0] == *doc)
+        {
+            return Ok(text);
+        }
+    }
+    anyhow::bail!("the manifests do not read back as written YAML; this is a fleetbench bug")
 }
 
 /// The broker every shard tests, and a check that the pods can reach it with what the

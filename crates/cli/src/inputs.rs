@@ -64,36 +64,18 @@ pub(crate) fn read_capped(path: &Path, what: &str, cap: u64) -> Result<Vec<u8>, 
 /// The reports in a file (or stdin, `-`): a JSON report, or a log holding report lines
 /// (`run --report -` in each pod; `kubectl logs` output, several pods' in one file included).
 pub(crate) fn reports_in(path: &Path) -> Result<Vec<Report>, UsageError> {
-    let shown = path.display();
     let bytes = read_capped(path, "report", MAX_REPORT_BYTES)?;
-    let text = String::from_utf8_lossy(&bytes);
-    if text.trim_start().starts_with('{') {
-        return Report::from_json(&text)
-            .map(|r| vec![r])
-            .map_err(|e| UsageError(format!("{shown}: not a fleetbench report: {e}")));
-    }
-    let marker = crate::outputs::REPORT_LINE;
-    let mut reports = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let Some(at) = line.find(marker) else {
-            continue;
-        };
-        let r = Report::from_json(&line[at + marker.len()..]).map_err(|e| {
-            UsageError(format!(
-                "{shown}:{}: a report line that does not read as a report ({e}); was the log \
-                 cut short?",
-                n + 1
-            ))
-        })?;
-        reports.push(r);
-    }
-    if reports.is_empty() {
-        return Err(UsageError(format!(
-            "{shown}: neither a JSON report nor a log with {marker:?} lines (written by \
-             `fleetbench run --report -`)"
-        )));
-    }
-    Ok(reports)
+    fleetbench_metrics::read::reports_in(&String::from_utf8_lossy(&bytes)).map_err(|e| {
+        let shown = path.display();
+        UsageError(match e {
+            // file:line: as editors and terminals link it.
+            fleetbench_metrics::read::ReadError::Line { line, error } => format!(
+                "{shown}:{line}: a report line that does not read as a report ({error}); was \
+                 the log cut short?"
+            ),
+            other => format!("{shown}: {other}"),
+        })
+    })
 }
 
 /// The one report in a file: a JSON report, or a log with exactly one report line.

@@ -9,6 +9,7 @@ mod check;
 mod child_broker;
 mod compare_cmd;
 pub mod deploy;
+mod deploy_check;
 mod inputs;
 mod limits;
 mod live_metrics;
@@ -288,7 +289,8 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct BrokerArgs {
-    /// Address to listen on; give it several times for several listeners.
+    /// Address to listen on; give it several times for several listeners (port 0: a free
+    /// port, which the banner names).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1883")]
     pub listen: Vec<std::net::SocketAddr>,
     /// Require this username (with --password-env) from every client.

@@ -174,7 +174,7 @@ pub(crate) const STDOUT: &str = "-";
 /// What starts the line that carries a report on stdout, so that `fleetbench merge` finds it
 /// in a pod's log among the summary and anything else (`kubectl logs` output, with or without
 /// `--prefix` or `--timestamps`).
-pub(crate) const REPORT_LINE: &str = "fleetbench-report ";
+pub(crate) use fleetbench_metrics::read::REPORT_LINE;
 
 /// Every output of one run: the JSON report and the interval log beside it.
 pub(crate) struct Outputs {

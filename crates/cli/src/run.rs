@@ -118,7 +118,8 @@ pub(crate) fn run(args: RunArgs, stop: Stop, log_file: Option<LogFile>) -> anyho
     }
     let outcome = finish(&report, &fleet, outputs, log_file.as_ref(), started_unix_s);
     if let (Some(_), Some(linger)) = (&live, args.metrics_linger) {
-        std::thread::sleep(linger);
+        // The run's own exit code stands: a signal only ends the wait.
+        stop.linger(linger);
     }
     outcome
 }

@@ -182,12 +182,13 @@ impl BrokerPlan {
         clients: u64,
     ) -> anyhow::Result<RunningBroker> {
         let mqtt5 = plan.protocol == Protocol::V5;
-        let max_payload = plan
+        // rumqttd's limit is on whole packets: the largest any device's messages make.
+        let max_packet = plan
             .devices
             .iter()
-            .map(|d| d.largest_payload())
+            .map(|d| d.largest_packet())
             .max()
-            .unwrap_or(0);
+            .unwrap_or(fleetbench_scenario::PACKET_OVERHEAD);
         let embedded = |host: String, ports: Vec<u16>| Target {
             host,
             ports,
@@ -204,7 +205,7 @@ impl BrokerPlan {
                     listeners,
                     tcp_nodelay,
                     max_connections: clients as usize + 64,
-                    max_payload_size: max_payload + 1024,
+                    max_payload_size: max_packet,
                     mqtt5,
                     ..EmbeddedConfig::default()
                 })

@@ -18,6 +18,9 @@ pub(crate) struct Stop {
     pub token: CancellationToken,
     /// Set while the monitor owns the terminal: a forced exit gives it back first.
     pub monitor_up: Arc<AtomicBool>,
+    /// Set once the command's work is done and only waits (`--metrics-linger`): a signal then
+    /// ends the wait, and the command keeps its own exit code.
+    pub lingering: Arc<AtomicBool>,
 }
 
 impl Stop {
@@ -25,13 +28,17 @@ impl Stop {
     pub(crate) fn install(what: &'static str) -> anyhow::Result<Stop> {
         let token = CancellationToken::new();
         let monitor_up = Arc::new(AtomicBool::new(false));
+        let lingering = Arc::new(AtomicBool::new(false));
         let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
-        let (t, m) = (token.clone(), monitor_up.clone());
+        let (t, m, l) = (token.clone(), monitor_up.clone(), lingering.clone());
         std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
                 for (count, _) in signals.forever().enumerate() {
-                    if count == 0 {
+                    if count == 0 && l.load(Ordering::Relaxed) {
+                        eprintln!("interrupted: the linger ends (the report is written)");
+                        t.cancel();
+                    } else if count == 0 {
                         eprintln!("interrupted: {what} (twice more to abort)");
                         t.cancel();
                     } else if count >= 2 {
@@ -44,7 +51,20 @@ impl Stop {
                     }
                 }
             })?;
-        Ok(Stop { token, monitor_up })
+        Ok(Stop {
+            token,
+            monitor_up,
+            lingering,
+        })
+    }
+
+    /// Wait `linger` once the work is done, or until the first signal.
+    pub(crate) fn linger(&self, linger: std::time::Duration) {
+        self.lingering.store(true, Ordering::Relaxed);
+        let end = std::time::Instant::now() + linger;
+        while !self.is_stopped() && std::time::Instant::now() < end {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     pub(crate) fn is_stopped(&self) -> bool {

@@ -444,3 +444,97 @@ fn mosquitto_with_persistence_loses_nothing_at_qos_1_across_a_restart() {
         r.totals
     );
 }
+
+/// The broker-restart scenario against `broker`'s mosquitto, restarted by `command` (a shell
+/// script's text, run with bash), written in the broker's directory.
+fn restart_external(broker: &common::mosquitto::Mosquitto, script: &str) -> PathBuf {
+    let dir = broker.dir.path();
+    let path = dir.join("restart.sh");
+    std::fs::write(&path, script).expect("write script");
+    let text = std::fs::read_to_string(scenario("broker-restart"))
+        .expect("read")
+        .replace(
+            "process = \"child\"",
+            &format!("url = \"mqtt://127.0.0.1:{}\"", broker.port),
+        )
+        .replace(
+            "for = \"1s\"",
+            &format!("command = [\"bash\", \"{}\"]", path.display()),
+        );
+    let file = dir.join("restart.toml");
+    std::fs::write(&file, text).expect("write");
+    file
+}
+
+#[test]
+fn a_broker_restarted_in_the_background_is_measured_by_what_the_devices_saw() {
+    // The command starts the new mosquitto in the background, which keeps the command's output
+    // open for as long as it runs: the restart's outcome must still reach the report.
+    let broker = common::mosquitto::Mosquitto::start();
+    let d = broker.dir.path().display();
+    let script = format!(
+        "pid={pid}\nkill -TERM \"$pid\"\n\
+         while [ -e /proc/$pid ] && [ \"$(cut -d' ' -f3 /proc/$pid/stat)\" != Z ]; do sleep 0.05; done\n\
+         {p} -c {d}/mosquitto.conf &\necho $! > {d}/background.pid\n\
+         until (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null; do sleep 0.05; done\n\
+         echo restarted\n",
+        pid = broker.pid(),
+        p = common::mosquitto::mosquitto_program("mosquitto").display(),
+        port = broker.port
+    );
+    let file = restart_external(&broker, &script);
+    let result = run(&file);
+    // The background mosquitto is this test's: end it by its PID.
+    let background = std::fs::read_to_string(broker.dir.path().join("background.pid"));
+    if let Ok(pid) = background.unwrap_or_default().trim().parse::<i32>() {
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    }
+    let (code, r, out) = result;
+    assert_eq!(code, Some(0), "{out}");
+    let f = &r.faults[0];
+    assert!(f.failed.is_none() && f.restart_s.is_some(), "{f:?}");
+    // Every sensor lost its connection and came back, as they said themselves.
+    assert_eq!((f.cuts, f.connected_before), (300, 300), "{f:?}");
+    assert!(f.lowest_connected < 300, "{f:?}");
+    assert!(f.recovery_s.is_some_and(|s| s > 0.0), "{f:?}");
+}
+
+#[test]
+fn a_restart_that_restarted_nothing_fails_and_says_so() {
+    // The command succeeds, leaves a process holding its output and restarts nothing.
+    let broker = common::mosquitto::Mosquitto::start();
+    let file = restart_external(&broker, "sleep 3 &\necho started\n");
+    let began = std::time::Instant::now();
+    let (code, r, out) = run(&file);
+    assert_eq!(code, Some(3), "{out}");
+    let f = &r.faults[0];
+    assert_eq!((f.cuts, f.lowest_connected), (0, 300), "{f:?}");
+    assert_eq!(f.recovery_s, None, "{f:?}");
+    assert!(
+        f.failed
+            .as_deref()
+            .is_some_and(|w| w.contains("no device lost its connection")),
+        "{f:?}"
+    );
+    assert!(r
+        .expectations
+        .iter()
+        .any(|e| e.name == "faults_failed" && !e.ok));
+    assert!(
+        r.findings
+            .iter()
+            .any(|x| x.contains("no device lost its connection")),
+        "{:?}",
+        r.findings
+    );
+    // Judged by faults_failed alone: nothing to recover from is not "never recovered".
+    assert!(r
+        .expectations
+        .iter()
+        .any(|e| e.name == "faults_unrecovered" && e.ok));
+    assert!(
+        began.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        began.elapsed()
+    );
+}

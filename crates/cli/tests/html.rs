@@ -137,6 +137,13 @@ fn the_html_report_of_a_run_shows_the_reports_figures_and_loads_nothing() {
     let fault = "[[fault]]\nkind = \"disconnect\"\nat = \"2s\"\ngroup = \"s\"\nshare = 0.5\n\
                  [expect]\ndelivered_ratio = 1.0\n";
     let file = scenario(dir.path(), "5s", 20, 5.0, fault);
+    // A description with a right-to-left override: it must not turn the rest of the line.
+    let text = std::fs::read_to_string(&file).expect("read").replacen(
+        "name = \"trust\"\n",
+        "name = \"trust\"\ndescription = \"plant \\u202Eevil\"\n",
+        1,
+    );
+    std::fs::write(&file, text).expect("write");
     let (json, page) = (dir.path().join("r.json"), dir.path().join("r.html"));
     let run = start_run(&file, &json, &["--html", page.to_str().expect("utf-8")]);
     let (out, _) = finish(run, Duration::from_secs(60));
@@ -148,6 +155,14 @@ fn the_html_report_of_a_run_shows_the_reports_figures_and_loads_nothing() {
     assert!(t.len() >= 10, "{t:?}");
     let checked = check_page(&page, &report);
     assert!(checked.len() >= 20, "only {checked:?} on the page");
+    let (dom, _) = open(&page);
+    assert!(
+        dom.contains("<div class=\"sub\"><bdi>plant \u{202E}evil</bdi> · broker <bdi>"),
+        "the user's text is isolated: {}",
+        dom.lines()
+            .find(|l| l.contains("class=\"sub\""))
+            .unwrap_or("no subtitle")
+    );
     for part in [
         "totals.",
         "expectations.",

@@ -149,6 +149,12 @@ fn a_password_never_reaches_the_output_even_with_debug_logs() {
         2.0,
         &format!("[broker]\nurl = \"mqtt://127.0.0.1:{port}\"\nusername = \"fleet\"\npassword_env = \"FLEETBENCH_TRUST_SECRET\"\n"),
     );
+    // A restart command that prints the password it found (its output is logged with -v): it
+    // restarts nothing, so the run fails, and its line is logged with the password blanked.
+    let text_of = std::fs::read_to_string(&file).expect("read")
+        + "[[fault]]\nkind = \"broker_restart\"\nat = \"1s\"\n\
+           command = [\"sh\", \"-c\", \"echo password=$FLEETBENCH_TRUST_SECRET\"]\n";
+    std::fs::write(&file, text_of).expect("write");
     let out = dir.path().join("report.json");
     let o = Command::new(BIN)
         .args([
@@ -164,8 +170,9 @@ fn a_password_never_reaches_the_output_even_with_debug_logs() {
         .expect("run");
     let _ = broker.kill();
     let _ = broker.wait();
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(text(&o).contains("INFO"), "verbose logs were on");
+    assert!(text(&o).contains("password=[secret]"), "{}", text(&o));
     assert!(!text(&o).contains(secret), "the output holds the password");
     assert!(
         !std::fs::read_to_string(&out)

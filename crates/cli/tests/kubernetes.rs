@@ -139,8 +139,32 @@ fn generated_manifests_validate_against_the_kubernetes_api() {
             "Big_Run",
         ],
     );
+    // A scenario whose first line is indented (a block literal would need an indentation
+    // indicator) still makes valid YAML that holds its text.
+    let indented = dir.path().join("indented.toml");
+    std::fs::write(
+        &indented,
+        format!("  # indented\n\t# and a tab\n{SCENARIO}"),
+    )
+    .expect("write");
+    let odd = deploy(
+        &indented,
+        &[
+            "--shards",
+            "2",
+            "--image",
+            "x:1",
+            "--broker-url",
+            "mqtt://m:1883",
+        ],
+    );
+    let docs = YamlLoader::load_from_str(&odd).expect("YAML");
+    assert_eq!(
+        doc(&docs, "ConfigMap")["data"]["scenario.toml"].as_str(),
+        std::fs::read_to_string(&indented).ok().as_deref()
+    );
     // The oldest release with backoffLimitPerIndex on by default in GA, and a current one.
-    for yaml in [&plain, &full] {
+    for yaml in [&plain, &full, &odd] {
         for version in ["1.33.0", "1.35.0"] {
             let out = kubernetes_validate(yaml, version);
             let said = format!(
@@ -149,6 +173,7 @@ fn generated_manifests_validate_against_the_kubernetes_api() {
                 String::from_utf8_lossy(&out.stderr)
             );
             assert!(out.status.success(), "{version}: {said}\n{yaml}");
+            assert!(!said.contains("WARN"), "{version}: {said}");
             assert_eq!(said.matches("passed").count(), 2, "{said}");
         }
     }
@@ -168,6 +193,54 @@ fn generated_manifests_validate_against_the_kubernetes_api() {
     assert_eq!(
         secret["valueFrom"]["secretKeyRef"]["name"].as_str(),
         Some("broker-password")
+    );
+    // What Kubernetes or the run would not take is refused, naming the rule.
+    let refused = |args: &[&str], part: &str| {
+        let mut all = vec!["--broker-url", "mqtt://m:1883"];
+        all.extend(args);
+        let out = deploy_output(&file, &all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(part), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}: nothing printed");
+    };
+    refused(&["--shards", "100001", "--image", "x"], "at most 100000");
+    refused(
+        &["--shards", "161", "--image", "x"],
+        "some shards would have none",
+    );
+    refused(&["--shards", "2", "--image", ""], "is empty");
+    refused(
+        &["--shards", "2", "--image", "fleet bench"],
+        "no image reference",
+    );
+    refused(
+        &["--shards", "2", "--image", "x", "--namespace", "a/b"],
+        "DNS-1123 label",
+    );
+    refused(
+        &[
+            "--shards",
+            "2",
+            "--image",
+            "x",
+            "--password-secret",
+            "Bad Secret/x",
+            "--broker-username",
+            "u",
+        ],
+        "DNS-1123 subdomain",
+    );
+    refused(
+        &[
+            "--shards",
+            "2",
+            "--image",
+            "x",
+            "--start-at",
+            "2020-01-01T00:00:00Z",
+        ],
+        "in the past",
     );
     // A manifest for a broker each pod would start itself is refused, as is a scenario whose
     // observers would hear every shard.

@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::client::{Client, Connection, Ev, Received, Settings};
-use crate::codec::{Header, HEADER_LEN};
+use crate::codec::Header;
 use crate::ctx::{RunCtx, Window};
 use crate::mqtt;
 
@@ -43,7 +43,7 @@ pub(crate) async fn run_controller(
 ) -> ControllerResult {
     let w = ctx.window();
     let mut eventloop = Connection::new(Settings {
-        max_packet: HEADER_LEN + 1024,
+        max_packet: ctx.max_packet,
         inflight: 1_000,
         ..Settings::of(
             &ctx.target,

@@ -38,7 +38,8 @@ pub(crate) struct RunCtx {
     pub devices: Vec<DeviceSpec>,
     /// The load phases every schedule follows.
     pub shape: LoadShape,
-    /// The largest packet a client sends or takes: the largest payload and a kilobyte.
+    /// The largest packet an observer or controller takes or sends: the largest any device's
+    /// messages make.
     pub max_packet: usize,
     /// Status, will and command topics, told apart from data.
     pub events: Events,
@@ -100,7 +101,7 @@ impl RunCtx {
         for (pos, d) in plan.devices.iter().enumerate() {
             positions[d.id as usize] = Some(pos as u32);
         }
-        let largest = plan.devices.iter().map(|d| d.largest_payload()).max();
+        let largest = plan.devices.iter().map(|d| d.largest_packet()).max();
         let (cutoff_tx, cutoff) = watch::channel(false);
         let (ramp_tx, ramp) = watch::channel(None);
         let (commands_tx, commands_done) = watch::channel(plan.controllers.is_empty());
@@ -115,7 +116,7 @@ impl RunCtx {
             positions,
             devices: plan.devices.clone(),
             shape: plan.shape.clone(),
-            max_packet: largest.unwrap_or(0) + 1024,
+            max_packet: largest.unwrap_or(fleetbench_scenario::PACKET_OVERHEAD),
             events: Events::of(plan),
             cutoff,
             ramp,

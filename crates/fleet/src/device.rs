@@ -68,7 +68,7 @@ pub(crate) async fn run_device(
     }
     let conn = Connection::new(Settings {
         keep_alive: spec.keep_alive,
-        max_packet: spec.largest_payload() + 1024,
+        max_packet: spec.largest_packet(),
         will: spec.will.clone(),
         ..Settings::of(
             &ctx.device_target,

@@ -26,6 +26,7 @@ pub mod ledger;
 pub mod merge;
 pub mod metric;
 pub mod outcome;
+pub mod read;
 pub mod report;
 pub mod series;
 pub mod shards;

@@ -28,7 +28,9 @@ pub use model::{
     NetworkFault, ObserverGroup, Offline, Protocol, Qos, Regression, Scenario, Scheme, TlsFiles,
     WhileDown,
 };
-pub use plan::{CommandTopics, ControllerSpec, DeviceSpec, MessageSpec, ObserverSpec, Plan};
+pub use plan::{
+    CommandTopics, ControllerSpec, DeviceSpec, MessageSpec, ObserverSpec, Plan, PACKET_OVERHEAD,
+};
 pub use shard::{check_sharding, Shard, ShardingError};
 pub use validate::{external_url, MAX_MQTT_STRING};
 

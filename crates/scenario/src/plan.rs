@@ -52,6 +52,10 @@ pub struct DeviceSpec {
     pub cuts: Vec<Duration>,
 }
 
+/// Room in a packet beyond what a scenario's messages hold: fixed header, packet identifier,
+/// the short properties, a user name and password.
+pub const PACKET_OVERHEAD: usize = 1024;
+
 /// A device's status or will, rendered for that device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageSpec {
@@ -98,13 +102,29 @@ impl DeviceSpec {
         Schedule::new(self.rate, self.arrivals, self.seed, self.offset)
     }
 
-    /// The largest payload the device publishes: data, status or will.
-    pub fn largest_payload(&self) -> usize {
-        [&self.status, &self.will]
+    /// The largest MQTT packet the device's own messages make, sent or received: a data
+    /// message (topic, payload, MQTT 5 properties), its status, its CONNECT with its will, a
+    /// command and its reply; with [`PACKET_OVERHEAD`] for headers, identifiers and
+    /// credentials. A client's packet limit is sized from it, so that anything a scenario
+    /// passes `check` with can be sent.
+    pub fn largest_packet(&self) -> usize {
+        let properties = self.mqtt5.as_ref().map_or(0, |m| {
+            (m.user_properties.iter())
+                .map(|(k, v)| k.len() + v.len() + 5)
+                .sum()
+        });
+        let data = self.topic.len() + self.payload.max_size() + properties;
+        let status = (self.status.as_ref()).map_or(0, |s| s.topic.len() + s.payload.len());
+        let connect = self.client_id.len()
+            + (self.will.as_ref()).map_or(0, |w| w.topic.len() + w.payload.len());
+        let commands = (self.commands.as_ref()).map_or(0, |c| {
+            c.topic.len().max(c.reply.len()) + crate::payload::HEADER_LEN
+        });
+        [data, status, connect, commands]
             .into_iter()
-            .flatten()
-            .map(|m| m.payload.len())
-            .fold(self.payload.max_size(), usize::max)
+            .max()
+            .unwrap_or(0)
+            + PACKET_OVERHEAD
     }
 
     /// Seed of the device's payload values (independent of its schedule's draws).

@@ -50,11 +50,13 @@
   var head = document.getElementById("head");
   head.appendChild(el("h1", {}, [name, el("span", { "class": "verdict " + r.verdict, "data-figure": "verdict", "data-value": r.verdict }, [r.verdict.toUpperCase()])]));
   var started = new Date(r.run.started_unix_s * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC";
+  // Text of the user's (the description, broker names) is isolated, so that a right-to-left
+  // override in it cannot turn the rest of the line around.
+  function user(text) { return el("bdi", {}, [text]); }
   head.appendChild(el("div", { "class": "sub" }, [
-    (r.scenario.description || "") + " · broker " + r.run.broker + " · shard " + r.run.shard +
-    " · started " + started + " · ran " + r.run.elapsed_s.toFixed(1) + " s" +
-    (base ? " · baseline: " + base.run.broker + ", started " + new Date(base.run.started_unix_s * 1000).toISOString().slice(0, 19) : "")
-  ]));
+    user(r.scenario.description || ""), " · broker ", user(r.run.broker), " · shard " + r.run.shard +
+    " · started " + started + " · ran " + r.run.elapsed_s.toFixed(1) + " s"
+  ].concat(base ? [" · baseline: ", user(base.run.broker), ", started " + new Date(base.run.started_unix_s * 1000).toISOString().slice(0, 19)] : [])));
 
   // The verdict: each expectation.
   section("Expectations", [table(["check", "observed", "", "limit", ""], r.expectations.map(function (e) {
