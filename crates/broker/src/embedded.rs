@@ -39,8 +39,11 @@ pub struct EmbeddedConfig {
     /// Connections the router accepts in all (it preallocates for this many).
     pub max_connections: usize,
     pub max_payload_size: usize,
-    /// In-memory log per subscription filter: `segment_size x segment_count` bytes at most. A
-    /// subscriber that falls further behind than that loses messages (rumqttd's design).
+    /// In-memory log per subscription filter: `segment_size x segment_count` bytes at most, as
+    /// rumqttd counts them (topic, payload and 4 bytes per message; a message costs about 2.7
+    /// times that in memory). A subscriber that falls further behind than that loses messages
+    /// (rumqttd's design). Everything a run publishes passes through it, so its size is the
+    /// broker's memory bound: see [`EmbeddedConfig::with_filter_log`].
     pub segment_size: usize,
     pub segment_count: usize,
     /// Threads of the runtime that runs the listeners and their connections.
@@ -52,6 +55,19 @@ pub struct EmbeddedConfig {
     /// Listen for MQTT 5 clients instead of MQTT 3.1.1 ones (rumqttd serves one version per
     /// listener).
     pub mqtt5: bool,
+}
+
+impl EmbeddedConfig {
+    /// Segments of each filter's log: the oldest goes as a whole when the log is full.
+    pub const SEGMENTS: usize = 8;
+
+    /// The log of each subscription filter sized to `bytes` in all (rumqttd's count), in
+    /// [`EmbeddedConfig::SEGMENTS`] segments of at least 64 KiB.
+    pub fn with_filter_log(mut self, bytes: usize) -> Self {
+        self.segment_count = Self::SEGMENTS;
+        self.segment_size = (bytes / Self::SEGMENTS).max(64 << 10);
+        self
+    }
 }
 
 impl std::fmt::Debug for EmbeddedConfig {

@@ -46,7 +46,8 @@ pub(crate) fn broker(args: BrokerArgs, stop: Stop) -> anyhow::Result<Outcome> {
         allow_anonymous: args.allow_anonymous,
         mqtt5: args.mqtt5,
         ..EmbeddedConfig::default()
-    };
+    }
+    .with_filter_log((args.filter_log_mib as usize) << 20);
     // Each connection is a descriptor: take the whole allowance (the hard limit).
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let broker = match EmbeddedBroker::start(&config) {

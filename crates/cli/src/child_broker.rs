@@ -26,10 +26,12 @@ pub(crate) struct ChildBroker {
 
 /// How the broker process is started (again, on a restart).
 #[derive(Debug, Clone, Copy)]
-struct Options {
-    tcp_nodelay: bool,
-    max_connections: usize,
-    mqtt5: bool,
+pub(crate) struct Options {
+    pub tcp_nodelay: bool,
+    pub max_connections: usize,
+    pub mqtt5: bool,
+    /// Messages kept per subscription filter (`--filter-log-mib`).
+    pub filter_log_mib: u32,
 }
 
 /// A line `fleetbench broker` prints when its watch saw something (a rumqttd panic, a wedged
@@ -49,15 +51,10 @@ const ATTEMPTS: u32 = 3;
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl ChildBroker {
-    pub(crate) fn start(
-        listeners: u16,
-        tcp_nodelay: bool,
-        max_connections: usize,
-        mqtt5: bool,
-    ) -> anyhow::Result<ChildBroker> {
+    pub(crate) fn start(listeners: u16, options: Options) -> anyhow::Result<ChildBroker> {
         let mut last_error = None;
         for _ in 0..ATTEMPTS {
-            match Self::try_start(listeners, tcp_nodelay, max_connections, mqtt5) {
+            match Self::try_start(listeners, options) {
                 Ok(b) => return Ok(b),
                 Err(e) => last_error = Some(e),
             }
@@ -65,12 +62,7 @@ impl ChildBroker {
         Err(last_error.unwrap_or_else(|| anyhow::anyhow!("the broker process did not start")))
     }
 
-    fn try_start(
-        listeners: u16,
-        tcp_nodelay: bool,
-        max_connections: usize,
-        mqtt5: bool,
-    ) -> anyhow::Result<ChildBroker> {
+    fn try_start(listeners: u16, options: Options) -> anyhow::Result<ChildBroker> {
         // Ports that were free a moment ago; a clash makes the child exit and we try again.
         let held: Vec<TcpListener> = (0..listeners.max(1))
             .map(|_| TcpListener::bind("127.0.0.1:0"))
@@ -82,11 +74,6 @@ impl ChildBroker {
             .collect::<Result<_, _>>()
             .context("reading the free ports")?;
         drop(held);
-        let options = Options {
-            tcp_nodelay,
-            max_connections,
-            mqtt5,
-        };
         Self::start_on(ports, options, Arc::default())
     }
 
@@ -100,6 +87,7 @@ impl ChildBroker {
             tcp_nodelay,
             max_connections,
             mqtt5,
+            filter_log_mib,
         } = options;
         let exe = std::env::current_exe().context("locating the fleetbench executable")?;
         let mut command = Command::new(exe);
@@ -109,7 +97,9 @@ impl ChildBroker {
         }
         command
             .arg("--max-connections")
-            .arg(max_connections.to_string());
+            .arg(max_connections.to_string())
+            .arg("--filter-log-mib")
+            .arg(filter_log_mib.to_string());
         if !tcp_nodelay {
             command.arg("--no-tcp-nodelay");
         }

@@ -313,6 +313,11 @@ pub struct BrokerArgs {
     /// listener).
     #[arg(long)]
     pub mqtt5: bool,
+    /// Messages kept per subscription filter, in MiB as rumqttd counts them (topic, payload
+    /// and 4 bytes each; about 2.7 times that in memory): the broker's memory bound beyond its
+    /// connections. A subscriber further behind than that loses messages.
+    #[arg(long, value_name = "MIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub filter_log_mib: u32,
     /// Serve the broker's figures for Prometheus at http://ADDR/metrics (OpenMetrics text):
     /// connections per listener, rumqttd's panics and restarted listeners, the process's CPU
     /// and memory. ADDR is host:port, or a port alone on 127.0.0.1.

@@ -201,14 +201,17 @@ impl BrokerPlan {
                 listeners,
                 tcp_nodelay,
             } => {
-                let broker = EmbeddedBroker::start(&EmbeddedConfig {
-                    listeners,
-                    tcp_nodelay,
-                    max_connections: clients as usize + 64,
-                    max_payload_size: max_packet,
-                    mqtt5,
-                    ..EmbeddedConfig::default()
-                })
+                let broker = EmbeddedBroker::start(
+                    &EmbeddedConfig {
+                        listeners,
+                        tcp_nodelay,
+                        max_connections: clients as usize + 64,
+                        max_payload_size: max_packet,
+                        mqtt5,
+                        ..EmbeddedConfig::default()
+                    }
+                    .with_filter_log(filter_log_bytes(plan)),
+                )
                 .context("starting the embedded broker")?;
                 let e = broker.endpoints().clone();
                 let label = format!("embedded {}", e.describe());
@@ -219,9 +222,14 @@ impl BrokerPlan {
                 listeners,
                 tcp_nodelay,
             } => {
-                let child =
-                    ChildBroker::start(listeners, tcp_nodelay, clients as usize + 64, mqtt5)
-                        .context("starting the broker process")?;
+                let options = crate::child_broker::Options {
+                    tcp_nodelay,
+                    max_connections: clients as usize + 64,
+                    mqtt5,
+                    filter_log_mib: (filter_log_bytes(plan) >> 20).max(1) as u32,
+                };
+                let child = ChildBroker::start(listeners, options)
+                    .context("starting the broker process")?;
                 let e = child.endpoints.clone();
                 let label = format!("embedded (child process) {}", e.describe());
                 let target = embedded(e.host, e.ports);
@@ -250,4 +258,29 @@ impl BrokerPlan {
             tcp_nodelay,
         })
     }
+}
+
+/// Seconds of the scenario's peak traffic the embedded broker keeps per subscription filter:
+/// room for a subscriber this far behind (a slow consumer, a persistent session away) before
+/// rumqttd's log wraps and it loses messages (which the ledger counts and a finding names).
+pub(crate) const FILTER_LOG_SECONDS: f64 = 20.0;
+
+/// The bounds of each filter's log, as rumqttd counts it: a small run still gets room for
+/// bursts, a large one no more than rumqttd's own default.
+const FILTER_LOG_MIN: usize = 8 << 20;
+const FILTER_LOG_MAX: usize = 256 << 20;
+
+/// The log each subscription filter of the embedded broker keeps, in rumqttd's count (4 bytes,
+/// the topic and the payload per message): [`FILTER_LOG_SECONDS`] of every device's messages
+/// at the load's peak, within [`FILTER_LOG_MIN`] and [`FILTER_LOG_MAX`]. Everything a run
+/// publishes passes through this log, so it is the broker's memory bound beyond its
+/// connections: a run of any length stays within it once the log is full.
+pub(crate) fn filter_log_bytes(plan: &Plan) -> usize {
+    let peak = (plan.shape.phases().iter())
+        .map(|p| p.rate.max(p.rate_end))
+        .fold(1.0, f64::max);
+    let bytes_per_s: f64 = (plan.devices.iter())
+        .map(|d| d.rate * peak * (4 + d.topic.len() + d.payload.max_size()) as f64)
+        .sum();
+    ((bytes_per_s * FILTER_LOG_SECONDS) as usize).clamp(FILTER_LOG_MIN, FILTER_LOG_MAX)
 }

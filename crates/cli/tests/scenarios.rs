@@ -7,8 +7,7 @@ use std::process::Command;
 
 #[test]
 fn every_file_in_scenarios_is_valid() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
-    let files = common::toml_files(&dir);
+    let files = common::shipped_scenarios();
     assert!(
         files.len() >= 3,
         "expected the shipped scenarios, found {files:?}"
@@ -65,8 +64,7 @@ fn every_shipped_scenario_satisfies_the_schema_and_mistakes_do_not() {
         let value: toml::Value = toml::from_str(&text).expect("TOML");
         serde_json::to_value(value).expect("TOML as JSON")
     };
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
-    for file in common::toml_files(&dir) {
+    for file in common::shipped_scenarios() {
         let errors: Vec<String> = validator
             .iter_errors(&as_json(&file))
             .map(|e| format!("{} at {}", e, e.instance_path))

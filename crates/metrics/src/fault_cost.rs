@@ -179,7 +179,7 @@ fn p99_between(
         };
         // Every tick that overlaps the span: a short span still has its tick.
         if start < to && start + i.length > from {
-            h.add(&i.histogram);
+            h.add(&i.histogram());
         }
     }
     (h.count() > 0).then(|| h.summary().p99_us)

@@ -58,11 +58,90 @@ pub enum HlogError {
 }
 
 /// The interval lines of a run so far, already encoded: a tick costs one serialization per
-/// distribution and the run keeps a few hundred bytes per interval, not whole histograms.
+/// distribution. The lines go to an unnamed temporary file as they come (memory, only when no
+/// file can be made), so that a run of any length holds none of them in memory.
 pub struct IntervalLog {
-    lines: Vec<u8>,
+    spool: Spool,
+    /// The line being encoded.
+    line: Vec<u8>,
     intervals: usize,
     serializer: V2DeflateSerializer,
+}
+
+/// Where the lines are kept.
+enum Spool {
+    File { file: std::fs::File, len: u64 },
+    Memory(Vec<u8>),
+}
+
+impl Spool {
+    fn new() -> Spool {
+        match tempfile::tempfile() {
+            Ok(file) => Spool::File { file, len: 0 },
+            Err(_) => Spool::Memory(Vec::new()),
+        }
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Spool::File { file, len } => {
+                file.write_all(bytes)?;
+                *len += bytes.len() as u64;
+                Ok(())
+            }
+            Spool::Memory(v) => {
+                v.extend_from_slice(bytes);
+                Ok(())
+            }
+        }
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            Spool::File { len, .. } => *len,
+            Spool::Memory(v) => v.len() as u64,
+        }
+    }
+
+    /// Every byte kept, to `out`, a chunk at a time.
+    fn copy_to<W: Write>(&self, out: &mut W) -> std::io::Result<()> {
+        match self {
+            Spool::Memory(v) => out.write_all(v),
+            Spool::File { file, len } => {
+                use std::os::unix::fs::FileExt;
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut at = 0u64;
+                while at < *len {
+                    let want = buf.len().min((*len - at) as usize);
+                    let n = file.read_at(&mut buf[..want], at)?;
+                    if n == 0 {
+                        return Err(std::io::ErrorKind::UnexpectedEof.into());
+                    }
+                    out.write_all(&buf[..n])?;
+                    at += n as u64;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The lines kept, one at a time.
+    fn lines(&self) -> Box<dyn Iterator<Item = std::io::Result<String>> + '_> {
+        use std::io::BufRead;
+        match self {
+            Spool::Memory(v) => Box::new(v.lines()),
+            Spool::File { file, len } => {
+                use std::io::{Read, Seek};
+                match file.try_clone().and_then(|mut f| {
+                    f.rewind()?;
+                    Ok(f)
+                }) {
+                    Ok(f) => Box::new(std::io::BufReader::new(f.take(*len)).lines()),
+                    Err(e) => Box::new(std::iter::once(Err(e))),
+                }
+            }
+        }
+    }
 }
 
 impl Default for IntervalLog {
@@ -77,7 +156,7 @@ impl std::fmt::Debug for IntervalLog {
             f,
             "IntervalLog({} intervals, {} bytes)",
             self.intervals,
-            self.lines.len()
+            self.spool.len()
         )
     }
 }
@@ -85,7 +164,8 @@ impl std::fmt::Debug for IntervalLog {
 impl IntervalLog {
     pub fn new() -> Self {
         IntervalLog {
-            lines: Vec::new(),
+            spool: Spool::new(),
+            line: Vec::new(),
             intervals: 0,
             serializer: V2DeflateSerializer::new(),
         }
@@ -99,11 +179,15 @@ impl IntervalLog {
         length: Duration,
         h: &LatencyHistogram,
     ) -> Result<(), HlogError> {
-        // A builder without headers writes nothing of its own: only the interval line, appended.
+        // A builder without headers writes nothing of its own: only the interval line.
+        self.line.clear();
         IntervalLogWriterBuilder::new()
-            .begin_log_with(&mut self.lines, &mut self.serializer)
+            .begin_log_with(&mut self.line, &mut self.serializer)
             .map_err(|e| HlogError::Write(e.to_string()))?
             .write_histogram(h.hdr(), start, length, Tag::new(metric.tag()))
+            .map_err(|e| HlogError::Write(e.to_string()))?;
+        self.spool
+            .append(&self.line)
             .map_err(|e| HlogError::Write(e.to_string()))?;
         self.intervals += 1;
         Ok(())
@@ -138,43 +222,79 @@ impl IntervalLog {
             b"\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"\n",
         );
         out.write_all(&header)
-            .and_then(|_| out.write_all(&self.lines))
+            .and_then(|_| self.spool.copy_to(out))
             .map_err(|e| HlogError::Write(e.to_string()))
     }
 }
 
 impl IntervalLog {
-    /// The latency intervals (from intended and from send) read back, in order; none when the
-    /// log does not read (its errors are the report's, from writing it).
+    /// The latency intervals (from intended and from send) read back line by line, in
+    /// order, each kept encoded (a few hundred bytes) until it is used; the intervals of a
+    /// line that does not read are left out (its errors are the report's, from writing it).
     pub fn latency_intervals(&self) -> Vec<LoggedInterval> {
-        let mut bytes = Vec::new();
-        if self
-            .write_to(&mut bytes, std::time::UNIX_EPOCH, "read back")
-            .is_err()
-        {
-            return Vec::new();
-        }
-        read(&bytes)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|i| {
-                matches!(
-                    i.metric,
+        let mut out = Vec::new();
+        for line in self.spool.lines() {
+            let Ok(line) = line else { break };
+            for entry in IntervalLogIterator::new(line.as_bytes()).flatten() {
+                let LogEntry::Interval(i) = entry else {
+                    continue;
+                };
+                let interval = LoggedInterval::of(&i);
+                if matches!(
+                    interval.metric,
                     Some(Distribution::FromIntended | Distribution::FromSend)
-                )
-            })
-            .collect()
+                ) {
+                    out.push(interval);
+                }
+            }
+        }
+        out
     }
 }
 
-/// One interval read back from a log.
+/// One interval read back from a log, its histogram still encoded.
 #[derive(Debug, Clone)]
 pub struct LoggedInterval {
     pub metric: Option<Distribution>,
     pub tag: Option<String>,
     pub start: Duration,
     pub length: Duration,
-    pub histogram: LatencyHistogram,
+    /// The histogram, V2 compressed, base64 (as the log line holds it).
+    encoded: String,
+}
+
+impl LoggedInterval {
+    fn of(i: &hdrhistogram::serialization::interval_log::IntervalLogHistogram<'_>) -> Self {
+        let tag = i.tag().map(|t| t.as_str().to_string());
+        LoggedInterval {
+            metric: tag.as_deref().and_then(Distribution::from_tag),
+            tag,
+            start: i.start_timestamp(),
+            length: i.duration(),
+            encoded: i.encoded_histogram().to_string(),
+        }
+    }
+
+    /// An interval of `metric` holding `h` (for tests and readers of other logs).
+    pub fn new(
+        metric: Distribution,
+        start: Duration,
+        length: Duration,
+        h: &LatencyHistogram,
+    ) -> Self {
+        LoggedInterval {
+            metric: Some(metric),
+            tag: Some(metric.tag().to_string()),
+            start,
+            length,
+            encoded: h.to_base64().unwrap_or_default(),
+        }
+    }
+
+    /// Its histogram, decoded (an empty one when the line held none that decodes).
+    pub fn histogram(&self) -> LatencyHistogram {
+        LatencyHistogram::from_base64(&self.encoded).unwrap_or_default()
+    }
 }
 
 /// Read every interval of a log.
@@ -190,20 +310,12 @@ pub fn read(bytes: &[u8]) -> Result<Vec<LoggedInterval>, HlogError> {
             continue;
         };
         let index = out.len();
-        let histogram = LatencyHistogram::from_base64(i.encoded_histogram()).map_err(|e| {
-            HlogError::Histogram {
-                index,
-                detail: e.to_string(),
-            }
+        // Every interval must decode: a damaged log is an error, not a silent gap.
+        LatencyHistogram::from_base64(i.encoded_histogram()).map_err(|e| HlogError::Histogram {
+            index,
+            detail: e.to_string(),
         })?;
-        let tag = i.tag().map(|t| t.as_str().to_string());
-        out.push(LoggedInterval {
-            metric: tag.as_deref().and_then(Distribution::from_tag),
-            tag,
-            start: i.start_timestamp(),
-            length: i.duration(),
-            histogram,
-        });
+        out.push(LoggedInterval::of(&i));
     }
     Ok(out)
 }
@@ -213,7 +325,7 @@ pub fn totals(intervals: &[LoggedInterval]) -> BTreeMap<Distribution, LatencyHis
     let mut out: BTreeMap<Distribution, LatencyHistogram> = BTreeMap::new();
     for i in intervals {
         if let Some(m) = i.metric {
-            out.entry(m).or_default().add(&i.histogram);
+            out.entry(m).or_default().add(&i.histogram());
         }
     }
     out

@@ -148,7 +148,7 @@ fn span_histogram(
     for i in intervals.iter().filter(|i| i.metric == Some(metric)) {
         let ended = i.start + i.length;
         if ended > start && ended <= end + TOLERANCE {
-            h.add(&i.histogram);
+            h.add(&i.histogram());
         }
     }
     h
@@ -176,13 +176,12 @@ mod tests {
         for u in us {
             h.record_us(*u);
         }
-        LoggedInterval {
-            metric: Some(Distribution::FromIntended),
-            tag: None,
-            start: Duration::from_millis(end_ms - 250),
-            length: Duration::from_millis(250),
-            histogram: h,
-        }
+        LoggedInterval::new(
+            Distribution::FromIntended,
+            Duration::from_millis(end_ms - 250),
+            Duration::from_millis(250),
+            &h,
+        )
     }
 
     #[test]

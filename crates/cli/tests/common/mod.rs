@@ -68,6 +68,14 @@ impl Drop for BrokerProcess {
     }
 }
 
+/// The shipped scenarios: the `.toml` files in `scenarios/` and `scenarios/long/`, sorted.
+pub(crate) fn shipped_scenarios() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
+    let mut files = toml_files(&dir);
+    files.extend(toml_files(&dir.join("long")));
+    files
+}
+
 /// The `.toml` files in `dir`, sorted.
 pub(crate) fn toml_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
