@@ -38,6 +38,15 @@ const CPU_PER_MESSAGE_US: f64 = 60.0;
 const CPU_PER_CLIENT_MILLICORES: f64 = 0.01;
 /// The smallest CPU request (calibration and start-up need a core's share).
 const MIN_CPU_MILLICORES: f64 = 250.0;
+/// Resident memory a shard adds per hour of its run, whatever its rate: the run's timeline and,
+/// at its end, every tick's latency intervals read back (encoded) for the report's series and
+/// fault rows; 4 ticks a second. Measured at 9-13 MiB an hour (docs/PERFORMANCE.md, "Runs that
+/// last"), with room.
+const MEMORY_PER_HOUR_MIB: f64 = 16.0;
+/// The interval log is spooled to a file in /tmp (an emptyDir: the root file system is
+/// read-only): about 17 MiB an hour; its volume's limit, with room.
+const SPOOL_BASE_MIB: u64 = 64;
+const SPOOL_PER_HOUR_MIB: f64 = 32.0;
 
 /// Connections a pod can open to one broker address with the default source-port range
 /// (`net.ipv4.ip_local_port_range`, 32768-60999).
@@ -51,7 +60,10 @@ pub struct ShardSize {
     /// Deliveries per second at the load's peak.
     pub peak_messages_per_s: f64,
     pub cpu_millicores: u64,
+    /// Base, per client and per hour of the run (see the constants).
     pub memory_mib: u64,
+    /// The size limit of the pod's /tmp, where the run spools its interval log.
+    pub spool_mib: u64,
 }
 
 /// The largest shard of `scenario` split into `count`.
@@ -86,13 +98,17 @@ pub fn shard_size(scenario: &Scenario, count: u32) -> ShardSize {
     let peak_messages_per_s = biggest.expected_deliveries_per_s() * peak;
     let cpu =
         peak_messages_per_s * CPU_PER_MESSAGE_US / 1e3 + clients as f64 * CPU_PER_CLIENT_MILLICORES;
-    let memory = BASE_MEMORY_MIB + clients as f64 * MEMORY_PER_CLIENT_KIB / 1024.0;
+    let hours = (scenario.duration + scenario.drain_timeout).as_secs_f64() / 3600.0;
+    let memory = BASE_MEMORY_MIB
+        + clients as f64 * MEMORY_PER_CLIENT_KIB / 1024.0
+        + hours * MEMORY_PER_HOUR_MIB;
     ShardSize {
         devices: biggest.devices.len(),
         clients,
         peak_messages_per_s,
         cpu_millicores: cpu.max(MIN_CPU_MILLICORES).ceil() as u64,
         memory_mib: memory.ceil() as u64,
+        spool_mib: SPOOL_BASE_MIB + (hours * SPOOL_PER_HOUR_MIB).ceil() as u64,
     }
 }
 
@@ -341,13 +357,23 @@ impl Job<'_> {
             ("containers", Yaml::Array(vec![self.container()])),
             (
                 "volumes",
-                Yaml::Array(vec![map([
-                    ("name", s("scenario")),
-                    (
-                        "configMap",
-                        map([("name", s(format!("{}-scenario", self.name)))]),
-                    ),
-                ])]),
+                Yaml::Array(vec![
+                    map([
+                        ("name", s("scenario")),
+                        (
+                            "configMap",
+                            map([("name", s(format!("{}-scenario", self.name)))]),
+                        ),
+                    ]),
+                    // The root file system is read-only: the interval log spools here.
+                    map([
+                        ("name", s("tmp")),
+                        (
+                            "emptyDir",
+                            map([("sizeLimit", s(format!("{}Mi", self.size.spool_mib)))]),
+                        ),
+                    ]),
+                ]),
             ),
         ])
     }
@@ -398,11 +424,14 @@ impl Job<'_> {
             ),
             (
                 "volumeMounts",
-                Yaml::Array(vec![map([
-                    ("name", s("scenario")),
-                    ("mountPath", s(SCENARIO_DIR)),
-                    ("readOnly", Yaml::Boolean(true)),
-                ])]),
+                Yaml::Array(vec![
+                    map([
+                        ("name", s("scenario")),
+                        ("mountPath", s(SCENARIO_DIR)),
+                        ("readOnly", Yaml::Boolean(true)),
+                    ]),
+                    map([("name", s("tmp")), ("mountPath", s("/tmp"))]),
+                ]),
             ),
         ])
     }
