@@ -7,10 +7,10 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use fleetbench_fleet::codec::Header;
+use fleetbench_fleet::header::Header;
 use fleetbench_fleet::payload::PayloadMaker;
 use fleetbench_fleet::timer::PreciseTimer;
-use fleetbench_metrics::aggregate::Phase;
+use fleetbench_metrics::aggregate::Stage;
 use fleetbench_metrics::{Aggregator, Flush, LatencyHistogram, Ledger, ObserverFlush};
 use fleetbench_scenario::topic;
 
@@ -145,7 +145,7 @@ fn snapshot(c: &mut Criterion) {
                 }));
             }
             t += Duration::from_millis(250);
-            black_box(agg.tick(t, Phase::Running).sent)
+            black_box(agg.tick(t, Stage::Running).sent)
         })
     });
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context};
-use fleetbench_metrics::Report;
+use fleetbench_report::Report;
 
 use crate::{cargo, root, worse};
 
@@ -229,7 +229,10 @@ pub(crate) fn scenarios(
         lines.push(line);
         worst = worse(worst, code);
     }
-    let failed = lines.iter().filter(|l| !l.starts_with("PASS")).count();
+    let failed = lines
+        .iter()
+        .filter(|l| !l.starts_with(fleetbench_report::report::Verdict::Pass.label()))
+        .count();
     println!(
         "{} scenarios, {} passed, {failed} failed",
         lines.len(),
@@ -299,9 +302,10 @@ fn run_one(
 }
 
 fn summary_line(name: &str, code: i32, report: &Path) -> String {
+    use fleetbench_report::report::Verdict;
     let verdict = match code {
-        0 => "PASS",
-        3 => "FAIL",
+        0 => Verdict::Pass.label(),
+        3 => Verdict::Fail.label(),
         130 => "INTR",
         2 => "BAD ",
         _ => "ERR ",

@@ -5,7 +5,7 @@
 
 use std::sync::Mutex;
 
-use fleetbench_metrics::report::BrokerWatch;
+use fleetbench_report::report::BrokerWatch;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use fleetbench_broker::Endpoints;
 use fleetbench_metrics::env::{proc_kb, stat_cpu_seconds};
-use fleetbench_metrics::report::{ListenerRestartReport, ProcessUsage};
+use fleetbench_report::report::{ListenerRestartReport, ProcessUsage};
 
 pub(crate) struct ChildBroker {
     child: Child,

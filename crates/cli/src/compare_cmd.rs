@@ -4,9 +4,9 @@
 use std::path::Path;
 
 use anyhow::Context;
-use fleetbench_metrics::compare::{compare, render_markdown, render_text, tolerances_of};
-use fleetbench_metrics::consistency::scenario_changes;
-use fleetbench_metrics::Report;
+use fleetbench_report::compare::{compare, render_markdown, render_text, tolerances_of};
+use fleetbench_report::consistency::scenario_changes;
+use fleetbench_report::Report;
 
 use crate::inputs::one_report;
 use crate::{CompareArgs, Format, Outcome, UsageError};

@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use fleetbench_metrics::Report;
+use fleetbench_report::Report;
 
 use crate::UsageError;
 
@@ -65,11 +65,11 @@ pub(crate) fn read_capped(path: &Path, what: &str, cap: u64) -> Result<Vec<u8>, 
 /// (`run --report -` in each pod; `kubectl logs` output, several pods' in one file included).
 pub(crate) fn reports_in(path: &Path) -> Result<Vec<Report>, UsageError> {
     let bytes = read_capped(path, "report", MAX_REPORT_BYTES)?;
-    fleetbench_metrics::read::reports_in(&String::from_utf8_lossy(&bytes)).map_err(|e| {
+    fleetbench_report::read::reports_in(&String::from_utf8_lossy(&bytes)).map_err(|e| {
         let shown = path.display();
         UsageError(match e {
             // file:line: as editors and terminals link it.
-            fleetbench_metrics::read::ReadError::Line { line, error } => format!(
+            fleetbench_report::read::ReadError::Line { line, error } => format!(
                 "{shown}:{line}: a report line that does not read as a report ({error}); was \
                  the log cut short?"
             ),

@@ -10,6 +10,7 @@ mod child_broker;
 mod compare_cmd;
 pub mod deploy;
 mod deploy_check;
+mod environment;
 mod inputs;
 mod limits;
 mod live_metrics;
@@ -17,7 +18,6 @@ mod logging;
 mod merge_cmd;
 mod outputs;
 mod progress;
-mod report;
 mod report_cmd;
 mod restart_cmd;
 mod run;
@@ -443,7 +443,7 @@ fn execute(opts: Opts, log_file: Option<logging::LogFile>) -> anyhow::Result<Out
 
 fn print_schema(of: SchemaOf) -> anyhow::Result<Outcome> {
     let schema = match of {
-        SchemaOf::Report => fleetbench_metrics::Report::json_schema(),
+        SchemaOf::Report => fleetbench_report::Report::json_schema(),
         SchemaOf::Scenario => serde_json::to_value(fleetbench_scenario::json_schema())?,
     };
     say(format_args!("{}\n", serde_json::to_string_pretty(&schema)?));

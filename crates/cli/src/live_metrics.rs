@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use fleetbench_metrics::aggregate::Snapshot;
 use fleetbench_metrics::buckets::{Buckets, BOUNDS_US};
-use fleetbench_metrics::report::Totals;
 use fleetbench_metrics::timeline::CONNECTION_ERRORS;
+use fleetbench_report::report::Totals;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -86,9 +86,9 @@ fn family<M: EncodeMetric>(
 
 /// A histogram of latency in seconds from the snapshot's buckets.
 #[derive(Debug)]
-struct LatencyHistogram(Buckets);
+struct PromHistogram(Buckets);
 
-impl EncodeMetric for LatencyHistogram {
+impl EncodeMetric for PromHistogram {
     fn encode(
         &self,
         mut encoder: prometheus_client::encoding::MetricEncoder,
@@ -230,7 +230,7 @@ impl Collector for LiveMetrics {
         let latency = ["from_intended", "from_send"]
             .into_iter()
             .zip(s.latency_buckets)
-            .map(|(kind, b)| (vec![("kind", kind.to_string())], LatencyHistogram(b)));
+            .map(|(kind, b)| (vec![("kind", kind.to_string())], PromHistogram(b)));
         family(
             e,
             (

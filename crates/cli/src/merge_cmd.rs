@@ -1,8 +1,8 @@
 //! `fleetbench merge`: one report from the shards of a run or from repeats of it.
 
 use anyhow::Context;
-use fleetbench_metrics::merge::merge;
-use fleetbench_metrics::report::{MergeKind, Verdict};
+use fleetbench_report::merge::merge;
+use fleetbench_report::report::{MergeKind, Verdict};
 
 use crate::inputs::reports_in;
 use crate::outputs::Reserved;
@@ -24,7 +24,7 @@ pub(crate) fn run(args: MergeArgs) -> anyhow::Result<Outcome> {
     let merged = merge(&reports, kind).map_err(|e| UsageError(e.to_string()))?;
     let json = merged.to_json().context("encoding the merged report")?;
     out.write(json.as_bytes())?;
-    crate::say(fleetbench_metrics::summary::render(&merged));
+    crate::say(fleetbench_report::summary::render(&merged));
     Ok(if merged.verdict == Verdict::Pass {
         Outcome::Pass
     } else {

@@ -69,6 +69,9 @@ impl Reserved {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
+        if dir.exists() && !dir.is_dir() {
+            return Err(usage(format!("{} is not a directory", dir.display())));
+        }
         if !dir.is_dir() {
             return Err(usage(format!(
                 "its directory {} does not exist; create it first",
@@ -174,7 +177,7 @@ pub(crate) const STDOUT: &str = "-";
 /// What starts the line that carries a report on stdout, so that `fleetbench merge` finds it
 /// in a pod's log among the summary and anything else (`kubectl logs` output, with or without
 /// `--prefix` or `--timestamps`).
-pub(crate) use fleetbench_metrics::read::REPORT_LINE;
+pub(crate) use fleetbench_report::read::REPORT_LINE;
 
 /// Every output of one run: the JSON report and the interval log beside it.
 pub(crate) struct Outputs {

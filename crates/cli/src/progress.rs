@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use fleetbench_metrics::summary::{fmt_count, fmt_us};
+use fleetbench_metrics::fmt::{fmt_count, fmt_us};
 use fleetbench_metrics::Snapshot;
 use tokio::sync::watch;
 
@@ -12,7 +12,7 @@ pub(crate) fn line(s: &Snapshot) -> String {
     format!(
         "[{:>7.1}s {:<10}] devices {}/{}  pub {:.0}/s  del {:.0}/s  p99 {} (send {})  sent {}  delivered {}  dup {}  late {}  errors {}",
         s.elapsed.as_secs_f64(),
-        s.phase.label(),
+        s.stage.label(),
         fmt_count(u64::from(s.devices_connected)),
         fmt_count(u64::from(s.devices_target)),
         s.publish_rate,

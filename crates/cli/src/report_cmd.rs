@@ -22,7 +22,7 @@ pub(crate) fn html(args: HtmlArgs) -> anyhow::Result<Outcome> {
         }
         None => None,
     };
-    let page = fleetbench_metrics::html::render(&report, baseline.as_ref())
+    let page = fleetbench_report::html::render(&report, baseline.as_ref())
         .context("making the HTML report")?;
     let path = out.write(page.as_bytes())?;
     crate::say(format_args!("wrote {}\n", path.display()));

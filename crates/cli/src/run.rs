@@ -7,9 +7,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use fleetbench_fleet::calibrate::{calibrate, CalibrationWork, CALIBRATION_TIMEOUT};
 use fleetbench_fleet::{FleetOptions, Target, Timing};
-use fleetbench_metrics::report::{Calibration, StartReport, Verdict};
-use fleetbench_metrics::{summary, Report, RunContext, RunOutcome, Snapshot};
+use fleetbench_metrics::{RunOutcome, Snapshot};
 use fleetbench_monitor::Meta;
+use fleetbench_report::report::{Calibration, StartReport, Verdict};
+use fleetbench_report::{summary, Report, RunContext};
 use fleetbench_scenario::Plan;
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
@@ -101,7 +102,7 @@ pub(crate) fn run(args: RunArgs, stop: Stop, log_file: Option<LogFile>) -> anyho
     runtime.shutdown_timeout(Duration::from_secs(2));
     let ended = broker.stop();
     let context = RunContext {
-        environment: crate::report::environment(),
+        environment: crate::environment::detect(),
         started_unix_s,
         shard,
         broker: ended.label,
@@ -329,7 +330,7 @@ fn finish(
         }
     }
     if let Some(out) = outputs.html {
-        match fleetbench_metrics::html::render(report, None) {
+        match fleetbench_report::html::render(report, None) {
             Ok(page) => {
                 if let Err(e) = out.write(page.as_bytes()) {
                     failed.push(e);

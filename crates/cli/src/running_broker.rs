@@ -5,7 +5,7 @@ use anyhow::Context;
 use fleetbench_broker::{BrokerHealth, EmbeddedBroker, EmbeddedConfig};
 use fleetbench_fleet::transport::Transport;
 use fleetbench_fleet::Target;
-use fleetbench_metrics::report::{BrokerWatch, ListenerRestartReport, ProcessUsage};
+use fleetbench_report::report::{BrokerWatch, ListenerRestartReport, ProcessUsage};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

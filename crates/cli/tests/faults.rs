@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::cli::{finish, start_run};
-use fleetbench_metrics::Report;
+use fleetbench_report::Report;
 
 fn scenario(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../scenarios/{name}.toml"))

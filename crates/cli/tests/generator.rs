@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::cli::{finish, start_run};
-use fleetbench_metrics::Report;
+use fleetbench_report::Report;
 
 /// Run `file` with `fleetbench` started by `launcher` (a program and its arguments before
 /// fleetbench's own, or none); its exit code, report and output.

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use common::cli::finish;
 use common::BrokerProcess;
-use fleetbench_metrics::Report;
+use fleetbench_report::Report;
 use yaml_rust2::{Yaml, YamlLoader};
 
 /// 160 meters at 4 msg/s, QoS 1: 2 s to connect (rate 0: nothing falls due before a device is

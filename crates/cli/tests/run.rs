@@ -87,6 +87,12 @@ fn a_passing_run_writes_the_documented_report_and_a_narrow_summary() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = scenario(dir.path(), "2s", "delivered_ratio = 1.0\nmax_lost = 0");
     let out_path = dir.path().join("out/report.json");
+    // A report's directory must exist: the run does not make folders it was not asked for.
+    let refused = run_file(&file, &out_path, Duration::from_secs(60));
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("does not exist; create it first"), "{why}");
+    assert_eq!(refused.status.code(), Some(2), "{why}");
+    std::fs::create_dir(dir.path().join("out")).expect("out");
     let out = run_file(&file, &out_path, Duration::from_secs(60));
     let stdout = assert_exit(&out, 0);
     assert!(stdout.lines().all(|l| l.chars().count() <= 100), "{stdout}");
@@ -421,7 +427,7 @@ fn assert_matches_schema(report: &serde_json::Value) {
 #[test]
 fn reports_match_the_schema_log_every_interval_and_merge_exactly() {
     use fleetbench_metrics::hlog::{self, Distribution};
-    use fleetbench_metrics::Report;
+    use fleetbench_report::Report;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let file = scenario(dir.path(), "2s", "delivered_ratio = 1.0\np99 = \"10s\"");

@@ -223,7 +223,7 @@ fn unwritable_output_paths_are_refused_before_anything_connects() {
         ),
         (
             vec!["--report", under_file.to_str().expect("utf-8")],
-            "cannot create its directory",
+            "plain-file is not a directory",
         ),
         (
             vec![
@@ -260,6 +260,7 @@ fn a_report_that_cannot_be_written_at_the_end_goes_to_a_named_fallback() {
     let file = scenario(dir.path(), "3s", 3, 5.0, "");
     let out_dir = dir.path().join("reports");
     let out = out_dir.join("report.json");
+    std::fs::create_dir(&out_dir).expect("report directory");
     let child = start_run(&file, &out, &[]);
     std::thread::sleep(Duration::from_millis(1_500));
     // The directory goes away while the run lasts.

@@ -20,7 +20,7 @@
 
 use std::time::{Duration, Instant};
 
-use fleetbench_metrics::report::Calibration;
+use fleetbench_metrics::calibration::Calibration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -20,9 +20,9 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::client::{Client, Connection, Ev, Received, Settings};
-use crate::codec::Header;
 use crate::ctx::{RunCtx, Window};
-use crate::mqtt;
+use crate::errors;
+use crate::header::Header;
 
 /// Largest SUBSCRIBE the controller sends: every broker accepts 1 KB packets (the embedded one
 /// is set up for the scenario's payloads plus 1 KB).
@@ -148,7 +148,7 @@ async fn command(spec: &ControllerSpec, client: &Client, ctx: &RunCtx, w: Window
         );
         if let Err(e) = result {
             let who = &spec.client_id;
-            mqtt::report_error(&ctx.flush, "command", format_args!("{who}: {e}"));
+            errors::report_error(&ctx.flush, "command", format_args!("{who}: {e}"));
             break;
         }
         seqs[i] += 1;
@@ -205,7 +205,7 @@ async fn listen(
                 let who = format!("controller {}", spec.client_id);
                 let policy = Backoff::default();
                 tokio::select! {
-                    () = tokio::time::sleep(mqtt::back_off(&ctx.flush, &who, &e, &policy, attempts)) => {}
+                    () = tokio::time::sleep(errors::back_off(&ctx.flush, &who, &e, &policy, attempts)) => {}
                     () = ctx.end.cancelled() => break,
                 }
             }
@@ -227,7 +227,7 @@ fn subscribe_replies(spec: &ControllerSpec, client: &Client, ctx: &RunCtx) -> us
     for chunk in subscribe_chunks(filters) {
         match client.try_subscribe_many(chunk) {
             Ok(()) => pending += 1,
-            Err(e) => mqtt::report_error(
+            Err(e) => errors::report_error(
                 &ctx.flush,
                 "subscribe",
                 format_args!("controller {}: {e}", spec.client_id),
@@ -250,7 +250,7 @@ impl Answers {
         let now_ns = ctx.clock.ns_at(std::time::Instant::now());
         let Ok(h) = Header::decode_command(&p.payload) else {
             let topic = p.topic();
-            mqtt::report_error(&ctx.flush, "decode", format_args!("answer on {topic}"));
+            errors::report_error(&ctx.flush, "decode", format_args!("answer on {topic}"));
             return;
         };
         let pos = crate::position(&ctx.positions, h.device);

@@ -15,9 +15,9 @@ use fleetbench_scenario::{DeviceSpec, Mqtt5Publish, WhileDown};
 use tokio::time::{sleep_until, Instant};
 
 use crate::client::{Connection, PublishProperties, Settings};
-use crate::codec::Header;
 use crate::ctx::{RunCtx, Window};
-use crate::mqtt;
+use crate::errors;
+use crate::header::Header;
 use crate::payload::PayloadMaker;
 use crate::poller::{How, Wait};
 
@@ -259,7 +259,7 @@ impl<'a> Device<'a> {
         };
         if let Err(e) = result {
             let who = &spec.client_id;
-            mqtt::report_error(&ctx.flush, "publish", format_args!("{who}: {e}"));
+            errors::report_error(&ctx.flush, "publish", format_args!("{who}: {e}"));
             return false;
         }
         true

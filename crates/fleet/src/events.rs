@@ -1,7 +1,7 @@
 //! Messages devices publish about themselves (statuses, last wills), told apart from data by
 //! topic and payload: observers tally them per device, and at the end the tallies are judged
 //! against what MQTT promises. (Commands and replies carry a flagged header of their own, see
-//! [`crate::codec`].)
+//! [`crate::header`].)
 
 use std::collections::HashMap;
 

@@ -7,12 +7,12 @@
 pub mod calibrate;
 pub mod client;
 pub mod clock;
-pub mod codec;
 mod controller;
 mod ctx;
 mod device;
+mod errors;
 pub mod events;
-mod mqtt;
+pub mod header;
 mod observer;
 pub mod payload;
 mod poller;

@@ -20,8 +20,8 @@ use tracing::debug;
 
 use crate::client::{Client, ConnError, Connection, Ev, Settings};
 use crate::ctx::RunCtx;
+use crate::errors;
 use crate::events::Heard;
-use crate::mqtt;
 use crate::receive::{Arrival, Receiver};
 
 /// What an observer leaves behind at the end.
@@ -261,7 +261,7 @@ impl Observer {
             if let Err(e) = self.client.try_subscribe_many(filters) {
                 let who = &self.spec.client_id;
                 let detail = format_args!("observer {who}: {e}");
-                mqtt::report_error(&self.ctx.flush, "subscribe", detail);
+                errors::report_error(&self.ctx.flush, "subscribe", detail);
             }
         }
     }
@@ -287,7 +287,7 @@ impl Observer {
         let policy = Backoff::default();
         let mut cutoff = self.ctx.cutoff.clone();
         tokio::select! {
-            _ = tokio::time::sleep(mqtt::back_off(&self.ctx.flush, &who, e, &policy, self.attempts)) => Next::Go,
+            _ = tokio::time::sleep(errors::back_off(&self.ctx.flush, &who, e, &policy, self.attempts)) => Next::Go,
             () = cut(&mut cutoff) => Next::Stop,
         }
     }

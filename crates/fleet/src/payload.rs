@@ -12,7 +12,7 @@ use fleetbench_scenario::load::SplitMix64;
 use fleetbench_scenario::payload::{Constant, Generator, JsonField, Payload, TimeUnit};
 use fleetbench_scenario::DeviceSpec;
 
-use crate::codec::{Header, HEADER_LEN};
+use crate::header::{Header, HEADER_LEN};
 
 /// Bytes the JSON header field takes at the end of a payload: `,"_fb":"<64 hex>"}`.
 pub const JSON_TAIL_LEN: usize = 10 + 2 * HEADER_LEN;

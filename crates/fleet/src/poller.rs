@@ -13,7 +13,7 @@ use fleetbench_metrics::flush::Down;
 
 use crate::client::{ClientError, ConnError, Ev};
 use crate::device::Device;
-use crate::mqtt;
+use crate::errors;
 
 /// How a device waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,7 +187,7 @@ impl Device<'_> {
             // A clean session: the subscription is renewed on every connect.
             if let Err(e) = self.conn.subscribe(vec![(c.topic.clone(), c.qos)]) {
                 let who = &spec.client_id;
-                mqtt::report_error(&self.ctx.flush, "subscribe", format_args!("{who}: {e}"));
+                errors::report_error(&self.ctx.flush, "subscribe", format_args!("{who}: {e}"));
             }
         }
         // Report the connection at once: the monitor counts connected devices.
@@ -239,7 +239,7 @@ impl Device<'_> {
         }
         self.attempts += 1;
         let spec = self.spec;
-        let wait = mqtt::back_off(
+        let wait = errors::back_off(
             &ctx.flush,
             &spec.client_id,
             e,
@@ -271,5 +271,5 @@ impl Device<'_> {
 }
 
 fn report(d: &Device, kind: &'static str, topic: &str, e: ClientError) {
-    mqtt::report_error(&d.ctx.flush, kind, format_args!("on {topic}: {e}"));
+    errors::report_error(&d.ctx.flush, kind, format_args!("on {topic}: {e}"));
 }

@@ -12,10 +12,10 @@ use fleetbench_metrics::{Delivery, Ledger, ObserverFlush};
 use fleetbench_scenario::{Mqtt5Publish, ObserverSpec, Protocol};
 
 use crate::client::Received;
-use crate::codec::{DecodeError, Header};
 use crate::ctx::RunCtx;
+use crate::errors;
 use crate::events::Heard;
-use crate::mqtt;
+use crate::header::{DecodeError, Header};
 
 /// What one observer keeps of what it received.
 pub(crate) struct Receiver {
@@ -84,7 +84,7 @@ impl Receiver {
             Err(e) => {
                 match ctx.events.classify(p.topic(), &p.payload) {
                     Some((pos, kind)) => self.heard[pos].record(kind, p.retain),
-                    None => mqtt::report_error(
+                    None => errors::report_error(
                         &ctx.flush,
                         "decode",
                         format_args!("on {}: {e}", p.topic()),

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fleetbench_metrics::aggregate::Phase;
+use fleetbench_metrics::aggregate::Stage;
 use fleetbench_metrics::ledger::{account, lost_by_slot, Ledger};
 use fleetbench_metrics::{Aggregator, BrokerGone, RunOutcome, Snapshot};
 use fleetbench_scenario::Plan;
@@ -69,7 +69,7 @@ struct Run<'a> {
     /// The user's stop.
     stop: CancellationToken,
     observers: Vec<ObserverHandle>,
-    phase: watch::Sender<Phase>,
+    stage: watch::Sender<Stage>,
     ticker_done: watch::Sender<bool>,
     ticker: Option<JoinHandle<Aggregator>>,
     /// Snapshots as the ticker makes them, for the broker watch.
@@ -128,7 +128,7 @@ impl<'a> Run<'a> {
             ctx.proxy = Some(stats);
         }
         let ctx = Arc::new(ctx);
-        let (phase, phase_rx) = watch::channel(Phase::Connecting);
+        let (stage, stage_rx) = watch::channel(Stage::Connecting);
         let (ticker_done, done_rx) = watch::channel(false);
         let live = snapshots.subscribe();
         let load = plan.shape.is_declared().then(|| plan.shape.clone());
@@ -136,7 +136,7 @@ impl<'a> Run<'a> {
             aggregator,
             ctx.clock,
             ctx.opts.tick,
-            phase_rx,
+            stage_rx,
             done_rx,
             snapshots,
             (load, ctx.ramp.clone()),
@@ -153,7 +153,7 @@ impl<'a> Run<'a> {
             controls,
             stop,
             observers,
-            phase,
+            stage,
             ticker_done,
             ticker: Some(ticker),
             live,
@@ -200,7 +200,7 @@ impl<'a> Run<'a> {
         }
         let ctx = &self.ctx;
         self.ramp_start = Some(ctx.start_ramp(&self.controls));
-        let _ = self.phase.send(Phase::Running);
+        let _ = self.stage.send(Stage::Running);
         let (devices, results): (Vec<_>, Vec<_>) = (0..self.plan.devices.len())
             .map(|pos| {
                 let (done, result) = tokio::sync::oneshot::channel();
@@ -284,7 +284,7 @@ impl<'a> Run<'a> {
             .saturating_duration_since(start)
             .min(timing.duration);
         let interrupted = self.stop.is_cancelled();
-        let _ = self.phase.send(Phase::Draining);
+        let _ = self.stage.send(Stage::Draining);
         let expected: u64 = (tally.sent.iter().zip(self.plan.watchers()))
             .map(|(s, w)| s * u64::from(w))
             .sum();
@@ -337,7 +337,7 @@ impl<'a> Run<'a> {
         for o in self.observers.drain(..) {
             results.push(o.task.await.map_err(|e| FleetError::Task(e.to_string()))?);
         }
-        let _ = self.phase.send(Phase::Done);
+        let _ = self.stage.send(Stage::Done);
         let _ = self.ticker_done.send(true);
         Ok(results)
     }
@@ -424,7 +424,7 @@ fn outcome(
         plan.fault_grid.points.len(),
     );
     let group_of: Vec<usize> = plan.devices.iter().map(|d| d.group).collect();
-    let by_group = fleetbench_metrics::groups::account_by_group(
+    let by_group = fleetbench_metrics::ledger::account_by_group(
         ledgers.iter().map(|(l, _)| l),
         (&tally.sent, settled),
         &group_of,

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fleetbench_metrics::aggregate::Phase;
+use fleetbench_metrics::aggregate::Stage;
 use fleetbench_metrics::{Aggregator, BrokerGone, Snapshot};
 use fleetbench_scenario::load::LoadShape;
 use tokio::sync::watch;
@@ -20,7 +20,7 @@ pub(crate) async fn tick_loop(
     mut aggregator: Aggregator,
     clock: RunClock,
     tick: Duration,
-    phase: watch::Receiver<Phase>,
+    stage: watch::Receiver<Stage>,
     mut done: watch::Receiver<bool>,
     snapshots: watch::Sender<Snapshot>,
     (load, ramp): (Option<LoadShape>, watch::Receiver<Option<Instant>>),
@@ -43,12 +43,12 @@ pub(crate) async fn tick_loop(
             _ = interval.tick() => {}
             _ = done.wait_for(|d| *d) => break,
         }
-        let mut snap = aggregator.tick(clock.elapsed(), *phase.borrow()).clone();
+        let mut snap = aggregator.tick(clock.elapsed(), *stage.borrow()).clone();
         snap.load_phase = load_phase();
         snap.ramp_at = ramp_at();
         snapshots.send_replace(snap);
     }
-    let mut snap = aggregator.tick(clock.elapsed(), Phase::Done).clone();
+    let mut snap = aggregator.tick(clock.elapsed(), Stage::Done).clone();
     snap.load_phase = load_phase();
     snap.ramp_at = ramp_at();
     snapshots.send_replace(snap);
@@ -83,7 +83,7 @@ pub(crate) async fn watch_broker(
             (
                 s.elapsed,
                 s.devices_connected + s.observers_connected,
-                s.phase == Phase::Running,
+                s.stage == Stage::Running,
             )
         };
         seen_up |= up > 0;

@@ -18,7 +18,7 @@ pub use crate::flush::{DeviceFlush, Flush, ObserverFlush, PhaseFlush};
 /// Where a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Phase {
+pub enum Stage {
     #[default]
     Starting,
     Connecting,
@@ -27,14 +27,14 @@ pub enum Phase {
     Done,
 }
 
-impl Phase {
+impl Stage {
     pub fn label(self) -> &'static str {
         match self {
-            Phase::Starting => "starting",
-            Phase::Connecting => "connecting",
-            Phase::Running => "running",
-            Phase::Draining => "draining",
-            Phase::Done => "done",
+            Stage::Starting => "starting",
+            Stage::Connecting => "connecting",
+            Stage::Running => "running",
+            Stage::Draining => "draining",
+            Stage::Done => "done",
         }
     }
 }
@@ -59,9 +59,10 @@ impl ErrorGroup {
 /// The quantiles of [`Snapshot::distribution`].
 pub const LADDER: [f64; 7] = [0.5, 0.75, 0.9, 0.99, 0.999, 0.9999, 1.0];
 
-/// Totals of a whole run, as the report needs them.
+/// What a whole run recorded beside its counts: its latency distributions, lateness, errors,
+/// CPU and load phases, as the report needs them.
 #[derive(Debug, Clone, Default)]
-pub struct Totals {
+pub struct RunTotals {
     pub from_intended: LatencyHistogram,
     pub from_send: LatencyHistogram,
     /// From intended, of the messages that left on time.
@@ -91,7 +92,7 @@ pub struct PhaseTotals {
     pub from_intended: LatencyHistogram,
 }
 
-impl Totals {
+impl RunTotals {
     fn phase(&mut self, phase: usize) -> &mut PhaseTotals {
         if self.phases.len() <= phase {
             self.phases.resize_with(phase + 1, PhaseTotals::default);
@@ -102,7 +103,7 @@ impl Totals {
 
 pub struct Aggregator {
     rx: Receiver<Flush>,
-    totals: Totals,
+    totals: RunTotals,
     interval_intended: LatencyHistogram,
     interval_send: LatencyHistogram,
     /// Latency since the start in a Prometheus histogram's buckets.
@@ -171,7 +172,7 @@ impl Aggregator {
         let (tx, rx) = std::sync::mpsc::channel();
         let agg = Aggregator {
             rx,
-            totals: Totals::default(),
+            totals: RunTotals::default(),
             interval_intended: LatencyHistogram::new(),
             interval_send: LatencyHistogram::new(),
             latency_buckets: Default::default(),
@@ -295,7 +296,7 @@ impl Aggregator {
     }
 
     /// Take in everything flushed so far and produce the snapshot for `elapsed`.
-    pub fn tick(&mut self, elapsed: Duration, phase: Phase) -> &Snapshot {
+    pub fn tick(&mut self, elapsed: Duration, stage: Stage) -> &Snapshot {
         while let Ok(flush) = self.rx.try_recv() {
             self.apply(flush);
         }
@@ -307,7 +308,7 @@ impl Aggregator {
         self.totals.connect.add(&self.interval_connect);
         self.log_interval(elapsed);
         let rates = self.rates(elapsed);
-        let snapshot = self.snapshot(elapsed, phase, &rates);
+        let snapshot = self.snapshot(elapsed, stage, &rates);
         let errors_by = crate::timeline::connection_errors(&snapshot.errors);
         self.timeline.push(crate::timeline::Point {
             elapsed,
@@ -369,10 +370,10 @@ impl Aggregator {
         }
     }
 
-    fn snapshot(&mut self, elapsed: Duration, phase: Phase, rates: &Rates) -> Snapshot {
+    fn snapshot(&mut self, elapsed: Duration, stage: Stage, rates: &Rates) -> Snapshot {
         Snapshot {
             elapsed,
-            phase,
+            stage,
             devices_target: self.last.devices_target,
             devices_connected: self.groups.iter().map(|g| g.devices_connected).sum(),
             observers_target: self.last.observers_target,
@@ -473,7 +474,7 @@ impl Aggregator {
         &self.sent
     }
 
-    pub fn totals(&self) -> &Totals {
+    pub fn totals(&self) -> &RunTotals {
         &self.totals
     }
 }
@@ -499,13 +500,13 @@ mod tests {
             delivered: 10,
             ..Default::default()
         }));
-        let s = agg.tick(Duration::from_secs(2), Phase::Running);
+        let s = agg.tick(Duration::from_secs(2), Stage::Running);
         assert_eq!((s.sent, s.delivered, s.devices_connected), (10, 10, 1));
         assert!((s.publish_rate - 5.0).abs() < 1e-9);
         assert_eq!(s.interval_from_intended.count, 1);
         assert_eq!(agg.totals().ack.count(), 2);
         // A later tick with no traffic reports zero rates but keeps totals.
-        let s = agg.tick(Duration::from_secs(3), Phase::Running);
+        let s = agg.tick(Duration::from_secs(3), Stage::Running);
         assert_eq!(
             (s.sent, s.publish_rate, s.interval_from_intended.count),
             (10, 0.0, 0)
@@ -535,7 +536,7 @@ mod tests {
                 sent: t * 10,
                 ..Default::default()
             }));
-            agg.tick(Duration::from_secs(t), Phase::Running);
+            agg.tick(Duration::from_secs(t), Stage::Running);
         }
         assert_eq!(agg.sent_at(Duration::from_secs(3)), vec![30]);
         assert_eq!(agg.sent_at(Duration::from_millis(3500)), vec![30]);

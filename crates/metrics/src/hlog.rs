@@ -125,22 +125,50 @@ impl Spool {
         }
     }
 
-    /// The lines kept, one at a time.
-    fn lines(&self) -> Box<dyn Iterator<Item = std::io::Result<String>> + '_> {
+    /// The lines kept, one at a time, each with its newline (the interval log's parser
+    /// needs it). The file is read at positions, so its write position stays where it was.
+    fn lines(&self) -> impl Iterator<Item = std::io::Result<Vec<u8>>> + '_ {
         use std::io::BufRead;
-        match self {
-            Spool::Memory(v) => Box::new(v.lines()),
-            Spool::File { file, len } => {
-                use std::io::{Read, Seek};
-                match file.try_clone().and_then(|mut f| {
-                    f.rewind()?;
-                    Ok(f)
-                }) {
-                    Ok(f) => Box::new(std::io::BufReader::new(f.take(*len)).lines()),
-                    Err(e) => Box::new(std::iter::once(Err(e))),
+        let reader: Box<dyn BufRead + '_> = match self {
+            Spool::Memory(v) => Box::new(v.as_slice()),
+            Spool::File { file, len } => Box::new(std::io::BufReader::new(At {
+                file,
+                at: 0,
+                end: *len,
+            })),
+        };
+        let mut reader = Some(reader);
+        std::iter::from_fn(move || {
+            let r = reader.as_mut()?;
+            let mut line = Vec::new();
+            match r.read_until(b'\n', &mut line) {
+                Ok(0) => None,
+                Ok(_) => Some(Ok(line)),
+                Err(e) => {
+                    reader = None;
+                    Some(Err(e))
                 }
             }
-        }
+        })
+    }
+}
+
+/// A file read from `at` up to `end` by position.
+struct At<'a> {
+    file: &'a std::fs::File,
+    at: u64,
+    end: u64,
+}
+
+impl std::io::Read for At<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let want = buf
+            .len()
+            .min(usize::try_from(self.end - self.at).unwrap_or(usize::MAX));
+        let n = self.file.read_at(&mut buf[..want], self.at)?;
+        self.at += n as u64;
+        Ok(n)
     }
 }
 
@@ -235,7 +263,7 @@ impl IntervalLog {
         let mut out = Vec::new();
         for line in self.spool.lines() {
             let Ok(line) = line else { break };
-            for entry in IntervalLogIterator::new(line.as_bytes()).flatten() {
+            for entry in IntervalLogIterator::new(&line).flatten() {
                 let LogEntry::Interval(i) = entry else {
                     continue;
                 };
@@ -370,11 +398,35 @@ mod tests {
 
         let intervals = read(&file).expect("read");
         assert_eq!(intervals.len(), 16);
+        // What the run reads back of its own log: the latency intervals, each whole.
+        let own = log.latency_intervals();
+        assert_eq!(own.len(), 8);
+        assert_eq!(own[7].start, tick * 7);
+        assert_eq!(own[7].histogram().count(), 701);
         assert_eq!(intervals[2].start, tick);
         assert_eq!(intervals[2].metric, Some(Distribution::FromIntended));
         let totals = totals(&intervals);
         assert_eq!(totals[&Distribution::FromIntended].hdr(), whole.hdr());
         assert_eq!(totals[&Distribution::Connect].count(), 0);
+    }
+
+    #[test]
+    fn a_log_kept_in_memory_reads_back_like_one_kept_in_a_file() {
+        let mut logs = [IntervalLog::new(), IntervalLog::new()];
+        logs[1].spool = Spool::Memory(Vec::new());
+        for log in &mut logs {
+            for t in 0..3u32 {
+                let mut h = LatencyHistogram::new();
+                h.record_us(u64::from(10 + t));
+                let at = Duration::from_secs(t.into());
+                log.push(Distribution::FromSend, at, Duration::from_secs(1), &h)
+                    .expect("push");
+            }
+            let back = log.latency_intervals();
+            assert_eq!(back.len(), 3);
+            assert_eq!(back[2].histogram().max_us(), 12);
+        }
+        assert!(matches!(logs[0].spool, Spool::File { .. }));
     }
 
     #[test]

@@ -332,9 +332,45 @@ pub fn lost_by_slot<'a>(
     lost
 }
 
+/// The streams of `ledgers` accounted per group: `group_of[d]` is device `d`'s group, `sent`
+/// and `settled` as in [`account`].
+pub fn account_by_group<'a>(
+    ledgers: impl IntoIterator<Item = &'a Ledger>,
+    (sent, settled): (&[u64], &[u64]),
+    group_of: &[usize],
+    groups: usize,
+) -> Vec<StreamOutcome> {
+    let mut out = vec![StreamOutcome::default(); groups];
+    for ledger in ledgers {
+        for (device, stream) in ledger.streams() {
+            let Some(g) = group_of.get(device).and_then(|g| out.get_mut(*g)) else {
+                continue;
+            };
+            let s = sent.get(device).copied().unwrap_or(0);
+            let settled = settled.get(device).copied().unwrap_or(0).min(s);
+            g.add(&stream.outcome(s, settled));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod accounting_tests {
     use super::*;
+
+    #[test]
+    fn each_groups_streams_are_its_own() {
+        // Devices 0 and 2 in group 0, device 1 in group 1; one observer expects all three.
+        let mut l = Ledger::new(&[true, true, true]);
+        for seq in 0..5 {
+            l.record(0, seq);
+            l.record(2, seq);
+        }
+        l.record(1, 0);
+        let by = account_by_group([&l], (&[5, 3, 6], &[5, 3, 6]), &[0, 1, 0], 2);
+        assert_eq!((by[0].expected, by[0].delivered, by[0].lost), (11, 10, 1));
+        assert_eq!((by[1].expected, by[1].delivered, by[1].lost), (3, 1, 2));
+    }
 
     #[test]
     fn sums_streams_by_delivered_qos() {

@@ -1,22 +1,19 @@
-//! What a run hands over for its report: the fleet's outcome (every count, histogram and
-//! ledger it kept) and the context it ran in (machine, broker, calibration, shard). The report
-//! is built from these two in `Report::from_run`.
+//! What a run hands over for its report: the fleet's outcome, every count, histogram and
+//! ledger it kept (the report crate builds the report from it and the run's context).
 
 use std::time::Duration;
 
-use fleetbench_scenario::{Plan, Shard};
+use fleetbench_scenario::Plan;
 
-use crate::aggregate::Totals;
+use crate::aggregate::RunTotals;
 use crate::behaviour::Behaviour;
-use crate::env::Environment;
 use crate::ledger::{account, Accounting, Ledger};
-use crate::report::{BrokerWatch, Calibration, ProcessUsage};
 
 /// Everything a report needs from a run.
 #[derive(Debug)]
 pub struct RunOutcome {
     pub accounting: Accounting,
-    pub totals: Totals,
+    pub totals: RunTotals,
     pub sent: u64,
     /// Messages each device of the plan sent (by position in the plan).
     pub sent_per_device: Vec<u64>,
@@ -87,7 +84,7 @@ impl RunOutcome {
             .collect();
         RunOutcome {
             accounting: account(ledgers.iter().map(|l| (l, &[][..])), &sent, &sent),
-            totals: Totals::default(),
+            totals: RunTotals::default(),
             sent: 0,
             sent_per_device: sent,
             skipped: 0,
@@ -124,28 +121,4 @@ pub struct BrokerGone {
     pub since: Duration,
     /// How long the run waited for any of them to come back.
     pub waited: Duration,
-}
-
-/// What the report needs to know about the run besides the fleet's outcome.
-#[derive(Debug, Clone)]
-pub struct RunContext {
-    /// The machine and the build.
-    pub environment: Environment,
-    pub started_unix_s: u64,
-    pub shard: Shard,
-    /// The broker as it may be printed: no credentials.
-    pub broker: String,
-    /// Whether the embedded broker's accepted sockets had TCP_NODELAY; None for an external
-    /// broker (the report tells the embedded broker by it).
-    pub tcp_nodelay: Option<bool>,
-    /// What the broker's own process used, when it ran as a child.
-    pub broker_process: Option<ProcessUsage>,
-    /// The calibration workload's units, measured just before the run.
-    pub calibration: Option<Calibration>,
-    /// What the embedded broker's watch saw (None for an external broker).
-    pub broker_watch: Option<BrokerWatch>,
-    /// Cores the whole machine had busy over the run.
-    pub machine_busy_cores: Option<f64>,
-    /// The common start the run waited for, and how late it started.
-    pub start: Option<crate::report::StartReport>,
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::aggregate::{ErrorGroup, Phase};
+use crate::aggregate::{ErrorGroup, Stage};
 use crate::cpu::CpuUsage;
 use crate::hist::LatencySummary;
 
@@ -12,7 +12,7 @@ use crate::hist::LatencySummary;
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub elapsed: Duration,
-    pub phase: Phase,
+    pub stage: Stage,
     pub devices_target: u32,
     pub devices_connected: u32,
     pub observers_target: u32,

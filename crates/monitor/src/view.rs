@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use fleetbench_metrics::aggregate::{Phase, Snapshot};
+use fleetbench_metrics::aggregate::{Snapshot, Stage};
+use fleetbench_metrics::fmt::{fmt_count, fmt_us};
 use fleetbench_metrics::hist::LatencySummary;
-use fleetbench_metrics::summary::{fmt_count, fmt_us};
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -81,12 +81,12 @@ pub fn render(frame: &mut Frame, meta: &Meta, history: &History, state: &ViewSta
     }
 }
 
-fn phase_style(phase: Phase) -> Style {
-    let color = match phase {
-        Phase::Starting | Phase::Connecting => WARN,
-        Phase::Running => GOOD,
-        Phase::Draining => ACCENT,
-        Phase::Done => Color::White,
+fn stage_style(stage: Stage) -> Style {
+    let color = match stage {
+        Stage::Starting | Stage::Connecting => WARN,
+        Stage::Running => GOOD,
+        Stage::Draining => ACCENT,
+        Stage::Done => Color::White,
     };
     Style::default()
         .fg(Color::Black)
@@ -103,16 +103,16 @@ fn header(frame: &mut Frame, area: Rect, meta: &Meta, s: &Snapshot, state: &View
         Span::raw(" "),
         Span::styled(meta.scenario.clone(), Style::default().bold()),
         Span::raw(" "),
-        // A fault under way takes the phase's badge (the progress line names it).
+        // A fault under way takes the stage's badge (the progress line names it).
         match crate::faults::under_way(&meta.faults, s) {
             Some(_) => Span::styled(" FAULT ", Style::default().fg(Color::Black).bg(BAD).bold()),
             None => Span::styled(
-                format!(" {} ", s.phase.label().to_uppercase()),
-                phase_style(s.phase),
+                format!(" {} ", s.stage.label().to_uppercase()),
+                stage_style(s.stage),
             ),
         },
     ];
-    if state.stopping && s.phase != Phase::Done {
+    if state.stopping && s.stage != Stage::Done {
         spans.push(Span::styled(
             " stopping… ",
             Style::default().fg(WARN).bold(),

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use fleetbench_metrics::aggregate::{
-    ErrorGroup, GroupSnapshot, Phase, PhaseFigures, Snapshot, LADDER,
+    ErrorGroup, GroupSnapshot, PhaseFigures, Snapshot, Stage, LADDER,
 };
 use fleetbench_metrics::cpu::CpuUsage;
 use fleetbench_metrics::hist::LatencySummary;
@@ -56,7 +56,7 @@ fn connecting() -> History {
     for i in 1..=3u64 {
         h.push(Snapshot {
             elapsed: Duration::from_millis(250 * i),
-            phase: Phase::Connecting,
+            stage: Stage::Connecting,
             devices_target: 1_000,
             devices_connected: 100 * i as u32,
             observers_target: 1,
@@ -81,7 +81,7 @@ fn steady() -> History {
         };
         h.push(Snapshot {
             elapsed: Duration::from_millis(250 * i),
-            phase: Phase::Running,
+            stage: Stage::Running,
             devices_target: 1_000,
             devices_connected: 1_000,
             observers_target: 1,
@@ -119,7 +119,7 @@ fn losses_and_errors() -> History {
     let mut h = steady();
     let mut s = h.latest().cloned().expect("steady has snapshots");
     s.elapsed = Duration::from_secs(31);
-    s.phase = Phase::Draining;
+    s.stage = Stage::Draining;
     s.devices_connected = 988;
     s.expected = s.sent;
     s.delivered = s.sent - 412;
@@ -258,7 +258,7 @@ fn a_fault_under_way_is_named_and_its_window_marked_on_the_charts() {
         );
         check(&format!("fault-{w}x{height}"), &text);
     }
-    // Past the window the badge is the phase's again and the mark stays on the charts.
+    // Past the window the badge is the stage's again and the mark stays on the charts.
     let mut later = h.clone();
     let mut s = later.latest().cloned().expect("snapshots");
     s.elapsed = Duration::from_secs(14);

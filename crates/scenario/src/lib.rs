@@ -24,7 +24,7 @@ pub use fault_grid::FaultGrid;
 pub use metric::Metric;
 pub use model::{
     url_host, Backoff, BrokerTarget, Commands, Controller, DeviceGroup, DeviceMessage,
-    EmbeddedBroker, Expectations, ExternalBroker, Fault, FaultKind, GroupBehaviour, Mqtt5Publish,
+    EmbeddedSettings, Expectations, ExternalBroker, Fault, FaultKind, GroupBehaviour, Mqtt5Publish,
     NetworkFault, ObserverGroup, Offline, Protocol, Qos, Regression, Scenario, Scheme, TlsFiles,
     WhileDown,
 };

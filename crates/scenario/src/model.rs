@@ -105,12 +105,12 @@ impl Scenario {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum BrokerTarget {
-    Embedded(EmbeddedBroker),
+    Embedded(EmbeddedSettings),
     External(Box<ExternalBroker>),
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct EmbeddedBroker {
+pub struct EmbeddedSettings {
     /// Listening ports: connections are spread over them so that accepts are not serialised.
     pub listeners: u16,
     /// Make accepted sockets inherit TCP_NODELAY (off only to measure what Nagle costs).

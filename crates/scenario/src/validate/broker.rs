@@ -4,13 +4,13 @@
 
 use super::ctx::{Ctx, MAX_MQTT_STRING, R};
 use crate::error::Located;
-use crate::model::{BrokerTarget, EmbeddedBroker, ExternalBroker, Scheme, TlsFiles};
+use crate::model::{BrokerTarget, EmbeddedSettings, ExternalBroker, Scheme, TlsFiles};
 use crate::raw::{RawBroker, S};
 
 pub(crate) fn broker(cx: &Ctx, b: Option<&S<RawBroker>>, clients: u64) -> R<BrokerTarget> {
     let default_listeners = clients.div_ceil(1_000).clamp(2, 16) as u16;
     let Some(b) = b else {
-        return Ok(BrokerTarget::Embedded(EmbeddedBroker {
+        return Ok(BrokerTarget::Embedded(EmbeddedSettings {
             listeners: default_listeners,
             tcp_nodelay: true,
             child_process: false,
@@ -56,7 +56,7 @@ pub(crate) fn embedded(cx: &Ctx, b: &RawBroker, default_listeners: u16) -> R<Bro
             }
         },
     };
-    Ok(BrokerTarget::Embedded(EmbeddedBroker {
+    Ok(BrokerTarget::Embedded(EmbeddedSettings {
         listeners,
         tcp_nodelay: b.tcp_nodelay.as_ref().is_none_or(|v| *v.get_ref()),
         child_process,

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use super::{Comparison, NotGated, Row, Unit};
 use crate::report::Calibration;
-use crate::summary::fmt_us;
+use fleetbench_metrics::fmt::fmt_us;
 
 fn value(unit: Unit, v: f64) -> String {
     match unit {

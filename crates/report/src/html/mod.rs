@@ -4,9 +4,9 @@
 
 use serde::Serialize;
 
-use crate::hist::LatencyHistogram;
-use crate::hlog::Distribution;
 use crate::Report;
+use fleetbench_metrics::hist::LatencyHistogram;
+use fleetbench_metrics::hlog::Distribution;
 
 const PAGE: &str = include_str!("page.html");
 const PAGE_JS: &str = include_str!("page.js");
@@ -60,12 +60,11 @@ pub fn render(report: &Report, baseline: Option<&Report>) -> Result<String, Html
     // Inside a <script> element only "</" could end it early; JSON allows "\u003c" anywhere a
     // "<" stands in a string (and it stands nowhere else).
     let json = serde_json::to_string(&data)?.replace('<', "\\u003c");
-    let verdict = match report.verdict {
-        crate::report::Verdict::Pass => "PASS",
-        crate::report::Verdict::Fail => "FAIL",
-        crate::report::Verdict::Interrupted => "INTERRUPTED",
-    };
-    let title = format!("fleetbench {}: {verdict}", escape(report.scenario_name()));
+    let title = format!(
+        "fleetbench {}: {}",
+        escape(report.scenario_name()),
+        report.verdict.label()
+    );
     // One pass over the template: a placeholder's text never gets searched again.
     let mut out = String::with_capacity(PAGE.len() + UPLOT_JS.len() + json.len() + 16_384);
     let mut rest = PAGE;

@@ -8,10 +8,10 @@ use std::time::Duration;
 use fleetbench_scenario::fault_grid::LEAD;
 use fleetbench_scenario::{Fault, FaultGrid, FaultKind, Scenario};
 
-use crate::hist::LatencyHistogram;
-use crate::hlog::{Distribution, LoggedInterval};
-use crate::outcome::{RestartEvent, RunOutcome};
-use crate::timeline::{CutDown, Point, CONNECTION_ERRORS};
+use fleetbench_metrics::hist::LatencyHistogram;
+use fleetbench_metrics::hlog::{Distribution, LoggedInterval};
+use fleetbench_metrics::outcome::{RestartEvent, RunOutcome};
+use fleetbench_metrics::timeline::{CutDown, Point, CONNECTION_ERRORS};
 use serde::{Deserialize, Serialize};
 
 /// What one fault cost. Times are seconds from the fault's start unless named otherwise.

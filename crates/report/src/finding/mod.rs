@@ -9,10 +9,10 @@
 
 mod text;
 
-use crate::behaviour::Behaviour;
 use crate::metric::Metric;
 use crate::report::{BrokerWatch, QosMismatch, Report, SubscriptionGrant, Verdict};
-use crate::summary::fmt_count;
+use fleetbench_metrics::behaviour::Behaviour;
+use fleetbench_metrics::fmt::fmt_count;
 
 /// One thing a run found out.
 #[derive(Debug, Clone, PartialEq)]
@@ -236,7 +236,7 @@ fn failed(r: &Report, m: Metric) -> bool {
 
 /// The latest error of the connection kinds, for naming a cause.
 fn latest_connection_error(r: &Report) -> Option<String> {
-    crate::timeline::CONNECTION_ERRORS
+    fleetbench_metrics::timeline::CONNECTION_ERRORS
         .iter()
         .filter_map(|k| r.errors.get(*k))
         .map(|g| g.latest.chars().take(120).collect::<String>())

@@ -6,13 +6,13 @@
 
 use std::collections::BTreeMap;
 
-use crate::hist::LatencyHistogram;
-use crate::hlog::Distribution;
 use crate::metric::Metric;
 use crate::report::{
     BrokerWatch, Calibration, Histograms, Latency, MergeKind, Merged, PhaseReport, ProcessUsage,
     QosTotals, Report,
 };
+use fleetbench_metrics::hist::LatencyHistogram;
+use fleetbench_metrics::hlog::Distribution;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
@@ -67,7 +67,7 @@ pub fn merge(reports: &[Report], kind: MergeKind) -> Result<Report, MergeError> 
     }
     out.phases = merge_phases(reports, concurrent)?;
     // Behaviour counts add up whether the reports are shards or repeats.
-    out.behaviour = crate::behaviour::Behaviour::default();
+    out.behaviour = fleetbench_metrics::behaviour::Behaviour::default();
     for (index, r) in reports.iter().enumerate() {
         out.behaviour
             .absorb(&r.behaviour)
@@ -155,7 +155,7 @@ fn histograms(reports: &[Report]) -> Result<Hists, MergeError> {
             .histograms
             .as_ref()
             .ok_or(MergeError::NoHistograms { index })?;
-        let bad = |e: crate::hist::HistogramCodecError| MergeError::Histogram {
+        let bad = |e: fleetbench_metrics::hist::HistogramCodecError| MergeError::Histogram {
             index,
             detail: e.to_string(),
         };
@@ -197,9 +197,9 @@ fn counts(out: &mut Report, reports: &[Report]) -> Result<(), MergeError> {
         e.latest = g.latest.clone();
     }
     out.generator.late_sends = reports.iter().map(|r| r.generator.late_sends).sum();
-    let mut late_by = vec![0u64; crate::flush::LATE_BY_MS.len()];
+    let mut late_by = vec![0u64; fleetbench_metrics::flush::LATE_BY_MS.len()];
     for step in reports.iter().flat_map(|r| &r.generator.late_by) {
-        if let Some(i) = crate::flush::LATE_BY_MS
+        if let Some(i) = fleetbench_metrics::flush::LATE_BY_MS
             .iter()
             .position(|s| *s == step.over_ms)
         {
@@ -345,8 +345,8 @@ fn merge_phases(reports: &[Report], concurrent: bool) -> Result<Vec<PhaseReport>
     Ok(out)
 }
 
-fn sum_cpu(reports: &[Report], scale: f64) -> crate::cpu::CpuUsage {
-    let mut c = crate::cpu::CpuUsage::default();
+fn sum_cpu(reports: &[Report], scale: f64) -> fleetbench_metrics::cpu::CpuUsage {
+    let mut c = fleetbench_metrics::cpu::CpuUsage::default();
     for r in reports {
         let o = &r.resources.cpu;
         c.generator += o.generator * scale;

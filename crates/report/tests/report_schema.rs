@@ -1,6 +1,6 @@
 //! The report's JSON Schema in the repository is the one the types generate.
 
-use fleetbench_metrics::Report;
+use fleetbench_report::Report;
 
 fn committed_path() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/report.schema.json")

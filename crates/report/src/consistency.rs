@@ -39,7 +39,7 @@ pub fn check_report(index: usize, r: &Report) -> Result<(), MergeError> {
             t.delivered, t.lost, t.in_flight, t.expected
         ));
     }
-    let mut by_qos = crate::ledger::StreamOutcome::default();
+    let mut by_qos = fleetbench_metrics::ledger::StreamOutcome::default();
     for q in &r.by_qos {
         let o = &q.outcome;
         if [o.delivered, o.lost, o.in_flight]
@@ -97,12 +97,12 @@ fn check_histograms(index: usize, r: &Report) -> Result<(), MergeError> {
         index,
         detail: e.to_string(),
     })?;
-    let count = |d: crate::hlog::Distribution| {
+    let count = |d: fleetbench_metrics::hlog::Distribution| {
         (decoded.iter())
             .find(|(x, _)| *x == d)
             .map_or(0, |(_, h)| h.count())
     };
-    use crate::hlog::Distribution::{FromIntended, FromSend};
+    use fleetbench_metrics::hlog::Distribution::{FromIntended, FromSend};
     let (intended, send) = (count(FromIntended), count(FromSend));
     if intended != r.latency.from_intended.count || send != r.latency.from_send.count {
         return bad(format!(

@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::env::Environment;
-use crate::hist::LatencyHistogram;
-use crate::ledger::StreamOutcome;
 use crate::report::*;
+use fleetbench_metrics::env::Environment;
+use fleetbench_metrics::hist::LatencyHistogram;
+use fleetbench_metrics::ledger::StreamOutcome;
 
 /// A latency distribution whose median is `p50` and 99th percentile `p99` (98% at p50, 2% at
 /// p99), 1,000 values.

@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 
 use fleetbench_scenario::{Plan, Scenario};
 
-use crate::aggregate::{ErrorGroup, PhaseTotals};
-use crate::outcome::{RunContext, RunOutcome};
+use fleetbench_metrics::aggregate::{ErrorGroup, PhaseTotals};
+use fleetbench_metrics::outcome::RunOutcome;
+
+use crate::context::RunContext;
 use crate::report::{
     peak_rss_bytes, BrokerGoneReport, Generator, Histograms, Latency, PhaseReport, QosMismatch,
     QosTotals, Report, Resources, RunInfo, RunTiming, SubscriptionGrant, Throughput, Totals,

@@ -2,32 +2,9 @@
 
 use std::fmt::Write;
 
-use crate::hist::LatencySummary;
 use crate::report::{Report, Verdict};
-
-/// A latency in the unit that reads best: "850us", "1.24ms", "3.50s".
-pub fn fmt_us(us: u64) -> String {
-    if us < 1_000 {
-        format!("{us}us")
-    } else if us < 1_000_000 {
-        format!("{:.2}ms", us as f64 / 1e3)
-    } else {
-        format!("{:.2}s", us as f64 / 1e6)
-    }
-}
-
-/// A count with thousands separators: 1234567 -> "1,234,567".
-pub fn fmt_count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+use fleetbench_metrics::fmt::{fmt_count, fmt_us};
+use fleetbench_metrics::hist::LatencySummary;
 
 fn latency_row(out: &mut String, name: &str, l: &LatencySummary) {
     if l.count == 0 {
@@ -64,12 +41,7 @@ pub fn render(r: &Report) -> String {
 /// The verdict, the broker and how long the run took.
 fn header(out: &mut String, r: &Report) {
     let name = r.scenario_name();
-    let verdict = match r.verdict {
-        Verdict::Interrupted => "INTERRUPTED",
-        Verdict::Pass => "PASS",
-        Verdict::Fail => "FAIL",
-    };
-    let _ = writeln!(out, "fleetbench {name}: {verdict}");
+    let _ = writeln!(out, "fleetbench {name}: {}", r.verdict.label());
     let shard = match r.run.shard.as_str() {
         "0/1" => String::new(),
         s if s.contains('/') => format!("  shard {s}"),
@@ -167,9 +139,8 @@ fn shard_table(out: &mut String, r: &Report) {
             .start_lateness_s
             .map_or_else(|| "-".to_string(), |l| format!("{l:.2}s"));
         let verdict = match s.verdict {
-            Some(Verdict::Pass) => "pass".to_string(),
-            Some(Verdict::Interrupted) => "INTERRUPTED".to_string(),
-            _ => format!("FAIL {}", s.failed.join(", ")),
+            Some(v @ (Verdict::Pass | Verdict::Interrupted)) => v.label().to_string(),
+            _ => format!("{} {}", Verdict::Fail.label(), s.failed.join(", ")),
         };
         let _ = writeln!(
             out,
@@ -357,7 +328,7 @@ fn judgement(out: &mut String, r: &Report) {
             match (judged, e.ok) {
                 (false, _) => "--  ",
                 (true, true) => "ok  ",
-                (true, false) => "FAIL",
+                (true, false) => Verdict::Fail.label(),
             },
             e.name,
             trim_number(e.observed),
@@ -380,7 +351,7 @@ fn judgement(out: &mut String, r: &Report) {
 }
 
 /// One line per behaviour the scenario uses.
-fn behaviour_lines(out: &mut String, b: &crate::behaviour::Behaviour) {
+fn behaviour_lines(out: &mut String, b: &fleetbench_metrics::behaviour::Behaviour) {
     let n = fmt_count;
     if let Some(s) = &b.status {
         let _ = writeln!(

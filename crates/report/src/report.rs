@@ -7,11 +7,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::ErrorGroup;
-use crate::env::Environment;
-use crate::hist::{HistogramCodecError, LatencyHistogram, LatencySummary};
-use crate::hlog::Distribution;
-use crate::ledger::StreamOutcome;
+use fleetbench_metrics::aggregate::ErrorGroup;
+use fleetbench_metrics::env::Environment;
+use fleetbench_metrics::hist::{HistogramCodecError, LatencyHistogram, LatencySummary};
+use fleetbench_metrics::hlog::Distribution;
+use fleetbench_metrics::ledger::StreamOutcome;
+
+/// The calibration units, measured by the fleet (defined with the recordings).
+pub use fleetbench_metrics::calibration::Calibration;
 
 /// What one fault cost (defined beside the code that works it out).
 pub use crate::fault_cost::FaultReport;
@@ -61,8 +64,11 @@ pub struct Report {
     pub phases: Vec<PhaseReport>,
     /// Statuses, last wills, persistent sessions and commands (absent when the scenario uses
     /// none of them).
-    #[serde(default, skip_serializing_if = "crate::behaviour::Behaviour::is_empty")]
-    pub behaviour: crate::behaviour::Behaviour,
+    #[serde(
+        default,
+        skip_serializing_if = "fleetbench_metrics::behaviour::Behaviour::is_empty"
+    )]
+    pub behaviour: fleetbench_metrics::behaviour::Behaviour,
     /// What fleetbench's watch saw of the embedded broker: rumqttd's panics and listeners it
     /// found wedged and restarted (absent for an external broker).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -189,19 +195,6 @@ pub struct PhaseReport {
     pub from_intended: LatencySummary,
     /// The same distribution, lossless (V2 compressed, base64), so that merges stay exact.
     pub histogram: String,
-}
-
-/// The units of the calibration workload (see the fleet's `calibrate` module): what a loopback
-/// TCP round trip between tokio tasks costs one busy core, and how many of them the machine
-/// makes per second on every core at once.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct Calibration {
-    /// Microseconds of one busy core per round trip: the latency unit.
-    pub core_round_trip_us: f64,
-    /// Round trips per second of many connections at once: the throughput unit.
-    pub round_trips_per_s: f64,
-    /// How long the calibration took.
-    pub elapsed_s: f64,
 }
 
 /// Whole-run latency distributions in HdrHistogram's "V2 compressed" encoding, base64: the
@@ -466,11 +459,11 @@ pub struct LateBy {
 }
 
 impl LateBy {
-    /// The steps of `counts` (by [`crate::flush::LATE_BY_MS`]), up to the last one any send
+    /// The steps of `counts` (by [`fleetbench_metrics::flush::LATE_BY_MS`]), up to the last one any send
     /// passed.
     pub fn steps(counts: &[u64]) -> Vec<LateBy> {
         let used = counts.iter().rposition(|n| *n > 0).map_or(0, |i| i + 1);
-        (crate::flush::LATE_BY_MS.iter().zip(counts))
+        (fleetbench_metrics::flush::LATE_BY_MS.iter().zip(counts))
             .take(used.max(1))
             .map(|(over_ms, sends)| LateBy {
                 over_ms: *over_ms,
@@ -498,7 +491,7 @@ pub struct RunTiming {
 pub struct Resources {
     /// Average cores used over the run: generator (fleet threads), embedded broker (its router
     /// and connection threads; 0 for an external broker), and the rest of the process.
-    pub cpu: crate::cpu::CpuUsage,
+    pub cpu: fleetbench_metrics::cpu::CpuUsage,
     /// Peak resident memory of the fleetbench process (VmHWM), broker included when embedded.
     pub peak_rss_bytes: u64,
     /// The broker's own process, when it runs as a child of fleetbench.
@@ -519,7 +512,7 @@ pub struct ProcessUsage {
 
 /// Peak resident set size of this process, from /proc/self/status (0 where unavailable).
 pub fn peak_rss_bytes() -> u64 {
-    crate::env::proc_kb("/proc/self/status", "VmHWM").unwrap_or(0)
+    fleetbench_metrics::env::proc_kb("/proc/self/status", "VmHWM").unwrap_or(0)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -539,6 +532,17 @@ pub enum Verdict {
     Fail,
     /// Stopped before it finished (Ctrl-C, SIGTERM): the figures are partial and judge nothing.
     Interrupted,
+}
+
+impl Verdict {
+    /// How a verdict is spelled wherever it is shown: the summary, the page, the gate's lines.
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Pass => "PASS",
+            Verdict::Fail => "FAIL",
+            Verdict::Interrupted => "INTERRUPTED",
+        }
+    }
 }
 
 impl Report {

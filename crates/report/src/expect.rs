@@ -273,7 +273,7 @@ mod tests {
         r.run.broker_gone = Some(crate::report::BrokerGoneReport::default());
         r.errors.insert(
             "io".into(),
-            crate::aggregate::ErrorGroup {
+            fleetbench_metrics::aggregate::ErrorGroup {
                 count: 101,
                 latest: String::new(),
             },

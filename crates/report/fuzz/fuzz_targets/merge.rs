@@ -3,23 +3,23 @@
 //! refuses or keeps its ledger whole.
 #![no_main]
 
-use fleetbench_metrics::merge::merge;
-use fleetbench_metrics::report::MergeKind;
+use fleetbench_report::merge::merge;
+use fleetbench_report::report::MergeKind;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    let Ok(reports) = fleetbench_metrics::read::reports_in(&text) else {
+    let Ok(reports) = fleetbench_report::read::reports_in(&text) else {
         return;
     };
     for (i, r) in reports.iter().enumerate() {
-        let _ = fleetbench_metrics::consistency::check_report(i, r);
+        let _ = fleetbench_report::consistency::check_report(i, r);
     }
     for kind in [MergeKind::Repeats, MergeKind::Shards] {
         if let Ok(m) = merge(&reports, kind) {
             let t = &m.totals;
             assert_eq!(t.delivered + t.lost + t.in_flight, t.expected, "{t:?}");
-            let _ = fleetbench_metrics::summary::render(&m);
+            let _ = fleetbench_report::summary::render(&m);
         }
     }
 });

@@ -3,12 +3,12 @@
 //! the HTML page, never panic.
 #![no_main]
 
-use fleetbench_metrics::compare::{compare, render_markdown, render_text, tolerances_of};
+use fleetbench_report::compare::{compare, render_markdown, render_text, tolerances_of};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    let Ok(reports) = fleetbench_metrics::read::reports_in(&text) else {
+    let Ok(reports) = fleetbench_report::read::reports_in(&text) else {
         return;
     };
     let (Some(a), Some(b)) = (reports.first(), reports.last()) else {
@@ -17,6 +17,6 @@ fuzz_target!(|data: &[u8]| {
     let c = compare(a, b, &tolerances_of(b));
     let _ = render_text(&c);
     let _ = render_markdown(&c);
-    let _ = fleetbench_metrics::summary::render(b);
-    let _ = fleetbench_metrics::html::render(b, Some(a));
+    let _ = fleetbench_report::summary::render(b);
+    let _ = fleetbench_report::html::render(b, Some(a));
 });

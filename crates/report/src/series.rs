@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::hist::LatencyHistogram;
-use crate::hlog::{Distribution, LoggedInterval};
-use crate::timeline::Point;
+use fleetbench_metrics::hist::LatencyHistogram;
+use fleetbench_metrics::hlog::{Distribution, LoggedInterval};
+use fleetbench_metrics::timeline::Point;
 
 /// At most this many points: a one-hour run at 250 ms ticks is merged 20 ticks to a point.
 pub const MAX_POINTS: usize = 720;

@@ -1,10 +1,10 @@
 //! The machine and build a report records; the report itself is built by
-//! `fleetbench_metrics::Report::from_run`.
+//! `fleetbench_report::Report::from_run`.
 
 use fleetbench_metrics::env::Environment;
 
 /// This machine, and this binary's revision, profile and version.
-pub(crate) fn environment() -> Environment {
+pub(crate) fn detect() -> Environment {
     let profile = if cfg!(debug_assertions) {
         "debug"
     } else {

@@ -4,7 +4,7 @@ use std::fmt::{self, Formatter, Result};
 
 use super::{BehaviourFinding, Finding, LateCause, LateRule};
 use crate::report::{QosMismatch, SubscriptionGrant, Verdict};
-use crate::summary::{fmt_count, fmt_us};
+use fleetbench_metrics::fmt::{fmt_count, fmt_us};
 
 /// " (latest connection error: ...)", when there is one.
 fn because(cause: &Option<String>) -> String {
