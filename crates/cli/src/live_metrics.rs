@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use fleetbench_metrics::aggregate::Snapshot;
 use fleetbench_metrics::buckets::{Buckets, BOUNDS_US};
-use fleetbench_metrics::timeline::CONNECTION_ERRORS;
+use fleetbench_metrics::ErrorKind;
 use fleetbench_report::report::Totals;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
@@ -106,142 +106,158 @@ impl EncodeMetric for PromHistogram {
     }
 }
 
+type Labels = Vec<(&'static str, String)>;
+
+fn gauge(v: u64) -> ConstGauge {
+    ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+impl LiveMetrics {
+    /// `f` of each group, labelled with the group's name.
+    fn by_group(&self, f: impl Fn(usize) -> u64) -> Vec<(Labels, u64)> {
+        (self.groups.iter().enumerate())
+            .map(|(i, g)| (vec![("group", g.clone())], f(i)))
+            .collect()
+    }
+
+    /// Connected devices and observers, and messages sent, by group.
+    fn encode_fleet(
+        &self,
+        e: &mut DescriptorEncoder,
+        s: &Snapshot,
+        base: &Labels,
+    ) -> Result<(), std::fmt::Error> {
+        let connected =
+            self.by_group(|i| (s.groups.get(i)).map_or(0, |g| u64::from(g.devices_connected)));
+        let name = (
+            "fleetbench_devices_connected",
+            "Devices connected now.",
+            None,
+        );
+        family(
+            e,
+            name,
+            base,
+            connected.into_iter().map(|(l, v)| (l, gauge(v))),
+        )?;
+        let observers = u64::from(s.observers_connected);
+        let name = (
+            "fleetbench_observers_connected",
+            "Observers connected now.",
+            None,
+        );
+        family(e, name, base, [(Vec::new(), gauge(observers))])?;
+        let sent = self.by_group(|i| s.groups.get(i).map_or(0, |g| g.sent));
+        let name = (
+            "fleetbench_messages_sent",
+            "Messages the devices sent.",
+            None,
+        );
+        family(
+            e,
+            name,
+            base,
+            sent.into_iter().map(|(l, v)| (l, ConstCounter::new(v))),
+        )
+    }
+}
+
+/// What became of the messages: live first arrivals, then once `settled` the report's.
+fn encode_messages(
+    e: &mut DescriptorEncoder,
+    s: &Snapshot,
+    settled: Option<&Totals>,
+    base: &Labels,
+) -> Result<(), std::fmt::Error> {
+    let delivered = settled.map_or(s.delivered, |t| t.delivered);
+    let duplicates = settled.map_or(s.duplicates, |t| t.duplicates);
+    let lost = settled.map_or(0, |t| t.lost);
+    let in_flight = settled.map_or(s.outstanding(), |t| t.in_flight);
+    let counters = [
+        (
+            "fleetbench_messages_delivered",
+            "Messages delivered (first arrivals).",
+            delivered,
+        ),
+        (
+            "fleetbench_messages_duplicated",
+            "Arrivals of a message that had arrived before.",
+            duplicates,
+        ),
+        (
+            "fleetbench_messages_lost",
+            "Messages lost (known when the run is over: 0 until then).",
+            lost,
+        ),
+        (
+            "fleetbench_late_sends",
+            "Messages the generator sent later than due.",
+            s.late_sends,
+        ),
+    ];
+    for (name, help, v) in counters {
+        family(
+            e,
+            (name, help, None),
+            base,
+            [(Vec::new(), ConstCounter::new(v))],
+        )?;
+    }
+    let name = (
+        "fleetbench_messages_in_flight",
+        "Deliveries expected and not arrived yet (while running: in flight or lost).",
+        None,
+    );
+    family(e, name, base, [(Vec::new(), gauge(in_flight))])
+}
+
+/// Connection failures by reason, whether the run is over, and latency.
+fn encode_health(
+    e: &mut DescriptorEncoder,
+    s: &Snapshot,
+    done: bool,
+    base: &Labels,
+) -> Result<(), std::fmt::Error> {
+    let failures = ErrorKind::CONNECTION.iter().map(|kind| {
+        let n = s.errors.get(kind).map_or(0, |g| g.count);
+        (
+            vec![("reason", kind.label().to_string())],
+            ConstCounter::new(n),
+        )
+    });
+    let name = (
+        "fleetbench_connect_failures",
+        "Failed or lost connections, by reason.",
+        None,
+    );
+    family(e, name, base, failures)?;
+    let name = (
+        "fleetbench_run_done",
+        "1 once the run is over and its figures are the report's.",
+        None,
+    );
+    family(e, name, base, [(Vec::new(), gauge(u64::from(done)))])?;
+    let latency = ["from_intended", "from_send"]
+        .into_iter()
+        .zip(s.latency_buckets)
+        .map(|(kind, b)| (vec![("kind", kind.to_string())], PromHistogram(b)));
+    let name = (
+        "fleetbench_latency",
+        "Delivery latency after the warm-up, from the time a \
+            message was due (from_intended) or sent (from_send).",
+        Some(&Unit::Seconds),
+    );
+    family(e, name, base, latency)
+}
+
 impl Collector for LiveMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = self.snapshots.borrow().clone();
         let settled = self.settled.lock().ok().and_then(|t| *t);
         let base = self.labels();
-        let none = Vec::new;
-        let by_group = |f: &dyn Fn(usize) -> u64| -> Vec<(Vec<(&'static str, String)>, u64)> {
-            (self.groups.iter().enumerate())
-                .map(|(i, g)| (vec![("group", g.clone())], f(i)))
-                .collect()
-        };
-        let gauge = |v: u64| ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
-        let e = &mut encoder;
-        let connected = by_group(&|i| {
-            s.groups
-                .get(i)
-                .map_or(0, |g| u64::from(g.devices_connected))
-        });
-        family(
-            e,
-            (
-                "fleetbench_devices_connected",
-                "Devices connected now.",
-                None,
-            ),
-            &base,
-            connected.into_iter().map(|(l, v)| (l, gauge(v))),
-        )?;
-        family(
-            e,
-            (
-                "fleetbench_observers_connected",
-                "Observers connected now.",
-                None,
-            ),
-            &base,
-            [(none(), gauge(u64::from(s.observers_connected)))],
-        )?;
-        let sent = by_group(&|i| s.groups.get(i).map_or(0, |g| g.sent));
-        family(
-            e,
-            (
-                "fleetbench_messages_sent",
-                "Messages the devices sent.",
-                None,
-            ),
-            &base,
-            sent.into_iter().map(|(l, v)| (l, ConstCounter::new(v))),
-        )?;
-        // First arrivals; once settled, the report's.
-        let delivered = settled.as_ref().map_or(s.delivered, |t| t.delivered);
-        let duplicates = settled.as_ref().map_or(s.duplicates, |t| t.duplicates);
-        let lost = settled.as_ref().map_or(0, |t| t.lost);
-        let in_flight = settled.as_ref().map_or(s.outstanding(), |t| t.in_flight);
-        for (name, help, v) in [
-            (
-                "fleetbench_messages_delivered",
-                "Messages delivered (first arrivals).",
-                delivered,
-            ),
-            (
-                "fleetbench_messages_duplicated",
-                "Arrivals of a message that had arrived before.",
-                duplicates,
-            ),
-            (
-                "fleetbench_messages_lost",
-                "Messages lost (known when the run is over: 0 until then).",
-                lost,
-            ),
-            (
-                "fleetbench_late_sends",
-                "Messages the generator sent later than due.",
-                s.late_sends,
-            ),
-        ] {
-            family(
-                e,
-                (name, help, None),
-                &base,
-                [(none(), ConstCounter::new(v))],
-            )?;
-        }
-        family(
-            e,
-            (
-                "fleetbench_messages_in_flight",
-                "Deliveries expected and not arrived yet (while running: in flight or lost).",
-                None,
-            ),
-            &base,
-            [(none(), gauge(in_flight))],
-        )?;
-        let failures = CONNECTION_ERRORS.iter().map(|kind| {
-            let n = s.errors.get(kind).map_or(0, |g| g.count);
-            (
-                vec![("reason", kind.replace(' ', "_"))],
-                ConstCounter::new(n),
-            )
-        });
-        family(
-            e,
-            (
-                "fleetbench_connect_failures",
-                "Failed or lost connections, by reason.",
-                None,
-            ),
-            &base,
-            failures,
-        )?;
-        let done = u64::from(settled.is_some());
-        family(
-            e,
-            (
-                "fleetbench_run_done",
-                "1 once the run is over and its figures are the report's.",
-                None,
-            ),
-            &base,
-            [(none(), gauge(done))],
-        )?;
-        let latency = ["from_intended", "from_send"]
-            .into_iter()
-            .zip(s.latency_buckets)
-            .map(|(kind, b)| (vec![("kind", kind.to_string())], PromHistogram(b)));
-        family(
-            e,
-            (
-                "fleetbench_latency",
-                "Delivery latency after the warm-up, from the time a \
-            message was due (from_intended) or sent (from_send).",
-                Some(&Unit::Seconds),
-            ),
-            &base,
-            latency,
-        )
+        self.encode_fleet(&mut encoder, &s, &base)?;
+        encode_messages(&mut encoder, &s, settled.as_ref(), &base)?;
+        encode_health(&mut encoder, &s, settled.is_some(), &base)
     }
 }
 

@@ -210,7 +210,7 @@ fn a_slow_consumer_is_queued_for_and_its_wait_shows_in_latency() {
     let (code, r, out) = run(&scenario("slow-consumer"));
     assert_eq!(code, Some(0), "{out}");
     let f = &r.faults[0];
-    assert_eq!((f.kind.as_str(), f.cuts), ("slow_consumer", 0), "{f:?}");
+    assert_eq!((f.kind.name(), f.cuts), ("slow_consumer", 0), "{f:?}");
     // The fault's own row shows the wait: what the slow observer had not read is delivered as
     // it reads again, at the window's end (in its last tick, or the next one).
     let (during, after) = (

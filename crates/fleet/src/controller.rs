@@ -148,7 +148,11 @@ async fn command(spec: &ControllerSpec, client: &Client, ctx: &RunCtx, w: Window
         );
         if let Err(e) = result {
             let who = &spec.client_id;
-            errors::report_error(&ctx.flush, "command", format_args!("{who}: {e}"));
+            errors::report_error(
+                &ctx.flush,
+                fleetbench_metrics::ErrorKind::Command,
+                format_args!("{who}: {e}"),
+            );
             break;
         }
         seqs[i] += 1;
@@ -229,7 +233,7 @@ fn subscribe_replies(spec: &ControllerSpec, client: &Client, ctx: &RunCtx) -> us
             Ok(()) => pending += 1,
             Err(e) => errors::report_error(
                 &ctx.flush,
-                "subscribe",
+                fleetbench_metrics::ErrorKind::Subscribe,
                 format_args!("controller {}: {e}", spec.client_id),
             ),
         }
@@ -250,7 +254,11 @@ impl Answers {
         let now_ns = ctx.clock.ns_at(std::time::Instant::now());
         let Ok(h) = Header::decode_command(&p.payload) else {
             let topic = p.topic();
-            errors::report_error(&ctx.flush, "decode", format_args!("answer on {topic}"));
+            errors::report_error(
+                &ctx.flush,
+                fleetbench_metrics::ErrorKind::Decode,
+                format_args!("answer on {topic}"),
+            );
             return;
         };
         let pos = crate::position(&ctx.positions, h.device);

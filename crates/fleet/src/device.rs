@@ -259,7 +259,11 @@ impl<'a> Device<'a> {
         };
         if let Err(e) = result {
             let who = &spec.client_id;
-            errors::report_error(&ctx.flush, "publish", format_args!("{who}: {e}"));
+            errors::report_error(
+                &ctx.flush,
+                fleetbench_metrics::ErrorKind::Publish,
+                format_args!("{who}: {e}"),
+            );
             return false;
         }
         true

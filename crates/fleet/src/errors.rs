@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use std::sync::mpsc::Sender;
 
-use fleetbench_metrics::Flush;
+use fleetbench_metrics::{ErrorKind, Flush};
 use fleetbench_scenario::Backoff;
 use rand::Rng;
 use tracing::debug;
@@ -12,11 +12,7 @@ use tracing::debug;
 use crate::client::ConnError;
 
 /// Count an error of `kind` (the report groups errors by kind and keeps the latest detail).
-pub(crate) fn report_error(
-    flush: &Sender<Flush>,
-    kind: &'static str,
-    detail: impl std::fmt::Display,
-) {
+pub(crate) fn report_error(flush: &Sender<Flush>, kind: ErrorKind, detail: impl std::fmt::Display) {
     let _ = flush.send(Flush::Error {
         kind,
         detail: detail.to_string(),

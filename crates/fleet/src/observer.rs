@@ -261,7 +261,11 @@ impl Observer {
             if let Err(e) = self.client.try_subscribe_many(filters) {
                 let who = &self.spec.client_id;
                 let detail = format_args!("observer {who}: {e}");
-                errors::report_error(&self.ctx.flush, "subscribe", detail);
+                errors::report_error(
+                    &self.ctx.flush,
+                    fleetbench_metrics::ErrorKind::Subscribe,
+                    detail,
+                );
             }
         }
     }

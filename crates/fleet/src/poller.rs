@@ -180,14 +180,18 @@ impl Device<'_> {
         if let Some(s) = &spec.status {
             let payload = Bytes::from(s.payload.clone().into_bytes());
             if let Err(e) = self.publish_extra(&s.topic, s.qos, s.retain, payload) {
-                report(self, "status", &s.topic, e);
+                report(self, fleetbench_metrics::ErrorKind::Status, &s.topic, e);
             }
         }
         if let Some(c) = &spec.commands {
             // A clean session: the subscription is renewed on every connect.
             if let Err(e) = self.conn.subscribe(vec![(c.topic.clone(), c.qos)]) {
                 let who = &spec.client_id;
-                errors::report_error(&self.ctx.flush, "subscribe", format_args!("{who}: {e}"));
+                errors::report_error(
+                    &self.ctx.flush,
+                    fleetbench_metrics::ErrorKind::Subscribe,
+                    format_args!("{who}: {e}"),
+                );
             }
         }
         // Report the connection at once: the monitor counts connected devices.
@@ -213,7 +217,7 @@ impl Device<'_> {
         let command = |c: &&CommandTopics| topic == c.topic.as_bytes();
         if let Some(c) = self.spec.commands.as_ref().filter(command) {
             if let Err(e) = self.publish_extra(&c.reply, c.qos, false, payload.clone()) {
-                report(self, "reply", &c.reply, e);
+                report(self, fleetbench_metrics::ErrorKind::Reply, &c.reply, e);
             }
         }
     }
@@ -270,6 +274,6 @@ impl Device<'_> {
     }
 }
 
-fn report(d: &Device, kind: &'static str, topic: &str, e: ClientError) {
+fn report(d: &Device, kind: fleetbench_metrics::ErrorKind, topic: &str, e: ClientError) {
     errors::report_error(&d.ctx.flush, kind, format_args!("on {topic}: {e}"));
 }

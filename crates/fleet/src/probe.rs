@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::client::{Connection, Ev, Settings};
+use crate::client::{ConnError, Connection, Ev, Settings};
 use crate::Target;
 
 /// Why the broker could not be used.
@@ -78,7 +78,7 @@ pub async fn probe(target: &Target, timeout: Duration) -> Result<Duration, Probe
         Ok(Ok(took)) => Ok(took),
         Ok(Err(e)) => Err(match e.refusal() {
             Some(reason) => ProbeError::Refused { address, reason },
-            None if e.kind() == "timeout" => ProbeError::NoAnswer { address, timeout },
+            None if matches!(e, ConnError::Timeout(_)) => ProbeError::NoAnswer { address, timeout },
             None => ProbeError::Failed {
                 address,
                 reason: e.to_string(),

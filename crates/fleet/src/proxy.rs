@@ -27,6 +27,8 @@ use tracing::debug;
 /// What the proxy did in each network fault's window, in the plan's order.
 #[derive(Debug, Default)]
 pub(crate) struct ProxyStats {
+    /// Each window's fault: its index in the scenario's faults.
+    pub fault: Vec<usize>,
     /// QoS 0 publishes dropped.
     pub dropped: Vec<AtomicU64>,
     /// Connections cut (at the start, or refused while the window lasted).
@@ -62,18 +64,19 @@ impl Windows {
 pub(crate) fn start(
     host: &str,
     upstream: &[u16],
-    plan: &[Fault],
+    plan: &[(usize, Fault)],
     ramp: watch::Receiver<Option<Instant>>,
     end: CancellationToken,
 ) -> std::io::Result<(Vec<u16>, Arc<ProxyStats>)> {
-    let faults: Vec<(Duration, Duration, NetworkFault)> = plan
+    let (index, faults): (Vec<usize>, Vec<(Duration, Duration, NetworkFault)>) = plan
         .iter()
-        .filter_map(|f| match f.kind {
-            FaultKind::Network(n) => Some((f.at, f.length, n)),
+        .filter_map(|(i, f)| match f.kind {
+            FaultKind::Network(n) => Some((*i, (f.at, f.length, n))),
             _ => None,
         })
-        .collect();
+        .unzip();
     let stats = Arc::new(ProxyStats {
+        fault: index,
         dropped: faults.iter().map(|_| AtomicU64::new(0)).collect(),
         cut: faults.iter().map(|_| AtomicU64::new(0)).collect(),
     });

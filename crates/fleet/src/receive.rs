@@ -86,7 +86,7 @@ impl Receiver {
                     Some((pos, kind)) => self.heard[pos].record(kind, p.retain),
                     None => errors::report_error(
                         &ctx.flush,
-                        "decode",
+                        fleetbench_metrics::ErrorKind::Decode,
                         format_args!("on {}: {e}", p.topic()),
                     ),
                 }

@@ -26,17 +26,17 @@ impl std::fmt::Debug for BrokerRestarter {
     }
 }
 
-/// Run every restart of `restarts` ((at, down) from `ramp`) in order with `hook`, holding
+/// Run every restart of `restarts` ((fault index, at, down) from `ramp`) in order with `hook`, holding
 /// `restarting` up meanwhile; ends early with the run.
 pub(crate) async fn run_restarts(
     hook: BrokerRestarter,
-    restarts: Vec<(Duration, Duration)>,
+    restarts: Vec<(usize, Duration, Duration)>,
     ramp: Instant,
     restarting: Arc<AtomicBool>,
     end: CancellationToken,
 ) -> Vec<RestartEvent> {
     let mut events = Vec::new();
-    for (n, (at, down)) in restarts.into_iter().enumerate() {
+    for (n, (fault, at, down)) in restarts.into_iter().enumerate() {
         tokio::select! {
             _ = sleep_until(ramp + at) => {}
             _ = end.cancelled() => break,
@@ -54,6 +54,7 @@ pub(crate) async fn run_restarts(
         }
         restarting.store(false, Ordering::Relaxed);
         events.push(RestartEvent {
+            fault,
             at: began.saturating_duration_since(ramp),
             took,
             result,

@@ -474,9 +474,9 @@ fn outcome(
         by_group,
         restarts: tally.restarts,
         cut_downs: aggregator.take_cut_downs(),
-        network: ctx.proxy.as_ref().map_or_else(Vec::new, |p| {
-            (p.dropped.iter().zip(&p.cut))
-                .map(|(d, c)| (d.load(Ordering::Relaxed), c.load(Ordering::Relaxed)))
+        network: ctx.proxy.as_ref().map_or_else(Default::default, |p| {
+            (p.fault.iter().zip(p.dropped.iter().zip(&p.cut)))
+                .map(|(i, (d, c))| (*i, (d.load(Ordering::Relaxed), c.load(Ordering::Relaxed))))
                 .collect()
         }),
     })

@@ -73,7 +73,7 @@ pub struct RunTotals {
     pub max_lag_us: u64,
     /// Sends late by more than each step of [`crate::flush::LATE_BY_MS`].
     pub late_by: [u64; crate::flush::LATE_BY_MS.len()],
-    pub errors: BTreeMap<&'static str, ErrorGroup>,
+    pub errors: BTreeMap<crate::ErrorKind, ErrorGroup>,
     /// Average cores used from the first tick to the last, by component.
     pub cpu: CpuUsage,
     /// Per load phase (empty without phases).
@@ -436,7 +436,7 @@ impl Aggregator {
             if let Err(e) = self.log.push(metric, start, length, h) {
                 self.totals
                     .errors
-                    .entry("hlog")
+                    .entry(crate::ErrorKind::Hlog)
                     .or_default()
                     .record(e.to_string());
             }

@@ -147,9 +147,9 @@ impl ObserverFlush {
 pub enum Flush {
     Device(DeviceFlush),
     Observer(ObserverFlush),
-    /// Something went wrong: `kind` groups errors for display (for example "connect").
+    /// Something went wrong: `kind` groups errors for display.
     Error {
-        kind: &'static str,
+        kind: crate::ErrorKind,
         detail: String,
     },
 }

@@ -12,6 +12,7 @@ pub mod buckets;
 pub mod calibration;
 pub mod cpu;
 pub mod env;
+pub mod error_kind;
 pub mod flush;
 pub mod fmt;
 pub mod hist;
@@ -22,6 +23,7 @@ pub mod snapshot;
 pub mod timeline;
 
 pub use aggregate::{Aggregator, DeviceFlush, Flush, ObserverFlush, Snapshot};
+pub use error_kind::ErrorKind;
 pub use hist::LatencyHistogram;
 pub use ledger::{Delivery, Ledger, StreamOutcome};
 pub use outcome::{BrokerGone, RestartEvent, RunOutcome};

@@ -48,8 +48,9 @@ pub struct RunOutcome {
     pub restarts: Vec<RestartEvent>,
     /// Every connection a fault cut: its group, when and how long until it was back.
     pub cut_downs: Vec<crate::timeline::CutDown>,
-    /// Per network fault, in order: QoS 0 publishes the proxy dropped, connections it cut.
-    pub network: Vec<(u64, u64)>,
+    /// Per network fault, by its index in the scenario's faults: QoS 0 publishes the proxy
+    /// dropped, connections it cut.
+    pub network: std::collections::BTreeMap<usize, (u64, u64)>,
     /// Lost messages and duplicates by the slot of the fault grid they were due in (empty
     /// without faults): each fault's are added up from them.
     pub lost_by_slot: Vec<u64>,
@@ -64,6 +65,8 @@ pub struct RunOutcome {
 /// A broker restart (a `broker_restart` fault), as it happened.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RestartEvent {
+    /// The restart's fault: its index in the scenario's faults.
+    pub fault: usize,
     /// When it began, from the start of the connect ramp.
     pub at: Duration,
     /// How long the restart took (the broker down, started again, or the command run).
@@ -104,7 +107,7 @@ impl RunOutcome {
             timeline: Vec::new(),
             restarts: Vec::new(),
             cut_downs: Vec::new(),
-            network: Vec::new(),
+            network: Default::default(),
             lost_by_slot: Vec::new(),
             duplicates_by_slot: Vec::new(),
             by_group: Vec::new(),

@@ -33,7 +33,7 @@ pub struct Snapshot {
     pub total_from_intended: LatencySummary,
     pub late_sends: u64,
     pub max_lag_us: u64,
-    pub errors: BTreeMap<&'static str, ErrorGroup>,
+    pub errors: BTreeMap<crate::ErrorKind, ErrorGroup>,
     /// Deliveries the subscriptions call for, for the messages sent so far.
     pub expected: u64,
     /// Per device group, in scenario order.

@@ -5,18 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::aggregate::ErrorGroup;
-
-/// The error kinds that name a failed or lost connection, in the order a finding looks for
-/// the latest cause.
-pub const CONNECTION_ERRORS: [&str; 7] = [
-    "connect refused",
-    "io",
-    "timeout",
-    "tls",
-    "websocket",
-    "connection",
-    "protocol",
-];
+use crate::ErrorKind;
 
 /// One tick.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -32,8 +21,8 @@ pub struct Point {
     pub connects: u64,
     /// Connection errors so far.
     pub connection_errors: u64,
-    /// The same by kind, in the order of [`CONNECTION_ERRORS`].
-    pub connection_errors_by: [u64; CONNECTION_ERRORS.len()],
+    /// The same by kind, in the order of [`ErrorKind::CONNECTION`].
+    pub connection_errors_by: [u64; ErrorKind::CONNECTION.len()],
     /// Messages sent and deliveries (first arrivals) so far.
     pub sent: u64,
     pub delivered: u64,
@@ -54,11 +43,11 @@ pub struct CutDown {
     pub planned: bool,
 }
 
-/// Connection errors among `errors`, by kind in the order of [`CONNECTION_ERRORS`].
+/// Connection errors among `errors`, by kind in the order of [`ErrorKind::CONNECTION`].
 pub fn connection_errors(
-    errors: &BTreeMap<&'static str, ErrorGroup>,
-) -> [u64; CONNECTION_ERRORS.len()] {
-    CONNECTION_ERRORS.map(|k| errors.get(k).map_or(0, |g| g.count))
+    errors: &BTreeMap<ErrorKind, ErrorGroup>,
+) -> [u64; ErrorKind::CONNECTION.len()] {
+    ErrorKind::CONNECTION.map(|k| errors.get(&k).map_or(0, |g| g.count))
 }
 
 /// `points` with their times counted from `start` (points before it are dropped).

@@ -127,14 +127,14 @@ fn losses_and_errors() -> History {
     s.reordered = 2;
     s.errors = BTreeMap::from([
         (
-            "connect refused",
+            fleetbench_metrics::ErrorKind::ConnectRefused,
             ErrorGroup {
                 count: 12,
                 latest: "connection refused by broker".into(),
             },
         ),
         (
-            "io",
+            fleetbench_metrics::ErrorKind::Io,
             ErrorGroup {
                 count: 3,
                 latest: "connection reset by peer".into(),

@@ -272,7 +272,7 @@ mod tests {
         r.totals.in_flight = 100;
         r.run.broker_gone = Some(crate::report::BrokerGoneReport::default());
         r.errors.insert(
-            "io".into(),
+            fleetbench_metrics::ErrorKind::Io,
             fleetbench_metrics::aggregate::ErrorGroup {
                 count: 101,
                 latest: String::new(),

@@ -2,6 +2,7 @@
 //! type, then the expectations are judged, the findings worked out and the verdict given.
 //! Everything that decides a report is here; the CLI only writes and prints it.
 
+use fleetbench_metrics::ErrorKind;
 use std::collections::BTreeMap;
 
 use fleetbench_scenario::{Plan, Scenario};
@@ -66,7 +67,7 @@ impl Report {
             subscriptions_not_granted: subscriptions_not_granted(plan, run),
             qos_mismatches: qos_mismatches(run),
             shards: Vec::new(),
-            faults: crate::fault_cost::costs(scenario, run, &intervals),
+            faults: crate::fault_cost::costs(scenario, &plan.fault_grid, run, &intervals),
             series: crate::series::Series::build(&run.timeline, &intervals, run.ramp_offset),
             groups: group_reports(scenario, plan, run),
         };
@@ -167,16 +168,12 @@ fn latency(run: &RunOutcome) -> Latency {
     }
 }
 
-fn errors(run: &RunOutcome) -> BTreeMap<String, ErrorGroup> {
-    run.totals
-        .errors
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect()
+fn errors(run: &RunOutcome) -> BTreeMap<ErrorKind, ErrorGroup> {
+    run.totals.errors.clone()
 }
 
-fn hlog_error(errors: &mut BTreeMap<String, ErrorGroup>, detail: String) {
-    errors.entry("hlog".to_string()).or_default().record(detail);
+fn hlog_error(errors: &mut BTreeMap<ErrorKind, ErrorGroup>, detail: String) {
+    errors.entry(ErrorKind::Hlog).or_default().record(detail);
 }
 
 /// Each observer's subscriptions the broker refused or granted below what was asked.
@@ -218,7 +215,7 @@ fn qos_mismatches(run: &RunOutcome) -> Vec<QosMismatch> {
 fn phase_reports(
     scenario: &Scenario,
     run: &RunOutcome,
-    errors: &mut BTreeMap<String, ErrorGroup>,
+    errors: &mut BTreeMap<ErrorKind, ErrorGroup>,
 ) -> Vec<PhaseReport> {
     let empty = PhaseTotals::default();
     scenario

@@ -192,7 +192,7 @@ fn counts(out: &mut Report, reports: &[Report]) -> Result<(), MergeError> {
     out.by_qos = by_qos.into_values().collect();
     out.errors = BTreeMap::new();
     for (kind, g) in reports.iter().flat_map(|r| &r.errors) {
-        let e = out.errors.entry(kind.clone()).or_default();
+        let e = out.errors.entry(*kind).or_default();
         e.count += g.count;
         e.latest = g.latest.clone();
     }

@@ -40,7 +40,8 @@ pub struct Report {
     pub timing: RunTiming,
     pub resources: Resources,
     /// Errors by kind (connect, publish, subscribe, decode, ...).
-    pub errors: BTreeMap<String, ErrorGroup>,
+    #[schemars(with = "BTreeMap<String, ErrorGroup>")]
+    pub errors: BTreeMap<fleetbench_metrics::ErrorKind, ErrorGroup>,
     /// What the run found out about the broker or the run itself, in words.
     pub findings: Vec<String>,
     pub expectations: Vec<ExpectationResult>,

@@ -17,7 +17,7 @@ fn committed_report_schema_matches_the_types() {
     assert!(
         committed == generated,
         "{} is not the schema the report types generate; run \
-         `UPDATE_SCHEMAS=1 cargo test -p fleetbench-metrics --test report_schema` and commit it",
+         `UPDATE_SCHEMAS=1 cargo test -p fleetbench-report --test report_schema` and commit it",
         path.display()
     );
 }

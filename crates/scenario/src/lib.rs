@@ -9,6 +9,7 @@
 mod cuts;
 mod error;
 pub mod fault_grid;
+mod fault_type;
 pub mod load;
 pub mod metric;
 mod model;
@@ -21,6 +22,7 @@ mod validate;
 
 pub use error::{Located, Location, ScenarioError, ScenarioErrors};
 pub use fault_grid::FaultGrid;
+pub use fault_type::{FaultType, NotAFault};
 pub use metric::Metric;
 pub use model::{
     url_host, Backoff, BrokerTarget, Commands, Controller, DeviceGroup, DeviceMessage,

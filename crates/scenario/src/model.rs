@@ -521,8 +521,9 @@ impl Fault {
         match &self.kind {
             FaultKind::Disconnect { group, .. } => format!("disconnect of {group} at {at}"),
             FaultKind::Churn { group, .. } => format!("churn of {group} at {at}"),
-            FaultKind::BrokerRestart { .. } => format!("broker_restart at {at}"),
-            FaultKind::Network(_) => format!("network at {at}"),
+            FaultKind::BrokerRestart { .. } | FaultKind::Network(_) => {
+                format!("{} at {at}", self.kind.kind())
+            }
             FaultKind::SlowConsumer { observer } => format!("slow_consumer {observer} at {at}"),
         }
     }
@@ -551,14 +552,15 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    /// Its name in scenarios and reports.
-    pub fn name(&self) -> &'static str {
+    /// Which kind of fault it is.
+    pub fn kind(&self) -> crate::FaultType {
+        use crate::FaultType as T;
         match self {
-            FaultKind::Disconnect { .. } => "disconnect",
-            FaultKind::Churn { .. } => "churn",
-            FaultKind::BrokerRestart { .. } => "broker_restart",
-            FaultKind::Network(_) => "network",
-            FaultKind::SlowConsumer { .. } => "slow_consumer",
+            FaultKind::Disconnect { .. } => T::Disconnect,
+            FaultKind::Churn { .. } => T::Churn,
+            FaultKind::BrokerRestart { .. } => T::BrokerRestart,
+            FaultKind::Network(_) => T::Network,
+            FaultKind::SlowConsumer { .. } => T::SlowConsumer,
         }
     }
 }

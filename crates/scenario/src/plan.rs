@@ -272,10 +272,12 @@ pub struct Plan {
     /// The load over time that every device's schedule follows.
     pub shape: LoadShape,
     pub protocol: Protocol,
-    /// The broker restarts the faults call for: (when, from the ramp start; how long down).
-    pub broker_restarts: Vec<(Duration, Duration)>,
-    /// The network faults, in order of their start: the devices then connect through a proxy.
-    pub network: Vec<crate::model::Fault>,
+    /// The broker restarts the faults call for: (the fault's index in the scenario's faults;
+    /// when, from the ramp start; how long down). A restart's results carry its index.
+    pub broker_restarts: Vec<(usize, Duration, Duration)>,
+    /// The network faults with their indices, in order of their start: the devices then
+    /// connect through a proxy, which counts what it did by index.
+    pub network: Vec<(usize, crate::model::Fault)>,
     /// The grid around the faults that loss and duplicates are split over (empty without
     /// faults).
     pub fault_grid: crate::fault_grid::FaultGrid,
@@ -338,13 +340,13 @@ impl Plan {
             total_devices: first_id,
             shape,
             protocol: scenario.protocol,
-            broker_restarts: (scenario.faults.iter())
-                .filter(|f| matches!(f.kind, crate::model::FaultKind::BrokerRestart { .. }))
-                .map(|f| (f.at, f.length))
+            broker_restarts: (scenario.faults.iter().enumerate())
+                .filter(|(_, f)| matches!(f.kind, crate::model::FaultKind::BrokerRestart { .. }))
+                .map(|(i, f)| (i, f.at, f.length))
                 .collect(),
-            network: (scenario.faults.iter())
-                .filter(|f| matches!(f.kind, crate::model::FaultKind::Network(_)))
-                .cloned()
+            network: (scenario.faults.iter().enumerate())
+                .filter(|(_, f)| matches!(f.kind, crate::model::FaultKind::Network(_)))
+                .map(|(i, f)| (i, f.clone()))
                 .collect(),
             fault_grid: crate::fault_grid::FaultGrid::of(&scenario.faults, scenario.duration),
         }

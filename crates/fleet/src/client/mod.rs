@@ -23,6 +23,7 @@ mod net;
 #[cfg(test)]
 mod tests;
 
+use fleetbench_metrics::ErrorKind;
 use std::io;
 use std::time::Duration;
 
@@ -234,15 +235,15 @@ impl ConnError {
     }
 
     /// A short, stable name for the error, to group errors by kind.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            ConnError::Timeout(_) => "timeout",
-            ConnError::Refused(_) => "connect refused",
-            ConnError::Io(_) | ConnError::Closed => "io",
-            ConnError::Protocol(_) | ConnError::ServerDisconnect(_) => "protocol",
-            ConnError::Tls(_) => "tls",
-            ConnError::WebSocket(_) => "websocket",
-            ConnError::RequestsDone => "connection",
+            ConnError::Timeout(_) => ErrorKind::Timeout,
+            ConnError::Refused(_) => ErrorKind::ConnectRefused,
+            ConnError::Io(_) | ConnError::Closed => ErrorKind::Io,
+            ConnError::Protocol(_) | ConnError::ServerDisconnect(_) => ErrorKind::Protocol,
+            ConnError::Tls(_) => ErrorKind::Tls,
+            ConnError::WebSocket(_) => ErrorKind::Websocket,
+            ConnError::RequestsDone => ErrorKind::Connection,
         }
     }
 

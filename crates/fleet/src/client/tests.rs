@@ -135,7 +135,7 @@ async fn a_publish_in_flight_goes_again_with_dup_after_a_reconnect() {
     })
     .await
     .expect("the broken connection is reported");
-    assert_eq!(err.kind(), "io", "{err}");
+    assert_eq!(err.kind(), fleetbench_metrics::ErrorKind::Io, "{err}");
     assert_eq!(conn.completed(), 0, "nothing acknowledged yet");
     until(&mut conn, |e| matches!(e, Ev::Acked(_))).await;
     assert_eq!(conn.completed(), 1);
@@ -204,7 +204,7 @@ async fn a_broker_that_stops_answering_is_named_by_the_keep_alive() {
         .await
         .expect("the silence is noticed")
         .expect_err("the connection fails");
-    assert_eq!(err.kind(), "timeout", "{err}");
+    assert_eq!(err.kind(), fleetbench_metrics::ErrorKind::Timeout, "{err}");
     let took = started.elapsed();
     assert!(
         took >= Duration::from_millis(1900) && took < Duration::from_secs(4),

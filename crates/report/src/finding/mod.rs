@@ -13,6 +13,7 @@ use crate::metric::Metric;
 use crate::report::{BrokerWatch, QosMismatch, Report, SubscriptionGrant, Verdict};
 use fleetbench_metrics::behaviour::Behaviour;
 use fleetbench_metrics::fmt::fmt_count;
+use fleetbench_scenario::FaultType;
 
 /// One thing a run found out.
 #[derive(Debug, Clone, PartialEq)]
@@ -176,7 +177,7 @@ pub fn findings(r: &Report) -> Vec<Finding> {
     let lost = r.lost_at_guaranteed_qos();
     if lost > 0 {
         let restarts = (r.faults.iter())
-            .filter(|f| f.kind == "broker_restart" && f.failed.is_none())
+            .filter(|f| f.kind == FaultType::BrokerRestart && f.failed.is_none())
             .map(|f| f.fault.clone())
             .collect();
         out.push(Finding::LostAtGuaranteedQos {
@@ -236,9 +237,8 @@ fn failed(r: &Report, m: Metric) -> bool {
 
 /// The latest error of the connection kinds, for naming a cause.
 fn latest_connection_error(r: &Report) -> Option<String> {
-    fleetbench_metrics::timeline::CONNECTION_ERRORS
-        .iter()
-        .filter_map(|k| r.errors.get(*k))
+    (fleetbench_metrics::ErrorKind::CONNECTION.iter())
+        .filter_map(|k| r.errors.get(k))
         .map(|g| g.latest.chars().take(120).collect::<String>())
         .next()
 }
@@ -467,13 +467,13 @@ mod tests {
         let mut r = crate::fixture::report(400, 900, 0, 1_000.0);
         r.faults = vec![crate::report::FaultReport {
             fault: "disconnect of sensor at 6s".into(),
-            kind: "disconnect".into(),
+            kind: fleetbench_scenario::FaultType::Disconnect,
             cuts: 250,
             connected_before: 500,
             lowest_connected: 250,
             recovery_s: None,
             connection_errors: 4_000,
-            connection_errors_by: [("io".to_string(), 4_000)].into(),
+            connection_errors_by: [(fleetbench_metrics::ErrorKind::Io, 4_000)].into(),
             ..Default::default()
         }];
         let text = |r: &Report| {

@@ -5,20 +5,9 @@ use std::time::Duration;
 
 use crate::model::{BrokerTarget, DeviceGroup, Fault, FaultKind, ObserverGroup};
 use crate::raw::{RawFault, S};
+use crate::FaultType;
 
 use super::ctx::{Ctx, Found, R};
-
-/// The kinds a `[[fault]]` may be.
-const KINDS: [&str; 5] = [
-    "disconnect",
-    "churn",
-    "broker_restart",
-    "network",
-    "slow_consumer",
-];
-
-/// The kinds that last a window (`for`).
-const WINDOWED: [&str; 3] = ["churn", "network", "slow_consumer"];
 
 /// How long a restart command may take unless the fault says otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -71,7 +60,7 @@ fn apart(cx: &Ctx, raw: &[S<RawFault>], sorted: &[(usize, Fault)]) -> R<()> {
                     "starts at {}, while fault[{i}] ({}) lasts {lasts}; faults may not overlap \
                      (their costs could not be told apart): start it after {}",
                     humantime::format_duration(b.at),
-                    a.kind.name(),
+                    a.kind.kind(),
                     humantime::format_duration(end)
                 ),
             ));
@@ -111,76 +100,56 @@ fn fault(
             ),
         ));
     }
-    if length.is_zero() && WINDOWED.contains(&f.kind.get_ref().as_str()) {
+    let t = FaultType::try_from(f.kind.get_ref().clone())
+        .map_err(|e| cx.err(f.kind.span(), field("kind"), e.to_string()))?;
+    if length.is_zero() && t.windowed() {
         return Err(cx.err(
             f.kind.span(),
             field("for"),
-            format!(
-                "a {} fault lasts a window: give for = \"10s\"",
-                f.kind.get_ref()
-            ),
+            format!("a {t} fault lasts a window: give for = \"10s\""),
         ));
     }
-    let kind = match f.kind.get_ref().as_str() {
-        "disconnect" => disconnect(cx, i, f, groups)?,
-        "churn" => churn(cx, i, f, groups)?,
-        "broker_restart" => broker_restart(cx, i, f, broker)?,
-        "network" => network(cx, i, f, broker)?,
-        "slow_consumer" => slow_consumer(cx, i, f, observers)?,
-        other => {
-            return Err(cx.err(
-                f.kind.span(),
-                field("kind"),
-                format!("{other:?} is not a fault; expected one of {KINDS:?}"),
-            ))
-        }
+    let kind = match t {
+        FaultType::Disconnect => disconnect(cx, i, f, groups)?,
+        FaultType::Churn => churn(cx, i, f, groups)?,
+        FaultType::BrokerRestart => broker_restart(cx, i, f, broker)?,
+        FaultType::Network => network(cx, i, f, broker)?,
+        FaultType::SlowConsumer => slow_consumer(cx, i, f, observers)?,
     };
-    fields_fit(cx, i, f)?;
+    fields_fit(cx, i, f, t)?;
     Ok(Fault { kind, at, length })
 }
 
 /// A field of a fault: its name, its span when given, the kinds that take it.
-type Given<'a> = (&'a str, Option<std::ops::Range<usize>>, &'a [&'a str]);
+type Given<'a> = (&'a str, Option<std::ops::Range<usize>>, &'a [FaultType]);
 
 /// Every field the fault gives belongs to its kind (the spans of those given, by name, with
 /// the kinds that take them).
-fn fields_fit(cx: &Ctx, i: usize, f: &RawFault) -> R<()> {
-    let kind = f.kind.get_ref().as_str();
+fn fields_fit(cx: &Ctx, i: usize, f: &RawFault, kind: FaultType) -> R<()> {
+    use FaultType::{BrokerRestart, Churn, Disconnect, Network, SlowConsumer};
     let given: [Given; 14] = [
-        (
-            "group",
-            f.group.as_ref().map(S::span),
-            &["disconnect", "churn"],
-        ),
-        ("share", f.share.as_ref().map(S::span), &["disconnect"]),
-        ("count", f.count.as_ref().map(S::span), &["disconnect"]),
-        ("rate", f.rate.as_ref().map(S::span), &["churn"]),
-        (
-            "command",
-            f.command.as_ref().map(S::span),
-            &["broker_restart"],
-        ),
-        (
-            "timeout",
-            f.timeout.as_ref().map(S::span),
-            &["broker_restart"],
-        ),
+        ("group", f.group.as_ref().map(S::span), &[Disconnect, Churn]),
+        ("share", f.share.as_ref().map(S::span), &[Disconnect]),
+        ("count", f.count.as_ref().map(S::span), &[Disconnect]),
+        ("rate", f.rate.as_ref().map(S::span), &[Churn]),
+        ("command", f.command.as_ref().map(S::span), &[BrokerRestart]),
+        ("timeout", f.timeout.as_ref().map(S::span), &[BrokerRestart]),
         (
             "observer",
             f.observer.as_ref().map(S::span),
-            &["slow_consumer"],
+            &[SlowConsumer],
         ),
-        ("delay", f.delay.as_ref().map(S::span), &["network"]),
-        ("jitter", f.jitter.as_ref().map(S::span), &["network"]),
-        ("drop", f.drop.as_ref().map(S::span), &["network"]),
-        ("cut", f.cut.as_ref().map(S::span), &["network"]),
-        ("blackhole", f.blackhole.as_ref().map(S::span), &["network"]),
-        ("bandwidth", f.bandwidth.as_ref().map(S::span), &["network"]),
+        ("delay", f.delay.as_ref().map(S::span), &[Network]),
+        ("jitter", f.jitter.as_ref().map(S::span), &[Network]),
+        ("drop", f.drop.as_ref().map(S::span), &[Network]),
+        ("cut", f.cut.as_ref().map(S::span), &[Network]),
+        ("blackhole", f.blackhole.as_ref().map(S::span), &[Network]),
+        ("bandwidth", f.bandwidth.as_ref().map(S::span), &[Network]),
         // A disconnect happens at once; its devices come back by their backoff.
         (
             "for",
             f.length.as_ref().map(S::span),
-            &["churn", "broker_restart", "network", "slow_consumer"],
+            &[Churn, BrokerRestart, Network, SlowConsumer],
         ),
     ];
     for (name, span, kinds) in given {
@@ -188,11 +157,17 @@ fn fields_fit(cx: &Ctx, i: usize, f: &RawFault) -> R<()> {
             return Err(cx.err(
                 span,
                 format!("fault[{i}].{name}"),
-                format!("applies to {} faults only", kinds.join(", ")),
+                format!("applies to {} faults only", names(kinds)),
             ));
         }
     }
     Ok(())
+}
+
+/// "disconnect, churn".
+fn names(kinds: &[FaultType]) -> String {
+    let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+    names.join(", ")
 }
 
 /// The group a fault names.

@@ -2,6 +2,7 @@
 //! errors and deliveries, tick by tick, from the start of the connect ramp) and the plan (which
 //! connections the faults cut).
 
+use fleetbench_scenario::FaultType;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -11,7 +12,8 @@ use fleetbench_scenario::{Fault, FaultGrid, FaultKind, Scenario};
 use fleetbench_metrics::hist::LatencyHistogram;
 use fleetbench_metrics::hlog::{Distribution, LoggedInterval};
 use fleetbench_metrics::outcome::{RestartEvent, RunOutcome};
-use fleetbench_metrics::timeline::{CutDown, Point, CONNECTION_ERRORS};
+use fleetbench_metrics::timeline::{CutDown, Point};
+use fleetbench_metrics::ErrorKind;
 use serde::{Deserialize, Serialize};
 
 /// What one fault cost. Times are seconds from the fault's start unless named otherwise.
@@ -20,7 +22,8 @@ pub struct FaultReport {
     /// What and when, in words ("disconnect of sensor at 20s").
     pub fault: String,
     /// "disconnect", "churn", "broker_restart", "network" or "slow_consumer".
-    pub kind: String,
+    #[schemars(with = "String")]
+    pub kind: FaultType,
     /// When it started, from the start of the connect ramp, and how long it was meant to last.
     pub at_s: f64,
     pub for_s: f64,
@@ -39,7 +42,8 @@ pub struct FaultReport {
     pub connection_errors: u64,
     /// The same by kind ("connect refused", "io", "timeout", ...), the kinds that occurred.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub connection_errors_by: BTreeMap<String, u64>,
+    #[schemars(with = "BTreeMap<String, u64>")]
+    pub connection_errors_by: BTreeMap<ErrorKind, u64>,
     /// Until the delivery rate was back within 5% of its level in the 5 s before the fault,
     /// after the fault's window; null when it never was (or there was no steady level).
     pub delivery_recovery_s: Option<f64>,
@@ -86,10 +90,12 @@ const RATE_WINDOW: Duration = Duration::from_secs(1);
 /// How close to the steady rate counts as recovered.
 const RATE_TOLERANCE: f64 = 0.05;
 
-/// One row per fault of `scenario`, in the order they started; `intervals` are the run's
-/// interval log's.
+/// One row per fault of `scenario`, in the order they started; `grid` is the plan's fault grid
+/// (what loss and duplicates were counted over), `intervals` are the run's interval log's.
+/// What the run measured of a fault is found by the fault's index.
 pub fn costs(
     scenario: &Scenario,
+    grid: &FaultGrid,
     run: &RunOutcome,
     intervals: &[LoggedInterval],
 ) -> Vec<FaultReport> {
@@ -99,16 +105,14 @@ pub fn costs(
     let intended: Vec<&LoggedInterval> = (intervals.iter())
         .filter(|i| i.metric == Some(Distribution::FromIntended))
         .collect();
-    let grid = FaultGrid::of(&scenario.faults, scenario.duration);
-    let mut restarts = run.restarts.iter();
-    let mut network = run.network.iter();
     // The steady level before a fault is taken after the warm-up and after the previous
     // fault's window and reconnects.
     let mut quiet_from = scenario.warmup;
     scenario
         .faults
         .iter()
-        .map(|f| {
+        .enumerate()
+        .map(|(i, f)| {
             let (measured, restart, proxy) = match &f.kind {
                 FaultKind::Disconnect { group, .. } => {
                     (cut(scenario, run, group, |c| c == f.at), None, None)
@@ -122,10 +126,10 @@ pub fn costs(
                     )
                 }
                 FaultKind::BrokerRestart { .. } => {
-                    let restart = restarts.next();
+                    let restart = run.restarts.iter().find(|r| r.fault == i);
                     (Some(lost(run, f, restart)), restart, None)
                 }
-                FaultKind::Network(_) => (None, None, network.next().copied()),
+                FaultKind::Network(_) => (None, None, run.network.get(&i).copied()),
                 FaultKind::SlowConsumer { .. } => (None, None, None),
             };
             let mut row = cost(f, measured, (&run.timeline, quiet_from), restart);
@@ -310,7 +314,7 @@ fn cost(
     let errors = errors_between(timeline, f.at, until);
     FaultReport {
         fault: f.label(),
-        kind: f.kind.name().to_string(),
+        kind: f.kind.kind(),
         at_s: f.at.as_secs_f64(),
         for_s: f.length.as_secs_f64(),
         cuts: count,
@@ -352,7 +356,7 @@ pub(crate) fn merge(reports: &[crate::Report], concurrent: bool) -> Vec<FaultRep
         f.connection_errors = all.iter().map(|f| f.connection_errors).sum();
         f.connection_errors_by = BTreeMap::new();
         for (kind, n) in all.iter().flat_map(|f| &f.connection_errors_by) {
-            *f.connection_errors_by.entry(kind.clone()).or_default() += n;
+            *f.connection_errors_by.entry(*kind).or_default() += n;
         }
         f.recovery_s = max(&|f| f.recovery_s);
         f.delivery_recovery_s = max(&|f| f.delivery_recovery_s);
@@ -379,18 +383,17 @@ pub(crate) fn merge(reports: &[crate::Report], concurrent: bool) -> Vec<FaultRep
 
 /// Connection errors by kind from `from` to the first tick at or after `until` (the end of
 /// the timeline when there is none).
-fn errors_between(timeline: &[Point], from: Duration, until: Duration) -> BTreeMap<String, u64> {
+fn errors_between(timeline: &[Point], from: Duration, until: Duration) -> BTreeMap<ErrorKind, u64> {
     let at_start = last_at_or_before(timeline, from).map(|p| p.connection_errors_by);
     let at_end = (timeline.iter())
         .find(|p| p.elapsed >= until)
         .or(timeline.last())
         .map(|p| p.connection_errors_by);
     let (start, end) = (at_start.unwrap_or_default(), at_end.unwrap_or_default());
-    CONNECTION_ERRORS
-        .iter()
+    (ErrorKind::CONNECTION.into_iter())
         .zip(start.iter().zip(end))
         .filter(|(_, (s, e))| e > *s)
-        .map(|(k, (s, e))| (k.to_string(), e - s))
+        .map(|(k, (s, e))| (k, e - s))
         .collect()
 }
 
@@ -455,154 +458,4 @@ fn delivery_recovery(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn point(ms: u64, connected: u32, connects: u64, errors: u64, delivered: u64) -> Point {
-        Point {
-            elapsed: Duration::from_millis(ms),
-            devices_connected: connected,
-            devices_left: 0,
-            connects,
-            connection_errors: errors,
-            connection_errors_by: [0, errors, 0, 0, 0, 0, 0],
-            sent: delivered,
-            delivered,
-        }
-    }
-
-    fn scenario(fault: &str) -> Scenario {
-        let text = format!(
-            "name = \"f\"\nduration = \"30s\"\n[broker]\nprocess = \"child\"\n[[group]]\n\
-             name = \"s\"\ncount = 100\ntopic = \"t/{{index}}\"\nrate = 1.0\n[[observer]]\n\
-             name = \"o\"\nfilters = [\"t/#\"]\n[[fault]]\n{fault}"
-        );
-        fleetbench_scenario::parse("f.toml", &text).expect("scenario")
-    }
-
-    /// An outcome of `s` with the timeline below, for the test to add what the fault did.
-    fn outcome(s: &Scenario) -> RunOutcome {
-        let plan = fleetbench_scenario::Plan::build(s, fleetbench_scenario::Shard::WHOLE);
-        let mut run = RunOutcome::not_started(&plan, false);
-        run.timeline = timeline();
-        run
-    }
-
-    /// 100 devices delivering 100/s; at 10 s a fault; back over a second.
-    fn timeline() -> Vec<Point> {
-        let mut t: Vec<Point> = (0..=40u64)
-            .map(|i| point(i * 250, 100, 0, 0, i * 25))
-            .collect();
-        let at = 10_000;
-        for (k, (c, n, e)) in [(0, 0, 100), (40, 40, 100), (80, 40, 100), (100, 20, 100)]
-            .iter()
-            .enumerate()
-        {
-            t.push(point(at + (k as u64 + 1) * 250, *c, *n, *e, 1_000));
-        }
-        t.extend((5..=20u64).map(|k| point(at + k * 250, 100, 0, 100, 1_000 + (k - 4) * 25)));
-        t
-    }
-
-    #[test]
-    fn a_disconnect_is_measured_by_its_devices() {
-        let s = scenario("kind = \"disconnect\"\nat = \"10s\"\ngroup = \"s\"\nshare = 0.5\n");
-        let mut run = outcome(&s);
-        let at = Duration::from_secs(10);
-        run.cut_downs = (0..50u64)
-            .map(|i| CutDown {
-                group: 0,
-                at,
-                down: Some(Duration::from_millis(100 + 10 * i)),
-                planned: true,
-            })
-            .collect();
-        let r = &costs(&s, &run, &[])[0];
-        assert_eq!(
-            (r.cuts, r.connected_before, r.lowest_connected),
-            (50, 100, 50)
-        );
-        // The last of the 50 was back 590 ms after the cut.
-        assert_eq!(r.recovery_s, Some(0.59));
-        assert_eq!(r.peak_reconnects_per_s, 160.0);
-        assert_eq!(r.connection_errors, 100);
-        // By kind: the 100 were io errors (resets).
-        assert_eq!(
-            r.connection_errors_by,
-            BTreeMap::from([("io".to_string(), 100)])
-        );
-        assert!(r.delivery_recovery_s.is_some_and(|t| t >= 1.0), "{r:?}");
-        // One device that never came back: never recovered.
-        run.cut_downs[7].down = None;
-        assert_eq!(costs(&s, &run, &[])[0].recovery_s, None);
-    }
-
-    fn restart(result: Result<&str, &str>) -> Vec<RestartEvent> {
-        vec![RestartEvent {
-            at: Duration::from_secs(10),
-            took: Duration::from_millis(300),
-            result: result.map(String::from).map_err(String::from),
-        }]
-    }
-
-    #[test]
-    fn a_broker_restart_is_measured_by_what_its_devices_lost() {
-        // A restart with `for = "0s"`: every device lost its connection at once and was back
-        // within 400-499 ms, too quick for the ticks to see the dip whole.
-        let s = scenario("kind = \"broker_restart\"\nat = \"10s\"\n");
-        let mut run = outcome(&s);
-        run.restarts = restart(Ok("restarted"));
-        run.cut_downs = (0..100u64)
-            .map(|i| CutDown {
-                group: 0,
-                at: Duration::from_millis(10_020),
-                down: Some(Duration::from_millis(400 + i)),
-                planned: false,
-            })
-            .collect();
-        let r = &costs(&s, &run, &[])[0];
-        assert_eq!(
-            (r.cuts, r.connected_before, r.lowest_connected),
-            (100, 100, 0)
-        );
-        assert_eq!(r.recovery_s, Some(0.519));
-        assert_eq!(r.failed, None);
-        // The same restart, which no device saw: nothing was restarted, and it fails.
-        run.cut_downs.clear();
-        let r = &costs(&s, &run, &[])[0];
-        assert_eq!((r.cuts, r.lowest_connected, r.recovery_s), (0, 100, None));
-        assert!(
-            r.failed
-                .as_deref()
-                .is_some_and(|w| w.contains("no device lost its connection")),
-            "{r:?}"
-        );
-        // A restart that could not be done: its reason, no cuts, nothing to recover.
-        run.restarts = restart(Err("the port was taken"));
-        let r = &costs(&s, &run, &[])[0];
-        assert_eq!((r.cuts, r.lowest_connected, r.recovery_s), (0, 100, None));
-        assert_eq!(r.failed.as_deref(), Some("the port was taken"));
-    }
-
-    #[test]
-    fn devices_that_leave_on_purpose_do_not_keep_a_fault_unrecovered() {
-        // A network fault's window ends at 12 s, as the devices' publish windows end and they
-        // leave one by one: 100 were connected before, fewer after, and none are missing.
-        let s = scenario("kind = \"network\"\nat = \"10s\"\nfor = \"2s\"\ndelay = \"10ms\"\n");
-        let mut run = outcome(&s);
-        run.timeline = (0..=60u64)
-            .map(|i| {
-                let left = if i > 44 { (i as u32 - 44) * 10 } else { 0 };
-                Point {
-                    devices_left: left.min(100),
-                    ..point(i * 250, 100 - left.min(100), 0, 0, i * 25)
-                }
-            })
-            .collect();
-        let r = &costs(&s, &run, &[])[0];
-        assert!(
-            r.recovery_s.is_some_and(|t| (2.0..2.6).contains(&t)),
-            "{r:?}"
-        );
-    }
-}
+mod tests;
