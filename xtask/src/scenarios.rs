@@ -208,21 +208,7 @@ pub(crate) fn scenarios(
             }
         }
         if runs > 1 && run_reports.iter().all(|p| p.is_file()) {
-            let merged = Command::new(&bin)
-                .arg("merge")
-                .args(&run_reports)
-                .arg("--output")
-                .arg(&report)
-                .stdin(Stdio::null())
-                .output()
-                .with_context(|| format!("merging the runs of {name}"))?;
-            if !report.is_file() {
-                bail!(
-                    "merging the runs of {name} failed: {}",
-                    String::from_utf8_lossy(&merged.stderr)
-                );
-            }
-            code = worse(code, merged.status.code().unwrap_or(1));
+            code = worse(code, merge_runs(&bin, &name, &run_reports, &report)?);
         }
         let line = summary_line(&name, code, &report);
         println!("{line}");
@@ -244,6 +230,25 @@ pub(crate) fn scenarios(
         .filter(|n| reports_dir().join(format!("{n}.json")).is_file())
         .collect();
     Ok((worst, bin, ran))
+}
+
+/// Merge the repeats of `name` into `report`; returns merge's exit code.
+fn merge_runs(bin: &Path, name: &str, runs: &[PathBuf], report: &Path) -> anyhow::Result<i32> {
+    let merged = Command::new(bin)
+        .arg("merge")
+        .args(runs)
+        .arg("--output")
+        .arg(report)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("merging the runs of {name}"))?;
+    if !report.is_file() {
+        bail!(
+            "merging the runs of {name} failed: {}",
+            String::from_utf8_lossy(&merged.stderr)
+        );
+    }
+    Ok(merged.status.code().unwrap_or(1))
 }
 
 /// Remove the reports and interval logs an earlier run of `name` left.

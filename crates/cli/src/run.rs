@@ -46,23 +46,7 @@ pub(crate) fn run(args: RunArgs, stop: Stop, log_file: Option<LogFile>) -> anyho
     let plan = Plan::build(&prepared.scenario, shard);
     // The live metrics' port too: the endpoint serves the run's snapshots from the start.
     let snapshots = watch::channel(Snapshot::default());
-    let live = match args.metrics_listen {
-        Some(addr) => {
-            let groups = prepared.scenario.groups.iter().map(|g| g.name.clone());
-            let live = crate::live_metrics::LiveMetrics::new(
-                snapshots.1.clone(),
-                &prepared.scenario.name,
-                format!("{}/{}", shard.index, shard.count),
-                groups.collect(),
-            );
-            let bound = crate::live_metrics::serve(addr, live.clone())?;
-            if !args.quiet {
-                eprintln!("live metrics at http://{bound}/metrics");
-            }
-            Some(live)
-        }
-        None => None,
-    };
+    let live = serve_live_metrics(&args, &prepared.scenario, shard, &snapshots.1)?;
     let clients = (plan.devices.len() + plan.observers.len()) as u64;
     let broker = BrokerPlan::of(&prepared);
     limits::ensure_open_files(clients, broker.descriptors_per_client(), broker.listeners())?;
@@ -123,6 +107,30 @@ pub(crate) fn run(args: RunArgs, stop: Stop, log_file: Option<LogFile>) -> anyho
         stop.linger(linger);
     }
     outcome
+}
+
+/// The endpoint of `--metrics-listen`, serving the run's snapshots, when asked for.
+fn serve_live_metrics(
+    args: &RunArgs,
+    scenario: &fleetbench_scenario::Scenario,
+    shard: fleetbench_scenario::Shard,
+    snapshots: &watch::Receiver<Snapshot>,
+) -> anyhow::Result<Option<std::sync::Arc<crate::live_metrics::LiveMetrics>>> {
+    let Some(addr) = args.metrics_listen else {
+        return Ok(None);
+    };
+    let groups = scenario.groups.iter().map(|g| g.name.clone());
+    let live = crate::live_metrics::LiveMetrics::new(
+        snapshots.clone(),
+        &scenario.name,
+        format!("{}/{}", shard.index, shard.count),
+        groups.collect(),
+    );
+    let bound = crate::live_metrics::serve(addr, live.clone())?;
+    if !args.quiet {
+        eprintln!("live metrics at http://{bound}/metrics");
+    }
+    Ok(Some(live))
 }
 
 /// What watches a run besides the report: its log file and the channel of its snapshots.

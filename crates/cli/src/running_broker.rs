@@ -236,19 +236,7 @@ impl BrokerPlan {
                 let child = Arc::new(Mutex::new(child));
                 (Running::Child(child), target, label, Some(tcp_nodelay))
             }
-            BrokerPlan::External => {
-                let BrokerTarget::External(x) = &prepared.scenario.broker else {
-                    anyhow::bail!("the scenario names no external broker");
-                };
-                let target = Target {
-                    host: x.host.clone(),
-                    ports: vec![x.port],
-                    credentials: prepared.credentials.clone(),
-                    transport: prepared.transport.clone(),
-                    protocol: plan.protocol,
-                };
-                (Running::External, target, x.url_without_credentials(), None)
-            }
+            BrokerPlan::External => external(prepared, plan)?,
         };
         tracing::info!(broker = %label, devices = plan.devices.len(), observers = plan.observers.len(), "starting run");
         Ok(RunningBroker {
@@ -258,6 +246,24 @@ impl BrokerPlan {
             tcp_nodelay,
         })
     }
+}
+
+/// The scenario's external broker: nothing to start, only where it is.
+fn external(
+    prepared: &Prepared,
+    plan: &Plan,
+) -> anyhow::Result<(Running, Target, String, Option<bool>)> {
+    let BrokerTarget::External(x) = &prepared.scenario.broker else {
+        anyhow::bail!("the scenario names no external broker");
+    };
+    let target = Target {
+        host: x.host.clone(),
+        ports: vec![x.port],
+        credentials: prepared.credentials.clone(),
+        transport: prepared.transport.clone(),
+        protocol: plan.protocol,
+    };
+    Ok((Running::External, target, x.url_without_credentials(), None))
 }
 
 /// Seconds of the scenario's peak traffic the embedded broker keeps per subscription filter:

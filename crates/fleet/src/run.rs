@@ -385,6 +385,44 @@ struct Parts {
     aggregator: Aggregator,
 }
 
+/// The ledger of each receiver with the QoS its messages were due at. The members of a shared
+/// subscription account as one receiver: between them, each message is expected once, and one
+/// arriving at two members is a duplicate.
+fn receivers<'r>(plan: &Plan, results: &'r [ObserverResult]) -> Vec<(Ledger, &'r [u8])> {
+    (plan.receivers().iter())
+        .map(|members| {
+            let mut ledger = results[members[0]].ledger.clone();
+            for m in &members[1..] {
+                ledger.absorb(&results[*m].ledger);
+            }
+            (ledger, results[members[0]].due_qos.as_slice())
+        })
+        .collect()
+}
+
+/// Duplicates by the slot of the fault grid, over every observer.
+fn duplicates_by_slot(plan: &Plan, results: &[ObserverResult]) -> Vec<u64> {
+    let mut out = vec![0; plan.fault_grid.points.len()];
+    for r in results {
+        for (sum, n) in out.iter_mut().zip(&r.duplicates_by_slot) {
+            *sum += n;
+        }
+    }
+    out
+}
+
+/// Deliveries by the QoS due and the QoS used, over every observer.
+fn delivered_qos(results: &[ObserverResult]) -> [[u64; 3]; 3] {
+    results.iter().fold([[0; 3]; 3], |mut sum, r| {
+        for (due, row) in r.delivered_qos.iter().enumerate() {
+            for (used, n) in row.iter().enumerate() {
+                sum[due][used] += n;
+            }
+        }
+        sum
+    })
+}
+
 /// The run's outcome from its parts, with the ledgers accounted.
 fn outcome(
     plan: &Plan,
@@ -398,17 +436,7 @@ fn outcome(
         results,
         mut aggregator,
     } = parts;
-    // The members of a shared subscription account as one receiver: between them, each
-    // message is expected once, and one arriving at two members is a duplicate.
-    let ledgers: Vec<(Ledger, &[u8])> = (plan.receivers().iter())
-        .map(|members| {
-            let mut ledger = results[members[0]].ledger.clone();
-            for m in &members[1..] {
-                ledger.absorb(&results[*m].ledger);
-            }
-            (ledger, results[members[0]].due_qos.as_slice())
-        })
-        .collect();
+    let ledgers = receivers(plan, &results);
     let accounting = account(ledgers.iter().map(|(l, q)| (l, *q)), &tally.sent, settled);
     if accounting.total.beyond_sent > 0 {
         warn!(
@@ -430,12 +458,7 @@ fn outcome(
         &group_of,
         group_of.iter().max().map_or(0, |g| g + 1),
     );
-    let mut duplicates_by_slot = vec![0; plan.fault_grid.points.len()];
-    for r in &results {
-        for (sum, n) in duplicates_by_slot.iter_mut().zip(&r.duplicates_by_slot) {
-            *sum += n;
-        }
-    }
+    let duplicates_by_slot = duplicates_by_slot(plan, &results);
     let behaviour = behaviour(plan, &results, &tally)?;
     let ramp_offset = match ctx.ramp_start_ns.load(Ordering::Relaxed) {
         u64::MAX => Duration::ZERO,
@@ -452,14 +475,7 @@ fn outcome(
         elapsed: ctx.clock.elapsed(),
         interrupted: drained.interrupted,
         broker_gone: drained.broker_gone,
-        delivered_qos: results.iter().fold([[0; 3]; 3], |mut sum, r| {
-            for (due, row) in r.delivered_qos.iter().enumerate() {
-                for (used, n) in row.iter().enumerate() {
-                    sum[due][used] += n;
-                }
-            }
-            sum
-        }),
+        delivered_qos: delivered_qos(&results),
         granted: results.into_iter().map(|r| r.granted).collect(),
         behaviour,
         connect_all,

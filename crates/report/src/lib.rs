@@ -8,6 +8,7 @@ pub mod consistency;
 pub mod context;
 pub mod expect;
 pub mod fault_cost;
+mod figures;
 pub mod finding;
 #[cfg(test)]
 mod fixture;

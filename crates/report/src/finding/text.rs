@@ -29,12 +29,7 @@ impl fmt::Display for Finding {
                 since_s,
                 waited_s,
                 cause,
-            } => write!(
-                f,
-                "the broker went away at {since_s:.1}s: every device and observer had lost its \
-                 connection and none came back within {waited_s:.0}s, so the run ended early{}",
-                because(cause)
-            ),
+            } => broker_gone(f, *since_s, *waited_s, cause),
             NeverConnected { devices, cause } => write!(
                 f,
                 "{} devices never connected{}",
@@ -82,14 +77,7 @@ impl fmt::Display for Finding {
                  stray publisher on the same topics)",
                 fmt_count(*deliveries)
             ),
-            ShardsMissing { shards } => write!(
-                f,
-                "shard{} {} of this run {} no report in the merge (the pod failed, or its report \
-                 was not collected): the run is not whole, so the verdict fails",
-                if shards.len() == 1 { "" } else { "s" },
-                shards.join(", "),
-                if shards.len() == 1 { "has" } else { "have" },
-            ),
+            ShardsMissing { shards } => shards_missing(f, shards),
             ShardsFailed { shards } => shards_failed(f, shards),
             FaultUnrecovered {
                 fault,
@@ -97,34 +85,7 @@ impl fmt::Display for Finding {
                 lowest,
                 refused,
                 rumqttd,
-            } => {
-                write!(
-                    f,
-                    "the {fault} was never recovered from: {} devices were connected before \
-                     it, as few as {} during it, and they were not all back before publishing \
-                     ended; the verdict fails",
-                    fmt_count(*connected_before),
-                    fmt_count(*lowest)
-                )?;
-                if let Some((errors, by)) = refused {
-                    write!(
-                        f,
-                        ". Reconnects kept failing ({} connection errors: {by}) while the \
-                         connections that stayed up went on: the broker's listener refuses \
-                         new CONNECTs",
-                        fmt_count(*errors)
-                    )?;
-                    if *rumqttd {
-                        write!(
-                            f,
-                            ". rumqttd does this after reconnects with reused client ids were \
-                             reset before their CONNACK (it poisons a lock of the listener); \
-                             restart the broker, and reconnect with a jittered backoff"
-                        )?;
-                    }
-                }
-                Ok(())
-            }
+            } => unrecovered(f, fault, (*connected_before, *lowest), refused, *rumqttd),
             FaultFailed { fault, why } => write!(
                 f,
                 "the {fault} did not happen as the scenario says ({why}): the run did not test \
@@ -132,6 +93,66 @@ impl fmt::Display for Finding {
             ),
         }
     }
+}
+
+fn broker_gone(
+    f: &mut Formatter<'_>,
+    since_s: f64,
+    waited_s: f64,
+    cause: &Option<String>,
+) -> Result {
+    write!(
+        f,
+        "the broker went away at {since_s:.1}s: every device and observer had lost its \
+         connection and none came back within {waited_s:.0}s, so the run ended early{}",
+        because(cause)
+    )
+}
+
+fn shards_missing(f: &mut Formatter<'_>, shards: &[String]) -> Result {
+    write!(
+        f,
+        "shard{} {} of this run {} no report in the merge (the pod failed, or its report was not \
+         collected): the run is not whole, so the verdict fails",
+        if shards.len() == 1 { "" } else { "s" },
+        shards.join(", "),
+        if shards.len() == 1 { "has" } else { "have" },
+    )
+}
+
+/// A fault the devices never came back from; `refused`: the connection errors meanwhile and
+/// their kinds, when reconnects kept failing.
+fn unrecovered(
+    f: &mut Formatter<'_>,
+    fault: &str,
+    (connected_before, lowest): (u64, u64),
+    refused: &Option<(u64, String)>,
+    rumqttd: bool,
+) -> Result {
+    write!(
+        f,
+        "the {fault} was never recovered from: {} devices were connected before it, as few as \
+         {} during it, and they were not all back before publishing ended; the verdict fails",
+        fmt_count(connected_before),
+        fmt_count(lowest)
+    )?;
+    let Some((errors, by)) = refused else {
+        return Ok(());
+    };
+    write!(
+        f,
+        ". Reconnects kept failing ({} connection errors: {by}) while the connections that \
+         stayed up went on: the broker's listener refuses new CONNECTs",
+        fmt_count(*errors)
+    )?;
+    if rumqttd {
+        f.write_str(
+            ". rumqttd does this after reconnects with reused client ids were reset before their \
+             CONNACK (it poisons a lock of the listener); restart the broker, and reconnect with \
+             a jittered backoff",
+        )?;
+    }
+    Ok(())
 }
 
 fn lost_guarantee(f: &mut Formatter<'_>, lost: u64, embedded: bool, restarts: &[String]) -> Result {
