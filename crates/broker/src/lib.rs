@@ -8,11 +8,10 @@
 pub mod embedded;
 pub mod nodelay;
 mod ready;
-mod supervise;
 
+pub use embedded::supervise::{BrokerHealth, ListenerRestart};
 pub use embedded::{EmbeddedBroker, EmbeddedConfig};
 pub use ready::{probe_connack, probe_connack_as};
-pub use supervise::{BrokerHealth, ListenerRestart};
 
 use std::net::IpAddr;
 

@@ -5,6 +5,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
+use std::time::Duration;
 
 use fleetbench_metrics::Flush;
 use fleetbench_scenario::load::LoadShape;
@@ -17,9 +18,19 @@ use std::sync::Arc;
 
 use crate::clock::RunClock;
 use crate::events::Events;
-use crate::run::Timing;
 use crate::timer::PreciseTimer;
 use crate::{FleetOptions, Target};
+
+/// The run's times, from the scenario.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How long devices publish, from the start of the connect ramp.
+    pub duration: Duration,
+    /// How long after publishing the run waits for messages still on their way.
+    pub drain_timeout: Duration,
+    /// The start of the publish window that is not measured (see the scenario's `warmup`).
+    pub warmup: Duration,
+}
 
 pub(crate) struct RunCtx {
     pub clock: RunClock,

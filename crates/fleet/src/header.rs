@@ -90,7 +90,7 @@ impl Header {
     #[inline]
     pub fn from_payload(buf: &[u8]) -> Result<Header, DecodeError> {
         if buf.first() == Some(&b'{') {
-            let raw = crate::payload::json_header(buf).ok_or(DecodeError::Json)?;
+            let raw = json_header(buf).ok_or(DecodeError::Json)?;
             return Header::decode(&raw);
         }
         Header::decode(buf)
@@ -139,6 +139,28 @@ impl Header {
         };
         Ok((header, h[3]))
     }
+}
+
+/// Bytes the JSON header field takes at the end of a payload: `,"_fb":"<64 hex>"}`.
+pub const JSON_TAIL_LEN: usize = 10 + 2 * HEADER_LEN;
+
+/// The header of a JSON payload (see [`crate::payload::push_header`]), if it ends with one.
+pub fn json_header(payload: &[u8]) -> Option<[u8; HEADER_LEN]> {
+    let tail = payload.get(payload.len().checked_sub(JSON_TAIL_LEN)?..)?;
+    let hex = tail
+        .strip_prefix(b",\"_fb\":\"".as_slice())
+        .or_else(|| tail.strip_prefix(b" \"_fb\":\"".as_slice()))?
+        .strip_suffix(b"\"}".as_slice())?;
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut raw = [0u8; HEADER_LEN];
+    for (i, pair) in hex.chunks_exact(2).enumerate() {
+        raw[i] = (digit(pair[0])? << 4) | digit(pair[1])?;
+    }
+    Some(raw)
 }
 
 #[cfg(test)]

@@ -15,7 +15,6 @@ pub mod events;
 pub mod header;
 mod observer;
 pub mod payload;
-mod poller;
 pub mod probe;
 mod proxy;
 mod receive;
@@ -28,9 +27,10 @@ pub mod transport;
 
 use std::time::Duration;
 
+pub use ctx::Timing;
 pub use fleetbench_metrics::{BrokerGone, RunOutcome};
 pub use fleetbench_scenario::Plan;
-pub use run::{run, Timing};
+pub use run::run;
 
 /// The position in the plan of the device a message names (usize::MAX for a device this run
 /// does not have: the ledger counts it as unexpected).

@@ -12,10 +12,8 @@ use fleetbench_scenario::load::SplitMix64;
 use fleetbench_scenario::payload::{Constant, Generator, JsonField, Payload, TimeUnit};
 use fleetbench_scenario::DeviceSpec;
 
+pub use crate::header::{json_header, JSON_TAIL_LEN};
 use crate::header::{Header, HEADER_LEN};
-
-/// Bytes the JSON header field takes at the end of a payload: `,"_fb":"<64 hex>"}`.
-pub const JSON_TAIL_LEN: usize = 10 + 2 * HEADER_LEN;
 
 /// Makes one device's payloads.
 pub enum PayloadMaker {
@@ -209,25 +207,6 @@ fn push_header(header: &Header, out: &mut Vec<u8>) {
         out.push(HEX[usize::from(b & 15)]);
     }
     out.extend_from_slice(b"\"}");
-}
-
-/// The header of a JSON payload (see [`push_header`]), if it ends with one.
-pub fn json_header(payload: &[u8]) -> Option<[u8; HEADER_LEN]> {
-    let tail = payload.get(payload.len().checked_sub(JSON_TAIL_LEN)?..)?;
-    let hex = tail
-        .strip_prefix(b",\"_fb\":\"".as_slice())
-        .or_else(|| tail.strip_prefix(b" \"_fb\":\"".as_slice()))?
-        .strip_suffix(b"\"}".as_slice())?;
-    let digit = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    let mut raw = [0u8; HEADER_LEN];
-    for (i, pair) in hex.chunks_exact(2).enumerate() {
-        raw[i] = (digit(pair[0])? << 4) | digit(pair[1])?;
-    }
-    Some(raw)
 }
 
 #[cfg(test)]

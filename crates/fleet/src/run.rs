@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::controller::run_controller;
-use crate::ctx::{Controls, RunCtx};
+use crate::ctx::{Controls, RunCtx, Timing};
 use crate::device::run_device;
 use crate::observer::{spawn_observer, ObserverHandle, ObserverResult};
 use crate::restart::run_restarts;
@@ -26,16 +26,6 @@ use crate::tally::{behaviour, DeviceTally};
 use crate::ticker::{tick_loop, watch_broker};
 use crate::timer::PreciseTimer;
 use crate::{FleetError, FleetOptions, Target};
-
-#[derive(Debug, Clone, Copy)]
-pub struct Timing {
-    /// How long devices publish, from the start of the connect ramp.
-    pub duration: Duration,
-    /// How long after publishing the run waits for messages still on their way.
-    pub drain_timeout: Duration,
-    /// The start of the publish window that is not measured (see the scenario's `warmup`).
-    pub warmup: Duration,
-}
 
 /// Run `plan` against `target` until its duration is over (or `stop` is cancelled), publishing
 /// a snapshot on `snapshots` every tick. A stop at any point, even before every observer is

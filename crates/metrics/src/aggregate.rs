@@ -9,52 +9,12 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::time::Duration;
 
 use crate::cpu::{CpuSampler, CpuUsage};
+pub use crate::error_kind::ErrorGroup;
 use crate::hist::LatencyHistogram;
 use crate::hlog::{Distribution, IntervalLog};
-pub use crate::snapshot::{GroupSnapshot, PhaseFigures, Snapshot};
+pub use crate::snapshot::{GroupSnapshot, PhaseFigures, Snapshot, Stage};
 
 pub use crate::flush::{DeviceFlush, Flush, ObserverFlush, PhaseFlush};
-
-/// Where a run is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    #[default]
-    Starting,
-    Connecting,
-    Running,
-    Draining,
-    Done,
-}
-
-impl Stage {
-    pub fn label(self) -> &'static str {
-        match self {
-            Stage::Starting => "starting",
-            Stage::Connecting => "connecting",
-            Stage::Running => "running",
-            Stage::Draining => "draining",
-            Stage::Done => "done",
-        }
-    }
-}
-
-/// Errors of one kind: how many, and the latest detail.
-#[derive(
-    Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
-pub struct ErrorGroup {
-    pub count: u64,
-    pub latest: String,
-}
-
-impl ErrorGroup {
-    /// Count one more error of this kind.
-    pub fn record(&mut self, detail: String) {
-        self.count += 1;
-        self.latest = detail;
-    }
-}
 
 /// The quantiles of [`Snapshot::distribution`].
 pub const LADDER: [f64; 7] = [0.5, 0.75, 0.9, 0.99, 0.999, 0.9999, 1.0];

@@ -3,6 +3,23 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Errors of one kind: how many, and the latest detail.
+#[derive(
+    Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+pub struct ErrorGroup {
+    pub count: u64,
+    pub latest: String,
+}
+
+impl ErrorGroup {
+    /// Count one more error of this kind.
+    pub fn record(&mut self, detail: String) {
+        self.count += 1;
+        self.latest = detail;
+    }
+}
+
 /// An error's kind. The report's `errors` table and a fault's `connection_errors_by` are keyed
 /// by [`ErrorKind::name`]; serde reads and writes it through that name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -4,9 +4,33 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::aggregate::{ErrorGroup, Stage};
 use crate::cpu::CpuUsage;
+use crate::error_kind::ErrorGroup;
 use crate::hist::LatencySummary;
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    #[default]
+    Starting,
+    Connecting,
+    Running,
+    Draining,
+    Done,
+}
+
+impl Stage {
+    pub fn label(self) -> &'static str {
+        match self {
+            Stage::Starting => "starting",
+            Stage::Connecting => "connecting",
+            Stage::Running => "running",
+            Stage::Draining => "draining",
+            Stage::Done => "done",
+        }
+    }
+}
 
 /// The state of a run at one tick: what the monitor and the progress line show.
 #[derive(Debug, Clone, Default)]

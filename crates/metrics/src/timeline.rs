@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::aggregate::ErrorGroup;
+use crate::error_kind::ErrorGroup;
 use crate::ErrorKind;
 
 /// One tick.

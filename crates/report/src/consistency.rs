@@ -5,8 +5,33 @@
 
 use serde_json::Value;
 
-use crate::merge::MergeError;
 use crate::report::{Report, Totals};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("nothing to merge")]
+    Empty,
+    #[error("report {index} is of scenario {found:?}, the first of {expected:?}; only reports of one scenario merge")]
+    OtherScenario {
+        index: usize,
+        expected: String,
+        found: String,
+    },
+    #[error("report {index} holds no histograms (written by an older fleetbench?): its latency cannot be merged exactly")]
+    NoHistograms { index: usize },
+    #[error("report {index}: {detail}")]
+    Histogram { index: usize, detail: String },
+    #[error("the shards do not make one whole run: {0}")]
+    Shards(String),
+    #[error("the reports are not repeats of one run: {0}")]
+    Repeats(String),
+    #[error("report {index} does not add up: {detail}")]
+    Inconsistent { index: usize, detail: String },
+    #[error("the reports' counts overflow when added: no real runs add up to that")]
+    Overflow,
+    #[error("{0} reports: one merge takes at most {max}", max = MAX_REPORTS)]
+    TooMany(usize),
+}
 
 /// No figure of a real report comes near this (2^48: a million devices at one message a
 /// second for nine years); with at most [`MAX_REPORTS`] reports, no sum of them overflows.

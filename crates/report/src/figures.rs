@@ -192,3 +192,8 @@ pub struct ProcessUsage {
 pub fn peak_rss_bytes() -> u64 {
     fleetbench_metrics::env::proc_kb("/proc/self/status", "VmHWM").unwrap_or(0)
 }
+
+/// Sends this late (milliseconds) are no timer's jitter: on a virtual machine with jitter,
+/// healthy runs sent 0.03% of their messages this late, and 0.7% with a busy neighbour on the
+/// other core; generators short of CPU sent 37-62% (docs/REPORT.md, "Judging the generator").
+pub const BEHIND_MS: u64 = 10;

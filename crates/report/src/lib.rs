@@ -15,6 +15,7 @@ mod fixture;
 mod from_run;
 pub mod groups;
 pub mod html;
+pub mod lateness;
 pub mod merge;
 pub mod metric;
 pub mod read;

@@ -52,9 +52,9 @@ pub fn value(m: Metric, r: &Report) -> Option<f64> {
             (w.restarts.len() as u64 + w.unrecorded_restarts) as f64
         }
         InFlightShare => share(t.in_flight, t.expected),
-        GeneratorLateShare => crate::expect::judged_late_share(r.generator.late_sends, t.sent),
-        GeneratorBehind => crate::expect::judged_late_share(r.behind_sends(), t.sent),
-        GeneratorLimited => crate::expect::decided_by_late_sends(&r.expectations, r) as f64,
+        GeneratorLateShare => crate::lateness::judged_late_share(r.generator.late_sends, t.sent),
+        GeneratorBehind => crate::lateness::judged_late_share(r.behind_sends(), t.sent),
+        GeneratorLimited => crate::lateness::decided_by_late_sends(&r.expectations, r) as f64,
         StatusMissing => b.status.as_ref()?.missing as f64,
         StatusNotRetained => b.status.as_ref()?.not_retained as f64,
         WillsMissing => b.wills.as_ref()?.missing as f64,
@@ -91,19 +91,6 @@ pub fn sample_value(m: Metric, s: &Sample) -> Option<f64> {
         Metric::DeliverPerS => s.deliver_per_s,
         _ => return None,
     })
-}
-
-/// A latency figure from intended, read from the messages that left on time alone.
-pub fn on_time_value(m: Metric, l: &Latency) -> Option<f64> {
-    let o = &l.on_time;
-    Some(match m {
-        Metric::P50FromIntended => o.p50_us,
-        Metric::P90FromIntended => o.p90_us,
-        Metric::P99FromIntended => o.p99_us,
-        Metric::P999FromIntended => o.p999_us,
-        Metric::MaxFromIntended => o.max_us,
-        _ => return None,
-    } as f64)
 }
 
 /// For a percentile: which one, and how many values the distribution it stands on holds.

@@ -371,11 +371,11 @@ impl Report {
         self.generator.late_sends as f64 / self.totals.sent.max(1) as f64
     }
 
-    /// Sends that left more than [`crate::expect::BEHIND_MS`] after they were due (0 in a report
+    /// Sends that left more than [`crate::figures::BEHIND_MS`] after they were due (0 in a report
     /// from before lateness was counted by steps).
     pub fn behind_sends(&self) -> u64 {
         (self.generator.late_by.iter())
-            .filter(|s| s.over_ms >= crate::expect::BEHIND_MS)
+            .filter(|s| s.over_ms >= crate::figures::BEHIND_MS)
             .map(|s| s.sends)
             .next()
             .unwrap_or(0)

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::merge::MergeError;
+use crate::consistency::MergeError;
 use crate::report::{Report, ShardRow, Verdict};
 
 /// `index/count` of a report's shard.

@@ -6,7 +6,7 @@
 //!
 //! This crate is pure: no IO, no async runtime. Callers read the file and pass its text.
 
-mod cuts;
+mod durations;
 mod error;
 pub mod fault_grid;
 mod fault_type;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::model::ser_duration;
+use crate::durations::ser_duration;
 
 /// One load phase, resolved.
 #[derive(Debug, Clone, PartialEq, Serialize)]

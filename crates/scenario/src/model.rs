@@ -1,6 +1,7 @@
 //! The validated scenario: every default resolved, every value checked. Serialisable so that a
 //! report can carry the full resolved scenario it ran.
 
+use crate::durations::ser_duration;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -36,10 +37,6 @@ impl Serialize for Qos {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u8(self.level())
     }
-}
-
-pub(crate) fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&humantime::format_duration(*d).to_string())
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::model::ser_duration;
+use crate::durations::ser_duration;
 pub use crate::raw::RawConstant as Constant;
 
 /// Bytes of the delivery header every message carries (device, sequence number, intended and

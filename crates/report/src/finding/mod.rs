@@ -291,7 +291,7 @@ fn generator_late(r: &Report) -> Option<Finding> {
             .filter(|e| !e.ok)
             .filter_map(|e| Some((e, Metric::from_name(&e.name)?)))
             .filter_map(|(e, m)| {
-                let on_time = crate::metric::on_time_value(m, &r.latency)?;
+                let on_time = crate::lateness::on_time_value(m, &r.latency)?;
                 let all_late = r.latency.on_time.count == 0;
                 (all_late || on_time <= e.limit)
                     .then(|| (m.label().to_string(), e.observed, on_time, e.limit))

@@ -14,31 +14,7 @@ use crate::report::{
 use fleetbench_metrics::hist::LatencyHistogram;
 use fleetbench_metrics::hlog::Distribution;
 
-#[derive(Debug, thiserror::Error)]
-pub enum MergeError {
-    #[error("nothing to merge")]
-    Empty,
-    #[error("report {index} is of scenario {found:?}, the first of {expected:?}; only reports of one scenario merge")]
-    OtherScenario {
-        index: usize,
-        expected: String,
-        found: String,
-    },
-    #[error("report {index} holds no histograms (written by an older fleetbench?): its latency cannot be merged exactly")]
-    NoHistograms { index: usize },
-    #[error("report {index}: {detail}")]
-    Histogram { index: usize, detail: String },
-    #[error("the shards do not make one whole run: {0}")]
-    Shards(String),
-    #[error("the reports are not repeats of one run: {0}")]
-    Repeats(String),
-    #[error("report {index} does not add up: {detail}")]
-    Inconsistent { index: usize, detail: String },
-    #[error("the reports' counts overflow when added: no real runs add up to that")]
-    Overflow,
-    #[error("{0} reports: one merge takes at most {max}", max = crate::consistency::MAX_REPORTS)]
-    TooMany(usize),
-}
+pub use crate::consistency::MergeError;
 
 /// Merge `reports` of one scenario.
 pub fn merge(reports: &[Report], kind: MergeKind) -> Result<Report, MergeError> {

@@ -1,5 +1,7 @@
 //! Expansion of a scenario into a load plan: one entry per virtual device and per observer.
 
+mod cuts;
+
 use std::time::Duration;
 
 use std::sync::Arc;
@@ -317,7 +319,7 @@ impl Plan {
             }
             first_id += g.count;
         }
-        crate::cuts::assign(scenario, &mut devices);
+        cuts::assign(scenario, &mut devices);
         let suffix = suffix(shard);
         let observers = observers(scenario, &devices, shard);
         let controllers = scenario

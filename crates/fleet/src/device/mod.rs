@@ -1,8 +1,10 @@
 //! One virtual device, one task: it owns its connection (see [`crate::client`]) and publishes
 //! on an open-loop schedule, each message leaving when it is due whatever happened before.
 //! Between sends it drives its connection (acknowledgements, commands, reconnects: see
-//! [`crate::poller`]). A device with `drop_at` cuts its connection without a DISCONNECT at
+//! [`poller`]). A device with `drop_at` cuts its connection without a DISCONNECT at
 //! that time, so that the broker publishes its last will.
+
+mod poller;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use crate::ctx::{RunCtx, Window};
 use crate::errors;
 use crate::header::Header;
 use crate::payload::PayloadMaker;
-use crate::poller::{How, Wait};
+use poller::{How, Wait};
 
 /// What a device did: how many messages it sent (sequence numbers `0..sent`) and when it first
 /// connected.

@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::DeviceSpec;
 use crate::load::{seconds, SplitMix64};
 use crate::model::{FaultKind, Scenario};
-use crate::plan::DeviceSpec;
 
 /// Add every fault's cuts to the devices of this plan (positions by group and index).
 pub(crate) fn assign(scenario: &Scenario, devices: &mut [DeviceSpec]) {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use crate::embedded::{probe_listener, start_listener, EmbeddedConfig};
+use super::{probe_listener, start_listener, EmbeddedConfig};
 
 /// Starts listener `i` on an address.
 pub(crate) type Spawn =

@@ -11,6 +11,8 @@
 //!   inherit it (see `nodelay`),
 //! - ready only once every listener has answered a real CONNECT with a CONNACK.
 
+pub(crate) mod supervise;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -23,8 +25,8 @@ use rumqttd::{ConnectionSettings, LinkType, Router, RouterConfig, Server, Server
 use tokio::runtime::Runtime;
 use tracing::{debug, info, warn};
 
-use crate::supervise::{BrokerHealth, Listeners, Spawn, Supervisor};
 use crate::{nodelay, ready, BrokerError, Endpoints};
+use supervise::{BrokerHealth, Listeners, Spawn, Supervisor};
 
 /// How to run the embedded broker. Every rumqttd setting is chosen here deliberately:
 /// `rumqttd::Config::default()` is unusable (zero connections, zero segment size). Its `Debug`

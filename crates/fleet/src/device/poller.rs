@@ -11,8 +11,8 @@ use tokio::time::{sleep_until, Instant};
 
 use fleetbench_metrics::flush::Down;
 
+use super::Device;
 use crate::client::{ClientError, ConnError, Ev};
-use crate::device::Device;
 use crate::errors;
 
 /// How a device waits.
