@@ -1,8 +1,6 @@
 //! What kind of error a client met: the one list of kinds, named once, from the device that
 //! counts an error to the report, the findings and the Prometheus labels.
 
-use serde::{Deserialize, Serialize};
-
 /// Errors of one kind: how many, and the latest detail.
 #[derive(
     Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
@@ -20,40 +18,40 @@ impl ErrorGroup {
     }
 }
 
-/// An error's kind. The report's `errors` table and a fault's `connection_errors_by` are keyed
-/// by [`ErrorKind::name`]; serde reads and writes it through that name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(into = "&'static str", try_from = "String")]
-pub enum ErrorKind {
-    // In the order of their names, so that a table keyed by kind reads alphabetically.
-    /// A controller could not send a command.
-    Command,
-    /// The broker refused a CONNECT.
-    ConnectRefused,
-    /// A client ended before its connection was up.
-    Connection,
-    /// A message that is not fleetbench's arrived where data was expected.
-    Decode,
-    /// The interval log could not be written or read back.
-    Hlog,
-    /// The connection's socket failed or was closed.
-    Io,
-    /// The broker broke the protocol or ended the connection.
-    Protocol,
-    /// A device could not publish.
-    Publish,
-    /// A device could not answer a command.
-    Reply,
-    /// A device could not publish its status.
-    Status,
-    /// A SUBSCRIBE could not be sent.
-    Subscribe,
-    /// Connecting (or an answer) took longer than allowed.
-    Timeout,
-    /// The TLS handshake failed.
-    Tls,
-    /// The WebSocket upgrade failed.
-    Websocket,
+fleetbench_scenario::named_kinds! {
+    /// An error's kind. The report's `errors` table and a fault's `connection_errors_by` are
+    /// keyed by its name; serde reads and writes it through that name. In the order of their
+    /// names, so that a table keyed by kind reads alphabetically.
+    pub enum ErrorKind, error UnknownKind ("an error kind") {
+        /// A controller could not send a command.
+        Command => "command",
+        /// The broker refused a CONNECT.
+        ConnectRefused => "connect refused",
+        /// A client ended before its connection was up.
+        Connection => "connection",
+        /// A message that is not fleetbench's arrived where data was expected.
+        Decode => "decode",
+        /// The interval log could not be written or read back.
+        Hlog => "hlog",
+        /// The connection's socket failed or was closed.
+        Io => "io",
+        /// The broker broke the protocol or ended the connection.
+        Protocol => "protocol",
+        /// A device could not publish.
+        Publish => "publish",
+        /// A device could not answer a command.
+        Reply => "reply",
+        /// A device could not publish its status.
+        Status => "status",
+        /// A SUBSCRIBE could not be sent.
+        Subscribe => "subscribe",
+        /// Connecting (or an answer) took longer than allowed.
+        Timeout => "timeout",
+        /// The TLS handshake failed.
+        Tls => "tls",
+        /// The WebSocket upgrade failed.
+        Websocket => "websocket",
+    }
 }
 
 impl ErrorKind {
@@ -69,76 +67,12 @@ impl ErrorKind {
         ErrorKind::Protocol,
     ];
 
-    pub const ALL: [ErrorKind; 14] = [
-        ErrorKind::Command,
-        ErrorKind::ConnectRefused,
-        ErrorKind::Connection,
-        ErrorKind::Decode,
-        ErrorKind::Hlog,
-        ErrorKind::Io,
-        ErrorKind::Protocol,
-        ErrorKind::Publish,
-        ErrorKind::Reply,
-        ErrorKind::Status,
-        ErrorKind::Subscribe,
-        ErrorKind::Timeout,
-        ErrorKind::Tls,
-        ErrorKind::Websocket,
-    ];
-
-    /// Its name in reports and logs.
-    pub const fn name(self) -> &'static str {
-        match self {
-            ErrorKind::Command => "command",
-            ErrorKind::ConnectRefused => "connect refused",
-            ErrorKind::Connection => "connection",
-            ErrorKind::Decode => "decode",
-            ErrorKind::Hlog => "hlog",
-            ErrorKind::Io => "io",
-            ErrorKind::Protocol => "protocol",
-            ErrorKind::Publish => "publish",
-            ErrorKind::Reply => "reply",
-            ErrorKind::Status => "status",
-            ErrorKind::Subscribe => "subscribe",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Tls => "tls",
-            ErrorKind::Websocket => "websocket",
-        }
-    }
-
     /// Its name as a Prometheus label value (no spaces).
     pub const fn label(self) -> &'static str {
         match self {
             ErrorKind::ConnectRefused => "connect_refused",
             other => other.name(),
         }
-    }
-}
-
-impl std::fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl From<ErrorKind> for &'static str {
-    fn from(k: ErrorKind) -> &'static str {
-        k.name()
-    }
-}
-
-/// A name that is no error kind.
-#[derive(Debug, thiserror::Error)]
-#[error("{0:?} is not an error kind")]
-pub struct UnknownKind(String);
-
-impl TryFrom<String> for ErrorKind {
-    type Error = UnknownKind;
-
-    fn try_from(name: String) -> Result<ErrorKind, UnknownKind> {
-        (ErrorKind::ALL.into_iter())
-            .find(|k| k.name() == name)
-            .ok_or(UnknownKind(name))
     }
 }
 

@@ -13,6 +13,7 @@ mod fault_type;
 pub mod load;
 pub mod metric;
 mod model;
+mod named;
 pub mod payload;
 mod plan;
 mod raw;
