@@ -298,7 +298,10 @@ pub(crate) fn probe_listener(
     } else {
         config.bind
     };
-    let id = format!("fleetbench-ready-{}-{port}-{}", std::process::id(), nanos());
+    // One client id per listener: rumqttd keeps what it knows of every clean-session client id
+    // that ever disconnected (its "graveyard", never emptied), so a new id per probe made the
+    // broker grow by about 3 KB a probe for as long as it ran.
+    let id = format!("fleetbench-ready-{}-{port}", std::process::id());
     let credentials = config
         .credentials
         .as_ref()
@@ -344,12 +347,6 @@ async fn serve<P: Protocol + Clone + Send + 'static>(
         warn!(%addr, error = %e, "embedded broker listener stopped");
     }
     result
-}
-
-fn nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
 }
 
 /// A port that was free a moment ago: bind port 0, read it, release it. Another process may
