@@ -3,6 +3,7 @@
 
 mod common;
 
+use fleetbench_scenario::FaultType;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -41,7 +42,7 @@ fn a_reconnect_storm_is_measured_and_loses_nothing() {
     let (code, r, out) = run(&scenario("reconnect-storm"));
     assert_eq!(code, Some(0), "{out}");
     let f = &r.faults[0];
-    assert_eq!(f.kind, "disconnect");
+    assert_eq!(f.kind, FaultType::Disconnect);
     assert_eq!(
         (f.cuts, f.connected_before, f.lowest_connected),
         (250, 500, 250),
@@ -85,7 +86,7 @@ fn churn_skips_what_falls_due_while_down_and_every_due_message_is_counted() {
     let (code, r, out) = run(&scenario("churn"));
     assert_eq!(code, Some(0), "{out}");
     let f = &r.faults[0];
-    assert_eq!(f.kind, "churn");
+    assert_eq!(f.kind, FaultType::Churn);
     // 20 drops a second for 6 s, those that found their device connected.
     assert!(f.cuts > 60 && f.cuts <= 180, "{f:?}");
     assert!(f.lowest_connected < 200, "{f:?}");
@@ -101,7 +102,7 @@ fn a_broker_restart_is_survived_and_what_it_cost_is_reported() {
     let (code, r, out) = run(&scenario("broker-restart"));
     assert_eq!(code, Some(0), "{out}");
     let f = &r.faults[0];
-    assert_eq!(f.kind, "broker_restart");
+    assert_eq!(f.kind, FaultType::BrokerRestart);
     assert!(f.failed.is_none(), "{f:?}");
     let took = f.restart_s.expect("restarted");
     assert!((1.0..5.0).contains(&took), "down 1 s, then started: {f:?}");
@@ -210,7 +211,7 @@ fn a_slow_consumer_is_queued_for_and_its_wait_shows_in_latency() {
     let (code, r, out) = run(&scenario("slow-consumer"));
     assert_eq!(code, Some(0), "{out}");
     let f = &r.faults[0];
-    assert_eq!((f.kind.name(), f.cuts), ("slow_consumer", 0), "{f:?}");
+    assert_eq!((f.kind, f.cuts), (FaultType::SlowConsumer, 0), "{f:?}");
     // The fault's own row shows the wait: what the slow observer had not read is delivered as
     // it reads again, at the window's end (in its last tick, or the next one).
     let (during, after) = (

@@ -24,13 +24,6 @@ impl FaultType {
     }
 }
 
-/// A fault row's kind compared with a name, as tests and readers of reports ask.
-impl PartialEq<&str> for FaultType {
-    fn eq(&self, name: &&str) -> bool {
-        self.name() == *name
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
