@@ -39,7 +39,16 @@ pub(crate) fn load_with(
     path: &Path,
     broker: Option<&crate::run_env::BrokerOverride>,
 ) -> anyhow::Result<Prepared> {
-    let (mut scenario, _) = parse_file(path)?;
+    let (scenario, _) = parse_file(path)?;
+    prepare(path, scenario, broker)
+}
+
+/// [`load_with`] for a scenario already read from `path`.
+pub(crate) fn prepare(
+    path: &Path,
+    mut scenario: Scenario,
+    broker: Option<&crate::run_env::BrokerOverride>,
+) -> anyhow::Result<Prepared> {
     if let Some(b) = broker {
         b.apply(&mut scenario).map_err(UsageError)?;
     }
@@ -112,7 +121,7 @@ pub(crate) fn parse_file(path: &Path) -> anyhow::Result<(Scenario, String)> {
 }
 
 /// The file's text: a regular file of at most [`MAX_SCENARIO_BYTES`], in UTF-8.
-fn read_text(path: &Path) -> anyhow::Result<String> {
+pub(crate) fn read_text(path: &Path) -> anyhow::Result<String> {
     let shown = path.display();
     let usage = |msg: String| anyhow::Error::from(UsageError(msg));
     let bytes = crate::inputs::read_capped(path, "scenario", MAX_SCENARIO_BYTES)?;

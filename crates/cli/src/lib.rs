@@ -23,9 +23,12 @@ mod restart_cmd;
 mod run;
 pub mod run_env;
 mod running_broker;
+mod search;
 mod stop;
 
 use std::path::PathBuf;
+
+pub use search::{Knob, SearchArgs};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -54,6 +57,19 @@ pub struct Opts {
 pub enum Command {
     /// Run a scenario and report on it.
     Run(RunArgs),
+    /// Find the highest load the broker sustains within the scenario's expectations.
+    ///
+    /// Steps up geometrically (x2) from --from until a step fails, bisects between the highest pass
+    /// and the lowest failure to --tolerance, then repeats the answer once to confirm it (a failed
+    /// repeat moves it down). Each step warms up (--settle, not judged) and is judged over
+    /// --window: the scenario's [expect] (with --target on top), and a backlog that grows,
+    /// deliveries below what was offered or a p99 that climbs through the window fail it; a step
+    /// clearly past the limit ends early. A step that failed because the generator fell behind is
+    /// marked generator-limited, and an answer resting on one says so (docs/SEARCH.md).
+    ///
+    /// Exit codes: 0 an answer held, 3 none held or the generator was the limit, 130 interrupted
+    /// (the result so far is still printed and written), 2 bad input, 1 runtime error.
+    Search(SearchArgs),
     /// Validate scenario files without connecting to anything.
     Check {
         /// Scenario files to validate.
@@ -118,9 +134,11 @@ pub enum ReportCommand {
 
 #[derive(Debug, Args)]
 pub struct HtmlArgs {
-    /// The report to show.
+    /// The report to show: of `run` or `merge`, or the result of `search` (its knee curves and
+    /// steps).
     pub report: PathBuf,
-    /// An earlier report of the same scenario to overlay and compare against.
+    /// An earlier report of the same scenario to overlay and compare against (for a search:
+    /// another search to overlay, such as another broker or before an upgrade).
     #[arg(long, value_name = "OLD.json")]
     pub baseline: Option<PathBuf>,
     /// Where to write the page.
@@ -213,6 +231,8 @@ pub enum SchemaOf {
     Report,
     /// Scenario files (also in docs/scenario.schema.json).
     Scenario,
+    /// The result of `search --report` (also in docs/search.schema.json).
+    Search,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -414,6 +434,10 @@ fn execute(opts: Opts, log_file: Option<logging::LogFile>) -> anyhow::Result<Out
             let stop = stop::Stop::install("stopping the fleet and writing the report")?;
             run::run(args, stop, log_file)
         }
+        Command::Search(args) => {
+            let stop = stop::Stop::install("ending the search with what it found")?;
+            search::search(args, stop)
+        }
         Command::Check { files, shards } => check::check(&files, shards),
         Command::Broker(args) => {
             let stop = stop::Stop::install("stopping the broker")?;
@@ -445,6 +469,7 @@ fn print_schema(of: SchemaOf) -> anyhow::Result<Outcome> {
     let schema = match of {
         SchemaOf::Report => fleetbench_report::Report::json_schema(),
         SchemaOf::Scenario => serde_json::to_value(fleetbench_scenario::json_schema())?,
+        SchemaOf::Search => fleetbench_report::search::SearchReport::json_schema(),
     };
     say(format_args!("{}\n", serde_json::to_string_pretty(&schema)?));
     Ok(Outcome::Pass)

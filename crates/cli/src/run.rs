@@ -141,7 +141,7 @@ struct Watchers<'a> {
 
 /// The unit the regression gate states timing in: measured on this machine, now, while the
 /// broker is still idle. None when it fails, times out or the run is stopped meanwhile.
-fn calibrate_now(runtime: &Runtime, stop: &Stop) -> Option<Calibration> {
+pub(crate) fn calibrate_now(runtime: &Runtime, stop: &Stop) -> Option<Calibration> {
     if stop.is_stopped() {
         return None;
     }
@@ -201,7 +201,7 @@ fn wait_for_start(runtime: &Runtime, start: &StartAt, stop: &Stop, quiet: bool) 
 
 /// One client connects as the fleet will: a broker that refuses, does not answer or does not
 /// exist ends the run here (exit 1), with the cause, within the connect timeout.
-fn preflight(
+pub(crate) fn preflight(
     runtime: &Runtime,
     target: &Target,
     stop: &Stop,

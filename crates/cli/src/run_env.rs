@@ -71,7 +71,11 @@ pub fn resolve(args: &RunArgs, env: impl Fn(&str) -> Option<String>) -> Result<R
         report,
         shard: shard(args, &env)?,
         start_at: start_at(args, &env, SystemTime::now())?,
-        broker: broker(args, &env)?,
+        broker: broker_override(
+            args.broker_url.as_deref(),
+            args.broker_username.as_deref(),
+            &env,
+        )?,
     })
 }
 
@@ -176,18 +180,20 @@ pub fn format_rfc3339(t: SystemTime) -> String {
         .unwrap_or_default()
 }
 
-fn broker(
-    args: &RunArgs,
+/// The broker of `--broker-url` (`url`) or the environment, with its user name, if any.
+pub(crate) fn broker_override(
+    url: Option<&str>,
+    username: Option<&str>,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Option<BrokerOverride>, String> {
     let username = pick(
-        &args.broker_username,
+        &username.map(str::to_string),
         "--broker-username",
         BROKER_USERNAME,
         env,
     );
     let password = env(BROKER_PASSWORD).is_some_and(|p| !p.is_empty());
-    let Some((url, from)) = pick(&args.broker_url, "--broker-url", BROKER_URL, env) else {
+    let Some((url, from)) = pick(&url.map(str::to_string), "--broker-url", BROKER_URL, env) else {
         if let Some((_, from)) = username {
             return Err(format!(
                 "{from} applies to the broker of --broker-url or {BROKER_URL}, and neither is given"
@@ -387,7 +393,9 @@ mod tests {
             .expect("a start");
         // Offsets are honoured; the report shows UTC.
         assert_eq!(start.text, "2026-11-27T22:30:00Z");
-        let b = broker(&args(&[]), &env).expect("ok").expect("a broker");
+        let b = broker_override(None, None, &env)
+            .expect("ok")
+            .expect("a broker");
         assert_eq!(
             (b.from, b.username.as_deref(), b.password),
             (BROKER_URL, Some("fleet"), true)

@@ -20,6 +20,7 @@ pub mod merge;
 pub mod metric;
 pub mod read;
 pub mod report;
+pub mod search;
 pub mod series;
 pub mod shards;
 pub mod summary;

@@ -4,6 +4,8 @@
 
 use serde::Serialize;
 
+pub mod search;
+
 use crate::Report;
 use fleetbench_metrics::hist::LatencyHistogram;
 use fleetbench_metrics::hlog::Distribution;
