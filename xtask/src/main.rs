@@ -1,8 +1,9 @@
-//! Project tasks: `cargo xtask scenarios | test | bench | ci`, one module each (bench is a
-//! single cargo call).
+//! Project tasks: `cargo xtask scenarios | search | test | bench | ci`, one module each (bench
+//! is a single cargo call).
 
 mod ci;
 mod scenarios;
+mod search;
 mod test;
 
 use std::path::{Path, PathBuf};
@@ -47,6 +48,15 @@ enum Task {
         #[arg(long, conflicts_with = "names")]
         gate: bool,
     },
+    /// Run a capacity search over scenarios/search/NAME.toml (by default varying the rate):
+    /// the result in target/search/NAME.json, its knee curves in target/search/NAME.html.
+    Search {
+        /// The scenario's name (a file stem in scenarios/search/).
+        name: String,
+        /// More flags for `fleetbench search` (after `--`): --vary devices, --from 10, ...
+        #[arg(last = true)]
+        extra: Vec<String>,
+    },
     /// Install what the tests need (paho-mqtt and hdrhistogram for Python), then run the whole
     /// test suite.
     Test,
@@ -81,6 +91,7 @@ fn main() -> ExitCode {
                 }
             },
         ),
+        Task::Search { name, extra } => search::search(&name, &extra),
         Task::Test => test::test().map(|_| 0),
         Task::Bench => cargo(&["bench", "-p", "fleetbench-benches"]).map(|_| 0),
         Task::Ci => ci::ci().map(|_| 0),
