@@ -68,11 +68,13 @@ impl Drop for BrokerProcess {
     }
 }
 
-/// The shipped scenarios: the `.toml` files in `scenarios/` and `scenarios/long/`, sorted.
+/// The shipped scenarios: the `.toml` files in `scenarios/`, `scenarios/long/` and
+/// `scenarios/search/`, sorted.
 pub(crate) fn shipped_scenarios() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
     let mut files = toml_files(&dir);
     files.extend(toml_files(&dir.join("long")));
+    files.extend(toml_files(&dir.join("search")));
     files
 }
 
