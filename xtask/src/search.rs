@@ -14,10 +14,18 @@ pub(crate) fn search(name: &str, extra: &[String]) -> anyhow::Result<i32> {
         let dir = root().join("scenarios/search");
         let mut names: Vec<String> = std::fs::read_dir(&dir)
             .with_context(|| format!("reading {}", dir.display()))?
-            .filter_map(|e| e.ok()?.path().file_stem().map(|s| s.to_string_lossy().to_string()))
+            .filter_map(|e| {
+                e.ok()?
+                    .path()
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().to_string())
+            })
             .collect();
         names.sort();
-        bail!("no search scenario {name:?} in scenarios/search/; there are: {}", names.join(", "));
+        bail!(
+            "no search scenario {name:?} in scenarios/search/; there are: {}",
+            names.join(", ")
+        );
     }
     cargo(&["build", "--quiet", "--release", "-p", "fleetbench"])?;
     let out = root().join("target/search");
@@ -31,9 +39,15 @@ pub(crate) fn search(name: &str, extra: &[String]) -> anyhow::Result<i32> {
         .arg("--html")
         .arg(out.join(format!("{name}.html")));
     // The knob is the rate unless the command line names another.
-    if !extra.iter().any(|a| a == "--vary" || a.starts_with("--vary=")) {
+    if !extra
+        .iter()
+        .any(|a| a == "--vary" || a.starts_with("--vary="))
+    {
         command.args(["--vary", "rate"]);
     }
-    let status = command.args(extra).status().context("running fleetbench search")?;
+    let status = command
+        .args(extra)
+        .status()
+        .context("running fleetbench search")?;
     Ok(status.code().unwrap_or(1))
 }

@@ -17,6 +17,14 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fleetbench");
 
+/// One search at a time: each measures what the machine can carry, and the generator test
+/// fills a core on purpose.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Bytes the devices' side sends the broker per message: the QoS 1 PUBLISH (fixed header 2,
 /// topic length 2, the topic, packet id 2, the payload) and the observer's PUBACK (4).
 fn upstream_bytes(topic_len: usize, payload: usize) -> f64 {
@@ -173,6 +181,7 @@ fn assert_found(r: &Value, limit: f64, out: &Output) {
 
 #[test]
 fn a_rate_search_finds_a_bandwidth_limit_within_ten_percent() {
+    let _alone = alone();
     let broker = BrokerProcess::start();
     // 1,500 messages a second in all: 150 per device of 10 (topics lim/0 .. lim/9).
     let per_msg = upstream_bytes(5, 100);
@@ -238,6 +247,7 @@ fn assert_matches_schema(r: &Value) {
 
 #[test]
 fn a_devices_search_finds_a_bandwidth_limit_within_ten_percent() {
+    let _alone = alone();
     let broker = BrokerProcess::start();
     // 50 msg/s per device: 30 devices make 1,500 msg/s (topics of 5 and 6 characters).
     let per_msg = upstream_bytes(6, 100);
@@ -267,6 +277,7 @@ fn pinned(core: &str, program: &str) -> Command {
 
 #[test]
 fn a_generator_out_of_cores_is_named_as_the_limit() {
+    let _alone = alone();
     // The broker on one core, fleetbench on the other with far more load than one core sends.
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -385,6 +396,7 @@ fn bad_input_is_refused_before_anything_connects() {
 
 #[test]
 fn ctrl_c_ends_the_search_with_what_it_found() {
+    let _alone = alone();
     let broker = BrokerProcess::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let file = scenario(dir.path(), 4, 10.0, broker.port);
