@@ -410,7 +410,11 @@ pub struct UsageError(pub String);
 
 /// Run a parsed command line and turn its result into an exit code.
 pub fn main_with(opts: Opts) -> ExitCode {
-    let to_file = matches!(&opts.command, Command::Run(args) if run::wants_monitor(args));
+    let to_file = match &opts.command {
+        Command::Run(args) => run::wants_monitor(args),
+        Command::Search(args) => search::wants_monitor(args),
+        _ => false,
+    };
     let log_file = logging::init(opts.verbose, to_file);
     let outcome = match execute(opts, log_file) {
         Ok(o) => o,

@@ -31,6 +31,8 @@ pub(crate) struct LiveMetrics {
     shard: String,
     groups: Vec<String>,
     settled: Mutex<Option<Totals>>,
+    /// The search step under way (a `step` label on every figure), for `fleetbench search`.
+    step: Mutex<Option<String>>,
 }
 
 impl LiveMetrics {
@@ -46,7 +48,15 @@ impl LiveMetrics {
             shard,
             groups,
             settled: Mutex::new(None),
+            step: Mutex::new(None),
         })
+    }
+
+    /// Label the figures from now on with the search step under way.
+    pub(crate) fn set_step(&self, step: String) {
+        if let Ok(mut s) = self.step.lock() {
+            *s = Some(step);
+        }
     }
 
     /// The run is over: from now on the report's accounting stands.
@@ -57,10 +67,14 @@ impl LiveMetrics {
     }
 
     fn labels(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut labels = vec![
             ("scenario", self.scenario.clone()),
             ("shard", self.shard.clone()),
-        ]
+        ];
+        if let Some(step) = self.step.lock().ok().and_then(|s| s.clone()) {
+            labels.push(("step", step));
+        }
+        labels
     }
 }
 

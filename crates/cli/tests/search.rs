@@ -394,6 +394,17 @@ fn bad_input_is_refused_before_anything_connects() {
     );
 }
 
+/// The body of `GET /metrics` at `port`.
+fn scrape(port: u16) -> String {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body
+}
+
 #[test]
 fn ctrl_c_ends_the_search_with_what_it_found() {
     let _alone = alone();
@@ -401,22 +412,36 @@ fn ctrl_c_ends_the_search_with_what_it_found() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = scenario(dir.path(), 4, 10.0, broker.port);
     let report = dir.path().join("search.json");
+    let metrics = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
     let child = Command::new(BIN)
         .arg("search")
         .arg(&file)
         .arg("--report")
         .arg(&report)
         .args(["--vary", "rate", "--settle", "1s", "--window", "2s"])
+        .args(["--metrics-listen", &metrics.to_string()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start the search");
-    // Past the first step (about 4 s), into the second.
-    std::thread::sleep(Duration::from_secs(6));
+    // Into the second step (the first takes about 4 s), as the endpoint says.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut page = scrape(metrics);
+    while !page.contains("step=\"2: rate=20\"") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        page = scrape(metrics);
+    }
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status();
     let out = child.wait_with_output().expect("wait");
+    assert!(
+        page.contains("fleetbench_messages_sent") && page.contains("step=\"2: rate=20\""),
+        "the endpoint labels the step under way: {page}"
+    );
     assert_eq!(out.status.code(), Some(130), "{}", text(&out));
     let r = result(&report, &out);
     assert_eq!(r["interrupted"], true);

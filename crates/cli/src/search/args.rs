@@ -62,10 +62,14 @@ pub struct SearchArgs {
     /// User name for --broker-url [env: FLEETBENCH_BROKER_USERNAME].
     #[arg(long, value_name = "NAME")]
     pub broker_username: Option<String>,
-    /// Accepted for symmetry with `run`: a search shows progress lines, not the monitor.
+    /// Serve the step under way for Prometheus at http://ADDR/metrics, as `run` does, each
+    /// figure labelled with `step` ("3: rate=40"). ADDR is host:port, or a port on 127.0.0.1.
+    #[arg(long, value_name = "ADDR", value_parser = crate::live_metrics::parse_listen)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Do not open the live monitor for each step even when stdout is a terminal.
     #[arg(long)]
     pub no_tui: bool,
-    /// Do not print progress lines on stderr.
+    /// Do not print progress lines on stderr (shown when the monitor is off).
     #[arg(long)]
     pub quiet: bool,
     /// How long the first connection to the broker may take before the search ends with the

@@ -10,11 +10,14 @@ mod method;
 mod outcome;
 mod step;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use fleetbench_metrics::Snapshot;
 use fleetbench_report::search::SearchStep;
 use fleetbench_scenario::{Plan, Scenario, Shard};
+use tokio::sync::watch;
 
 pub use args::SearchArgs;
 pub use knob::Knob;
@@ -22,6 +25,7 @@ use method::{Bounds, Method, Purpose};
 use step::{Bench, StepTiming};
 
 use crate::check::Prepared;
+use crate::live_metrics::LiveMetrics;
 use crate::running_broker::BrokerPlan;
 use crate::stop::Stop;
 use crate::{limits, Outcome, UsageError};
@@ -76,6 +80,30 @@ fn setup(args: &SearchArgs) -> anyhow::Result<Setup> {
     })
 }
 
+/// The monitor opens for each step when asked for (not `--no-tui`) on a terminal.
+pub(crate) fn wants_monitor(args: &SearchArgs) -> bool {
+    use std::io::IsTerminal;
+    !args.no_tui && std::io::stdout().is_terminal() && std::io::stdin().is_terminal()
+}
+
+/// The `--metrics-listen` endpoint of a search: one channel every step's snapshots go to.
+fn serve_live(
+    args: &SearchArgs,
+    scenario: &Scenario,
+) -> anyhow::Result<Option<(watch::Sender<Snapshot>, Arc<LiveMetrics>)>> {
+    let Some(addr) = args.metrics_listen else {
+        return Ok(None);
+    };
+    let (tx, rx) = watch::channel(Snapshot::default());
+    let groups = scenario.groups.iter().map(|g| g.name.clone()).collect();
+    let live = LiveMetrics::new(rx, &scenario.name, "0/1".into(), groups);
+    let bound = crate::live_metrics::serve(addr, live.clone())?;
+    if !args.quiet {
+        eprintln!("live metrics at http://{bound}/metrics");
+    }
+    Ok(Some((tx, live)))
+}
+
 pub(crate) fn search(args: SearchArgs, stop: Stop) -> anyhow::Result<Outcome> {
     let setup = setup(&args)?;
     let inputs = [args.scenario.as_path()];
@@ -91,6 +119,7 @@ pub(crate) fn search(args: SearchArgs, stop: Stop) -> anyhow::Result<Outcome> {
         .map(|p| reserve(p, "HTML page"))
         .transpose()?;
     let scenario = &setup.prepared.scenario;
+    let live = serve_live(&args, scenario)?;
     // The broker and the descriptors are sized for the largest step.
     let top = args.vary.apply(scenario, setup.to);
     let top_plan = Plan::build(&top, Shard::WHOLE);
@@ -119,9 +148,20 @@ pub(crate) fn search(args: SearchArgs, stop: Stop) -> anyhow::Result<Outcome> {
         calibration,
         broker_pid: args.broker_pid,
         target_p99: scenario.expect.p99,
+        monitor: wants_monitor(&args),
+        live: live.as_ref().map(|(tx, _)| tx),
     };
     let started = Instant::now();
-    let (steps, method) = climb(&args, &setup, &bench, started);
+    let label_step = |n: usize, v: f64| {
+        if let Some((_, l)) = &live {
+            l.set_step(format!(
+                "{n}: {}={}",
+                args.vary.name(),
+                fleetbench_report::search::num(v)
+            ));
+        }
+    };
+    let (steps, method) = climb(&args, &setup, &bench, (started, &label_step));
     let interrupted = stop.is_stopped();
     runtime.shutdown_timeout(Duration::from_secs(2));
     let label = broker.stop().label;
@@ -142,11 +182,12 @@ pub(crate) fn search(args: SearchArgs, stop: Stop) -> anyhow::Result<Outcome> {
 }
 
 /// Run steps as the method asks until it is done, the budget is spent or the search stopped.
+/// `label_step` names each step (number, value) to the metrics endpoint.
 fn climb(
     args: &SearchArgs,
     setup: &Setup,
     bench: &Bench,
-    started: Instant,
+    (started, label_step): (Instant, &dyn Fn(usize, f64)),
 ) -> (Vec<SearchStep>, Method) {
     let mut method = Method::new(Bounds {
         from: setup.from,
@@ -175,6 +216,7 @@ fn climb(
                 subscribers(&scenario)
             );
         }
+        label_step(steps.len() + 1, value);
         let progress = (!args.quiet).then_some(label.as_str());
         let step = match run_step(bench, scenario, (value, purpose), progress) {
             Ok(s) => s,

@@ -40,6 +40,10 @@ pub(crate) struct Bench<'a> {
     pub(crate) broker_pid: Option<u32>,
     /// The p99 from intended the steps are judged by, if any: the yardstick of "clearly past".
     pub(crate) target_p99: Option<Duration>,
+    /// Open the live monitor for each step.
+    pub(crate) monitor: bool,
+    /// Where every step's snapshots also go: the `--metrics-listen` endpoint's channel.
+    pub(crate) live: Option<&'a watch::Sender<Snapshot>>,
 }
 
 /// A step as run: its scenario, the fleet's outcome, its report and what was seen live.
@@ -81,13 +85,20 @@ pub(crate) fn run(
     let broker_before = bench.broker_pid.and_then(process_cpu_s);
     let wall = std::time::Instant::now();
     let watch = Watch::new(settle, offered, bench.target_p99);
+    let monitor = (bench.monitor)
+        .then(|| {
+            open_monitor(
+                bench,
+                &scenario,
+                progress.unwrap_or("step"),
+                snap_rx.clone(),
+            )
+        })
+        .transpose()?;
+    let progress = progress.filter(|_| monitor.is_none()).map(str::to_string);
+    let live = bench.live.cloned();
     let (fleet, (samples, ended_early)) = bench.runtime.block_on(async {
-        let watcher = tokio::spawn(watch_step(
-            watch,
-            snap_rx,
-            token.clone(),
-            progress.map(str::to_string),
-        ));
+        let watcher = tokio::spawn(watch_step(watch, snap_rx, token.clone(), progress, live));
         let fleet = fleetbench_fleet::run(
             &plan,
             bench.broker.target().clone(),
@@ -99,6 +110,7 @@ pub(crate) fn run(
         .await;
         (fleet, watcher.await.unwrap_or_default())
     });
+    close_monitor(bench, monitor);
     let fleet: RunOutcome = fleet?;
     let broker_cores = match (bench.broker_pid, broker_before) {
         (Some(pid), Some(before)) => process_cpu_s(pid)
@@ -139,10 +151,14 @@ async fn watch_step(
     mut rx: watch::Receiver<Snapshot>,
     token: CancellationToken,
     progress: Option<String>,
+    live: Option<watch::Sender<Snapshot>>,
 ) -> (Vec<Sample>, Option<String>) {
     let mut last_line = std::time::Instant::now();
     while rx.changed().await.is_ok() {
         let s = rx.borrow_and_update().clone();
+        if let Some(tx) = &live {
+            tx.send_replace(s.clone());
+        }
         if s.stage == Stage::Done {
             break;
         }
@@ -175,4 +191,41 @@ async fn watch_step(
 fn process_cpu_s(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     fleetbench_metrics::env::stat_cpu_seconds(&stat).map(|(_, s)| s)
+}
+
+/// The live monitor of one step, on a thread of its own: it reads the step's snapshots and
+/// closes with them; its `q` stops the whole search.
+fn open_monitor(
+    bench: &Bench,
+    scenario: &Scenario,
+    label: &str,
+    rx: watch::Receiver<Snapshot>,
+) -> anyhow::Result<std::thread::JoinHandle<std::io::Result<()>>> {
+    let meta = fleetbench_monitor::Meta {
+        scenario: format!("{} (search {label})", scenario.name),
+        description: scenario.description.clone(),
+        broker: bench.broker.label().to_string(),
+        duration: scenario.duration,
+        drain_timeout: scenario.drain_timeout,
+        groups: scenario.groups.iter().map(|g| g.name.clone()).collect(),
+        phases: Vec::new(),
+        log_path: None,
+        faults: Vec::new(),
+    };
+    let token = bench.stop.token.clone();
+    (bench.stop.monitor_up).store(true, std::sync::atomic::Ordering::Relaxed);
+    std::thread::Builder::new()
+        .name("monitor".into())
+        .spawn(move || fleetbench_monitor::run(meta, rx, token))
+        .map_err(|e| anyhow::anyhow!("starting the monitor: {e}"))
+}
+
+fn close_monitor(bench: &Bench, monitor: Option<std::thread::JoinHandle<std::io::Result<()>>>) {
+    let Some(t) = monitor else { return };
+    match t.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("warning: the monitor failed: {e}"),
+        Err(_) => eprintln!("warning: the monitor panicked (the terminal was restored)"),
+    }
+    (bench.stop.monitor_up).store(false, std::sync::atomic::Ordering::Relaxed);
 }
