@@ -322,7 +322,12 @@ fn bad_input_is_refused_before_anything_connects() {
     // Nothing listens on port 9: a search that connected would fail on that instead.
     let file = scenario(dir.path(), 4, 10.0, 9);
     let f = file.to_str().expect("utf-8");
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["--vary", "rate", "--window", "1s"],
+            "a step is judged on at least 2s",
+        ),
+        (&["--vary", "devices", "--to", "1e7"], "open files"),
         (&["--vary", "speed"], "invalid value 'speed'"),
         (
             &["--vary", "rate", "--from", "50", "--to", "10"],
@@ -343,7 +348,7 @@ fn bad_input_is_refused_before_anything_connects() {
                   [[phase]]\nname = \"peak\"\nduration = \"5s\"\nrate = 2.0\n";
     std::fs::write(&phased, format!("{t}{phases}")).expect("write");
     for (args, says) in cases {
-        let target = if args.contains(&"devices") {
+        let target = if says.contains("phases") {
             phased.to_str().expect("utf-8")
         } else {
             f

@@ -78,6 +78,9 @@ pub struct SearchArgs {
     pub connect_timeout: Duration,
 }
 
+/// The shortest judged window: enough ticks for a trend.
+const MIN_WINDOW: Duration = Duration::from_secs(2);
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())
         .map_err(|e| format!("{s:?} is not a duration ({e}); expected such as \"10s\""))
@@ -163,6 +166,18 @@ pub(crate) fn range(args: &SearchArgs, s: &Scenario) -> Result<(f64, f64), Usage
     }
     if args.vary.whole() && from < 1.0 {
         return Err(UsageError(format!("--from {from}: at least 1 {knob}")));
+    }
+    if args.vary.whole() && to > f64::from(u32::MAX) {
+        return Err(UsageError(format!(
+            "--to {to}: more {knob} than one run can have"
+        )));
+    }
+    if args.window < MIN_WINDOW {
+        return Err(UsageError(format!(
+            "--window {}: a step is judged on at least {} (its trend needs ticks)",
+            humantime::format_duration(args.window),
+            humantime::format_duration(MIN_WINDOW)
+        )));
     }
     Ok((from, to))
 }

@@ -121,11 +121,19 @@ pub(crate) fn search(args: SearchArgs, stop: Stop) -> anyhow::Result<Outcome> {
     let scenario = &setup.prepared.scenario;
     let live = serve_live(&args, scenario)?;
     // The broker and the descriptors are sized for the largest step.
+    // Counted before the plan is built: a `--to` of a billion devices is refused, not built.
     let top = args.vary.apply(scenario, setup.to);
-    let top_plan = Plan::build(&top, Shard::WHOLE);
-    let clients = (top_plan.devices.len() + top_plan.observers.len()) as u64;
+    let clients = top.device_count() + subscribers(&top);
     let broker = BrokerPlan::of(&setup.prepared);
-    limits::ensure_open_files(clients, broker.descriptors_per_client(), broker.listeners())?;
+    limits::ensure_open_files(clients, broker.descriptors_per_client(), broker.listeners())
+        .with_context(|| {
+            let to = fleetbench_report::search::num(setup.to);
+            format!(
+                "the largest step (--to {to} {}; lower it)",
+                args.vary.name()
+            )
+        })?;
+    let top_plan = Plan::build(&top, Shard::WHOLE);
     let broker = broker.start(&setup.prepared, &top_plan, clients)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_name("fleet-worker")
