@@ -189,9 +189,10 @@ fn outputs_go_only_where_a_directory_exists_and_nothing_partial_stays() {
         std::thread::sleep(Duration::from_millis(20));
     }
     signal(&child, "-TERM");
-    let status = child.wait().expect("wait");
-    drop(child.stdin.take());
-    assert_eq!(status.code(), Some(130));
+    let stdin = child.stdin.take();
+    let out = child.wait_with_output().expect("wait");
+    drop(stdin);
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
     let left: Vec<_> = std::fs::read_dir(&out_dir).expect("dir").collect();
     assert!(left.is_empty(), "{left:?}");
 }

@@ -165,7 +165,16 @@ fn assert_found(r: &Value, limit: f64, out: &Output) {
         "answer {answer}, limit {limit:.1}: {}",
         text(out)
     );
-    assert_eq!(r["limited_by"], "broker", "{}", text(out));
+    // What held the answer: the throttle, which the search sees as the broker. On a busy
+    // machine the failing step at the limit can also carry late sends that decided its p99
+    // (the queue at the limit makes the late ones later still); the search then names the
+    // generator, and that is allowed only at the limit itself, never below it.
+    let lowest_fail = r["bracket"][1].as_f64().unwrap_or(f64::MAX);
+    match r["limited_by"].as_str() {
+        Some("broker") => {}
+        Some("generator") => assert!(lowest_fail >= 0.9 * limit, "{}", text(out)),
+        other => panic!("limited by {other:?}: {}", text(out)),
+    }
     let steps = r["steps"].as_array().expect("steps");
     assert!(
         steps.iter().all(|s| s["report"]["schema_version"].is_u64()),

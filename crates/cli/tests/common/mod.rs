@@ -128,11 +128,34 @@ pub(crate) fn run_with_env(file: &Path, env: &[(&str, &str)]) -> Run {
     }
 }
 
-/// `fleetbench run FILE --report ... --quiet`, which must pass (exit 0); returns the report.
+/// `fleetbench run FILE --report ... --quiet`, which must pass (exit 0) on everything but the
+/// machine's punctuality; returns the report. A busy machine can make the generator late
+/// (`generator_behind`), and late sends can decide a latency verdict from the intended time
+/// (`generator_limited` says so): the run then fails (exit 3) on the machine, not on what these
+/// tests check, and every other expectation must still hold.
 pub(crate) fn run_passing(file: &Path) -> serde_json::Value {
     let r = run_with_env(file, &[]);
-    assert_eq!(r.code, Some(0), "{}", r.output);
-    r.report().expect("report JSON")
+    let report = r
+        .report()
+        .unwrap_or_else(|| panic!("no report: {}", r.output));
+    let failed: Vec<&str> = (report["expectations"].as_array().into_iter().flatten())
+        .filter(|e| e["ok"] == false)
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    let late_decided = failed.contains(&"generator_limited");
+    let the_machines = |n: &&str| {
+        ["generator_behind", "generator_limited"].contains(n)
+            || (late_decided && n.ends_with("_from_intended"))
+    };
+    let on_the_machine = r.code == Some(3) && !failed.is_empty() && failed.iter().all(the_machines);
+    assert!(r.code == Some(0) || on_the_machine, "{}", r.output);
+    if on_the_machine {
+        eprintln!(
+            "note: {} failed only on the machine's punctuality ({failed:?})",
+            file.display()
+        );
+    }
+    report
 }
 
 /// A file of `scenarios/`.
