@@ -125,7 +125,7 @@ pub(crate) struct Judged {
     pub(crate) reasons: Vec<String>,
 }
 
-/// A step's process takes this share of the cores it may use or more: it was out of cores.
+/// The cores fleetbench may run on were this busy or more (by anything): out of cores.
 pub(crate) const OUT_OF_CORES: f64 = 0.9;
 
 /// What a step is judged on.
@@ -138,10 +138,9 @@ pub(crate) struct Seen<'a> {
     pub offered: f64,
     pub ended_early: Option<&'a str>,
     pub target_p99: Option<Duration>,
-    /// Cores the fleetbench process used (the embedded broker's included) and the cores it
-    /// may run on.
-    pub process_cores: f64,
-    pub cores: f64,
+    /// How busy the cores fleetbench may run on were, by anything (the embedded broker, other
+    /// processes), and how many there are; None where it cannot be read.
+    pub cores_busy: Option<(f64, f64)>,
 }
 
 /// Judge a step. It fails on its expectations and on a window that did not keep up; the
@@ -154,17 +153,21 @@ pub(crate) fn judge(seen: &Seen) -> Judged {
     let (gen_failed, other): (Vec<_>, Vec<_>) =
         failed.partition(|e| generator_checks.contains(&e.name.as_str()));
     let mut j = window(seen);
-    let broker_fell_behind = !j.reasons.is_empty();
+    // Deliveries that fell behind are the broker's side; a p99 that climbs may be late sends.
+    let broker_fell_behind = j
+        .reasons
+        .iter()
+        .any(|r| r.starts_with("backlog") || r.starts_with("delivered"));
     if let Some(why) = seen.ended_early {
         j.reasons.insert(0, why.to_string());
     }
     j.reasons.extend(other.iter().map(|e| e.name.clone()));
     j.reasons.extend(gen_failed.iter().map(|e| e.name.clone()));
-    let out_of_cores = seen.process_cores >= OUT_OF_CORES * seen.cores;
-    if out_of_cores && !j.reasons.is_empty() {
+    let out_of_cores = (seen.cores_busy).is_some_and(|(busy, n)| busy >= OUT_OF_CORES * n);
+    if let (true, false, Some((busy, n))) = (out_of_cores, j.reasons.is_empty(), seen.cores_busy) {
         j.reasons.push(format!(
-            "fleetbench used {:.2} of its {:.0} cores",
-            seen.process_cores, seen.cores
+            "the {n:.0} cores fleetbench may use were {:.0}% busy",
+            100.0 * busy / n
         ));
     }
     j.generator_limited = out_of_cores || (!gen_failed.is_empty() && !broker_fell_behind);
@@ -268,8 +271,7 @@ mod tests {
             offered: 1000.0,
             ended_early: None,
             target_p99,
-            process_cores: 0.5,
-            cores: 2.0,
+            cores_busy: Some((0.5, 2.0)),
         }
     }
 
@@ -342,19 +344,19 @@ mod tests {
             "sends held back by a broker behind"
         );
         let j = judge(&Seen {
-            process_cores: 1.95,
+            cores_busy: Some((1.95, 2.0)),
             ..seen(&slow, None)
         });
         assert!(j.generator_limited, "{:?}", j.reasons);
         assert!(
             j.reasons
                 .last()
-                .is_some_and(|r| r.contains("1.95 of its 2 cores")),
+                .is_some_and(|r| r.contains("the 2 cores fleetbench may use were 98% busy")),
             "{:?}",
             j.reasons
         );
         let j = judge(&Seen {
-            process_cores: 1.95,
+            cores_busy: Some((1.95, 2.0)),
             ..seen(&steady, None)
         });
         assert!(

@@ -4,6 +4,7 @@
 //! is a [`SearchReport`] with every step's report in it.
 
 mod args;
+mod cores;
 mod judge;
 mod knob;
 mod method;
@@ -284,8 +285,7 @@ fn run_step(
         offered,
         ended_early: ran.ended_early.as_deref(),
         target_p99: bench.target_p99,
-        process_cores: r.resources.cpu.total(),
-        cores: std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64),
+        cores_busy: ran.cores_busy,
     });
     let lat = |l: &fleetbench_metrics::hist::LatencySummary| [l.p50_us, l.p99_us, l.p999_us];
     Ok(SearchStep {

@@ -54,6 +54,8 @@ pub(crate) struct Ran {
     /// Why it ended early, when it did.
     pub(crate) ended_early: Option<String>,
     pub(crate) broker_cores: Option<f64>,
+    /// How busy the cores this process may run on were (busy, allowed), by anything.
+    pub(crate) cores_busy: Option<(f64, f64)>,
 }
 
 /// Run `scenario` as one step; `progress` labels its progress lines (None: quiet).
@@ -82,6 +84,7 @@ pub(crate) fn run(
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let machine = fleetbench_metrics::cpu::MachineLoad::start();
+    let cores = super::cores::CoreLoad::start();
     let broker_before = bench.broker_pid.and_then(process_cpu_s);
     let wall = std::time::Instant::now();
     let watch = Watch::new(settle, offered, bench.target_p99);
@@ -111,6 +114,7 @@ pub(crate) fn run(
         (fleet, watcher.await.unwrap_or_default())
     });
     close_monitor(bench, monitor);
+    let cores_busy = cores.busy();
     let fleet: RunOutcome = fleet?;
     let broker_cores = match (bench.broker_pid, broker_before) {
         (Some(pid), Some(before)) => process_cpu_s(pid)
@@ -141,6 +145,7 @@ pub(crate) fn run(
         samples,
         ended_early,
         broker_cores,
+        cores_busy,
     })
 }
 
