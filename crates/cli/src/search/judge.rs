@@ -38,6 +38,11 @@ impl Sample {
     fn backlog(&self) -> i64 {
         self.expected as i64 - self.delivered as i64
     }
+
+    /// Deliveries per message sent so far (at least 1): backlog bounds count deliveries.
+    fn fan(&self) -> f64 {
+        (self.expected as f64 / self.sent.max(1) as f64).max(1.0)
+    }
 }
 
 /// Watches a step's snapshots as they come.
@@ -77,9 +82,7 @@ impl Watch {
             p99_us: s.interval_from_intended.p99_us,
         };
         self.samples.push(sample);
-        // Deliveries per message: the backlog bound is in deliveries.
-        let fan = (s.expected as f64 / s.sent.max(1) as f64).max(1.0);
-        let bound = (EARLY_BACKLOG_S * self.offered * fan).max(MIN_EARLY_BACKLOG);
+        let bound = (EARLY_BACKLOG_S * self.offered * sample.fan()).max(MIN_EARLY_BACKLOG);
         if sample.backlog() as f64 > bound {
             return self.end(format!(
                 "ended early: {} messages awaiting delivery (more than {EARLY_BACKLOG_S:.0} s of the load)",
@@ -194,8 +197,7 @@ fn window(seen: &Seen) -> Judged {
     j.in_flight_growth = last.backlog() - first.backlog();
     let due = last.expected.saturating_sub(first.expected) as f64;
     j.due_per_s = due / span;
-    let fan = (last.expected as f64 / last.sent.max(1) as f64).max(1.0);
-    let bound = (BACKLOG_GROWTH_S * seen.offered * fan).max(MIN_BACKLOG);
+    let bound = (BACKLOG_GROWTH_S * seen.offered * last.fan()).max(MIN_BACKLOG);
     if seen.ended_early.is_some() {
         return j;
     }

@@ -262,10 +262,7 @@ fn subscribers(s: &Scenario) -> u64 {
 
 /// How long a step of `scenario` takes at least: connecting, the warm-up and the window.
 fn step_length(scenario: &Scenario, t: &StepTiming) -> Duration {
-    let connect_s: f64 = (scenario.groups.iter())
-        .map(|g| f64::from(g.count) / g.connect_rate.unwrap_or(f64::INFINITY))
-        .fold(0.0, f64::max);
-    t.settle + t.window + Duration::from_secs_f64(connect_s.min(600.0))
+    t.settle + t.window + step::connect_time(scenario)
 }
 
 fn run_step(

@@ -58,17 +58,23 @@ pub(crate) struct Ran {
     pub(crate) cores_busy: Option<(f64, f64)>,
 }
 
+/// How long the slowest group of `scenario` takes to connect at its `connect_rate` (at most
+/// ten minutes).
+pub(crate) fn connect_time(scenario: &Scenario) -> Duration {
+    let s = (scenario.groups.iter())
+        .map(|g| f64::from(g.count) / g.connect_rate.unwrap_or(f64::INFINITY))
+        .fold(0.0, f64::max);
+    Duration::from_secs_f64(s.min(600.0))
+}
+
 /// Run `scenario` as one step; `progress` labels its progress lines (None: quiet).
 pub(crate) fn run(
     bench: &Bench,
     mut scenario: Scenario,
     progress: Option<&str>,
 ) -> anyhow::Result<Ran> {
-    let connect_s: f64 = (scenario.groups.iter())
-        .map(|g| f64::from(g.count) / g.connect_rate.unwrap_or(f64::INFINITY))
-        .fold(0.0, f64::max);
     // The fleet connects within the warm-up, whatever the step's size.
-    let settle = bench.timing.settle + Duration::from_secs_f64(connect_s.min(600.0));
+    let settle = bench.timing.settle + connect_time(&scenario);
     scenario.warmup = settle;
     scenario.duration = settle + bench.timing.window;
     let plan = Plan::build(&scenario, Shard::WHOLE);
