@@ -27,7 +27,7 @@ use step::{Bench, StepTiming};
 
 use crate::check::Prepared;
 use crate::live_metrics::LiveMetrics;
-use crate::running_broker::BrokerPlan;
+use crate::running_broker::{BrokerPlan, RunningBroker};
 use crate::stop::Stop;
 use crate::{limits, Outcome, UsageError};
 
@@ -105,6 +105,24 @@ fn serve_live(
     Ok(Some((tx, live)))
 }
 
+/// The broker of the search, sized (with the descriptors) for the largest step. Counted
+/// before the plan is built: a `--to` of a billion devices is refused, not built.
+fn start_broker(args: &SearchArgs, setup: &Setup) -> anyhow::Result<RunningBroker> {
+    let top = args.vary.apply(&setup.prepared.scenario, setup.to);
+    let clients = top.device_count() + subscribers(&top);
+    let broker = BrokerPlan::of(&setup.prepared);
+    limits::ensure_open_files(clients, broker.descriptors_per_client(), broker.listeners())
+        .with_context(|| {
+            let to = fleetbench_report::search::num(setup.to);
+            format!(
+                "the largest step (--to {to} {}; lower it)",
+                args.vary.name()
+            )
+        })?;
+    let top_plan = Plan::build(&top, Shard::WHOLE);
+    broker.start(&setup.prepared, &top_plan, clients)
+}
+
 pub(crate) fn search(args: SearchArgs, stop: Stop) -> anyhow::Result<Outcome> {
     let setup = setup(&args)?;
     let inputs = [args.scenario.as_path()];
@@ -121,21 +139,7 @@ pub(crate) fn search(args: SearchArgs, stop: Stop) -> anyhow::Result<Outcome> {
         .transpose()?;
     let scenario = &setup.prepared.scenario;
     let live = serve_live(&args, scenario)?;
-    // The broker and the descriptors are sized for the largest step.
-    // Counted before the plan is built: a `--to` of a billion devices is refused, not built.
-    let top = args.vary.apply(scenario, setup.to);
-    let clients = top.device_count() + subscribers(&top);
-    let broker = BrokerPlan::of(&setup.prepared);
-    limits::ensure_open_files(clients, broker.descriptors_per_client(), broker.listeners())
-        .with_context(|| {
-            let to = fleetbench_report::search::num(setup.to);
-            format!(
-                "the largest step (--to {to} {}; lower it)",
-                args.vary.name()
-            )
-        })?;
-    let top_plan = Plan::build(&top, Shard::WHOLE);
-    let broker = broker.start(&setup.prepared, &top_plan, clients)?;
+    let broker = start_broker(&args, &setup)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_name("fleet-worker")
         .enable_all()

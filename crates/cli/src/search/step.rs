@@ -127,21 +127,7 @@ pub(crate) fn run(
             .map(|after| (after - before) / wall.elapsed().as_secs_f64().max(1e-3)),
         _ => None,
     };
-    let context = RunContext {
-        environment: crate::environment::detect(),
-        started_unix_s,
-        shard: Shard::WHOLE,
-        broker: bench.broker.label().to_string(),
-        tcp_nodelay: None,
-        broker_process: broker_cores.map(|c| ProcessUsage {
-            cpu_cores: c,
-            peak_rss_bytes: 0,
-        }),
-        broker_watch: None,
-        calibration: bench.calibration,
-        machine_busy_cores: machine.busy_cores(),
-        start: None,
-    };
+    let context = context(bench, started_unix_s, broker_cores, machine.busy_cores());
     let report = Report::from_run(&scenario, &plan, &fleet, &context);
     let embedded = report.resources.cpu.broker;
     let broker_cores = broker_cores.or((embedded > 0.0).then_some(embedded));
@@ -153,6 +139,30 @@ pub(crate) fn run(
         broker_cores,
         cores_busy,
     })
+}
+
+/// What the step's report says of where it ran.
+fn context(
+    bench: &Bench,
+    started_unix_s: u64,
+    broker_cores: Option<f64>,
+    machine_busy_cores: Option<f64>,
+) -> RunContext {
+    RunContext {
+        environment: crate::environment::detect(),
+        started_unix_s,
+        shard: Shard::WHOLE,
+        broker: bench.broker.label().to_string(),
+        tcp_nodelay: None,
+        broker_process: broker_cores.map(|c| ProcessUsage {
+            cpu_cores: c,
+            peak_rss_bytes: 0,
+        }),
+        broker_watch: None,
+        calibration: bench.calibration,
+        machine_busy_cores,
+        start: None,
+    }
 }
 
 /// Read the step's snapshots as they come: keep the judged window's, end the step when it is
