@@ -301,6 +301,11 @@ pub struct RunArgs {
     /// exist is named within this time.
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_timeout)]
     pub connect_timeout: std::time::Duration,
+    /// How many event loops (threads) carry the devices and observers. By default one per
+    /// 12,000 sends and deliveries a second at the load's peak, at most one per core: fewer
+    /// loops cost less CPU per message, more keep a faster schedule.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub loops: Option<u16>,
     /// Test only: observers spend this many microseconds (busy) on each delivery (a slower
     /// receive path, to show that the regression gate catches it).
     #[arg(long, hide = true, value_name = "US")]

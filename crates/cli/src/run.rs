@@ -247,6 +247,7 @@ fn drive(
     let mut fleet_options = FleetOptions::default();
     fleet_options.faults.receive_delay = args.fault_receive_delay_us.map(Duration::from_micros);
     fleet_options.restart_broker = broker.restarter(scenario);
+    fleet_options.loops = args.loops.map(usize::from);
     let meta = Meta {
         scenario: scenario.name.clone(),
         description: scenario.description.clone(),

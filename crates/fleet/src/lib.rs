@@ -13,6 +13,7 @@ mod device;
 mod errors;
 pub mod events;
 pub mod header;
+pub mod loops;
 mod observer;
 pub mod payload;
 pub mod probe;
@@ -92,6 +93,9 @@ pub struct FleetOptions {
     /// How the run restarts its broker for the scenario's `broker_restart` faults (None: it
     /// cannot, and validation refused such faults).
     pub restart_broker: Option<restart::BrokerRestarter>,
+    /// How many event loops carry the devices and observers (None: as many as the load's peak
+    /// needs, [`loops::Loops::for_load`]).
+    pub loops: Option<usize>,
 }
 
 impl Default for FleetOptions {
@@ -105,6 +109,7 @@ impl Default for FleetOptions {
             broker_gone_after: Duration::from_secs(10),
             faults: Faults::default(),
             restart_broker: None,
+            loops: None,
         }
     }
 }

@@ -22,6 +22,7 @@ use crate::client::{Client, ConnError, Connection, Ev, Settings};
 use crate::ctx::RunCtx;
 use crate::errors;
 use crate::events::Heard;
+use crate::loops::Loops;
 use crate::receive::{Arrival, Receiver};
 
 /// What an observer leaves behind at the end.
@@ -61,11 +62,12 @@ pub(crate) struct ObserverHandle {
     pub task: tokio::task::JoinHandle<ObserverResult>,
 }
 
-/// Start an observer: it connects (at once, or at its join time) and subscribes on CONNACK.
+/// Start an observer on its event loop: it connects (at once, or at its join time) and subscribes on CONNACK.
 pub(crate) fn spawn_observer(
     index: usize,
     mut spec: ObserverSpec,
     ctx: Arc<RunCtx>,
+    loops: &Loops,
 ) -> ObserverHandle {
     if !spec.clean_session {
         spec.client_id = format!("{}-{:08x}", spec.client_id, run_nonce());
@@ -95,7 +97,7 @@ pub(crate) fn spawn_observer(
         last_error,
         delivered,
         ready: ready_rx,
-        task: tokio::spawn(observer.run(conn)),
+        task: loops.spawn(index, observer.run(conn)),
     }
 }
 

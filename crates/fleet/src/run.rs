@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use crate::controller::run_controller;
 use crate::ctx::{Controls, RunCtx, Timing};
 use crate::device::run_device;
+use crate::loops::Loops;
 use crate::observer::{spawn_observer, ObserverHandle, ObserverResult};
 use crate::restart::run_restarts;
 use crate::tally::{behaviour, DeviceTally};
@@ -68,6 +69,18 @@ struct Run<'a> {
     ramp_start: Option<Instant>,
     /// The device tasks, which leave once the drain is over.
     devices: Vec<JoinHandle<()>>,
+    /// The event loops the devices and observers run on; they stop when the run is dropped.
+    loops: Loops,
+}
+
+/// Sends and deliveries a second at the load's peak: every device's rate at the busiest
+/// phase, heard by every observer (an upper bound when filters match only some topics).
+fn peak_events_per_s(plan: &Plan) -> f64 {
+    let peak = (plan.shape.phases().iter())
+        .map(|p| p.rate.max(p.rate_end))
+        .fold(1.0, f64::max);
+    let sends: f64 = plan.devices.iter().map(|d| d.rate * peak).sum();
+    sends * (1 + plan.observers.len()) as f64
 }
 
 /// How the drain ended.
@@ -131,11 +144,16 @@ impl<'a> Run<'a> {
             snapshots,
             (load, ctx.ramp.clone()),
         ));
+        let loops = match ctx.opts.loops {
+            Some(n) => Loops::start(n),
+            None => Loops::for_load(peak_events_per_s(plan)),
+        }
+        .map_err(|e| FleetError::Task(format!("starting the event loops: {e}")))?;
         let observers = plan
             .observers
             .iter()
             .enumerate()
-            .map(|(i, spec)| spawn_observer(i, spec.clone(), ctx.clone()))
+            .map(|(i, spec)| spawn_observer(i, spec.clone(), ctx.clone(), &loops))
             .collect();
         Ok(Run {
             plan,
@@ -149,6 +167,7 @@ impl<'a> Run<'a> {
             live,
             ramp_start: None,
             devices: Vec::new(),
+            loops,
         })
     }
 
@@ -194,10 +213,10 @@ impl<'a> Run<'a> {
         let (devices, results): (Vec<_>, Vec<_>) = (0..self.plan.devices.len())
             .map(|pos| {
                 let (done, result) = tokio::sync::oneshot::channel();
-                (
-                    tokio::spawn(run_device(pos as u32, ctx.clone(), done)),
-                    result,
-                )
+                // After the observers, so that the loops share the clients evenly.
+                let key = self.plan.observers.len() + pos;
+                let device = run_device(pos as u32, ctx.clone(), done);
+                (self.loops.spawn(key, device), result)
             })
             .unzip();
         self.devices = devices;

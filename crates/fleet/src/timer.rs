@@ -22,10 +22,11 @@ use std::task::{Context, Poll, Waker};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-struct Entry {
-    deadline: Instant,
-    seq: u64,
-    waker: Waker,
+/// A deadline and the task to wake at it (`seq` keeps equal deadlines in arrival order).
+pub(crate) struct Entry {
+    pub(crate) deadline: Instant,
+    pub(crate) seq: u64,
+    pub(crate) waker: Waker,
 }
 
 impl PartialEq for Entry {
@@ -93,6 +94,8 @@ impl Tuning {
 }
 
 /// Handle to the timer thread; clone it freely. The thread ends when every handle is gone.
+/// A sleep polled on one of the run's event loops ([`crate::loops`]) is woken by that loop's
+/// own timer and leaves the thread alone.
 #[derive(Clone)]
 pub struct PreciseTimer {
     shared: Arc<Shared>,
@@ -229,7 +232,9 @@ impl Future for Sleep<'_> {
         };
         if fresh {
             let waker = cx.waker().clone();
-            if !self.timer.register(self.deadline, waker.clone()) {
+            // On an event loop its own timer wakes the task; elsewhere the timer thread does.
+            let on_loop = crate::loops::register(self.deadline, &waker);
+            if !on_loop && !self.timer.register(self.deadline, waker.clone()) {
                 // The timer cannot be used: finish now rather than hang.
                 return Poll::Ready(());
             }
