@@ -1,6 +1,7 @@
-//! Project tasks: `cargo xtask scenarios | search | test | bench | ci`, one module each (bench
-//! is a single cargo call).
+//! Project tasks: `cargo xtask scenarios | search | brokers | test | bench | ci`, one module
+//! each (bench is a single cargo call).
 
+mod brokers;
 mod ci;
 mod scenarios;
 mod search;
@@ -57,6 +58,25 @@ enum Task {
         #[arg(last = true)]
         extra: Vec<String>,
     },
+    /// Compare MQTT brokers: the same suite (a connect storm, a QoS 1 fan-in capacity search,
+    /// QoS 2, retained messages, wills, persistent sessions, a slow consumer, a reconnect storm)
+    /// against each, installed when missing (as root), on a free loopback port and its own
+    /// core, stopped by its PID afterwards. The table in target/brokers/table.md, every report
+    /// under target/brokers/NAME/.
+    Brokers {
+        /// Brokers to compare (embedded, mosquitto); all when none are given.
+        names: Vec<String>,
+        /// Short searches with a coarse tolerance: the whole suite in a few minutes a broker,
+        /// to test the harness (the published table is from a full run).
+        #[arg(long)]
+        quick: bool,
+        /// Use this fleetbench binary instead of building the release one.
+        #[arg(long, value_name = "PATH")]
+        fleetbench: Option<PathBuf>,
+        /// Write the results here instead of target/brokers.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Install what the tests need (paho-mqtt and hdrhistogram for Python), then run the whole
     /// test suite.
     Test,
@@ -92,6 +112,12 @@ fn main() -> ExitCode {
             },
         ),
         Task::Search { name, extra } => search::search(&name, &extra),
+        Task::Brokers {
+            names,
+            quick,
+            fleetbench,
+            out,
+        } => brokers::brokers(&names, quick, fleetbench, out),
         Task::Test => test::test().map(|_| 0),
         Task::Bench => cargo(&["bench", "-p", "fleetbench-benches"]).map(|_| 0),
         Task::Ci => ci::ci().map(|_| 0),

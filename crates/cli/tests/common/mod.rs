@@ -68,13 +68,14 @@ impl Drop for BrokerProcess {
     }
 }
 
-/// The shipped scenarios: the `.toml` files in `scenarios/`, `scenarios/long/` and
-/// `scenarios/search/`, sorted.
+/// The shipped scenarios: the `.toml` files in `scenarios/`, `scenarios/long/`,
+/// `scenarios/search/` and `scenarios/brokers/`, sorted.
 pub(crate) fn shipped_scenarios() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
     let mut files = toml_files(&dir);
     files.extend(toml_files(&dir.join("long")));
     files.extend(toml_files(&dir.join("search")));
+    files.extend(toml_files(&dir.join("brokers")));
     files
 }
 
