@@ -17,15 +17,25 @@ pub(crate) enum Kind {
     Embedded,
     /// Debian's mosquitto.
     Mosquitto,
+    /// amqtt from PyPI, in a virtualenv of its own under target/tools/amqtt.
+    Amqtt,
+    /// aedes from npm under target/tools/aedes, started by a script of ours.
+    Aedes,
 }
 
+/// The versions installed when missing.
+const AMQTT: &str = "amqtt==0.12.1";
+const AEDES: &str = "aedes@1.2.0";
+
 impl Kind {
-    pub(crate) const ALL: [Kind; 2] = [Kind::Embedded, Kind::Mosquitto];
+    pub(crate) const ALL: [Kind; 4] = [Kind::Embedded, Kind::Mosquitto, Kind::Amqtt, Kind::Aedes];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Embedded => "embedded",
             Kind::Mosquitto => "mosquitto",
+            Kind::Amqtt => "amqtt",
+            Kind::Aedes => "aedes",
         }
     }
 
@@ -42,12 +52,15 @@ impl Kind {
             })
     }
 
-    /// The committed configuration, for the brokers that read one.
+    /// The committed configuration, for the brokers that read one (`{port}` stands for the
+    /// port).
     fn config(self) -> Option<PathBuf> {
-        match self {
-            Kind::Embedded => None,
-            Kind::Mosquitto => Some(root().join("benches/brokers/mosquitto.conf")),
-        }
+        let file = match self {
+            Kind::Embedded | Kind::Aedes => return None,
+            Kind::Mosquitto => "mosquitto.conf",
+            Kind::Amqtt => "amqtt.yaml",
+        };
+        Some(root().join("benches/brokers").join(file))
     }
 }
 
@@ -79,7 +92,83 @@ pub(crate) fn prepare(kind: Kind, fleetbench: &Path) -> anyhow::Result<String> {
                 .trim()
                 .to_string())
         }
+        Kind::Amqtt => {
+            let bin = amqtt()?;
+            let out = Command::new(&bin)
+                .arg("--version")
+                .output()
+                .with_context(|| format!("running {}", bin.display()))?;
+            Ok(format!(
+                "amqtt {}",
+                String::from_utf8_lossy(&out.stdout).trim()
+            ))
+        }
+        Kind::Aedes => {
+            let package = aedes()?.with_file_name("package.json");
+            let text = std::fs::read_to_string(&package)
+                .with_context(|| format!("reading {}", package.display()))?;
+            let version = (text.lines())
+                .find_map(|l| l.trim().strip_prefix("\"version\": \""))
+                .and_then(|v| v.split('"').next())
+                .unwrap_or("?");
+            let node = Command::new("node")
+                .arg("--version")
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default();
+            Ok(format!("aedes {version} on node {node}"))
+        }
     }
+}
+
+fn tools() -> PathBuf {
+    root().join("target/tools")
+}
+
+/// amqtt's program, installed with pip into a virtualenv of its own when missing.
+fn amqtt() -> anyhow::Result<PathBuf> {
+    let venv = tools().join("amqtt");
+    let bin = venv.join("bin/amqtt");
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    run_setup(
+        Command::new("python3").args(["-m", "venv"]).arg(&venv),
+        "python3 -m venv",
+    )?;
+    run_setup(
+        Command::new(venv.join("bin/pip")).args(["install", "--quiet", AMQTT]),
+        &format!("pip install {AMQTT}"),
+    )?;
+    Ok(bin)
+}
+
+/// aedes's module, installed with npm when missing.
+fn aedes() -> anyhow::Result<PathBuf> {
+    let dir = tools().join("aedes");
+    let module = dir.join("node_modules/aedes/aedes.js");
+    if module.is_file() {
+        return Ok(module);
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    run_setup(
+        Command::new("npm")
+            .args(["install", "--silent", "--no-audit", "--no-fund", AEDES])
+            .current_dir(&dir),
+        &format!("npm install {AEDES} (node and npm are needed)"),
+    )?;
+    Ok(module)
+}
+
+fn run_setup(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
+    let status = cmd
+        .stdout(Stdio::null())
+        .status()
+        .with_context(|| format!("running {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
 }
 
 /// mosquitto's binary: found, or installed with apt-get when this runs as root.
@@ -223,14 +312,20 @@ pub(crate) fn start(
             c
         }
         Kind::Mosquitto => {
-            let conf = dir.path().join("mosquitto.conf");
-            let committed = kind.config().context("mosquitto's configuration")?;
-            let mut text = std::fs::read_to_string(&committed)
-                .with_context(|| format!("reading {}", committed.display()))?;
-            text.push_str(&format!("\nlistener {port} 127.0.0.1\n"));
-            std::fs::write(&conf, text).context("writing mosquitto's configuration")?;
             let mut c = Placement::command(cores, &mosquitto()?);
-            c.arg("-c").arg(&conf);
+            c.arg("-c").arg(configure(kind, port, dir.path())?);
+            c
+        }
+        Kind::Amqtt => {
+            let mut c = Placement::command(cores, &amqtt()?);
+            c.arg("-c").arg(configure(kind, port, dir.path())?);
+            c
+        }
+        Kind::Aedes => {
+            let mut c = Placement::command(cores, Path::new("node"));
+            c.arg(root().join("benches/brokers/aedes-server.mjs"))
+                .arg(port.to_string())
+                .arg(aedes()?);
             c
         }
     };
@@ -265,6 +360,18 @@ pub(crate) fn start(
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The committed configuration with `port` in it, written to `dir`.
+fn configure(kind: Kind, port: u16, dir: &Path) -> anyhow::Result<PathBuf> {
+    let committed = kind.config().context("the broker's configuration")?;
+    let text = std::fs::read_to_string(&committed)
+        .with_context(|| format!("reading {}", committed.display()))?;
+    let name = committed.file_name().context("a configuration file name")?;
+    let conf = dir.join(name);
+    std::fs::write(&conf, text.replace("{port}", &port.to_string()))
+        .with_context(|| format!("writing {}", conf.display()))?;
+    Ok(conf)
 }
 
 fn free_port() -> anyhow::Result<u16> {
