@@ -278,11 +278,13 @@ fn the_proxy_adds_its_delay_to_the_latency() {
     assert_eq!(code, Some(0), "{out}");
     let (code, slow, out) = run(&delayed);
     assert_eq!(code, Some(0), "{out}");
+    // A timer can hold a packet longer than asked, never shorter: on a busy machine the proxy's
+    // wake-ups add a few milliseconds; no delay, or the delay twice, is what must not pass.
     let shift_us = slow.latency.from_send.p50_us as f64 - base.latency.from_send.p50_us as f64;
     assert!(
-        (18_000.0..=22_000.0).contains(&shift_us),
+        (18_000.0..=25_000.0).contains(&shift_us),
         "p50 from send {} us with the delay, {} us without: a shift of {shift_us} us, not 20 ms \
-         within 10%",
+         (-10%, +25%)",
         slow.latency.from_send.p50_us,
         base.latency.from_send.p50_us
     );

@@ -529,3 +529,52 @@ fn reports_match_the_schema_log_every_interval_and_merge_exactly() {
     assert!(stderr.contains("appears twice"), "{stderr}");
     assert!(!refused.exists());
 }
+
+#[test]
+fn a_fleet_on_event_loops_of_its_own_accounts_for_every_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = scenario(dir.path(), "3s", "delivered_ratio = 1.0\nmax_lost = 0");
+    for loops in ["1", "3"] {
+        let out_path = dir.path().join(format!("loops-{loops}.json"));
+        let out = wait(
+            spawn(&[
+                "run".as_ref(),
+                file.as_os_str(),
+                "--loops".as_ref(),
+                loops.as_ref(),
+                "--report".as_ref(),
+                out_path.as_os_str(),
+                "--quiet".as_ref(),
+            ]),
+            Duration::from_secs(60),
+        );
+        let r = report(&out_path);
+        assert!(
+            common::passed_but_for_the_machine(out.status.code(), &r, &format!("--loops {loops}")),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let t = &r["totals"];
+        assert!(u(&t["sent"]) > 100, "{t}");
+        assert_eq!(u(&t["delivered"]), u(&t["sent"]), "--loops {loops}: {t}");
+        assert_eq!((u(&t["lost"]), u(&t["duplicates"])), (0, 0), "{t}");
+    }
+    let out = wait(
+        spawn(&[
+            "run".as_ref(),
+            file.as_os_str(),
+            "--loops".as_ref(),
+            "0".as_ref(),
+        ]),
+        Duration::from_secs(30),
+    );
+    let stderr = assert_exit_stderr(&out, 2);
+    assert!(stderr.contains("--loops"), "{stderr}");
+}
+
+/// Assert the exit code; returns stderr.
+fn assert_exit_stderr(out: &Output, code: i32) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    stderr
+}

@@ -9,6 +9,7 @@ pub mod client;
 pub mod clock;
 mod controller;
 mod ctx;
+mod deadline;
 mod device;
 mod errors;
 pub mod events;
@@ -93,8 +94,8 @@ pub struct FleetOptions {
     /// How the run restarts its broker for the scenario's `broker_restart` faults (None: it
     /// cannot, and validation refused such faults).
     pub restart_broker: Option<restart::BrokerRestarter>,
-    /// How many event loops carry the devices and observers (None: as many as the load's peak
-    /// needs, [`loops::Loops::for_load`]).
+    /// How many event loops carry the devices and observers (None: none of their own, the
+    /// fleet's multi-threaded runtime, [`loops::Loops::shared`]).
     pub loops: Option<usize>,
 }
 

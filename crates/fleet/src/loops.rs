@@ -7,7 +7,7 @@
 //! loop they run on, with no futex and no timer thread between them.
 //!
 //! A task that is not on a loop (a test on a plain runtime, a tool of its own) sleeps on the
-//! [`PreciseTimer`](crate::timer::PreciseTimer)'s thread instead; `sleep_until` chooses.
+//! timer thread instead (`PreciseTimer`, whose sleeps ask [`register`] first).
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
@@ -27,32 +27,10 @@ use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::timer::Entry;
-
-/// Sends and deliveries a second one loop carries before a second one is started. At IoT rates
-/// a loop that serves more clients gathers more of their wake-ups into one turn (sensors-1k:
-/// 79-91 us of generator CPU per message on one loop, 87-103 us on two), while past this
-/// rate one loop falls behind the schedule (sensors-10k, 20,000 a second: p99 from intended
-/// 5.6-12 ms on one loop, 1.7-8 ms on two; docs/PERFORMANCE.md).
-pub const EVENTS_PER_LOOP: f64 = 12_000.0;
-
-/// The cores this process may run on.
-pub fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// How many loops carry `events_per_s` on `cores` cores: at least one, at most one per core.
-pub fn loops_for(events_per_s: f64, cores: usize) -> usize {
-    let wanted = (events_per_s / EVENTS_PER_LOOP).ceil();
-    if wanted.is_finite() && wanted >= 1.0 {
-        (wanted as usize).clamp(1, cores.max(1))
-    } else {
-        1
-    }
-}
+use crate::deadline::Entry;
 
 /// The event loops of a run; they end when this is dropped (what still runs on them is
-/// dropped with them).
+/// dropped with them). [`Loops::shared`] stands for none: the runtime it was made in.
 pub struct Loops {
     handles: Vec<Handle>,
     stops: Vec<oneshot::Sender<()>>,
@@ -80,11 +58,16 @@ impl Loops {
         Ok(loops)
     }
 
-    /// As many loops as `events_per_s` (sends and deliveries a second at the load's peak)
-    /// needs, one per [`EVENTS_PER_LOOP`], and no more than the cores this process may run on
-    /// (`sched_getaffinity`, so that `taskset` is respected).
-    pub fn for_load(events_per_s: f64) -> std::io::Result<Loops> {
-        Loops::start(loops_for(events_per_s, cores()))
+    /// No loops of its own: tasks go to the runtime this is called from (the fleet's
+    /// multi-threaded runtime, whose workers steal each other's tasks). What a run uses unless
+    /// told how many loops: a loop's clients wait whenever its thread does, so on a busy
+    /// machine loops show the machine's stalls in delivery latency, which work stealing
+    /// hides (docs/PERFORMANCE.md).
+    pub fn shared() -> Loops {
+        Loops {
+            handles: vec![Handle::current()],
+            stops: Vec::new(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -314,42 +297,45 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::timer::PreciseTimer;
+
+    /// Ready at `deadline`, woken by the loop's timer (never polled ready before it).
+    struct Until(Instant);
+
+    impl Future for Until {
+        type Output = ();
+        fn poll(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<()> {
+            if Instant::now() >= self.0 {
+                return std::task::Poll::Ready(());
+            }
+            assert!(
+                register(self.0, cx.waker()),
+                "the loop's timer takes the deadline"
+            );
+            std::task::Poll::Pending
+        }
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sleeps_on_a_loop_wake_at_their_deadline_never_before() {
         let loops = Loops::start(2).expect("loops");
-        let timer = PreciseTimer::start().expect("timer thread");
         let tasks: Vec<_> = (0..8usize)
             .map(|k| {
-                let timer = timer.clone();
                 loops.spawn(k, async move {
-                    // This loop's own timer takes the deadline (a test thread's does not).
-                    let on_loop = register(Instant::now() + Duration::from_secs(60), Waker::noop());
                     for i in 0..30u64 {
                         let deadline = Instant::now() + Duration::from_micros(300 + i * 53);
-                        timer.sleep_until(deadline).await;
+                        Until(deadline).await;
                         assert!(Instant::now() >= deadline, "woke early");
                     }
-                    on_loop
                 })
             })
             .collect();
         for t in tasks {
-            assert!(t.await.expect("task"), "the loop's timer took the sleeps");
+            t.await.expect("every sleep ended, on time or after");
         }
         assert!(!register(Instant::now(), Waker::noop()), "no loop here");
-    }
-
-    #[test]
-    fn a_loop_per_twelve_thousand_events_a_second_within_the_cores() {
-        assert_eq!(loops_for(0.0, 8), 1);
-        assert_eq!(loops_for(2_000.0, 8), 1, "sensors-1k");
-        assert_eq!(loops_for(12_000.0, 8), 1);
-        assert_eq!(loops_for(20_000.0, 8), 2, "sensors-10k");
-        assert_eq!(loops_for(200_000.0, 2), 2, "never more than the cores");
-        assert_eq!(loops_for(f64::NAN, 2), 1);
-        assert_eq!(loops_for(f64::INFINITY, 4), 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

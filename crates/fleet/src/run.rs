@@ -73,16 +73,6 @@ struct Run<'a> {
     loops: Loops,
 }
 
-/// Sends and deliveries a second at the load's peak: every device's rate at the busiest
-/// phase, heard by every observer (an upper bound when filters match only some topics).
-fn peak_events_per_s(plan: &Plan) -> f64 {
-    let peak = (plan.shape.phases().iter())
-        .map(|p| p.rate.max(p.rate_end))
-        .fold(1.0, f64::max);
-    let sends: f64 = plan.devices.iter().map(|d| d.rate * peak).sum();
-    sends * (1 + plan.observers.len()) as f64
-}
-
 /// How the drain ended.
 struct Drained {
     took: Duration,
@@ -145,10 +135,10 @@ impl<'a> Run<'a> {
             (load, ctx.ramp.clone()),
         ));
         let loops = match ctx.opts.loops {
-            Some(n) => Loops::start(n),
-            None => Loops::for_load(peak_events_per_s(plan)),
-        }
-        .map_err(|e| FleetError::Task(format!("starting the event loops: {e}")))?;
+            Some(n) => Loops::start(n)
+                .map_err(|e| FleetError::Task(format!("starting the event loops: {e}")))?,
+            None => Loops::shared(),
+        };
         let observers = plan
             .observers
             .iter()

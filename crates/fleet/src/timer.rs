@@ -22,29 +22,7 @@ use std::task::{Context, Poll, Waker};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-/// A deadline and the task to wake at it (`seq` keeps equal deadlines in arrival order).
-pub(crate) struct Entry {
-    pub(crate) deadline: Instant,
-    pub(crate) seq: u64,
-    pub(crate) waker: Waker,
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        (self.deadline, self.seq) == (other.deadline, other.seq)
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Entry {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.deadline, self.seq).cmp(&(other.deadline, other.seq))
-    }
-}
+use crate::deadline::Entry;
 
 /// The deadlines, and when the thread will next look at them.
 struct Heap {
