@@ -12,13 +12,14 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::Duration;
 
 use common::cli::finish;
+use common::pods::{doc, pod_report, pod_template, start_pod};
 use common::{passed_but_for_the_machine, BrokerProcess};
 use fleetbench_report::Report;
-use yaml_rust2::{Yaml, YamlLoader};
+use yaml_rust2::YamlLoader;
 
 /// 160 meters at 4 msg/s, QoS 1: 2 s to connect (rate 0: nothing falls due before a device is
 /// connected, so every run sends exactly the same messages), then 3 s of load.
@@ -74,21 +75,6 @@ fn deploy(file: &Path, args: &[&str]) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     String::from_utf8(out.stdout).expect("UTF-8 YAML")
-}
-
-/// The document of `kind`.
-fn doc<'a>(docs: &'a [Yaml], kind: &str) -> &'a Yaml {
-    docs.iter()
-        .find(|d| d["kind"].as_str() == Some(kind))
-        .unwrap_or_else(|| panic!("no {kind} in the manifests"))
-}
-
-fn strings(y: &Yaml) -> Vec<String> {
-    y.as_vec()
-        .expect("a list")
-        .iter()
-        .map(|v| v.as_str().expect("a string").to_string())
-        .collect()
 }
 
 /// Validate `yaml` with the kubernetes-validate package (installed by `cargo xtask test`) in
@@ -305,85 +291,6 @@ fn the_committed_example_is_what_deploy_prints() {
     );
 }
 
-/// One pod of the Job, as the kubelet would start it.
-struct Pod {
-    args: Vec<String>,
-    env: Vec<(String, String)>,
-}
-
-/// The Job's pod template, read as written: its ConfigMap's file put where the pod mounts it
-/// (under `root`), `secrets` standing in for secretKeyRef.
-fn pod_template(yaml: &str, root: &Path, secrets: &HashMap<(&str, &str), &str>) -> (Pod, u64) {
-    let docs = YamlLoader::load_from_str(yaml).expect("YAML");
-    let job = doc(&docs, "Job");
-    let spec = &job["spec"];
-    assert_eq!(spec["completionMode"].as_str(), Some("Indexed"));
-    let completions = spec["completions"].as_i64().expect("completions") as u64;
-    assert_eq!(spec["parallelism"].as_i64(), Some(completions as i64));
-    let pod = &spec["template"]["spec"];
-    let container = &pod["containers"][0];
-    let mount = container["volumeMounts"][0]["mountPath"]
-        .as_str()
-        .expect("mount");
-    let map = doc(&docs, "ConfigMap");
-    assert_eq!(
-        map["metadata"]["name"].as_str(),
-        pod["volumes"][0]["configMap"]["name"].as_str()
-    );
-    let local = root.join(mount.trim_start_matches('/'));
-    std::fs::create_dir_all(&local).expect("mount dir");
-    let Yaml::Hash(data) = &map["data"] else {
-        panic!("ConfigMap data")
-    };
-    for (k, v) in data {
-        let (k, v) = (k.as_str().expect("key"), v.as_str().expect("text"));
-        std::fs::write(local.join(k), v).expect("write the mounted file");
-    }
-    let args = strings(&container["args"])
-        .into_iter()
-        .map(|a| match a.strip_prefix(mount) {
-            Some(rest) => format!("{}{rest}", local.display()),
-            None => a,
-        })
-        .collect();
-    let env = container["env"]
-        .as_vec()
-        .expect("env")
-        .iter()
-        .map(|e| {
-            let name = e["name"].as_str().expect("name").to_string();
-            let value = match e["value"].as_str() {
-                Some(v) => v.to_string(),
-                None => {
-                    let r = &e["valueFrom"]["secretKeyRef"];
-                    let key = (
-                        r["name"].as_str().expect("secret"),
-                        r["key"].as_str().expect("key"),
-                    );
-                    secrets
-                        .get(&key)
-                        .expect("a Secret the test made")
-                        .to_string()
-                }
-            };
-            (name, value)
-        })
-        .collect();
-    (Pod { args, env }, completions)
-}
-
-/// Start pod `index`: stdout is its log.
-fn start_pod(pod: &Pod, index: u64, log: &Path) -> Child {
-    fleetbench()
-        .args(&pod.args)
-        .envs(pod.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("JOB_COMPLETION_INDEX", index.to_string())
-        .stdout(std::fs::File::create(log).expect("log file"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start a pod's fleetbench")
-}
-
 fn merge(logs: &[PathBuf], out: &Path) -> Output {
     fleetbench()
         .args(["merge", "--shards"])
@@ -392,16 +299,6 @@ fn merge(logs: &[PathBuf], out: &Path) -> Output {
         .arg(out)
         .output()
         .expect("merge")
-}
-
-/// The report a pod printed in its log (the line `kubectl logs` would show).
-fn pod_report(log: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(log).expect("log");
-    let line = text
-        .lines()
-        .find_map(|l| l.strip_prefix("fleetbench-report "))
-        .unwrap_or_else(|| panic!("no report line in {}: {text}", log.display()));
-    serde_json::from_str(line).expect("report")
 }
 
 fn read(path: &Path) -> Report {

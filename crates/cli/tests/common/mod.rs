@@ -3,6 +3,7 @@
 
 pub(crate) mod cli;
 pub(crate) mod mosquitto;
+pub(crate) mod pods;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
