@@ -156,6 +156,17 @@ pub(crate) fn passed_but_for_the_machine(
     report: &serde_json::Value,
     what: &str,
 ) -> bool {
+    passed_but_for(code, report, what, &[])
+}
+
+/// As [`passed_but_for_the_machine`], with `also` (expectation names) taken as the machine's
+/// too: a merge fails `shards_failed` when a shard failed, on the machine or not.
+pub(crate) fn passed_but_for(
+    code: Option<i32>,
+    report: &serde_json::Value,
+    what: &str,
+    also: &[&str],
+) -> bool {
     let failed: Vec<&str> = (report["expectations"].as_array().into_iter().flatten())
         .filter(|e| e["ok"] == false)
         .filter_map(|e| e["name"].as_str())
@@ -163,6 +174,7 @@ pub(crate) fn passed_but_for_the_machine(
     let late_decided = failed.contains(&"generator_limited");
     let the_machines = |n: &&str| {
         ["generator_behind", "generator_limited"].contains(n)
+            || also.contains(n)
             || (late_decided && n.ends_with("_from_intended"))
     };
     let on_the_machine = code == Some(3) && !failed.is_empty() && failed.iter().all(the_machines);
