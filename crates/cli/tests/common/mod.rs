@@ -136,12 +136,18 @@ pub(crate) fn run_with_env(file: &Path, env: &[(&str, &str)]) -> Run {
 /// (`generator_limited` says so): the run then fails (exit 3) on the machine, not on what these
 /// tests check, and every other expectation must still hold.
 pub(crate) fn run_passing(file: &Path) -> serde_json::Value {
+    run_passing_but(file, &[])
+}
+
+/// As [`run_passing`], with the expectations named in `also` allowed to fail too: those a
+/// test does not have as its subject and a busy machine can decide (a latency target).
+pub(crate) fn run_passing_but(file: &Path, also: &[&str]) -> serde_json::Value {
     let r = run_with_env(file, &[]);
     let report = r
         .report()
         .unwrap_or_else(|| panic!("no report: {}", r.output));
     assert!(
-        passed_but_for_the_machine(r.code, &report, &file.display().to_string()),
+        passed_but_for(r.code, &report, &file.display().to_string(), also),
         "{}",
         r.output
     );
