@@ -10,8 +10,6 @@
 //! timer thread instead (`PreciseTimer`, whose sleeps ask [`register`] first).
 
 use std::cell::RefCell;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::future::Future;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
@@ -27,7 +25,7 @@ use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::deadline::Entry;
+use crate::deadline::Deadlines;
 
 /// The event loops of a run; they end when this is dropped (what still runs on them is
 /// dropped with them). [`Loops::shared`] stands for none: the runtime it was made in.
@@ -68,14 +66,6 @@ impl Loops {
             handles: vec![Handle::current()],
             stops: Vec::new(),
         }
-    }
-
-    pub fn len(&self) -> usize {
-        self.handles.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.handles.is_empty()
     }
 
     /// Run `task` on loop `key % len`: the same key always lands on the same loop.
@@ -150,8 +140,7 @@ struct LoopTimer {
 }
 
 struct State {
-    entries: BinaryHeap<Reverse<Entry>>,
-    seq: u64,
+    entries: Deadlines,
     /// What the timerfd is armed for (None: disarmed).
     armed: Option<Instant>,
     /// The timerfd could not be set: the loop's sleeps fall back to the timer thread.
@@ -173,8 +162,7 @@ impl LoopTimer {
         Ok(LoopTimer {
             fd,
             state: RefCell::new(State {
-                entries: BinaryHeap::new(),
-                seq: 0,
+                entries: Deadlines::default(),
                 armed: None,
                 broken: false,
             }),
@@ -188,13 +176,7 @@ impl LoopTimer {
         if s.broken {
             return false;
         }
-        s.seq += 1;
-        let seq = s.seq;
-        s.entries.push(Reverse(Entry {
-            deadline,
-            seq,
-            waker,
-        }));
+        s.entries.push(deadline, waker);
         if s.armed.is_none_or(|a| deadline < a) {
             self.arm(&mut s, Some(deadline));
         }
@@ -229,9 +211,7 @@ impl LoopTimer {
                 );
                 s.broken = true;
                 s.armed = None;
-                for Reverse(e) in s.entries.drain() {
-                    e.waker.wake();
-                }
+                s.entries.wake_all();
             }
         }
     }
@@ -261,13 +241,7 @@ impl LoopTimer {
                 let Ok(mut s) = self.state.try_borrow_mut() else {
                     continue;
                 };
-                let now = Instant::now();
-                while s.entries.peek().is_some_and(|Reverse(e)| e.deadline <= now) {
-                    if let Some(Reverse(e)) = s.entries.pop() {
-                        due.push(e.waker);
-                    }
-                }
-                let next = s.entries.peek().map(|Reverse(e)| e.deadline);
+                let next = s.entries.take_due(Instant::now(), &mut due);
                 s.armed = None;
                 if next.is_some() {
                     self.arm(&mut s, next);
@@ -284,9 +258,7 @@ impl LoopTimer {
         if let Ok(mut s) = self.state.try_borrow_mut() {
             tracing::warn!("an event loop's timer failed: its sleeps use the timer thread");
             s.broken = true;
-            for Reverse(e) in s.entries.drain() {
-                e.waker.wake();
-            }
+            s.entries.wake_all();
         }
     }
 }
@@ -341,7 +313,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_key_one_loop_and_every_loop_used() {
         let loops = Loops::start(3).expect("loops");
-        assert_eq!(loops.len(), 3);
+        assert_eq!(loops.handles.len(), 3);
         let mut names = Vec::new();
         for k in 0..6usize {
             let name = loops

@@ -12,8 +12,6 @@
 //! period ahead, so at IoT rates registering wakes nobody, and every task due by the time the
 //! thread wakes is woken in that one pass.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::future::Future;
 use std::num::NonZeroU64;
 use std::pin::Pin;
@@ -22,12 +20,11 @@ use std::task::{Context, Poll, Waker};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use crate::deadline::Entry;
+use crate::deadline::Deadlines;
 
 /// The deadlines, and when the thread will next look at them.
 struct Heap {
-    entries: BinaryHeap<Reverse<Entry>>,
-    seq: u64,
+    entries: Deadlines,
     /// The thread wakes by then on its own (None: it sleeps until woken).
     planned: Option<Instant>,
 }
@@ -102,8 +99,7 @@ impl PreciseTimer {
             })?;
         let shared = Arc::new(Shared {
             heap: Mutex::new(Heap {
-                entries: BinaryHeap::new(),
-                seq: 0,
+                entries: Deadlines::default(),
                 planned: None,
             }),
             thread: handle.thread().clone(),
@@ -127,13 +123,7 @@ impl PreciseTimer {
         let Ok(mut heap) = self.shared.heap.lock() else {
             return false;
         };
-        heap.seq += 1;
-        let seq = heap.seq;
-        heap.entries.push(Reverse(Entry {
-            deadline,
-            seq,
-            waker,
-        }));
+        heap.entries.push(deadline, waker);
         let wake = heap.planned.is_none_or(|p| deadline < p);
         if wake {
             heap.planned = Some(deadline);
@@ -157,17 +147,7 @@ fn run(shared: &Weak<Shared>, spin: Duration) {
             let Ok(mut heap) = s.heap.lock() else {
                 return;
             };
-            let now = Instant::now();
-            while heap
-                .entries
-                .peek()
-                .is_some_and(|Reverse(e)| e.deadline <= now)
-            {
-                if let Some(Reverse(e)) = heap.entries.pop() {
-                    due.push(e.waker);
-                }
-            }
-            heap.planned = heap.entries.peek().map(|Reverse(e)| e.deadline);
+            heap.planned = heap.entries.take_due(Instant::now(), &mut due);
             heap.planned
         };
         drop(s);
