@@ -71,11 +71,7 @@ fn ensure_debian_packages() -> anyhow::Result<()> {
         return Ok(());
     }
     let list = missing.join(" ");
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0"));
-    if !root {
+    if !is_root() {
         // Never sudo on someone's machine: say what is missing and how to get it.
         bail!(
             "the tests need Debian's {list}, not installed; install it (`sudo apt-get install \
@@ -84,26 +80,41 @@ fn ensure_debian_packages() -> anyhow::Result<()> {
         );
     }
     eprintln!("xtask: installing {list} for the tests (apt-get)");
+    apt_get_install(&missing)
+        .with_context(|| format!("installing {list}; install it and run the tests again"))
+}
+
+/// Whether this runs as root (and may use apt-get).
+pub(crate) fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// `apt-get install` of Debian `packages` (as root), after an `apt-get update` when the
+/// first attempt fails (a fresh machine's package lists may be missing or stale).
+pub(crate) fn apt_get_install(packages: &[&str]) -> anyhow::Result<()> {
     let apt = |args: &[&str]| -> anyhow::Result<bool> {
         Ok(Command::new("apt-get")
             .args(args)
-            .args(&missing)
+            .args(packages)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
             .context("running apt-get")?
             .success())
     };
     let install = ["install", "-y", "-qq", "--no-install-recommends"];
-    if !apt(&install)? {
-        // A fresh machine may not have its package lists yet.
-        let updated = Command::new("apt-get")
-            .args(["update", "-qq"])
-            .status()
-            .context("running apt-get")?
-            .success();
-        if !(updated && apt(&install)?) {
-            bail!("apt-get could not install {list}; install it and run the tests again");
-        }
+    if apt(&install)? {
+        return Ok(());
+    }
+    let updated = Command::new("apt-get")
+        .args(["update", "-qq"])
+        .status()
+        .context("running apt-get")?
+        .success();
+    if !(updated && apt(&install)?) {
+        bail!("apt-get could not install {}", packages.join(" "));
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use crate::root;
+use crate::test::{apt_get_install, is_root};
 
 /// A broker of the comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,59 +67,47 @@ impl Kind {
 
 /// What a broker needs before it can start: installed (or found), and its version.
 pub(crate) fn prepare(kind: Kind, fleetbench: &Path) -> anyhow::Result<String> {
-    match kind {
-        Kind::Embedded => {
-            let out = Command::new(fleetbench)
-                .arg("--version")
-                .output()
-                .context("running fleetbench --version")?;
-            Ok(format!(
-                "rumqttd 0.20 in {}",
-                String::from_utf8_lossy(&out.stdout).trim()
-            ))
-        }
-        Kind::Mosquitto => {
-            let bin = mosquitto()?;
-            // `mosquitto -h` prints its version on the first line (and exits 3).
-            let out = Command::new(&bin)
-                .arg("-h")
-                .output()
-                .with_context(|| format!("running {}", bin.display()))?;
-            let text = String::from_utf8_lossy(&out.stdout);
-            Ok(text
-                .lines()
-                .next()
-                .unwrap_or("mosquitto")
-                .trim()
-                .to_string())
-        }
-        Kind::Amqtt => {
-            let bin = amqtt()?;
-            let out = Command::new(&bin)
-                .arg("--version")
-                .output()
-                .with_context(|| format!("running {}", bin.display()))?;
-            Ok(format!(
-                "amqtt {}",
-                String::from_utf8_lossy(&out.stdout).trim()
-            ))
-        }
+    Ok(match kind {
+        Kind::Embedded => format!("rumqttd 0.20 in {}", said(fleetbench, "--version")?),
+        // `mosquitto -h` prints its version on the first line (and exits 3).
+        Kind::Mosquitto => said(&mosquitto()?, "-h")?,
+        Kind::Amqtt => format!("amqtt {}", said(&amqtt()?, "--version")?),
         Kind::Aedes => {
             let package = aedes()?.with_file_name("package.json");
             let text = std::fs::read_to_string(&package)
                 .with_context(|| format!("reading {}", package.display()))?;
-            let version = (text.lines())
-                .find_map(|l| l.trim().strip_prefix("\"version\": \""))
-                .and_then(|v| v.split('"').next())
-                .unwrap_or("?");
-            let node = Command::new("node")
-                .arg("--version")
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-                .unwrap_or_default();
-            Ok(format!("aedes {version} on node {node}"))
+            let json: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", package.display()))?;
+            let version = json["version"].as_str().unwrap_or("?").to_string();
+            format!(
+                "aedes {version} on node {}",
+                said(Path::new("node"), "--version")?
+            )
         }
+    })
+}
+
+/// The first line `program arg` prints (a version).
+fn said(program: &Path, arg: &str) -> anyhow::Result<String> {
+    let out = Command::new(program)
+        .arg(arg)
+        .output()
+        .with_context(|| format!("running {} {arg}", program.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text.lines().next().unwrap_or("").trim().to_string())
+}
+
+/// mosquitto's binary: found, or installed with apt-get when this runs as root.
+fn mosquitto() -> anyhow::Result<PathBuf> {
+    let found = |p: &str| Path::new(p).is_file().then(|| PathBuf::from(p));
+    if let Some(p) = found("/usr/sbin/mosquitto").or_else(|| found("/usr/bin/mosquitto")) {
+        return Ok(p);
     }
+    if !is_root() {
+        bail!("mosquitto is not installed (as root: apt-get install mosquitto)");
+    }
+    apt_get_install(&["mosquitto"])?;
+    found("/usr/sbin/mosquitto").context("apt-get installed mosquitto, but not in /usr/sbin")
 }
 
 fn tools() -> PathBuf {
@@ -169,34 +158,6 @@ fn run_setup(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
         bail!("{what} failed ({status})");
     }
     Ok(())
-}
-
-/// mosquitto's binary: found, or installed with apt-get when this runs as root.
-fn mosquitto() -> anyhow::Result<PathBuf> {
-    let found = |p: &str| Path::new(p).is_file().then(|| PathBuf::from(p));
-    if let Some(p) = found("/usr/sbin/mosquitto").or_else(|| found("/usr/bin/mosquitto")) {
-        return Ok(p);
-    }
-    if !is_root() {
-        bail!("mosquitto is not installed (as root: apt-get install mosquitto)");
-    }
-    let status = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "mosquitto"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdout(Stdio::null())
-        .status()
-        .context("running apt-get install mosquitto")?;
-    if !status.success() {
-        bail!("apt-get install mosquitto failed ({status})");
-    }
-    found("/usr/sbin/mosquitto").context("apt-get installed mosquitto, but not in /usr/sbin")
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 /// Where the broker and the generator run: the broker on the last core, fleetbench on the
