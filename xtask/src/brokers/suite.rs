@@ -1,7 +1,7 @@
 //! The suite every broker gets, the same for each: what runs, and the figures read from
 //! fleetbench's own reports, so that every broker is judged by the same ledger and clock.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -189,7 +189,7 @@ fn wait(mut cmd: Command, stop: &AtomicBool) -> anyhow::Result<i32> {
     }
 }
 
-fn read(path: &PathBuf) -> anyhow::Result<Value> {
+fn read(path: &Path) -> anyhow::Result<Value> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
