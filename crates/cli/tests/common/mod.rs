@@ -156,17 +156,9 @@ pub(crate) fn run_passing_but(file: &Path, also: &[&str]) -> serde_json::Value {
 
 /// Whether a run (its exit code and report) passed, or failed (exit 3) on the machine's
 /// punctuality alone: `generator_behind`, `generator_limited`, and the latency from the
-/// intended time when late sends decided it. Says so on stderr when it was the machine.
-pub(crate) fn passed_but_for_the_machine(
-    code: Option<i32>,
-    report: &serde_json::Value,
-    what: &str,
-) -> bool {
-    passed_but_for(code, report, what, &[])
-}
-
-/// As [`passed_but_for_the_machine`], with `also` (expectation names) taken as the machine's
-/// too: a merge fails `shards_failed` when a shard failed, on the machine or not.
+/// intended time when late sends decided it; with `also` (expectation names) taken as the
+/// machine's too (a merge fails `shards_failed` when a shard failed, on the machine or not).
+/// Says so on stderr when it was the machine.
 pub(crate) fn passed_but_for(
     code: Option<i32>,
     report: &serde_json::Value,
