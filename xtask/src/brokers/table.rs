@@ -88,9 +88,11 @@ fn cell(item: &str, f: &Value) -> String {
     );
     let detail = if item == "connect" {
         format!(
-            "{} connected in {:.2} s, connect p50/p99 {}/{} ms, {} errors",
+            "{} connected, {}, connect p50/p99 {}/{} ms, {} errors",
             f["connects"].as_u64().unwrap_or(0),
-            f["connect_all_s"].as_f64().unwrap_or(f64::NAN),
+            f["connect_all_s"]
+                .as_f64()
+                .map_or("not all".to_string(), |s| format!("all in {s:.2} s")),
             ms(&f["connect_p50_us"]),
             ms(&f["connect_p99_us"]),
             f["errors"].as_u64().unwrap_or(0)
