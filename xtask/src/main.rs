@@ -64,7 +64,8 @@ enum Task {
     /// core, stopped by its PID afterwards. The table in target/brokers/table.md, every report
     /// under target/brokers/NAME/.
     Brokers {
-        /// Brokers to compare (embedded, mosquitto, amqtt, aedes); all when none are given.
+        /// Brokers to compare (embedded, rumqttd, mosquitto, rabbitmq, amqtt, aedes); all when
+        /// none are given.
         names: Vec<String>,
         /// Short searches with a coarse tolerance: the whole suite in a few minutes a broker,
         /// to test the harness (the published table is from a full run).

@@ -43,9 +43,10 @@ fn gone(pid: u64) -> bool {
     !Path::new(&format!("/proc/{pid}")).exists()
 }
 
-const ITEMS: [&str; 8] = [
+const ITEMS: [&str; 9] = [
     "connect",
     "fan-in",
+    "fan-out",
     "qos2",
     "retained",
     "will",
@@ -77,7 +78,7 @@ fn quick_suite_compares_embedded_and_mosquitto_and_stops_both() {
                 dir.path().join(name).join(format!("{item}.json")).is_file(),
                 "{name} {item}: the report is kept"
             );
-            if item == "fan-in" {
+            if item.starts_with("fan-") {
                 assert!(f["limited_by"].is_string(), "{name}: {f}");
                 assert!(f["steps"].as_u64().is_some_and(|s| s >= 1), "{name}: {f}");
             } else {
@@ -102,6 +103,24 @@ fn quick_suite_compares_embedded_and_mosquitto_and_stops_both() {
     assert!(table
         .lines()
         .any(|l| l.starts_with("| mosquitto | mosquitto version")));
+    // One page with the table and both brokers' fan-in curves overlaid.
+    let page = std::fs::read_to_string(dir.path().join("index.html")).expect("index.html");
+    for name in [
+        "embedded (fan-in)",
+        "mosquitto (fan-in)",
+        "embedded (fan-out)",
+        "mosquitto (fan-out)",
+    ] {
+        assert!(page.contains(name), "{name} is on the page");
+    }
+    assert!(
+        page.contains("<th>reconnect-storm</th>"),
+        "the table is on the page"
+    );
+    assert!(
+        page.matches("<svg").count() >= 2,
+        "the knee curves are drawn"
+    );
 }
 
 #[test]

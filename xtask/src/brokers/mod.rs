@@ -3,7 +3,8 @@
 //! over (on success, on failure and on Ctrl-C). Every figure comes from fleetbench's own report.
 //! Results (in target/brokers/ unless `--out` says otherwise): NAME/ITEM.json (every run's and
 //! search's report, with its log), results.json (the figures of every row, the broker's PID
-//! among them) and table.md (the table).
+//! among them), table.md (the table) and index.html (the table and every search's knee
+//! curves overlaid).
 //!
 //! A broker that cannot be installed or started is a row that says why; one that crashes
 //! during the suite is a finding of its row, and the suite goes on to the next broker.
@@ -78,9 +79,15 @@ pub(crate) fn brokers(
     });
     let text = serde_json::to_string_pretty(&results).context("the results as JSON")?;
     std::fs::write(out.join("results.json"), text).context("writing results.json")?;
-    let md = table::markdown(&results);
+    let cells = table::Table::of(&results);
+    let md = cells.markdown();
     std::fs::write(out.join("table.md"), &md).context("writing table.md")?;
+    let page = table::page(&cells, &results, &out)?;
     println!("{md}");
+    println!(
+        "the table and every search's curves on one page: {}",
+        page.display()
+    );
     println!("every report: {}", out.display());
     if stop.load(Ordering::SeqCst) {
         return Ok(130);

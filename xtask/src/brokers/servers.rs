@@ -16,8 +16,12 @@ use crate::test::{apt_get_install, is_root};
 pub(crate) enum Kind {
     /// rumqttd as fleetbench embeds it, in a process of its own (`fleetbench broker`).
     Embedded,
+    /// rumqttd's own binary from crates.io, installed under target/tools/rumqttd.
+    Rumqttd,
     /// Debian's mosquitto.
     Mosquitto,
+    /// Debian's rabbitmq-server with its MQTT plugin, a node of its own.
+    Rabbitmq,
     /// amqtt from PyPI, in a virtualenv of its own under target/tools/amqtt.
     Amqtt,
     /// aedes from npm under target/tools/aedes, started by a script of ours.
@@ -25,16 +29,26 @@ pub(crate) enum Kind {
 }
 
 /// The versions installed when missing.
+const RUMQTTD: &str = "0.20.0";
 const AMQTT: &str = "amqtt==0.12.1";
 const AEDES: &str = "aedes@1.2.0";
 
 impl Kind {
-    pub(crate) const ALL: [Kind; 4] = [Kind::Embedded, Kind::Mosquitto, Kind::Amqtt, Kind::Aedes];
+    pub(crate) const ALL: [Kind; 6] = [
+        Kind::Embedded,
+        Kind::Rumqttd,
+        Kind::Mosquitto,
+        Kind::Rabbitmq,
+        Kind::Amqtt,
+        Kind::Aedes,
+    ];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Embedded => "embedded",
+            Kind::Rumqttd => "rumqttd",
             Kind::Mosquitto => "mosquitto",
+            Kind::Rabbitmq => "rabbitmq",
             Kind::Amqtt => "amqtt",
             Kind::Aedes => "aedes",
         }
@@ -58,7 +72,9 @@ impl Kind {
     fn config(self) -> Option<PathBuf> {
         let file = match self {
             Kind::Embedded | Kind::Aedes => return None,
+            Kind::Rumqttd => "rumqttd.toml",
             Kind::Mosquitto => "mosquitto.conf",
+            Kind::Rabbitmq => "rabbitmq.conf",
             Kind::Amqtt => "amqtt.yaml",
         };
         Some(root().join("benches/brokers").join(file))
@@ -69,8 +85,17 @@ impl Kind {
 pub(crate) fn prepare(kind: Kind, fleetbench: &Path) -> anyhow::Result<String> {
     Ok(match kind {
         Kind::Embedded => format!("rumqttd 0.20 in {}", said(fleetbench, "--version")?),
+        Kind::Rumqttd => said(&rumqttd()?, "--version")?,
         // `mosquitto -h` prints its version on the first line (and exits 3).
         Kind::Mosquitto => said(&mosquitto()?, "-h")?,
+        Kind::Rabbitmq => {
+            rabbitmq()?;
+            let out = Command::new("dpkg-query")
+                .args(["-W", "-f", "${Version}", "rabbitmq-server"])
+                .output()
+                .context("running dpkg-query for rabbitmq-server's version")?;
+            format!("RabbitMQ {}", String::from_utf8_lossy(&out.stdout).trim())
+        }
         Kind::Amqtt => format!("amqtt {}", said(&amqtt()?, "--version")?),
         Kind::Aedes => {
             let package = aedes()?.with_file_name("package.json");
@@ -99,19 +124,53 @@ fn said(program: &Path, arg: &str) -> anyhow::Result<String> {
 
 /// mosquitto's binary: found, or installed with apt-get when this runs as root.
 fn mosquitto() -> anyhow::Result<PathBuf> {
-    let found = |p: &str| Path::new(p).is_file().then(|| PathBuf::from(p));
-    if let Some(p) = found("/usr/sbin/mosquitto").or_else(|| found("/usr/bin/mosquitto")) {
+    debian(&["/usr/sbin/mosquitto", "/usr/bin/mosquitto"], "mosquitto")
+}
+
+/// RabbitMQ's server script (which execs the Erlang VM), with epmd beside it: found, or
+/// installed with apt-get when this runs as root.
+fn rabbitmq() -> anyhow::Result<PathBuf> {
+    debian(&["/usr/bin/epmd"], "erlang-base")?;
+    debian(&[RABBITMQ_SERVER], "rabbitmq-server")
+}
+
+const RABBITMQ_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+
+/// The first of `paths` that exists, after installing Debian's `package` when none does.
+fn debian(paths: &[&str], package: &str) -> anyhow::Result<PathBuf> {
+    let found = || paths.iter().map(PathBuf::from).find(|p| p.is_file());
+    if let Some(p) = found() {
         return Ok(p);
     }
     if !is_root() {
-        bail!("mosquitto is not installed (as root: apt-get install mosquitto)");
+        bail!("{package} is not installed (as root: apt-get install {package})");
     }
-    apt_get_install(&["mosquitto"])?;
-    found("/usr/sbin/mosquitto").context("apt-get installed mosquitto, but not in /usr/sbin")
+    apt_get_install(&[package])?;
+    found().with_context(|| format!("apt-get installed {package}, but not as {}", paths[0]))
 }
 
 fn tools() -> PathBuf {
     root().join("target/tools")
+}
+
+/// rumqttd's binary, installed with `cargo install` when missing (a few minutes, once). Not
+/// `--locked`: the lock file published with 0.20.0 pins metrics 0.22.1, which today's rustc
+/// refuses (E0521); cargo picks the newest compatible versions instead.
+fn rumqttd() -> anyhow::Result<PathBuf> {
+    let dir = tools().join("rumqttd");
+    let bin = dir.join("bin/rumqttd");
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    run_setup(
+        Command::new(cargo)
+            .args(["install", "--quiet", "rumqttd", "--version", RUMQTTD])
+            .arg("--root")
+            .arg(&dir),
+        &format!("cargo install rumqttd --version {RUMQTTD}"),
+    )?;
+    Ok(bin)
 }
 
 /// amqtt's program, installed with pip into a virtualenv of its own when missing.
@@ -205,10 +264,12 @@ impl Placement {
     }
 }
 
-/// A broker that is running: stopped (SIGTERM, then SIGKILL after 5 s) when dropped.
+/// A broker that is running: stopped (SIGTERM, then SIGKILL after 5 s) when dropped, and
+/// after it the helpers it needed (RabbitMQ's epmd).
 pub(crate) struct Running {
     pub(crate) port: u16,
     child: Child,
+    helpers: Vec<Child>,
     _dir: tempfile::TempDir,
 }
 
@@ -229,25 +290,32 @@ impl Running {
         }
     }
 
-    /// Stop it by its PID and wait for it.
+    /// Stop it, then its helpers, by their PIDs, and wait for them.
     pub(crate) fn stop(&mut self) {
-        if self.child.try_wait().is_ok_and(|s| s.is_some()) {
+        stop_child(&mut self.child);
+        for helper in &mut self.helpers {
+            stop_child(helper);
+        }
+    }
+}
+
+/// SIGTERM to `child`, SIGKILL if it is still there 5 s later; reaped either way.
+fn stop_child(child: &mut Child) {
+    if child.try_wait().is_ok_and(|s| s.is_some()) {
+        return;
+    }
+    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if child.try_wait().is_ok_and(|s| s.is_some()) {
             return;
         }
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32);
-        if let Some(pid) = pid {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if self.child.try_wait().is_ok_and(|s| s.is_some()) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        std::thread::sleep(Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 impl Drop for Running {
@@ -255,6 +323,10 @@ impl Drop for Running {
         self.stop();
     }
 }
+
+/// How long a broker may take to listen: RabbitMQ boots an Erlang node and its plugins, which
+/// took 13 s on a quiet 2-core VM.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Start `kind` on a free loopback port and wait until it accepts connections.
 pub(crate) fn start(
@@ -264,47 +336,38 @@ pub(crate) fn start(
     log: &Path,
 ) -> anyhow::Result<Running> {
     let port = free_port()?;
-    let dir = tempfile::tempdir().context("a directory for the broker's files")?;
-    let cores = place.broker.as_deref();
-    let mut cmd = match kind {
-        Kind::Embedded => {
-            let mut c = Placement::command(cores, fleetbench);
-            c.args(["broker", "--listen", &format!("127.0.0.1:{port}")]);
-            c
-        }
-        Kind::Mosquitto => {
-            let mut c = Placement::command(cores, &mosquitto()?);
-            c.arg("-c").arg(configure(kind, port, dir.path())?);
-            c
-        }
-        Kind::Amqtt => {
-            let mut c = Placement::command(cores, &amqtt()?);
-            c.arg("-c").arg(configure(kind, port, dir.path())?);
-            c
-        }
-        Kind::Aedes => {
-            let mut c = Placement::command(cores, Path::new("node"));
-            c.arg(root().join("benches/brokers/aedes-server.mjs"))
-                .arg(port.to_string())
-                .arg(aedes()?);
-            c
-        }
-    };
+    // On tmpfs where there is one: no broker of the comparison writes to a disk.
+    let shm = Path::new("/dev/shm");
+    let dir = if shm.is_dir() {
+        tempfile::tempdir_in(shm)
+    } else {
+        tempfile::tempdir()
+    }
+    .context("a directory for the broker's files")?;
+    let mut helpers = Vec::new();
+    let mut cmd = command(kind, fleetbench, place, port, dir.path(), &mut helpers)?;
     let log_file =
         std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let err_file = log_file.try_clone().context("the broker's log")?;
-    let child = cmd
+    let spawned = cmd
         .stdin(Stdio::null())
         .stdout(log_file)
         .stderr(err_file)
-        .spawn()
-        .with_context(|| format!("starting {}", kind.name()))?;
+        .spawn();
+    let child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            helpers.iter_mut().for_each(stop_child);
+            return Err(e).with_context(|| format!("starting {}", kind.name()));
+        }
+    };
     let mut running = Running {
         port,
         child,
+        helpers,
         _dir: dir,
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if let Some(status) = running.exited() {
             bail!(
@@ -317,10 +380,95 @@ pub(crate) fn start(
             return Ok(running);
         }
         if Instant::now() > deadline {
-            bail!("{} did not listen on port {port} within 20 s", kind.name());
+            bail!(
+                "{} did not listen on port {port} within {} s; its log: {}",
+                kind.name(),
+                START_TIMEOUT.as_secs(),
+                log.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The command that starts `kind` on `port`, pinned to the broker's cores; helpers it needs
+/// started go to `helpers`, to be stopped with it.
+fn command(
+    kind: Kind,
+    fleetbench: &Path,
+    place: &Placement,
+    port: u16,
+    dir: &Path,
+    helpers: &mut Vec<Child>,
+) -> anyhow::Result<Command> {
+    let cores = place.broker.as_deref();
+    Ok(match kind {
+        Kind::Embedded => {
+            let mut c = Placement::command(cores, fleetbench);
+            c.args(["broker", "--listen", &format!("127.0.0.1:{port}")]);
+            c
+        }
+        Kind::Rumqttd => {
+            let mut c = Placement::command(cores, &rumqttd()?);
+            c.arg("-q").arg("-c").arg(configure(kind, port, dir)?);
+            c
+        }
+        Kind::Mosquitto | Kind::Amqtt => {
+            let program = if kind == Kind::Mosquitto {
+                mosquitto()?
+            } else {
+                amqtt()?
+            };
+            let mut c = Placement::command(cores, &program);
+            c.arg("-c").arg(configure(kind, port, dir)?);
+            c
+        }
+        Kind::Rabbitmq => rabbitmq_node(cores, port, dir, helpers)?,
+        Kind::Aedes => {
+            let mut c = Placement::command(cores, Path::new("node"));
+            c.arg(root().join("benches/brokers/aedes-server.mjs"))
+                .arg(port.to_string())
+                .arg(aedes()?);
+            c
+        }
+    })
+}
+
+/// A RabbitMQ node of its own: its name, epmd (started here, on a port of its own, so that
+/// nothing outlives the comparison), distribution port, data, logs, configuration and plugins
+/// all in `dir`, and the Erlang VM exec'd in place of the script (`RUNNING_UNDER_SYSTEMD`), so
+/// that the PID the harness stops is the broker's.
+fn rabbitmq_node(
+    cores: Option<&str>,
+    port: u16,
+    dir: &Path,
+    helpers: &mut Vec<Child>,
+) -> anyhow::Result<Command> {
+    let server = rabbitmq()?;
+    let conf = configure(Kind::Rabbitmq, port, dir)?;
+    let plugins = dir.join("enabled_plugins");
+    std::fs::write(&plugins, "[rabbitmq_mqtt].\n")
+        .with_context(|| format!("writing {}", plugins.display()))?;
+    let epmd_port = free_port()?.to_string();
+    let epmd = Command::new("epmd")
+        .args(["-port", &epmd_port])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting epmd for RabbitMQ")?;
+    helpers.push(epmd);
+    let mut c = Placement::command(cores, &server);
+    c.env("HOME", dir)
+        .env("ERL_EPMD_PORT", &epmd_port)
+        .env("RABBITMQ_NODENAME", format!("fleetbench{port}@localhost"))
+        .env("RABBITMQ_DIST_PORT", free_port()?.to_string())
+        .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
+        .env("RABBITMQ_LOG_BASE", dir.join("log"))
+        .env("RABBITMQ_CONFIG_FILE", conf)
+        .env("RABBITMQ_ENABLED_PLUGINS_FILE", plugins)
+        .env("RUNNING_UNDER_SYSTEMD", "true");
+    Ok(c)
 }
 
 /// The committed configuration with `port` in it, written to `dir`.

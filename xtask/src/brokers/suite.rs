@@ -20,17 +20,38 @@ pub(crate) struct Item {
     how: How,
 }
 
+impl Item {
+    /// Is it a capacity search (whose curves the comparison's page overlays)?
+    pub(crate) fn is_search(&self) -> bool {
+        matches!(self.how, How::Search { .. })
+    }
+}
+
 enum How {
     /// `fleetbench run`: the scenario's own expectations judge it.
     Run,
-    /// `fleetbench search --vary KNOB`, with the range and step lengths for a full and a quick
-    /// suite.
+    /// `fleetbench search --vary KNOB`, with the range for a full and a quick suite (a quick
+    /// one also takes [`QUICK_STEPS`]).
     Search {
         vary: &'static str,
         full: &'static [&'static str],
         quick: &'static [&'static str],
     },
 }
+
+/// A quick suite's searches: a coarse tolerance, short steps, two minutes at most.
+const QUICK_STEPS: &[&str] = &[
+    "--tolerance",
+    "25%",
+    "--settle",
+    "1s",
+    "--window",
+    "2s",
+    "--rest",
+    "1s",
+    "--budget",
+    "2m",
+];
 
 /// The suite, in the order it runs.
 pub(crate) const SUITE: &[Item] = &[
@@ -45,22 +66,16 @@ pub(crate) const SUITE: &[Item] = &[
         how: How::Search {
             vary: "rate",
             full: &["--from", "1", "--to", "320"],
-            quick: &[
-                "--from",
-                "1",
-                "--to",
-                "16",
-                "--tolerance",
-                "25%",
-                "--settle",
-                "1s",
-                "--window",
-                "2s",
-                "--rest",
-                "1s",
-                "--budget",
-                "2m",
-            ],
+            quick: &["--from", "1", "--to", "16"],
+        },
+    },
+    Item {
+        name: "fan-out",
+        scenario: "scenarios/search/fan-out-qos1.toml",
+        how: How::Search {
+            vary: "subscribers",
+            full: &["--from", "1", "--to", "500"],
+            quick: &["--from", "1", "--to", "16"],
         },
     },
     Item {
@@ -118,6 +133,7 @@ pub(crate) fn run_item(
         } => {
             cmd.args(["search", "--vary", vary])
                 .args(if quick { *q } else { *full })
+                .args(if quick { QUICK_STEPS } else { &[] })
                 .arg("--broker-pid")
                 .arg(broker.pid().to_string())
                 .arg("--html")
@@ -223,9 +239,15 @@ fn run_figures(r: &Value) -> Value {
     })
 }
 
-/// A search's figures: the answer, its bracket, the knee and what limited it.
+/// A search's figures: the answer, its bracket, the knee, what limited it, and the deliveries
+/// per second of the last step that held at the answer (the fan-out's capacity is counted so).
 fn search_figures(r: &Value) -> Value {
+    let at_answer = (r["steps"].as_array().into_iter().flatten())
+        .rev()
+        .find(|s| s["passed"] == true && !r["answer"].is_null() && s["value"] == r["answer"])
+        .map(|s| s["delivered_per_s"].clone());
     json!({
+        "delivered_per_s_at_answer": at_answer,
         "answer": r["answer"],
         "unit": r["unit"],
         "bracket": r["bracket"],

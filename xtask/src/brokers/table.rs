@@ -1,5 +1,9 @@
 //! The comparison as a table: a row per broker, a column per figure.
 
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use fleetbench_report::search::SearchReport;
 use serde_json::Value;
 
 use super::suite::SUITE;
@@ -16,57 +20,114 @@ pub(crate) fn summary(row: &Value) -> String {
         .join("; ")
 }
 
-/// The table in Markdown, with the rows' findings under it.
-pub(crate) fn markdown(results: &Value) -> String {
-    let mut md = String::new();
-    let header: Vec<&str> = ["broker", "version"]
-        .into_iter()
-        .chain(SUITE.iter().map(|i| i.name))
-        .collect();
-    md.push_str(&format!("| {} |\n", header.join(" | ")));
-    md.push_str(&format!("|{}\n", "---|".repeat(header.len())));
-    let rows = results["brokers"].as_array().cloned().unwrap_or_default();
-    for row in &rows {
-        let name = row["broker"].as_str().unwrap_or("?");
-        if let Some(why) = row["unavailable"].as_str() {
-            md.push_str(&format!(
-                "| {name} | not compared: {} |{}\n",
-                why.replace('|', "/"),
-                " |".repeat(SUITE.len())
-            ));
-            continue;
+/// The comparison's cells: a header, a row per broker, and the findings of every row.
+pub(crate) struct Table {
+    pub(crate) header: Vec<String>,
+    pub(crate) rows: Vec<Vec<String>>,
+    pub(crate) notes: Vec<String>,
+}
+
+impl Table {
+    pub(crate) fn of(results: &Value) -> Table {
+        let header = ["broker", "version"]
+            .into_iter()
+            .chain(SUITE.iter().map(|i| i.name))
+            .map(str::to_string)
+            .collect();
+        let brokers = results["brokers"].as_array().cloned().unwrap_or_default();
+        let rows = brokers.iter().map(row_cells).collect();
+        let notes = brokers.iter().flat_map(findings).collect();
+        Table {
+            header,
+            rows,
+            notes,
         }
-        let cells: Vec<String> = SUITE.iter().map(|i| cell(i.name, &row[i.name])).collect();
-        md.push_str(&format!(
-            "| {name} | {} | {} |\n",
-            row["version"].as_str().unwrap_or(""),
-            cells.join(" | ")
-        ));
     }
-    let notes: Vec<String> = rows
-        .iter()
-        .flat_map(|row| {
-            let name = row["broker"].as_str().unwrap_or("?").to_string();
-            let own = (row["findings"].as_array().into_iter().flatten())
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect::<Vec<_>>();
-            let of_runs = SUITE.iter().flat_map(|i| {
-                (row[i.name]["findings"].as_array().into_iter().flatten())
-                    .filter_map(Value::as_str)
-                    .map(move |f| format!("{}: {f}", i.name))
-            });
-            own.into_iter()
-                .chain(of_runs)
-                .map(move |f| format!("- {name}, {f}"))
-        })
-        .collect();
-    if !notes.is_empty() {
-        md.push_str("\nFindings:\n\n");
-        md.push_str(&notes.join("\n"));
-        md.push('\n');
+
+    /// The table in Markdown, with the rows' findings under it.
+    pub(crate) fn markdown(&self) -> String {
+        let line = |cells: &[String]| {
+            let cells: Vec<String> = cells.iter().map(|c| c.replace('|', "/")).collect();
+            format!("| {} |\n", cells.join(" | "))
+        };
+        let mut md = line(&self.header);
+        md.push_str(&format!("|{}\n", "---|".repeat(self.header.len())));
+        for row in &self.rows {
+            md.push_str(&line(row));
+        }
+        if !self.notes.is_empty() {
+            md.push_str("\nFindings:\n\n");
+            for n in &self.notes {
+                md.push_str(&format!("- {n}\n"));
+            }
+        }
+        md
     }
-    md
+}
+
+/// The comparison as one HTML page (`out`/index.html): the table and its findings, then every
+/// search of every broker overlaid (each named by its broker), and each search's steps.
+pub(crate) fn page(table: &Table, results: &Value, out: &Path) -> anyhow::Result<PathBuf> {
+    let mut searches = Vec::new();
+    for row in results["brokers"].as_array().into_iter().flatten() {
+        let name = row["broker"].as_str().unwrap_or("?");
+        for item in SUITE.iter().filter(|i| i.is_search()) {
+            let path = out.join(name).join(format!("{}.json", item.name));
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue; // not compared, or the search left no result: the table says so
+            };
+            let mut search: SearchReport = serde_json::from_str(&text)
+                .with_context(|| format!("reading the search result {}", path.display()))?;
+            search.broker = format!("{name} ({})", item.name);
+            searches.push(search);
+        }
+    }
+    let refs: Vec<&SearchReport> = searches.iter().collect();
+    let kind = if results["quick"] == true {
+        " (--quick: a check of the harness, not a comparison)"
+    } else {
+        ""
+    };
+    let html = fleetbench_report::html::search::render_comparison(
+        &format!("fleetbench: MQTT brokers compared{kind}"),
+        &table.header,
+        &table.rows,
+        &table.notes,
+        &refs,
+    )
+    .context("making the comparison's page")?;
+    let path = out.join("index.html");
+    std::fs::write(&path, html).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// A broker's cells: its name, version and a cell per item (or why it was not compared).
+fn row_cells(row: &Value) -> Vec<String> {
+    let name = row["broker"].as_str().unwrap_or("?").to_string();
+    if let Some(why) = row["unavailable"].as_str() {
+        let mut cells = vec![name, format!("not compared: {why}")];
+        cells.extend(SUITE.iter().map(|_| String::new()));
+        return cells;
+    }
+    let version = row["version"].as_str().unwrap_or("").to_string();
+    [name, version]
+        .into_iter()
+        .chain(SUITE.iter().map(|i| cell(i.name, &row[i.name])))
+        .collect()
+}
+
+/// A row's findings: the broker's own (it exited), then those of its items' reports.
+fn findings(row: &Value) -> Vec<String> {
+    let name = row["broker"].as_str().unwrap_or("?");
+    let own = (row["findings"].as_array().into_iter().flatten())
+        .filter_map(Value::as_str)
+        .map(str::to_string);
+    let of_runs = SUITE.iter().flat_map(|i| {
+        (row[i.name]["findings"].as_array().into_iter().flatten())
+            .filter_map(Value::as_str)
+            .map(move |f| format!("{}: {f}", i.name))
+    });
+    own.chain(of_runs).map(|f| format!("{name}, {f}")).collect()
 }
 
 /// One item's figures in a cell.
@@ -116,8 +177,11 @@ fn search_cell(f: &Value) -> String {
         .map(|b| b.iter().map(number).collect::<Vec<_>>().join(", "))
         .unwrap_or_default();
     let limited = f["limited_by"].as_str().unwrap_or("?");
+    let delivered = f["delivered_per_s_at_answer"]
+        .as_f64()
+        .map_or(String::new(), |d| format!(" ({d:.0} delivered/s)"));
     format!(
-        "{} {} [{bracket}], knee {}, limited by {limited}, {} steps in {:.0} s",
+        "{} {}{delivered} [{bracket}], knee {}, limited by {limited}, {} steps in {:.0} s",
         number(&f["answer"]),
         f["unit"].as_str().unwrap_or(""),
         number(&f["knee"]),

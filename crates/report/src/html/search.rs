@@ -25,12 +25,50 @@ struct Line<'a> {
 
 /// The page of `searches` (two or more are overlaid: two brokers, before and after).
 pub fn render(searches: &[&SearchReport]) -> Result<String, HtmlError> {
-    let mut body = String::new();
     let title = match searches {
         [one] => format!("fleetbench search {} on {}", one.scenario, one.broker),
         _ => format!("fleetbench: {} searches", searches.len()),
     };
-    let _ = write!(body, "<h1>{}</h1>", escape(&title));
+    Ok(page(&title, "", searches))
+}
+
+/// A comparison of brokers as one page: `title`, the table (`header` and `rows`, one per
+/// broker) with `notes` under it, then every search's knee curves overlaid and each search's
+/// steps. Every text is escaped here.
+pub fn render_comparison(
+    title: &str,
+    header: &[String],
+    rows: &[Vec<String>],
+    notes: &[String],
+    searches: &[&SearchReport],
+) -> Result<String, HtmlError> {
+    let mut intro = String::from("<table><tr>");
+    for h in header {
+        let _ = write!(intro, "<th>{}</th>", escape(h));
+    }
+    intro.push_str("</tr>");
+    for row in rows {
+        intro.push_str("<tr>");
+        for cell in row {
+            let _ = write!(intro, "<td class=\"l\">{}</td>", escape(cell));
+        }
+        intro.push_str("</tr>");
+    }
+    intro.push_str("</table>");
+    if !notes.is_empty() {
+        intro.push_str("<ul>");
+        for n in notes {
+            let _ = write!(intro, "<li>{}</li>", escape(n));
+        }
+        intro.push_str("</ul>");
+    }
+    Ok(page(title, &intro, searches))
+}
+
+/// The page: its title, `intro` (HTML made here), the overlaid curves and each search's steps.
+fn page(title: &str, intro: &str, searches: &[&SearchReport]) -> String {
+    let mut body = String::new();
+    let _ = write!(body, "<h1>{}</h1>{intro}", escape(title));
     for (i, s) in searches.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
         let _ = write!(
@@ -41,18 +79,20 @@ pub fn render(searches: &[&SearchReport]) -> Result<String, HtmlError> {
             escape(&s.conclusion)
         );
     }
-    body.push_str(&delivered_chart(searches));
-    body.push_str(&latency_chart(searches));
+    if !searches.is_empty() {
+        body.push_str(&delivered_chart(searches));
+        body.push_str(&latency_chart(searches));
+    }
     for s in searches {
         body.push_str(&table(s));
     }
-    Ok(format!(
+    format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\
          <title>{}</title><style>{STYLE}</style></head><body>{body}\
          <footer>Made by fleetbench. This page is self-contained: it loads nothing.</footer></body></html>",
-        escape(&title)
-    ))
+        escape(title)
+    )
 }
 
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:2em;color:#1f2328}\
@@ -277,4 +317,25 @@ fn table(s: &SearchReport) -> String {
     }
     t.push_str("</table>");
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_comparison_shows_its_table_escaped_even_without_searches() {
+        let header = vec!["broker".to_string(), "connect".to_string()];
+        let rows = vec![vec![
+            "evil<script>".to_string(),
+            "not compared: a & b".to_string(),
+        ]];
+        let notes = vec!["evil, qos2: granted QoS 1 <b>".to_string()];
+        let page = render_comparison("brokers", &header, &rows, &notes, &[]).expect("page");
+        assert!(page.contains("<th>connect</th>"));
+        assert!(page.contains("evil&lt;script&gt;") && !page.contains("evil<script>"));
+        assert!(page.contains("not compared: a &amp; b"));
+        assert!(page.contains("<li>evil, qos2: granted QoS 1 &lt;b&gt;</li>"));
+        assert!(!page.contains("<svg"), "no curves without a search");
+    }
 }
