@@ -164,6 +164,12 @@ impl Connection {
         self.down();
     }
 
+    /// Something handed to the connection has not been written to the socket yet: bytes in
+    /// the write buffer, or publishes waiting behind the in-flight window.
+    pub fn unwritten(&self) -> bool {
+        !self.write.is_empty() || !self.backlog.is_empty()
+    }
+
     /// So many publishes wait that the owner should stop publishing and poll until they
     /// have left (the publish path's back-pressure).
     pub fn backlogged(&self) -> bool {

@@ -145,6 +145,34 @@ async fn a_publish_in_flight_goes_again_with_dup_after_a_reconnect() {
 }
 
 #[tokio::test]
+async fn what_was_handed_over_is_unwritten_until_a_poll_writes_it() {
+    // A device that drops its connection looks at `unwritten` first: a publish handed over in
+    // the same turn is still in the buffer, and a cut now would discard it unsent.
+    let (l, port) = listener().await;
+    let mut conn = Connection::new(settings(port, Version::V4));
+    let broker = tokio::spawn(async move {
+        let mut peer = Peer::accept(&l).await;
+        peer.handshake().await;
+        let Packet::Publish(p) = peer.expect().await else {
+            panic!("expected PUBLISH");
+        };
+        peer.write(Packet::PubAck(v4::PubAck::new(p.pkid))).await;
+        // Kept open until the client has read the PUBACK.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        p.payload
+    });
+    until(&mut conn, |e| matches!(e, Ev::ConnAck { .. })).await;
+    assert!(!conn.unwritten(), "nothing handed over yet");
+    conn.publish("t/1", Qos::AtLeastOnce, false, payload(7), None)
+        .expect("queued");
+    assert!(conn.unwritten(), "handed over, not yet written");
+    until(&mut conn, |e| matches!(e, Ev::Acked(_))).await;
+    assert!(!conn.unwritten(), "written (and acknowledged)");
+    let got = broker.await.expect("the scripted broker got the publish");
+    assert_eq!(&got[..], &payload(7)[..]);
+}
+
+#[tokio::test]
 async fn every_delivery_read_at_once_is_acknowledged_in_order() {
     let (l, port) = listener().await;
     let mut conn = Connection::new(settings(port, Version::V4));

@@ -295,6 +295,20 @@ impl<'a> Device<'a> {
         }
     }
 
+    /// What the device published before its drop leaves before the drop: a device that fell
+    /// behind its schedule (a stalled machine) hands its last message over in the same turn as
+    /// the drop, and cutting the socket then would discard it unwritten, a loss the broker never
+    /// saw. The connection is driven until nothing waits to be written, for at most
+    /// [`FLUSH_BEFORE_DROP`]; a device on time has nothing waiting and drops at once.
+    async fn flush_before_drop(&mut self) {
+        let by = Instant::now() + FLUSH_BEFORE_DROP;
+        while self.connected && self.conn.unwritten() && Instant::now() < by {
+            if self.wait(by, How::Event).await == Wait::Ended {
+                return;
+            }
+        }
+    }
+
     /// The publish window is over: drop the connection (`drop_at`), or wait for the flows still
     /// open, hand over what the device did, stay until the run's drain is over and say goodbye.
     async fn leave(mut self, skipped: u64, done: tokio::sync::oneshot::Sender<DeviceResult>) {
@@ -320,6 +334,7 @@ impl<'a> Device<'a> {
         if let Some(at) = self.spec.drop_at.map(|d| self.w.start + d) {
             // Keep answering until the drop.
             self.wait(at, How::Plain).await;
+            self.flush_before_drop().await;
             if !ctx.end.is_cancelled() {
                 // A power cut: the socket goes away without a DISCONNECT.
                 let dropped = self.connected;
@@ -498,6 +513,10 @@ fn due_before(d: &Device, until: Instant) -> u64 {
 
 /// How long the flows still open get when the run was stopped before the device left.
 const INTERRUPTED_FLOWS: Duration = Duration::from_millis(500);
+
+/// The longest a dropping device drives its connection to write what it published before the
+/// drop (a message due before it, handed over late on a stalled machine).
+const FLUSH_BEFORE_DROP: Duration = Duration::from_millis(200);
 
 /// The shortest time between two wakes of one publisher. Messages due in between are sent
 /// together, each still carrying its own intended time (and counted late if it left more than
