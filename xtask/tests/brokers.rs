@@ -74,6 +74,13 @@ fn quick_suite_compares_embedded_and_mosquitto_and_stops_both() {
         for item in ITEMS {
             let f = &row[item];
             assert!(f["error"].is_null(), "{name} {item}: {f}");
+            // The machine's steal during the item, read from /proc/stat.
+            assert!(
+                f["steal_pct"]
+                    .as_f64()
+                    .is_some_and(|s| (0.0..=100.0).contains(&s)),
+                "{name} {item}: {f}"
+            );
             assert!(
                 dir.path().join(name).join(format!("{item}.json")).is_file(),
                 "{name} {item}: the report is kept"

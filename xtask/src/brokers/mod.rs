@@ -22,12 +22,13 @@ use serde_json::{json, Value};
 
 use crate::{cargo, root};
 use servers::{Kind, Placement};
+pub(crate) use suite::Options;
 
 /// Run the comparison; its exit code (130 when stopped; 1 when a broker could not be compared
 /// or an item left no report).
 pub(crate) fn brokers(
     names: &[String],
-    quick: bool,
+    opts: Options,
     fleetbench: Option<PathBuf>,
     out: Option<PathBuf>,
 ) -> anyhow::Result<i32> {
@@ -65,14 +66,15 @@ pub(crate) fn brokers(
             &fleetbench,
             &place,
             &out.join(kind.name()),
-            quick,
+            &opts,
             &stop,
         );
         eprintln!("  {}", table::summary(&row));
         rows.push(row);
     }
     let results = json!({
-        "quick": quick,
+        "quick": opts.quick,
+        "targets": opts.targets,
         "machine": machine(),
         "placement": { "broker_cores": place.broker, "generator_cores": place.generator },
         "brokers": rows,
@@ -119,7 +121,7 @@ fn compare(
     fleetbench: &Path,
     place: &Placement,
     dir: &Path,
-    quick: bool,
+    opts: &Options,
     stop: &AtomicBool,
 ) -> Value {
     let mut row = json!({ "broker": kind.name() });
@@ -157,7 +159,7 @@ fn compare(
             break;
         }
         eprintln!("  {} ...", item.name);
-        let figures = suite::run_item(item, fleetbench, &broker, place, dir, quick, stop);
+        let figures = suite::run_item(item, fleetbench, &broker, place, dir, opts, stop);
         row[item.name] = figures;
     }
     if let Some(status) = broker.exited() {

@@ -12,6 +12,13 @@ use serde_json::{json, Value};
 use super::servers::{Placement, Running};
 use crate::root;
 
+/// How the suite runs: quick or full searches, and expectations that replace the searches'
+/// own.
+pub(crate) struct Options {
+    pub(crate) quick: bool,
+    pub(crate) targets: Vec<String>,
+}
+
 /// One item of the suite.
 pub(crate) struct Item {
     pub(crate) name: &'static str,
@@ -117,9 +124,10 @@ pub(crate) fn run_item(
     broker: &Running,
     place: &Placement,
     out: &Path,
-    quick: bool,
+    opts: &Options,
     stop: &AtomicBool,
 ) -> Value {
+    let quick = opts.quick;
     let report = out.join(format!("{}.json", item.name));
     let mut cmd = Placement::command(place.generator.as_deref(), fleetbench);
     match &item.how {
@@ -134,6 +142,7 @@ pub(crate) fn run_item(
             cmd.args(["search", "--vary", vary])
                 .args(if quick { *q } else { *full })
                 .args(if quick { QUICK_STEPS } else { &[] })
+                .args(opts.targets.iter().flat_map(|t| ["--target", t.as_str()]))
                 .arg("--broker-pid")
                 .arg(broker.pid().to_string())
                 .arg("--html")
@@ -156,6 +165,7 @@ pub(crate) fn run_item(
                 .map_or(Stdio::null(), Stdio::from),
         );
     let started = Instant::now();
+    let steal_before = steal();
     let code = match wait(cmd, stop) {
         Ok(code) => code,
         Err(e) => return json!({ "error": format!("{e:#}") }),
@@ -169,6 +179,10 @@ pub(crate) fn run_item(
             };
             figures["exit"] = json!(code);
             figures["took_s"] = json!((took * 10.0).round() / 10.0);
+            if let (Some((s0, t0)), Some((s1, t1))) = (steal_before, steal()) {
+                let share = (s1 - s0) as f64 / (t1 - t0).max(1) as f64;
+                figures["steal_pct"] = json!((share * 1000.0).round() / 10.0);
+            }
             figures
         }
         Err(e) => json!({
@@ -203,6 +217,21 @@ fn wait(mut cmd: Command, stop: &AtomicBool) -> anyhow::Result<i32> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The machine's CPU time stolen by its hypervisor and its CPU time in all, in ticks since
+/// boot (/proc/stat; None where there is none). A share of steal during an item says how much
+/// of its latency was the machine's neighbours.
+fn steal() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<u64> = cpu
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is counted in user).
+    let total = ticks.iter().take(8).sum();
+    Some((*ticks.get(7)?, total))
 }
 
 fn read(path: &Path) -> anyhow::Result<Value> {

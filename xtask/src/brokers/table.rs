@@ -22,6 +22,8 @@ pub(crate) fn summary(row: &Value) -> String {
 
 /// The comparison's cells: a header, a row per broker, and the findings of every row.
 pub(crate) struct Table {
+    /// What the table is of: a quick check or a comparison, and the searches' targets.
+    pub(crate) caption: String,
     pub(crate) header: Vec<String>,
     pub(crate) rows: Vec<Vec<String>>,
     pub(crate) notes: Vec<String>,
@@ -38,6 +40,7 @@ impl Table {
         let rows = brokers.iter().map(row_cells).collect();
         let notes = brokers.iter().flat_map(findings).collect();
         Table {
+            caption: caption(results),
             header,
             rows,
             notes,
@@ -50,7 +53,8 @@ impl Table {
             let cells: Vec<String> = cells.iter().map(|c| c.replace('|', "/")).collect();
             format!("| {} |\n", cells.join(" | "))
         };
-        let mut md = line(&self.header);
+        let mut md = format!("{}\n\n", self.caption);
+        md.push_str(&line(&self.header));
         md.push_str(&format!("|{}\n", "---|".repeat(self.header.len())));
         for row in &self.rows {
             md.push_str(&line(row));
@@ -83,13 +87,8 @@ pub(crate) fn page(table: &Table, results: &Value, out: &Path) -> anyhow::Result
         }
     }
     let refs: Vec<&SearchReport> = searches.iter().collect();
-    let kind = if results["quick"] == true {
-        " (--quick: a check of the harness, not a comparison)"
-    } else {
-        ""
-    };
     let html = fleetbench_report::html::search::render_comparison(
-        &format!("fleetbench: MQTT brokers compared{kind}"),
+        &table.caption,
         &table.header,
         &table.rows,
         &table.notes,
@@ -99,6 +98,27 @@ pub(crate) fn page(table: &Table, results: &Value, out: &Path) -> anyhow::Result
     let path = out.join("index.html");
     std::fs::write(&path, html).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
+}
+
+/// What the table is of, in one line.
+fn caption(results: &Value) -> String {
+    let kind = if results["quick"] == true {
+        " (--quick: a check of the harness, not a comparison)"
+    } else {
+        ""
+    };
+    let targets: Vec<&str> = (results["targets"].as_array().into_iter().flatten())
+        .filter_map(Value::as_str)
+        .collect();
+    let targets = if targets.is_empty() {
+        "the scenarios' own targets (p99 from intended <= 10 ms, nothing lost)".to_string()
+    } else {
+        format!(
+            "the targets {} (over the scenarios' own)",
+            targets.join(", ")
+        )
+    };
+    format!("fleetbench: MQTT brokers compared{kind}; searches judged by {targets}")
 }
 
 /// A broker's cells: its name, version and a cell per item (or why it was not compared).
@@ -130,8 +150,16 @@ fn findings(row: &Value) -> Vec<String> {
     own.chain(of_runs).map(|f| format!("{name}, {f}")).collect()
 }
 
-/// One item's figures in a cell.
+/// One item's figures in a cell, with the machine's steal during it where it was read.
 fn cell(item: &str, f: &Value) -> String {
+    let figures = figures(item, f);
+    match f["steal_pct"].as_f64() {
+        Some(steal) => format!("{figures}; steal {steal}%"),
+        None => figures,
+    }
+}
+
+fn figures(item: &str, f: &Value) -> String {
     if f.is_null() {
         return "not run".to_string();
     }
