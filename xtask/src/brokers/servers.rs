@@ -127,11 +127,11 @@ fn mosquitto() -> anyhow::Result<PathBuf> {
     debian(&["/usr/sbin/mosquitto", "/usr/bin/mosquitto"], "mosquitto")
 }
 
-/// RabbitMQ's server script (which execs the Erlang VM), with epmd beside it: found, or
-/// installed with apt-get when this runs as root.
-fn rabbitmq() -> anyhow::Result<PathBuf> {
-    debian(&["/usr/bin/epmd"], "erlang-base")?;
-    debian(&[RABBITMQ_SERVER], "rabbitmq-server")
+/// RabbitMQ's server script (which execs the Erlang VM) and Erlang's port mapper (epmd): found,
+/// or installed with apt-get when this runs as root.
+fn rabbitmq() -> anyhow::Result<(PathBuf, PathBuf)> {
+    let epmd = debian(&["/usr/bin/epmd"], "erlang-base")?;
+    Ok((debian(&[RABBITMQ_SERVER], "rabbitmq-server")?, epmd))
 }
 
 const RABBITMQ_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
@@ -444,13 +444,13 @@ fn rabbitmq_node(
     dir: &Path,
     helpers: &mut Vec<Child>,
 ) -> anyhow::Result<Command> {
-    let server = rabbitmq()?;
+    let (server, epmd) = rabbitmq()?;
     let conf = configure(Kind::Rabbitmq, port, dir)?;
     let plugins = dir.join("enabled_plugins");
     std::fs::write(&plugins, "[rabbitmq_mqtt].\n")
         .with_context(|| format!("writing {}", plugins.display()))?;
     let epmd_port = free_port()?.to_string();
-    let epmd = Command::new("epmd")
+    let epmd = Command::new(epmd)
         .args(["-port", &epmd_port])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
