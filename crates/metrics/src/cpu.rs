@@ -149,10 +149,18 @@ mod tests {
     }
 }
 
-/// The whole machine's busy and total CPU time so far, in the kernel's ticks (the first line of
-/// `/proc/stat`): over an interval their ratio is the share of the machine that was busy, with
-/// every process counted.
-fn machine_ticks() -> Option<(u64, u64, usize)> {
+/// The whole machine's CPU time so far, in the kernel's ticks (the first line of `/proc/stat`):
+/// over an interval, busy / total is the share of the machine that was busy (every process
+/// counted) and steal / total the share its hypervisor gave to other machines.
+#[derive(Debug, Clone, Copy)]
+struct Ticks {
+    busy: u64,
+    steal: u64,
+    total: u64,
+    cpus: usize,
+}
+
+fn machine_ticks() -> Option<Ticks> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let cpus = stat
         .lines()
@@ -168,13 +176,19 @@ fn machine_ticks() -> Option<(u64, u64, usize)> {
     // user nice system idle iowait irq softirq steal (guest time is inside user already)
     let total: u64 = fields.iter().take(8).sum();
     let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
-    Some((total.saturating_sub(idle), total, cpus))
+    let steal = fields.get(7).copied().unwrap_or(0);
+    Some(Ticks {
+        busy: total.saturating_sub(idle),
+        steal,
+        total,
+        cpus,
+    })
 }
 
 /// Measures how busy the whole machine is between its start and a reading.
 #[derive(Debug, Clone, Copy)]
 pub struct MachineLoad {
-    start: Option<(u64, u64, usize)>,
+    start: Option<Ticks>,
 }
 
 impl MachineLoad {
@@ -184,12 +198,40 @@ impl MachineLoad {
         }
     }
 
+    /// The ticks since the start: (then, now, total between), None where /proc/stat is missing
+    /// or no tick passed.
+    fn since(&self) -> Option<(Ticks, Ticks, u64)> {
+        let (then, now) = (self.start?, machine_ticks()?);
+        let total = now.total.checked_sub(then.total).filter(|t| *t > 0)?;
+        Some((then, now, total))
+    }
+
     /// Cores of the machine busy on average since the start; None where /proc/stat is
     /// missing.
     pub fn busy_cores(&self) -> Option<f64> {
-        let (busy0, total0, _) = self.start?;
-        let (busy1, total1, cpus) = machine_ticks()?;
-        let total = total1.checked_sub(total0).filter(|t| *t > 0)?;
-        Some(busy1.saturating_sub(busy0) as f64 / total as f64 * cpus as f64)
+        let (then, now, total) = self.since()?;
+        Some(now.busy.saturating_sub(then.busy) as f64 / total as f64 * now.cpus as f64)
+    }
+
+    /// The share of the machine's CPU time its hypervisor stole since the start (0 on bare
+    /// metal); None where /proc/stat is missing.
+    pub fn steal_share(&self) -> Option<f64> {
+        let (then, now, total) = self.since()?;
+        Some(now.steal.saturating_sub(then.steal) as f64 / total as f64)
+    }
+}
+
+#[cfg(test)]
+mod machine_tests {
+    use super::*;
+
+    #[test]
+    fn the_machines_steal_is_a_share_of_its_time() {
+        let load = MachineLoad::start();
+        std::thread::sleep(Duration::from_millis(300));
+        let steal = load.steal_share().expect("/proc/stat on Linux");
+        assert!((0.0..=1.0).contains(&steal), "{steal}");
+        let busy = load.busy_cores().expect("/proc/stat on Linux");
+        assert!(busy >= 0.0, "{busy}");
     }
 }

@@ -165,7 +165,7 @@ pub(crate) fn run_item(
                 .map_or(Stdio::null(), Stdio::from),
         );
     let started = Instant::now();
-    let steal_before = steal();
+    let machine = fleetbench_metrics::cpu::MachineLoad::start();
     let code = match wait(cmd, stop) {
         Ok(code) => code,
         Err(e) => return json!({ "error": format!("{e:#}") }),
@@ -179,8 +179,8 @@ pub(crate) fn run_item(
             };
             figures["exit"] = json!(code);
             figures["took_s"] = json!((took * 10.0).round() / 10.0);
-            if let (Some((s0, t0)), Some((s1, t1))) = (steal_before, steal()) {
-                let share = (s1 - s0) as f64 / (t1 - t0).max(1) as f64;
+            // The machine's neighbours' share during the item: their load is in its latency.
+            if let Some(share) = machine.steal_share() {
                 figures["steal_pct"] = json!((share * 1000.0).round() / 10.0);
             }
             figures
@@ -217,21 +217,6 @@ fn wait(mut cmd: Command, stop: &AtomicBool) -> anyhow::Result<i32> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// The machine's CPU time stolen by its hypervisor and its CPU time in all, in ticks since
-/// boot (/proc/stat; None where there is none). A share of steal during an item says how much
-/// of its latency was the machine's neighbours.
-fn steal() -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
-    let ticks: Vec<u64> = cpu
-        .split_whitespace()
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal (guest time is counted in user).
-    let total = ticks.iter().take(8).sum();
-    Some((*ticks.get(7)?, total))
 }
 
 fn read(path: &Path) -> anyhow::Result<Value> {
