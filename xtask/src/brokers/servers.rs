@@ -409,20 +409,12 @@ fn command(
             c
         }
         Kind::Rumqttd => {
-            let mut c = Placement::command(cores, &rumqttd()?);
-            c.arg("-q").arg("-c").arg(configure(kind, port, dir)?);
+            let mut c = configured(cores, &rumqttd()?, kind, port, dir)?;
+            c.arg("-q"); // no banner
             c
         }
-        Kind::Mosquitto | Kind::Amqtt => {
-            let program = if kind == Kind::Mosquitto {
-                mosquitto()?
-            } else {
-                amqtt()?
-            };
-            let mut c = Placement::command(cores, &program);
-            c.arg("-c").arg(configure(kind, port, dir)?);
-            c
-        }
+        Kind::Mosquitto => configured(cores, &mosquitto()?, kind, port, dir)?,
+        Kind::Amqtt => configured(cores, &amqtt()?, kind, port, dir)?,
         Kind::Rabbitmq => rabbitmq_node(cores, port, dir, helpers)?,
         Kind::Aedes => {
             let mut c = Placement::command(cores, Path::new("node"));
@@ -432,6 +424,19 @@ fn command(
             c
         }
     })
+}
+
+/// `program -c CONF`, CONF the committed configuration of `kind` for `port`.
+fn configured(
+    cores: Option<&str>,
+    program: &Path,
+    kind: Kind,
+    port: u16,
+    dir: &Path,
+) -> anyhow::Result<Command> {
+    let mut c = Placement::command(cores, program);
+    c.arg("-c").arg(configure(kind, port, dir)?);
+    Ok(c)
 }
 
 /// A RabbitMQ node of its own: its name, epmd (started here, on a port of its own, so that

@@ -221,7 +221,7 @@ fn window(seen: &Seen) -> Judged {
             100.0 * got / due
         ));
     }
-    if let Some(why) = p99_rising(seen.samples, seen.target_p99) {
+    if let Some(why) = backlog_building(seen.samples, seen.target_p99) {
         j.reasons.push(why);
     }
     j
@@ -234,7 +234,7 @@ fn window(seen: &Seen) -> Judged {
 /// at low rates each interval's p99 is a handful of messages), and latency from intended that
 /// climbs while from send does not is the generator's lateness (its own checks judge that).
 /// The step's p99 from intended against the target judges either on its own.
-fn p99_rising(samples: &[Sample], target: Option<Duration>) -> Option<String> {
+fn backlog_building(samples: &[Sample], target: Option<Duration>) -> Option<String> {
     if samples.len() < 6 {
         return None;
     }
